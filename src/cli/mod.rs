@@ -1,0 +1,353 @@
+//! The `cwn` command line: argument parsing, progress display and report printing.
+//!
+//! Library stages do the work; this module only wires files and flags to them and decides how
+//! results are shown (a table for people, JSON for scripts).
+
+mod demo;
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::indicator::{IndicatorSet, Kind, Tlp};
+use crate::ingest::{
+    self, Format, Ingest, IngestError, IngestReport, Reject, SourceOptions, Warninglists,
+};
+
+/// cwn: ingest, compile, match and distribute threat indicators.
+#[derive(Debug, Parser)]
+#[command(name = "cwn", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read indicator sources, normalise them, apply warninglists and report.
+    ///
+    /// Example: cwn ingest --warninglists misp-warninglists/lists feed/ bundle.json blocklist.txt -o indicators.jsonl
+    Ingest(IngestArgs),
+    /// Run the main job on the sample set shipped inside the binary (no arguments needed).
+    Demo(demo::DemoArgs),
+}
+
+/// Source options shared by every command that reads indicators.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Indicator sources: files, MISP feed directories, directories of lists, or `-` for stdin.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+    /// Input format; `auto` decides per source from its content.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// A warninglist `list.json`, or a directory searched recursively for them. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub warninglists: Vec<PathBuf>,
+    /// TLP for indicators whose source carries no label.
+    #[arg(long, value_name = "LEVEL", default_value = "AMBER+STRICT", value_parser = parse_tlp)]
+    pub default_tlp: Tlp,
+    /// CSV: the column that holds the value (a header name or a 0-based index).
+    #[arg(long, value_name = "NAME")]
+    pub column: Option<String>,
+    /// Plain and CSV lists: the kind of every value, instead of guessing it per value.
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
+}
+
+fn parse_tlp(s: &str) -> Result<Tlp, String> {
+    s.parse()
+}
+
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    s.parse()
+}
+
+/// Arguments of `cwn ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Where the indicators come from and how to read them.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Fail (exit 1, write nothing) if any record is invalid or unsupported.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the report as one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write one JSON line per record not accepted (source, record, category, reason).
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+    /// Write the normalised indicators as JSON lines (`-` for stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Ingest(args) => run_ingest(&args),
+        Command::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cwn: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .try_init();
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} ({{per_sec}}, {{eta}} left) {{msg}}"
+        ))
+        .expect("static progress template")
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+/// Loads the warninglists named on the command line.
+pub(crate) fn load_warninglists(paths: &[PathBuf]) -> anyhow::Result<Option<Warninglists>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let mut all = Warninglists::default();
+    for p in paths {
+        let lists = Warninglists::load(p)?;
+        all.extend(lists);
+    }
+    for problem in all.problems() {
+        tracing::warn!("{problem}");
+    }
+    Ok(Some(all))
+}
+
+/// Reads every source through the ingest driver, spreading file parsing over all cores while
+/// folding results in input order.
+pub fn ingest_sources(
+    args: &SourceArgs,
+    warninglists: Option<Warninglists>,
+) -> Result<Ingest, IngestError> {
+    let opts = SourceOptions {
+        format: args.format,
+        default_tlp: args.default_tlp,
+        csv_column: args.column.clone(),
+        kind: args.kind,
+    };
+    let files = ingest::expand_sources(&args.sources, &opts)?;
+    let pb = progress(files.len() as u64, "ingest");
+    let mut driver = Ingest::new(warninglists);
+    // Chunks bound the memory held in parsed-but-not-folded batches.
+    for chunk in files.chunks(64) {
+        let batches: Vec<Result<ingest::Batch, IngestError>> = chunk
+            .par_iter()
+            .map(|f| ingest::read_source(f, &opts))
+            .collect();
+        for b in batches {
+            driver.add(b?);
+            pb.inc(1);
+        }
+        pb.set_message(format!("{} accepted", driver.report().accepted));
+    }
+    pb.finish_and_clear();
+    Ok(driver)
+}
+
+fn run_ingest(args: &IngestArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let warninglists = load_warninglists(&args.source.warninglists)?;
+    let driver = ingest_sources(&args.source, warninglists)?;
+    let (set, report, rejects) = driver.finish();
+    let elapsed = started.elapsed();
+    tracing::info!(
+        accepted = report.accepted,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "ingest done"
+    );
+
+    if let Some(path) = &args.rejects {
+        write_atomically(path, |w| write_rejects(w, &rejects))?;
+    }
+    let failed_strict = args.strict && (report.rejected > 0 || report.unsupported > 0);
+    if !failed_strict && let Some(path) = &args.output {
+        if path.as_os_str() == "-" {
+            let stdout = io::stdout();
+            let mut w = io::BufWriter::new(stdout.lock());
+            write_indicators(&mut w, &set)?;
+            w.flush()?;
+        } else {
+            write_atomically(path, |w| write_indicators(w, &set))?;
+        }
+    }
+    let to_stdout_taken = args.output.as_deref() == Some(Path::new("-"));
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["elapsed_ms"] = serde_json::json!(elapsed.as_millis() as u64);
+        let line = serde_json::to_string(&v)?;
+        if to_stdout_taken {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    } else {
+        let table = format_report(&report, &rejects, elapsed.as_secs_f64());
+        if to_stdout_taken {
+            eprint!("{table}");
+        } else {
+            print!("{table}");
+        }
+    }
+    if failed_strict {
+        eprintln!(
+            "cwn: --strict: {} invalid and {} unsupported record(s); nothing written{}",
+            report.rejected,
+            report.unsupported,
+            if args.rejects.is_some() {
+                " but the rejects file"
+            } else {
+                " (use --rejects FILE to list them)"
+            }
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a file through a temporary file in the same directory and renames it into place, so
+/// that a half-written file never replaces a good one.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> io::Result<()> {
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, f);
+        write(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    Ok(())
+}
+
+fn write_indicators(w: &mut dyn Write, set: &IndicatorSet) -> io::Result<()> {
+    for ind in set.as_slice() {
+        serde_json::to_writer(&mut *w, ind)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn write_rejects(w: &mut dyn Write, rejects: &[Reject]) -> io::Result<()> {
+    for r in rejects {
+        serde_json::to_writer(&mut *w, r)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The human-readable report: totals, a table per kind and TLP, suppressions per list and the
+/// first few rejects.
+pub fn format_report(report: &IngestReport, rejects: &[Reject], seconds: f64) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let total = report.total();
+    let _ = writeln!(
+        s,
+        "read {total} record(s) from {} file(s) in {seconds:.2} s",
+        report.files
+    );
+    let rows = [
+        ("accepted", report.accepted),
+        ("rejected (invalid)", report.rejected),
+        ("unsupported", report.unsupported),
+        ("skipped", report.skipped),
+        ("suppressed", report.suppressed),
+        ("duplicates", report.duplicates),
+    ];
+    for (name, n) in rows {
+        let _ = writeln!(s, "  {name:<20} {n:>10}");
+    }
+    if !report.by_kind.is_empty() {
+        let _ = writeln!(s, "\naccepted by kind:");
+        for (k, n) in &report.by_kind {
+            let _ = writeln!(s, "  {:<20} {n:>10}", k.name());
+        }
+        let _ = writeln!(s, "\naccepted by TLP:");
+        for (t, n) in &report.by_tlp {
+            let _ = writeln!(s, "  {:<20} {n:>10}", t.to_string());
+        }
+    }
+    if !report.suppressed_by_list.is_empty() {
+        let _ = writeln!(s, "\nsuppressed by warninglist:");
+        let mut lists: Vec<_> = report.suppressed_by_list.iter().collect();
+        lists.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (l, n) in lists {
+            let _ = writeln!(s, "  {n:>10}  {l}");
+        }
+    }
+    if !report.normalized.is_empty() {
+        let _ = writeln!(s, "\nnormalised on the way:");
+        for (what, n) in &report.normalized {
+            let _ = writeln!(s, "  {n:>10}  {what}");
+        }
+    }
+    let bad: Vec<_> = rejects
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.category,
+                ingest::Category::Invalid | ingest::Category::Unsupported
+            )
+        })
+        .collect();
+    if !bad.is_empty() {
+        let _ = writeln!(s, "\nfirst rejects (all with --rejects FILE):");
+        for r in bad.iter().take(10) {
+            let _ = writeln!(s, "  {}: {}: {}: {}", r.source, r.record, r.category, r.reason);
+        }
+    }
+    s
+}

@@ -1,0 +1,37 @@
+//! # cwn — the indicator engine of the Cyberweerbaarheidsnetwerk
+//!
+//! cwn moves threat indicators from the people who know them (the NCSC, national CERTs, the
+//! National Detection Network) to the people who need them, and evidence of attacks from the
+//! partners who see it to the organisations that are hit. Data flows one way:
+//!
+//! ```text
+//! MISP / STIX 2.1 / lists ──ingest──▶ IndicatorSet ──compile──▶ CompiledIndex ══match══▶ Hits ──route──▶ Notifications
+//! ```
+//!
+//! - [`indicator`]: the model ([`Indicator`](indicator::Indicator), [`Kind`](indicator::Kind),
+//!   [`Tlp`](indicator::Tlp)) and the normalisation shared by indicators and telemetry;
+//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists.
+//!
+//! ```
+//! use cwn::indicator::{normalize, Kind};
+//!
+//! let n = normalize::guess("hxxps://Bad-Login[.]Example[.]com:443/owa/./auth.php#x").unwrap();
+//! assert_eq!(n.kind, Kind::Url);
+//! assert_eq!(n.value, "https://bad-login.example.com/owa/auth.php");
+//! ```
+
+pub mod cli;
+pub mod indicator;
+pub mod ingest;
+
+#[cfg(test)]
+mod testoibits {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        assert_send_sync::<crate::indicator::IndicatorSet>();
+        assert_send_sync::<crate::ingest::Warninglists>();
+        assert_send_sync::<crate::ingest::Batch>();
+    }
+}

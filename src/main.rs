@@ -1,0 +1,5 @@
+//! The `cwn` command-line tool; see `cwn --help`.
+
+fn main() -> std::process::ExitCode {
+    cwn::cli::main()
+}
