@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rayon::prelude::*;
 
 use crate::indicator::{IndicatorSet, Kind, Tlp};
 use crate::ingest::{
@@ -163,18 +162,12 @@ pub fn ingest_sources(
     let files = ingest::expand_sources(&args.sources, &opts)?;
     let pb = progress(files.len() as u64, "ingest");
     let mut driver = Ingest::new(warninglists);
-    // Chunks bound the memory held in parsed-but-not-folded batches.
-    for chunk in files.chunks(64) {
-        let batches: Vec<Result<ingest::Batch, IngestError>> = chunk
-            .par_iter()
-            .map(|f| ingest::read_source(f, &opts))
-            .collect();
-        for b in batches {
-            driver.add(b?);
-            pb.inc(1);
+    ingest::read_all(&files, &opts, &mut driver, |d| {
+        pb.inc(1);
+        if pb.position() % 64 == 0 {
+            pb.set_message(format!("{} accepted", d.report().accepted));
         }
-        pb.set_message(format!("{} accepted", driver.report().accepted));
-    }
+    })?;
     pb.finish_and_clear();
     Ok(driver)
 }
@@ -346,7 +339,11 @@ pub fn format_report(report: &IngestReport, rejects: &[Reject], seconds: f64) ->
     if !bad.is_empty() {
         let _ = writeln!(s, "\nfirst rejects (all with --rejects FILE):");
         for r in bad.iter().take(10) {
-            let _ = writeln!(s, "  {}: {}: {}: {}", r.source, r.record, r.category, r.reason);
+            let _ = writeln!(
+                s,
+                "  {}: {}: {}: {}",
+                r.source, r.record, r.category, r.reason
+            );
         }
     }
     s

@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 /// Ordinal of an indicator inside one [`IndicatorSet`] (and later inside one compiled index).
 ///
 /// A `u32` keeps per-hit and per-bitmap costs low; 4 billion indicators is far beyond any feed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct IndicatorId(u32);
 
@@ -169,7 +171,12 @@ impl Kind {
             Kind::Url | Kind::UrlSubstring => &["url", "uri", "link"],
             Kind::Uri => &["uri", "url"],
             Kind::UserAgent => &["user-agent"],
-            Kind::Md5 => &["md5", "filename|md5", "malware-sample", "x509-fingerprint-md5"],
+            Kind::Md5 => &[
+                "md5",
+                "filename|md5",
+                "malware-sample",
+                "x509-fingerprint-md5",
+            ],
             Kind::Sha1 => &["sha1", "filename|sha1", "x509-fingerprint-sha1"],
             Kind::Sha256 => &["sha256", "filename|sha256", "x509-fingerprint-sha256"],
             Kind::Sha512 => &["sha512", "filename|sha512"],
@@ -245,7 +252,13 @@ pub enum Tlp {
 
 impl Tlp {
     /// Every level, least restrictive first.
-    pub const ALL: [Tlp; 5] = [Tlp::Clear, Tlp::Green, Tlp::Amber, Tlp::AmberStrict, Tlp::Red];
+    pub const ALL: [Tlp; 5] = [
+        Tlp::Clear,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
 
     /// The label as FIRST writes it, without the `TLP:` prefix (`AMBER+STRICT`).
     pub const fn name(self) -> &'static str {
@@ -423,7 +436,12 @@ impl Indicator {
 #[derive(Clone, Debug, Default)]
 pub struct IndicatorSet {
     indicators: Vec<Indicator>,
-    seen: HashMap<(Arc<str>, Kind, String), IndicatorId>,
+    // De-duplication by a 64-bit hash of `(source, kind, value)` rather than the key itself:
+    // at 1.8 M indicators a copy of every value would double the set's memory. A different
+    // key on an occupied hash goes to `overflow`, so collisions never merge distinct values.
+    seen: HashMap<u64, IndicatorId>,
+    overflow: HashMap<(Arc<str>, Kind, String), IndicatorId>,
+    hasher: std::hash::RandomState,
 }
 
 impl IndicatorSet {
@@ -434,18 +452,39 @@ impl IndicatorSet {
 
     /// Adds an indicator; returns its id, or `Err` with the id of the indicator it duplicates.
     pub fn insert(&mut self, indicator: Indicator) -> Result<IndicatorId, IndicatorId> {
-        let key = (
-            Arc::clone(&indicator.source),
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one((
+            indicator.source.as_ref(),
             indicator.kind,
-            indicator.value.clone(),
-        );
-        if let Some(&existing) = self.seen.get(&key) {
-            return Err(existing);
-        }
+            indicator.value.as_str(),
+        ));
         let id = IndicatorId::new(
             u32::try_from(self.indicators.len()).expect("more than u32::MAX indicators in one set"),
         );
-        self.seen.insert(key, id);
+        match self.seen.entry(h) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let existing = *o.get();
+                let other = &self.indicators[existing.as_usize()];
+                if other.source == indicator.source
+                    && other.kind == indicator.kind
+                    && other.value == indicator.value
+                {
+                    return Err(existing);
+                }
+                let key = (
+                    Arc::clone(&indicator.source),
+                    indicator.kind,
+                    indicator.value.clone(),
+                );
+                if let Some(&existing) = self.overflow.get(&key) {
+                    return Err(existing);
+                }
+                self.overflow.insert(key, id);
+            }
+        }
         self.indicators.push(indicator);
         Ok(id)
     }
@@ -551,15 +590,33 @@ mod tests {
         let other: Arc<str> = Arc::from("other");
         let mut set = IndicatorSet::new();
         let a = set
-            .insert(Indicator::new("1", Kind::Domain, "example.com", src.clone(), Tlp::Green))
+            .insert(Indicator::new(
+                "1",
+                Kind::Domain,
+                "example.com",
+                src.clone(),
+                Tlp::Green,
+            ))
             .unwrap();
         assert_eq!(
-            set.insert(Indicator::new("2", Kind::Domain, "example.com", src, Tlp::Green)),
+            set.insert(Indicator::new(
+                "2",
+                Kind::Domain,
+                "example.com",
+                src,
+                Tlp::Green
+            )),
             Err(a)
         );
         assert!(
-            set.insert(Indicator::new("3", Kind::Domain, "example.com", other, Tlp::Green))
-                .is_ok()
+            set.insert(Indicator::new(
+                "3",
+                Kind::Domain,
+                "example.com",
+                other,
+                Tlp::Green
+            ))
+            .is_ok()
         );
         assert!(
             set.insert(Indicator::new(

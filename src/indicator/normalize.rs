@@ -41,7 +41,9 @@ pub enum NormalizeError {
         reason: String,
     },
     /// A network so wide that matching it would flood recipients.
-    #[error("network {0} is too broad to be an indicator (shortest accepted: /{MIN_PREFIX_V4} IPv4, /{MIN_PREFIX_V6} IPv6)")]
+    #[error(
+        "network {0} is too broad to be an indicator (shortest accepted: /{MIN_PREFIX_V4} IPv4, /{MIN_PREFIX_V6} IPv6)"
+    )]
     TooBroad(IpNet),
     /// The value is a pattern (regular expression or glob), not a literal.
     #[error("`{0}` looks like a pattern, not a literal value; lists hold literal values")]
@@ -266,7 +268,11 @@ pub fn ip_or_cidr(raw: &str) -> Result<Normalized, NormalizeError> {
     Ok(match ip(s)? {
         IpAddr::V4(a) => {
             let n = Normalized::new(Kind::Ipv4, a.to_string());
-            if mapped { n.note(Note::MappedToIpv4) } else { n }
+            if mapped {
+                n.note(Note::MappedToIpv4)
+            } else {
+                n
+            }
         }
         IpAddr::V6(a) => Normalized::new(Kind::Ipv6, a.to_string()),
     })
@@ -326,7 +332,10 @@ pub fn ip_port(raw: &str) -> Result<Normalized, NormalizeError> {
 /// Splits a canonical `ip:port` value back into its parts.
 pub fn split_ip_port(value: &str) -> Option<(IpAddr, u16)> {
     let (a, p) = value.rsplit_once(':')?;
-    let a = a.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(a);
+    let a = a
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(a);
     Some((a.parse().ok()?, p.parse().ok()?))
 }
 
@@ -472,7 +481,7 @@ pub fn percent_decode_all(input: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < input.len() {
         if input[i] == b'%'
-            && i + 2 < input.len() + 0
+            && i + 2 < input.len()
             && let (Some(h), Some(l)) = (hex_val(input[i + 1]), hex_val(input[i + 2]))
         {
             out.push(h << 4 | l);
@@ -493,7 +502,7 @@ fn normalize_escapes(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && i + 2 < b.len() + 0
+            && i + 2 < b.len()
             && let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2]))
         {
             let c = h << 4 | l;
@@ -743,10 +752,20 @@ fn guess_refanged(s: &str) -> Result<Normalized, NormalizeError> {
         return Ok(Normalized::new(Kind::Url, url(s)?.k1()));
     }
     if b[0] == b'/' {
-        if looks_like_pattern(s) {
+        // A request path is matched as a literal substring: `*`, `(`, `$` are ordinary
+        // characters in paths (`/(null).armv4` is a real Mirai download path).
+        return Ok(Normalized::new(Kind::Uri, s.to_string()));
+    }
+    // `.example.com` and `*.example.com`: "this domain and everything below it", which is
+    // what the domain kind means.
+    if let Some(rest) = s.strip_prefix("*.").or_else(|| s.strip_prefix('.'))
+        && !rest.starts_with('.')
+        && !rest.contains(['/', '@', ':'])
+    {
+        if looks_like_pattern(rest) {
             return Err(NormalizeError::Pattern(s.to_string()));
         }
-        return Ok(Normalized::new(Kind::Uri, s.to_string()));
+        return Ok(Normalized::new(Kind::Domain, domain(rest)?));
     }
     // `[v6]:port`
     if b[0] == b'[' {
@@ -759,7 +778,9 @@ fn guess_refanged(s: &str) -> Result<Normalized, NormalizeError> {
         .all(|c| c.is_ascii_hexdigit() || matches!(c, b'.' | b':'));
     if all_ipish && !host_part.is_empty() {
         let colons = memchr::memchr_iter(b':', host_part.as_bytes()).count();
-        let is_v4ish = host_part.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b':'));
+        let is_v4ish = host_part
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b':'));
         if is_v4ish && host_part.contains('.') {
             match (colons, first_slash.map(|i| b[i])) {
                 (0, None) => return ip_or_cidr(s),
@@ -768,10 +789,7 @@ fn guess_refanged(s: &str) -> Result<Normalized, NormalizeError> {
                 }
                 (1, None) => return ip_port(s),
                 (n, None) if n > 1 => {
-                    return Err(invalid(
-                        "ip:port",
-                        format!("`{s}` has more than one `:`"),
-                    ));
+                    return Err(invalid("ip:port", format!("`{s}` has more than one `:`")));
                 }
                 _ => {}
             }
@@ -851,10 +869,20 @@ mod tests {
     #[test]
     fn ips_strict_and_mapped() {
         assert_eq!(ip("198.51.100.23").unwrap().to_string(), "198.51.100.23");
-        assert_eq!(ip("::ffff:198.51.100.23").unwrap().to_string(), "198.51.100.23");
+        assert_eq!(
+            ip("::ffff:198.51.100.23").unwrap().to_string(),
+            "198.51.100.23"
+        );
         assert_eq!(ip("2001:0DB8::0001").unwrap().to_string(), "2001:db8::1");
         assert_eq!(ip("fe80::1%eth0").unwrap().to_string(), "fe80::1");
-        for bad in ["192.000.002.023", "256.1.1.1", "1.2.3", "1.2.3.4.5", "", "x"] {
+        for bad in [
+            "192.000.002.023",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "",
+            "x",
+        ] {
             assert!(ip(bad).is_err(), "{bad}");
         }
     }
@@ -866,12 +894,18 @@ mod tests {
         assert_eq!(n.kind, Kind::Cidr);
         assert_eq!(n.notes, vec![Note::HostBitsCleared]);
         let host = cidr("198.51.100.23/32").unwrap();
-        assert_eq!((host.kind, host.value.as_str()), (Kind::Ipv4, "198.51.100.23"));
+        assert_eq!(
+            (host.kind, host.value.as_str()),
+            (Kind::Ipv4, "198.51.100.23")
+        );
         let v6 = cidr("2001:DB8:bad::/48").unwrap();
         assert_eq!(v6.value, "2001:db8:bad::/48");
         let mapped = cidr("::ffff:198.51.100.0/120").unwrap();
         assert_eq!(mapped.value, "198.51.100.0/24");
-        assert!(matches!(cidr("10.0.0.0/4"), Err(NormalizeError::TooBroad(_))));
+        assert!(matches!(
+            cidr("10.0.0.0/4"),
+            Err(NormalizeError::TooBroad(_))
+        ));
         assert!(cidr("10.0.0.0/33").is_err());
         assert!(cidr("10.0.0.0/").is_err());
     }
@@ -887,7 +921,13 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(ip_port(input).unwrap().value, want, "{input}");
         }
-        for bad in ["1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4", "[::1]80", "1.2.3.0/24:80"] {
+        for bad in [
+            "1.2.3.4:0",
+            "1.2.3.4:65536",
+            "1.2.3.4",
+            "[::1]80",
+            "1.2.3.0/24:80",
+        ] {
             assert!(ip_port(bad).is_err(), "{bad}");
         }
         assert_eq!(
@@ -907,7 +947,14 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(domain(input).unwrap(), want, "{input}");
         }
-        for bad in ["com", "a..b", ".", "a b.com", &"a".repeat(64), "exa$mple.com"] {
+        for bad in [
+            "com",
+            "a..b",
+            ".",
+            "a b.com",
+            &"a".repeat(64),
+            "exa$mple.com",
+        ] {
             assert!(domain(bad).is_err(), "{bad}");
         }
     }
@@ -928,10 +975,16 @@ mod tests {
                 "https://files.example.org/get?name=o'brien.zip",
                 "https://files.example.org/get?name=o%27brien.zip",
             ),
-            ("http://example.com@evil.test/login", "http://evil.test/login"),
+            (
+                "http://example.com@evil.test/login",
+                "http://evil.test/login",
+            ),
             ("http://0xc6.51.100.23/x", "http://198.51.100.23/x"),
             ("http://3325256727/x", "http://198.51.100.23/x"),
-            ("http://[2001:0DB8::0001]:80/a/../b", "http://[2001:db8::1]/b"),
+            (
+                "http://[2001:0DB8::0001]:80/a/../b",
+                "http://[2001:db8::1]/b",
+            ),
             ("http://example.com/a%2fb", "http://example.com/a%2Fb"),
         ];
         for (input, want) in cases {
@@ -952,7 +1005,11 @@ mod tests {
             "d41d8cd98f00b204e9800998ecf8427e"
         );
         assert_eq!(
-            hash(Kind::Sha1, "AF:FA:D9:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:59:90").unwrap(),
+            hash(
+                Kind::Sha1,
+                "AF:FA:D9:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:59:90"
+            )
+            .unwrap(),
             "affad900000000000000000000000000000059 90".replace(' ', "")
         );
         assert!(hash(Kind::Sha256, "f00").is_err());
@@ -988,6 +1045,9 @@ mod tests {
                 "http://apshenyihl.com/include/arc.speclist.class.php",
             ),
             ("/add_outstuk.php", Kind::Uri, "/add_outstuk.php"),
+            ("/(null).armv4", Kind::Uri, "/(null).armv4"),
+            (".co.at.lv", Kind::Domain, "co.at.lv"),
+            ("*.evil.example", Kind::Domain, "evil.example"),
             (
                 "hxxp://evil[.]example[.]com/x",
                 Kind::Url,
@@ -995,7 +1055,11 @@ mod tests {
             ),
             ("2001:db8::10", Kind::Ipv6, "2001:db8::10"),
             // UTS #46 (what browsers resolve) accepts U+00AC, so the name is live in punycode.
-            ("support\u{ac}forum.org", Kind::Domain, "xn--supportforum-tqa.org"),
+            (
+                "support\u{ac}forum.org",
+                Kind::Domain,
+                "xn--supportforum-tqa.org",
+            ),
             ("2001:db8::/32", Kind::Cidr, "2001:db8::/32"),
             (
                 "d41d8cd98f00b204e9800998ecf8427e",
@@ -1013,6 +1077,7 @@ mod tests {
             "backdates[0-9]{1,2}\\.(com|net)",
             "161.35.41.9:53:53",
             "vh[0-9]{6}\\.eurodir\\.ru",
+            ".reporttask",
         ] {
             assert!(guess(bad).is_err(), "{bad}");
         }

@@ -16,5 +16,10 @@ pub fn feed_event_files(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
 
 /// Parses a MISP event document, a `response` list of them, or a JSON array of events.
 pub fn parse_events(_bytes: &[u8], file: &Arc<str>, _opts: &SourceOptions, out: &mut Batch) {
-    out.reject(file, "file", Category::Unsupported, "MISP reader not yet built");
+    out.reject(
+        file,
+        "file",
+        Category::Unsupported,
+        "MISP reader not yet built",
+    );
 }

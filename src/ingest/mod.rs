@@ -76,15 +76,54 @@ pub struct Reject {
     pub reason: String,
 }
 
+/// How a record is named in reports: a line number, or the id the source gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// The 1-based line of a list or CSV file.
+    Line(u64),
+    /// A MISP attribute uuid, a STIX indicator id, or another name.
+    Named(String),
+}
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Record::Line(n) => write!(f, "line {n}"),
+            Record::Named(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<String> for Record {
+    fn from(s: String) -> Self {
+        Record::Named(s)
+    }
+}
+
+impl From<&str> for Record {
+    fn from(s: &str) -> Self {
+        Record::Named(s.to_string())
+    }
+}
+
+impl From<&String> for Record {
+    fn from(s: &String) -> Self {
+        Record::Named(s.clone())
+    }
+}
+
 /// One outcome of reading a record.
+// Nearly every item is an indicator, so boxing the large variant would add an allocation per
+// item to save space only on the rare rejects.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Item {
     /// A normalised indicator, ready for warninglists and de-duplication.
     Indicator {
         /// The file it came from (for reports).
         file: Arc<str>,
-        /// Its record name (uuid, STIX id or `line N`), for reports.
-        record: String,
+        /// Its record name (uuid, STIX id or line), for reports.
+        record: Record,
         /// The indicator.
         indicator: Indicator,
         /// What normalisation changed.
@@ -108,7 +147,13 @@ impl Batch {
     }
 
     /// Adds an indicator.
-    pub fn accept(&mut self, file: &Arc<str>, record: impl Into<String>, indicator: Indicator, notes: Vec<Note>) {
+    pub fn accept(
+        &mut self,
+        file: &Arc<str>,
+        record: impl Into<Record>,
+        indicator: Indicator,
+        notes: Vec<Note>,
+    ) {
         self.items.push(Item::Indicator {
             file: Arc::clone(file),
             record: record.into(),
@@ -121,13 +166,13 @@ impl Batch {
     pub fn reject(
         &mut self,
         file: &str,
-        record: impl Into<String>,
+        record: impl Into<Record>,
         category: Category,
         reason: impl Into<String>,
     ) {
         self.items.push(Item::Rejected(Reject {
             source: file.to_string(),
-            record: record.into(),
+            record: record.into().to_string(),
             category,
             reason: reason.into(),
         }));
@@ -311,7 +356,9 @@ pub fn detect(path: &Path) -> io::Result<Detected> {
         });
     }
     let mut head = Vec::with_capacity(4096);
-    fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
+    fs::File::open(path)?
+        .take(64 * 1024)
+        .read_to_end(&mut head)?;
     Ok(detect_bytes(&path.to_string_lossy(), &head))
 }
 
@@ -398,7 +445,10 @@ pub struct SourceFile {
 
 /// Expands the command-line sources into files: a MISP feed directory into its events, another
 /// directory into every file below it, `-` into standard input.
-pub fn expand_sources(sources: &[PathBuf], opts: &SourceOptions) -> Result<Vec<SourceFile>, IngestError> {
+pub fn expand_sources(
+    sources: &[PathBuf],
+    opts: &SourceOptions,
+) -> Result<Vec<SourceFile>, IngestError> {
     let mut out = Vec::new();
     for src in sources {
         if src.as_os_str() == "-" {
@@ -489,6 +539,28 @@ pub fn read_source(src: &SourceFile, opts: &SourceOptions) -> Result<Batch, Inge
     Ok(parse_bytes(src.detected, &src.name, &bytes, opts))
 }
 
+/// Reads every file into `driver`, parsing up to `chunk` files at a time in parallel (rayon)
+/// and folding their batches in input order, so that results are the same whatever the
+/// number of threads. `on_file` is called after each file is folded (for progress).
+pub fn read_all(
+    files: &[SourceFile],
+    opts: &SourceOptions,
+    driver: &mut Ingest,
+    mut on_file: impl FnMut(&Ingest),
+) -> Result<(), IngestError> {
+    use rayon::prelude::*;
+    // Chunks bound the memory held in parsed-but-not-folded batches.
+    for chunk in files.chunks(64) {
+        let batches: Vec<Result<Batch, IngestError>> =
+            chunk.par_iter().map(|f| read_source(f, opts)).collect();
+        for b in batches {
+            driver.add(b?);
+            on_file(driver);
+        }
+    }
+    Ok(())
+}
+
 /// The ingest driver: folds parser batches into an [`IndicatorSet`], applying warninglists and
 /// de-duplication, and keeps the report and the list of rejects.
 #[derive(Debug, Default)]
@@ -529,7 +601,7 @@ impl Ingest {
         self.rejects.push(r);
     }
 
-    fn offer(&mut self, file: &str, record: String, indicator: Indicator, notes: &[Note]) {
+    fn offer(&mut self, file: &str, record: Record, indicator: Indicator, notes: &[Note]) {
         if let Some(wl) = &self.warninglists
             && let Some(hit) = wl.check(&indicator)
         {
@@ -541,7 +613,7 @@ impl Ingest {
             );
             self.reject(Reject {
                 source: file.to_string(),
-                record,
+                record: record.to_string(),
                 category: Category::Suppressed,
                 reason,
             });
@@ -558,12 +630,18 @@ impl Ingest {
                 }
             }
             Err(first) => {
-                let first = self.set.get(first).map(|i| i.id.clone()).unwrap_or_default();
+                let first = self
+                    .set
+                    .get(first)
+                    .map(|i| i.id.clone())
+                    .unwrap_or_default();
                 self.reject(Reject {
                     source: file.to_string(),
-                    record,
+                    record: record.to_string(),
                     category: Category::Duplicate,
-                    reason: format!("{kind} `{value}` was already given by `{first}` of the same source"),
+                    reason: format!(
+                        "{kind} `{value}` was already given by `{first}` of the same source"
+                    ),
                 });
             }
         }
@@ -597,9 +675,17 @@ mod tests {
     #[test]
     fn detects_formats_from_content() {
         let cases: [(&str, &[u8], Detected); 6] = [
-            ("a.json", br#"{"type": "bundle", "id": "bundle--1"}"#, Detected::Stix),
+            (
+                "a.json",
+                br#"{"type": "bundle", "id": "bundle--1"}"#,
+                Detected::Stix,
+            ),
             ("a.json", br#"{"Event": {"uuid": "x"}}"#, Detected::Misp),
-            ("a.json", br#"{"response": [{"Event": {}}]}"#, Detected::Misp),
+            (
+                "a.json",
+                br#"{"response": [{"Event": {}}]}"#,
+                Detected::Misp,
+            ),
             ("x.csv", b"value,comment\n1.2.3.4,x\n", Detected::Csv),
             ("x.txt", b"# c\nexample.com\n", Detected::Plain),
             ("x", b"  \n{\"type\":\"bundle\"}", Detected::Stix),

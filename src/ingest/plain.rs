@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::indicator::normalize::{self, NormalizeError, Normalized};
 use crate::indicator::{Indicator, Kind, Tlp};
 
-use super::{Batch, Category, SourceOptions};
+use super::{Batch, Category, Record, SourceOptions};
 
 /// The category a normalisation failure is counted in.
 pub(crate) fn category_of(e: &NormalizeError) -> Category {
@@ -64,7 +64,7 @@ pub fn parse_plain(
             Err(e) => {
                 out.reject(
                     file,
-                    format!("line {line_no}"),
+                    Record::Line(line_no as u64),
                     Category::Invalid,
                     format!("not valid UTF-8 (byte {})", e.valid_up_to()),
                 );
@@ -85,11 +85,11 @@ pub fn parse_plain(
                     opts.default_tlp,
                 );
                 ind.defanged = n.notes.contains(&normalize::Note::Refanged);
-                out.accept(file, format!("line {line_no}"), ind, n.notes);
+                out.accept(file, Record::Line(line_no as u64), ind, n.notes);
             }
             Err(e) => out.reject(
                 file,
-                format!("line {line_no}"),
+                Record::Line(line_no as u64),
                 category_of(&e),
                 format!("`{}`: {e}", shorten(value)),
             ),
@@ -128,7 +128,12 @@ pub fn parse_csv(bytes: &[u8], file: &Arc<str>, opts: &SourceOptions, out: &mut 
     let headers = match rdr.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => {
-            out.reject(file, "line 1", Category::Invalid, format!("CSV header: {e}"));
+            out.reject(
+                file,
+                "line 1",
+                Category::Invalid,
+                format!("CSV header: {e}"),
+            );
             return;
         }
     };
@@ -161,16 +166,24 @@ pub fn parse_csv(bytes: &[u8], file: &Arc<str>, opts: &SourceOptions, out: &mut 
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                out.reject(file, format!("line {line_no}"), Category::Invalid, e.to_string());
+                out.reject(
+                    file,
+                    Record::Line(line_no),
+                    Category::Invalid,
+                    e.to_string(),
+                );
                 // A CSV error other than a bad record (I/O) cannot be skipped past.
-                if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }) {
+                if !matches!(
+                    e.kind(),
+                    csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }
+                ) {
                     break;
                 }
                 continue;
             }
         }
         let line_no = record.position().map_or(line_no, |p| p.line());
-        let rec_name = format!("line {line_no}");
+        let rec_name = Record::Line(line_no);
         let field = |i: Option<usize>| -> Result<Option<&str>, String> {
             match i.and_then(|i| record.get(i)) {
                 None => Ok(None),
@@ -182,7 +195,12 @@ pub fn parse_csv(bytes: &[u8], file: &Arc<str>, opts: &SourceOptions, out: &mut 
         let value = match field(Some(col)) {
             Ok(Some(v)) if !v.is_empty() => v,
             Ok(_) => {
-                out.reject(file, rec_name, Category::Invalid, format!("column `{}` is empty", names[col]));
+                out.reject(
+                    file,
+                    rec_name,
+                    Category::Invalid,
+                    format!("column `{}` is empty", names[col]),
+                );
                 continue;
             }
             Err(e) => {
@@ -240,7 +258,13 @@ mod tests {
 
     fn run_plain(text: &[u8]) -> Batch {
         let mut b = Batch::new();
-        parse_plain(text, &Arc::from("t.txt"), "t", &SourceOptions::default(), &mut b);
+        parse_plain(
+            text,
+            &Arc::from("t.txt"),
+            "t",
+            &SourceOptions::default(),
+            &mut b,
+        );
         b
     }
 
@@ -253,7 +277,9 @@ mod tests {
             .items
             .iter()
             .map(|i| match i {
-                Item::Indicator { indicator, .. } => (indicator.id.clone(), indicator.value.clone()),
+                Item::Indicator { indicator, .. } => {
+                    (indicator.id.clone(), indicator.value.clone())
+                }
                 Item::Rejected(r) => panic!("unexpected reject {r:?}"),
             })
             .collect();
@@ -269,7 +295,9 @@ mod tests {
 
     #[test]
     fn bad_lines_are_reported_with_line_numbers() {
-        let b = run_plain(b"ok.example.com\n\xff\xfe\nbackdates[0-9]{1,2}\\.(com|net)\n1.2.3.4:99999\n");
+        let b = run_plain(
+            b"ok.example.com\n\xff\xfe\nbackdates[0-9]{1,2}\\.(com|net)\n1.2.3.4:99999\n",
+        );
         let rejects: Vec<_> = b
             .items
             .iter()
@@ -300,9 +328,13 @@ mod tests {
         let mut got = Vec::new();
         for i in &b.items {
             match i {
-                Item::Indicator { indicator, record, .. } => {
-                    got.push(format!("{record} {} {}", indicator.value, indicator.tlp.name()))
-                }
+                Item::Indicator {
+                    indicator, record, ..
+                } => got.push(format!(
+                    "{record} {} {}",
+                    indicator.value,
+                    indicator.tlp.name()
+                )),
                 Item::Rejected(r) => got.push(format!("{} {}", r.record, r.category)),
             }
         }
@@ -324,6 +356,8 @@ mod tests {
             ..Default::default()
         };
         parse_csv(b"a,b\n1,2\n", &Arc::from("l.csv"), &opts, &mut b);
-        assert!(matches!(&b.items[..], [Item::Rejected(r)] if r.reason.contains("no column `nope`")));
+        assert!(
+            matches!(&b.items[..], [Item::Rejected(r)] if r.reason.contains("no column `nope`"))
+        );
     }
 }

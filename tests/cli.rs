@@ -1,0 +1,187 @@
+//! The `cwn` binary's contracts: flags, exit codes, and the fields scripts read.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::util;
+
+fn cwn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(args)
+        .output()
+        .expect("run cwn")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+const LIST: &str = "# a list\nevil.example.com\nhxxp://bad[.]example[.]org/gate.php\n198.51.100.23:8443\nnot a value\n203.0.113.7/28\nevil.example.com\n";
+
+#[test]
+fn ingest_json_report_has_the_six_counters_and_by_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "list.txt", LIST);
+    let out = cwn(&["ingest", "--json", &list]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for field in [
+        "accepted",
+        "rejected",
+        "unsupported",
+        "skipped",
+        "suppressed",
+        "duplicates",
+    ] {
+        assert!(v[field].is_u64(), "{field} missing in {v}");
+    }
+    assert_eq!(v["accepted"], 4);
+    assert_eq!(v["rejected"], 1);
+    assert_eq!(v["duplicates"], 1);
+    assert_eq!(v["by_kind"]["domain"], 1);
+    assert_eq!(v["by_kind"]["url"], 1);
+    assert_eq!(v["by_kind"]["ip:port"], 1);
+    assert_eq!(v["by_kind"]["cidr"], 1);
+}
+
+#[test]
+fn ingest_writes_indicators_and_rejects_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "list.txt", LIST);
+    let out_path = dir.path().join("ind.jsonl");
+    let rej_path = dir.path().join("rej.jsonl");
+    let out = cwn(&[
+        "ingest",
+        "--default-tlp",
+        "green",
+        &list,
+        "-o",
+        out_path.to_str().unwrap(),
+        "--rejects",
+        rej_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("accepted"), "table on stdout: {stdout}");
+    let inds: Vec<serde_json::Value> = std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(inds.len(), 4);
+    assert_eq!(inds[1]["kind"], "url");
+    assert_eq!(inds[1]["value"], "http://bad.example.org/gate.php");
+    assert_eq!(inds[1]["defanged"], true);
+    assert_eq!(inds[1]["tlp"], "GREEN");
+    assert!(inds[1]["id"].as_str().unwrap().ends_with("list.txt:3"));
+    assert_eq!(inds[3]["value"], "203.0.113.0/28");
+    let rejects: Vec<serde_json::Value> = std::fs::read_to_string(&rej_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rejects.len(), 2);
+    assert_eq!(rejects[0]["record"], "line 5");
+    assert_eq!(rejects[0]["category"], "invalid");
+    assert!(rejects[0]["source"].as_str().unwrap().ends_with("list.txt"));
+    assert!(
+        rejects[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a value")
+    );
+    assert_eq!(rejects[1]["category"], "duplicate");
+    assert_eq!(rejects[1]["record"], "line 7");
+}
+
+#[test]
+fn strict_fails_on_a_bad_record_and_keeps_the_old_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "list.txt", LIST);
+    let out_path = dir.path().join("ind.jsonl");
+    std::fs::write(&out_path, "previous good output\n").unwrap();
+    let out = cwn(&[
+        "ingest",
+        "--strict",
+        &list,
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--strict"));
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap(),
+        "previous good output\n"
+    );
+    let ok = write(dir.path(), "ok.txt", "evil.example.com\n");
+    let out = cwn(&["ingest", "--strict", &ok, "-o", out_path.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        std::fs::read_to_string(&out_path)
+            .unwrap()
+            .contains("evil.example.com")
+    );
+}
+
+#[test]
+fn unreadable_input_is_an_error_naming_the_path() {
+    let out = cwn(&["ingest", "/nonexistent/feed.txt"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/feed.txt"), "{err}");
+}
+
+#[test]
+fn csv_with_a_chosen_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(
+        dir.path(),
+        "iocs.csv",
+        "first_seen,ioc_value,note\n2025-01-01,198.51.100.9,x\n2025-01-02,evil.example.net,y\n",
+    );
+    let out = cwn(&["ingest", "--json", "--column", "ioc_value", &csv]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["accepted"], 2);
+    assert_eq!(v["by_kind"]["ipv4"], 1);
+    assert_eq!(v["by_kind"]["domain"], 1);
+}
+
+#[test]
+fn stdin_is_a_source() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["ingest", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"evil.example.com\n198.51.100.1\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["accepted"], 2);
+}
+
+#[test]
+fn demo_runs_on_the_embedded_sample() {
+    let out = cwn(&["demo", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["accepted"].as_u64().unwrap() > 5000, "{v}");
+    let _ = util::data("sample");
+}
