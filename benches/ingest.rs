@@ -79,19 +79,19 @@ fn normalise(c: &mut Criterion) {
     let mut g = c.benchmark_group("normalize");
     g.throughput(Throughput::Elements(lines.len() as u64));
     g.bench_function("guess/agenttesla_mixed", |b| {
-        b.iter(|| {
-            lines
-                .iter()
-                .filter(|l| normalize::guess(l).is_ok())
-                .count()
-        })
+        b.iter(|| lines.iter().filter(|l| normalize::guess(l).is_ok()).count())
     });
     let domains: Vec<String> = (0..10_000)
         .map(|i| format!("Host{i}.Sub.Example-{}.COM.", i % 97))
         .collect();
     g.throughput(Throughput::Elements(domains.len() as u64));
     g.bench_function("domain/10k_mixed_case", |b| {
-        b.iter(|| domains.iter().filter(|d| normalize::domain(d).is_ok()).count())
+        b.iter(|| {
+            domains
+                .iter()
+                .filter(|d| normalize::domain(d).is_ok())
+                .count()
+        })
     });
     let urls: Vec<String> = (0..10_000)
         .map(|i| format!("HTTP://Evil{i}.Example.com:80/a/./b/%61{i}.php?q={i}#frag"))

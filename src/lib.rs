@@ -21,6 +21,8 @@
 //! ```
 
 pub mod cli;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod indicator;
 pub mod ingest;
 

@@ -1,0 +1,105 @@
+//! Entry points shared by the cargo-fuzz targets in `fuzz/` and the seed-corpus regression
+//! tests in `tests/`: each takes arbitrary bytes, runs one parser, and asserts the invariants
+//! that must hold for any input (no panic, every record accounted for, normalisation
+//! idempotent). Not part of the stable API.
+
+use std::sync::Arc;
+
+use crate::indicator::normalize;
+use crate::ingest::{self, Batch, Detected, Ingest, Item, SourceOptions};
+
+fn check_batch(batch: &Batch) {
+    for item in &batch.items {
+        match item {
+            Item::Indicator { indicator, .. } => {
+                // What a parser accepted must already be canonical.
+                let again = normalize::normalize_as(indicator.kind, &indicator.value)
+                    .unwrap_or_else(|e| {
+                        panic!("accepted {indicator:?} does not re-normalise: {e}")
+                    });
+                assert_eq!(
+                    again.value, indicator.value,
+                    "not idempotent: {indicator:?}"
+                );
+                assert!(!indicator.id.is_empty());
+            }
+            Item::Rejected(r) => assert!(!r.reason.is_empty(), "reject without reason: {r:?}"),
+        }
+    }
+}
+
+fn fold(batch: Batch) {
+    let n = batch.items.len() as u64;
+    let mut driver = Ingest::new(None);
+    driver.add(batch);
+    assert_eq!(driver.report().total(), n, "every item counted once");
+}
+
+/// A plain list.
+pub fn plain_list(data: &[u8]) {
+    let batch = ingest::parse_bytes(Detected::Plain, "fuzz.txt", data, &SourceOptions::default());
+    check_batch(&batch);
+    fold(batch);
+}
+
+/// A CSV list.
+pub fn csv_list(data: &[u8]) {
+    let batch = ingest::parse_bytes(Detected::Csv, "fuzz.csv", data, &SourceOptions::default());
+    check_batch(&batch);
+    fold(batch);
+}
+
+/// A MISP event document.
+pub fn misp_event(data: &[u8]) {
+    let mut batch = Batch::new();
+    ingest::misp::parse_events(
+        data,
+        &Arc::from("fuzz.json"),
+        &SourceOptions::default(),
+        &mut batch,
+    );
+    check_batch(&batch);
+    fold(batch);
+}
+
+/// A STIX bundle.
+pub fn stix_bundle(data: &[u8]) {
+    let mut batch = Batch::new();
+    ingest::stix::parse_bundle(
+        data,
+        &Arc::from("fuzz.json"),
+        &SourceOptions::default(),
+        &mut batch,
+    );
+    check_batch(&batch);
+    fold(batch);
+}
+
+/// A warninglist `list.json`.
+pub fn warninglist(data: &[u8]) {
+    let _ = ingest::Warninglists::from_json("fuzz/list.json", data);
+}
+
+/// One value through every normaliser: no panic, and `guess` is idempotent.
+pub fn normalize_value(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(n) = normalize::guess(s) {
+        let again = normalize::normalize_as(n.kind, &n.value)
+            .unwrap_or_else(|e| panic!("guess({s:?}) = {n:?} does not re-normalise: {e}"));
+        assert_eq!(again.value, n.value, "guess({s:?}) not idempotent");
+        assert_eq!(again.kind, n.kind, "guess({s:?}) kind changed");
+    }
+    let _ = normalize::refang(s);
+    if let Ok(u) = normalize::url(s) {
+        let k1 = u.k1();
+        let again = normalize::url(&k1).unwrap_or_else(|e| panic!("K1 {k1:?} of {s:?}: {e}"));
+        assert_eq!(again.k1(), k1, "url({s:?}) not idempotent");
+        let _ = (u.k2(), u.k2d(), u.k3());
+    }
+    for k in crate::indicator::Kind::ALL {
+        let _ = normalize::indicator_value(k, s);
+    }
+    let _ = normalize::email(s);
+}

@@ -1,0 +1,38 @@
+//! The fuzz targets' seed corpora (`fuzz/corpus/<target>/`), run on stable as regression
+//! tests through the same entry points the fuzzers use.
+
+use std::path::Path;
+
+fn run(target: &str, f: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let data = std::fs::read(&p).unwrap();
+        let result = std::panic::catch_unwind(|| f(&data));
+        assert!(result.is_ok(), "{target}: seed {} fails", p.display());
+        n += 1;
+    }
+    assert!(n > 0, "{target}: empty corpus");
+}
+
+#[test]
+fn plain_list_corpus() {
+    run("plain_list", cwn::fuzzing::plain_list);
+}
+
+#[test]
+fn csv_list_corpus() {
+    run("csv_list", cwn::fuzzing::csv_list);
+}
+
+#[test]
+fn normalize_corpus() {
+    run("normalize", cwn::fuzzing::normalize_value);
+}
