@@ -3,6 +3,7 @@
 //!
 //! `cargo bench --bench ingest`. The real data is read from `../shared/data/real/`; groups
 //! that need it are skipped (with a note) when it is absent.
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
