@@ -23,6 +23,7 @@
 pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod index;
 pub mod indicator;
 pub mod ingest;
 
