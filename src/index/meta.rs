@@ -1,0 +1,720 @@
+//! Per-indicator metadata, stored once per indicator in struct-of-arrays form, with every string
+//! (ids, values, sources, origins, tags) stored once per set, and roaring bitmaps of ordinals
+//! per TLP level, per source and per tag for set algebra (routing, `cwn compile --for`).
+//!
+//! Fixed cost per indicator: kind, TLP, flags, confidence (1 B each), id, value, context,
+//! validity start and end, tag-list offset (4 B each) and a port constraint (2 B): 30 B.
+//! The *context* is the combination (source, origin, distribution, sharing group), which is
+//! shared by all indicators of one event or list, so it lives in a small side table.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use roaring::RoaringBitmap;
+
+use super::{FormatError, SectionReader, SectionWriter, Sections};
+use crate::indicator::{Direction, Indicator, Kind, Tlp, Validity};
+
+const STRUCTURE: &str = "metadata";
+/// `valid_from` of an indicator with no lower bound.
+const OPEN_FROM: u32 = 0;
+/// `valid_until` of an indicator with no upper bound.
+const OPEN_UNTIL: u32 = u32::MAX;
+/// No such string (an absent origin or sharing group).
+pub const NO_STRING: u32 = u32::MAX;
+
+const FLAG_NO_ATTRIBUTION: u8 = 1;
+const FLAG_DEFANGED: u8 = 2;
+const FLAG_DIR_SRC: u8 = 4;
+const FLAG_DIR_DST: u8 = 8;
+
+/// Strings stored once: a blob and the end offset of each string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StringPool {
+    blob: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+/// Interns strings into a [`StringPool`].
+#[derive(Debug, Default)]
+pub struct StringPoolBuilder {
+    pool: StringPool,
+    index: HashMap<Arc<str>, u32>,
+}
+
+impl StringPoolBuilder {
+    /// The index of `s`, adding it if new.
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.pool.ends.len() as u32;
+        self.pool.blob.extend_from_slice(s.as_bytes());
+        self.pool.ends.push(self.pool.blob.len() as u32);
+        self.index.insert(Arc::from(s), i);
+        i
+    }
+
+    /// Adds `s` without looking for an earlier copy (for strings known to be unique, such as
+    /// indicator ids, where the lookup table would cost more than it saves).
+    pub fn push_unique(&mut self, s: &str) -> u32 {
+        let i = self.pool.ends.len() as u32;
+        self.pool.blob.extend_from_slice(s.as_bytes());
+        self.pool.ends.push(self.pool.blob.len() as u32);
+        i
+    }
+
+    /// The pool.
+    pub fn build(self) -> StringPool {
+        self.pool
+    }
+}
+
+impl StringPool {
+    /// The string with index `i`; `""` for an index out of range (never after `validate`).
+    pub fn get(&self, i: u32) -> &str {
+        let i = i as usize;
+        let Some(&end) = self.ends.get(i) else {
+            return "";
+        };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        std::str::from_utf8(&self.blob[start as usize..end as usize]).unwrap_or("")
+    }
+
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), FormatError> {
+        let mut prev = 0u32;
+        for &e in &self.ends {
+            if e < prev || e as usize > self.blob.len() {
+                return Err(FormatError::new(
+                    STRUCTURE,
+                    "string offsets out of order or range",
+                ));
+            }
+            prev = e;
+        }
+        if prev as usize != self.blob.len() {
+            return Err(FormatError::new(
+                STRUCTURE,
+                "string blob longer than its strings",
+            ));
+        }
+        std::str::from_utf8(&self.blob)
+            .map_err(|_| FormatError::new(STRUCTURE, "string blob is not UTF-8"))?;
+        // Every boundary must be a char boundary for `get` to succeed.
+        let text = std::str::from_utf8(&self.blob).unwrap_or("");
+        if self
+            .ends
+            .iter()
+            .any(|&e| !text.is_char_boundary(e as usize))
+        {
+            return Err(FormatError::new(
+                STRUCTURE,
+                "string boundary inside a character",
+            ));
+        }
+        Ok(())
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.blob.len() + self.ends.len() * 4
+    }
+}
+
+/// The context shared by many indicators: where they came from and who may see them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Context {
+    /// Source (event uuid, bundle id, list name): a string index.
+    pub source: u32,
+    /// Producing organisation, or [`NO_STRING`].
+    pub origin: u32,
+    /// Sharing group, or [`NO_STRING`].
+    pub sharing_group: u32,
+    /// MISP distribution 0–4, or 255 when the source has none.
+    pub distribution: u8,
+}
+
+/// Per-indicator metadata of a compiled index, addressed by ordinal.
+#[derive(Clone, Debug, Default)]
+pub struct MetaTable {
+    kind: Vec<u8>,
+    tlp: Vec<u8>,
+    flags: Vec<u8>,
+    confidence: Vec<u8>,
+    id: Vec<u32>,
+    value: Vec<u32>,
+    context: Vec<u32>,
+    valid_from: Vec<u32>,
+    valid_until: Vec<u32>,
+    port: Vec<u16>,
+    tag_ends: Vec<u32>,
+    tag_ids: Vec<u32>,
+    ctx_source: Vec<u32>,
+    ctx_origin: Vec<u32>,
+    ctx_sharing_group: Vec<u32>,
+    ctx_distribution: Vec<u8>,
+    strings: StringPool,
+    by_tlp: Vec<RoaringBitmap>,
+    by_source: Vec<(u32, RoaringBitmap)>,
+    by_tag: Vec<(u32, RoaringBitmap)>,
+}
+
+fn kind_code(k: Kind) -> u8 {
+    Kind::ALL.iter().position(|&x| x == k).unwrap_or(0) as u8
+}
+
+fn tlp_code(t: Tlp) -> u8 {
+    Tlp::ALL.iter().position(|&x| x == t).unwrap_or(4) as u8
+}
+
+fn ts_secs(t: Timestamp) -> i64 {
+    t.as_second()
+}
+
+fn clamp_u32(s: i64) -> u32 {
+    s.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// Builds a [`MetaTable`], one indicator at a time, in ordinal order.
+#[derive(Debug, Default)]
+pub struct MetaBuilder {
+    t: MetaTable,
+    strings: StringPoolBuilder,
+    contexts: HashMap<Context, u32>,
+    by_source: HashMap<u32, RoaringBitmap>,
+    by_tag: HashMap<u32, RoaringBitmap>,
+}
+
+impl MetaBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        let mut b = Self::default();
+        b.t.by_tlp = vec![RoaringBitmap::new(); Tlp::ALL.len()];
+        b
+    }
+
+    /// Adds the next indicator; returns its ordinal.
+    pub fn push(&mut self, ind: &Indicator, port: Option<u16>) -> u32 {
+        let ord = self.t.kind.len() as u32;
+        let t = &mut self.t;
+        t.kind.push(kind_code(ind.kind));
+        t.tlp.push(tlp_code(ind.tlp));
+        let mut flags = 0;
+        if ind.no_attribution {
+            flags |= FLAG_NO_ATTRIBUTION;
+        }
+        if ind.defanged {
+            flags |= FLAG_DEFANGED;
+        }
+        match ind.direction {
+            Some(Direction::Src) => flags |= FLAG_DIR_SRC,
+            Some(Direction::Dst) => flags |= FLAG_DIR_DST,
+            None => {}
+        }
+        t.flags.push(flags);
+        t.confidence
+            .push(ind.confidence.map_or(255, |c| c.min(100)));
+        t.id.push(self.strings.push_unique(&ind.id));
+        t.value.push(self.strings.push_unique(&ind.value));
+        let source = self.strings.intern(&ind.source);
+        let ctx = Context {
+            source,
+            origin: ind
+                .origin
+                .as_deref()
+                .map_or(NO_STRING, |o| self.strings.intern(o)),
+            sharing_group: ind
+                .sharing_group
+                .as_deref()
+                .map_or(NO_STRING, |g| self.strings.intern(g)),
+            distribution: ind.distribution.unwrap_or(255),
+        };
+        let next_ctx = self.contexts.len() as u32;
+        let ctx_id = *self.contexts.entry(ctx).or_insert_with(|| {
+            t.ctx_source.push(ctx.source);
+            t.ctx_origin.push(ctx.origin);
+            t.ctx_sharing_group.push(ctx.sharing_group);
+            t.ctx_distribution.push(ctx.distribution);
+            next_ctx
+        });
+        t.context.push(ctx_id);
+        t.valid_from.push(
+            ind.validity
+                .valid_from
+                .map_or(OPEN_FROM, |v| clamp_u32(ts_secs(v))),
+        );
+        t.valid_until.push(
+            ind.validity
+                .valid_until
+                .map_or(OPEN_UNTIL, |v| clamp_u32(ts_secs(v)).min(OPEN_UNTIL - 1)),
+        );
+        t.port.push(port.unwrap_or(0));
+        for tag in &ind.tags {
+            let id = self.strings.intern(tag);
+            t.tag_ids.push(id);
+            self.by_tag.entry(id).or_default().insert(ord);
+        }
+        t.tag_ends.push(t.tag_ids.len() as u32);
+        t.by_tlp[tlp_code(ind.tlp) as usize].insert(ord);
+        self.by_source.entry(source).or_default().insert(ord);
+        ord
+    }
+
+    /// The finished table.
+    pub fn build(mut self) -> MetaTable {
+        self.t.strings = self.strings.build();
+        let mut by_source: Vec<_> = self.by_source.into_iter().collect();
+        by_source.sort_by_key(|(k, _)| *k);
+        let mut by_tag: Vec<_> = self.by_tag.into_iter().collect();
+        by_tag.sort_by_key(|(k, _)| *k);
+        self.t.by_source = by_source;
+        self.t.by_tag = by_tag;
+        self.t
+    }
+}
+
+impl MetaTable {
+    /// Number of indicators.
+    pub fn len(&self) -> usize {
+        self.kind.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.kind.is_empty()
+    }
+
+    /// The kind of indicator `ord`.
+    ///
+    /// # Panics
+    /// If `ord` is not below [`MetaTable::len`] (a caller bug: ordinals come from this index).
+    pub fn kind(&self, ord: u32) -> Kind {
+        Kind::ALL[self.kind[ord as usize] as usize]
+    }
+
+    /// The TLP of indicator `ord`.
+    pub fn tlp(&self, ord: u32) -> Tlp {
+        Tlp::ALL[self.tlp[ord as usize] as usize]
+    }
+
+    /// The id of indicator `ord`.
+    pub fn id(&self, ord: u32) -> &str {
+        self.strings.get(self.id[ord as usize])
+    }
+
+    /// The canonical value of indicator `ord`.
+    pub fn value(&self, ord: u32) -> &str {
+        self.strings.get(self.value[ord as usize])
+    }
+
+    /// The source of indicator `ord`.
+    pub fn source(&self, ord: u32) -> &str {
+        let ctx = self.context[ord as usize] as usize;
+        self.strings.get(self.ctx_source[ctx])
+    }
+
+    /// The producing organisation of indicator `ord`, if known.
+    pub fn origin(&self, ord: u32) -> Option<&str> {
+        let ctx = self.context[ord as usize] as usize;
+        let o = self.ctx_origin[ctx];
+        (o != NO_STRING).then(|| self.strings.get(o))
+    }
+
+    /// The MISP distribution of indicator `ord`, if its source has one.
+    pub fn distribution(&self, ord: u32) -> Option<u8> {
+        let ctx = self.context[ord as usize] as usize;
+        let d = self.ctx_distribution[ctx];
+        (d != 255).then_some(d)
+    }
+
+    /// The sharing group of indicator `ord`, if any.
+    pub fn sharing_group(&self, ord: u32) -> Option<&str> {
+        let ctx = self.context[ord as usize] as usize;
+        let g = self.ctx_sharing_group[ctx];
+        (g != NO_STRING).then(|| self.strings.get(g))
+    }
+
+    /// The tags of indicator `ord`.
+    pub fn tags(&self, ord: u32) -> impl Iterator<Item = &str> {
+        let i = ord as usize;
+        let start = if i == 0 { 0 } else { self.tag_ends[i - 1] } as usize;
+        let end = self.tag_ends[i] as usize;
+        self.tag_ids[start..end]
+            .iter()
+            .map(|&t| self.strings.get(t))
+    }
+
+    /// The port the same event must show, for network indicators with a port constraint.
+    pub fn port(&self, ord: u32) -> Option<u16> {
+        let p = self.port[ord as usize];
+        (p != 0).then_some(p)
+    }
+
+    /// Confidence 0–100, where the source gave one.
+    pub fn confidence(&self, ord: u32) -> Option<u8> {
+        let c = self.confidence[ord as usize];
+        (c != 255).then_some(c)
+    }
+
+    /// Where in a flow the indicator was seen, where the source says.
+    pub fn direction(&self, ord: u32) -> Option<Direction> {
+        let f = self.flags[ord as usize];
+        if f & FLAG_DIR_SRC != 0 {
+            Some(Direction::Src)
+        } else if f & FLAG_DIR_DST != 0 {
+            Some(Direction::Dst)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the source must not be named in anything sent out (`tlp:ex:chr`).
+    pub fn no_attribution(&self, ord: u32) -> bool {
+        self.flags[ord as usize] & FLAG_NO_ATTRIBUTION != 0
+    }
+
+    /// The validity window of indicator `ord`, to the second.
+    pub fn validity(&self, ord: u32) -> Validity {
+        let from = self.valid_from[ord as usize];
+        let until = self.valid_until[ord as usize];
+        Validity {
+            valid_from: (from != OPEN_FROM)
+                .then(|| Timestamp::from_second(i64::from(from)).ok())
+                .flatten(),
+            valid_until: (until != OPEN_UNTIL)
+                .then(|| Timestamp::from_second(i64::from(until)).ok())
+                .flatten(),
+        }
+    }
+
+    /// Whether indicator `ord` is valid at `unix_seconds` (`[from, until)`).
+    #[inline]
+    pub fn valid_at(&self, ord: u32, unix_seconds: i64) -> bool {
+        let from = i64::from(self.valid_from[ord as usize]);
+        let until = self.valid_until[ord as usize];
+        unix_seconds >= from && (until == OPEN_UNTIL || unix_seconds < i64::from(until))
+    }
+
+    /// Ordinals per TLP level, least restrictive first.
+    pub fn by_tlp(&self, tlp: Tlp) -> &RoaringBitmap {
+        &self.by_tlp[tlp_code(tlp) as usize]
+    }
+
+    /// Ordinals per source name.
+    pub fn by_source(&self) -> impl Iterator<Item = (&str, &RoaringBitmap)> {
+        self.by_source
+            .iter()
+            .map(|(s, b)| (self.strings.get(*s), b))
+    }
+
+    /// Ordinals per tag.
+    pub fn by_tag(&self) -> impl Iterator<Item = (&str, &RoaringBitmap)> {
+        self.by_tag.iter().map(|(s, b)| (self.strings.get(*s), b))
+    }
+
+    /// Bytes of fixed per-indicator arrays (excluding strings, tags and bitmaps).
+    pub fn fixed_bytes(&self) -> usize {
+        self.len() * (4 + 4 * 6 + 2)
+    }
+
+    /// Bytes of everything.
+    pub fn heap_bytes(&self) -> usize {
+        self.fixed_bytes()
+            + self.tag_ids.len() * 4
+            + self.ctx_source.len() * 13
+            + self.strings.heap_bytes()
+            + self
+                .by_tlp
+                .iter()
+                .chain(self.by_source.iter().map(|(_, b)| b))
+                .chain(self.by_tag.iter().map(|(_, b)| b))
+                .map(|b| b.serialized_size())
+                .sum::<usize>()
+    }
+
+    /// Checks every invariant the accessors rely on.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let n = self.kind.len();
+        let cols = [
+            self.tlp.len(),
+            self.flags.len(),
+            self.confidence.len(),
+            self.id.len(),
+            self.value.len(),
+            self.context.len(),
+            self.valid_from.len(),
+            self.valid_until.len(),
+            self.port.len(),
+            self.tag_ends.len(),
+        ];
+        if cols.iter().any(|&c| c != n) {
+            return Err(FormatError::new(STRUCTURE, "columns of different lengths"));
+        }
+        let nk = Kind::ALL.len() as u8;
+        let nt = Tlp::ALL.len() as u8;
+        if self.kind.iter().any(|&k| k >= nk) || self.tlp.iter().any(|&t| t >= nt) {
+            return Err(FormatError::new(STRUCTURE, "unknown kind or TLP code"));
+        }
+        self.strings.validate()?;
+        let ns = self.strings.len() as u32;
+        let str_ok = |v: &[u32], allow_none: bool| {
+            v.iter().all(|&s| s < ns || (allow_none && s == NO_STRING))
+        };
+        if !str_ok(&self.id, false) || !str_ok(&self.value, false) || !str_ok(&self.tag_ids, false)
+        {
+            return Err(FormatError::new(STRUCTURE, "string index out of range"));
+        }
+        let nc = self.ctx_source.len();
+        if self.ctx_origin.len() != nc
+            || self.ctx_sharing_group.len() != nc
+            || self.ctx_distribution.len() != nc
+            || !str_ok(&self.ctx_source, false)
+            || !str_ok(&self.ctx_origin, true)
+            || !str_ok(&self.ctx_sharing_group, true)
+            || self.context.iter().any(|&c| c as usize >= nc)
+        {
+            return Err(FormatError::new(STRUCTURE, "context table inconsistent"));
+        }
+        let mut prev = 0;
+        for &e in &self.tag_ends {
+            if e < prev || e as usize > self.tag_ids.len() {
+                return Err(FormatError::new(STRUCTURE, "tag offsets out of order"));
+            }
+            prev = e;
+        }
+        if prev as usize != self.tag_ids.len() {
+            return Err(FormatError::new(
+                STRUCTURE,
+                "tag list longer than its offsets",
+            ));
+        }
+        if self.by_tlp.len() != Tlp::ALL.len() {
+            return Err(FormatError::new(STRUCTURE, "TLP bitmaps missing"));
+        }
+        for (code, b) in self.by_tlp.iter().enumerate() {
+            if b.max().is_some_and(|m| m as usize >= n) {
+                return Err(FormatError::new(
+                    STRUCTURE,
+                    "TLP bitmap names an unknown ordinal",
+                ));
+            }
+            if b.iter().any(|o| self.tlp[o as usize] as usize != code) {
+                return Err(FormatError::new(
+                    STRUCTURE,
+                    "TLP bitmap disagrees with the column",
+                ));
+            }
+        }
+        if self.by_tlp.iter().map(|b| b.len()).sum::<u64>() != n as u64 {
+            return Err(FormatError::new(
+                STRUCTURE,
+                "TLP bitmaps do not cover every indicator",
+            ));
+        }
+        for (s, b) in self.by_source.iter().chain(self.by_tag.iter()) {
+            if *s >= ns || b.max().is_some_and(|m| m as usize >= n) {
+                return Err(FormatError::new(
+                    STRUCTURE,
+                    "source or tag bitmap out of range",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn put_bitmaps(w: &mut SectionWriter, keys: &[u32], maps: &[&RoaringBitmap]) {
+    w.put(keys);
+    let mut ends = Vec::with_capacity(maps.len());
+    let mut blob = Vec::new();
+    for m in maps {
+        // Writing into a Vec cannot fail.
+        let _ = m.serialize_into(&mut blob);
+        ends.push(blob.len() as u64);
+    }
+    w.put(&ends);
+    w.put(&blob);
+}
+
+fn take_bitmaps(r: &mut SectionReader<'_>) -> Result<(Vec<u32>, Vec<RoaringBitmap>), FormatError> {
+    let keys: Vec<u32> = r.take(STRUCTURE)?;
+    let ends: Vec<u64> = r.take(STRUCTURE)?;
+    let blob: Vec<u8> = r.take(STRUCTURE)?;
+    if ends.len() != keys.len() {
+        return Err(FormatError::new(STRUCTURE, "bitmap count mismatch"));
+    }
+    let mut maps = Vec::with_capacity(ends.len());
+    let mut start = 0u64;
+    for &end in &ends {
+        if end < start || end > blob.len() as u64 {
+            return Err(FormatError::new(STRUCTURE, "bitmap offsets out of range"));
+        }
+        let bytes = &blob[start as usize..end as usize];
+        let m = RoaringBitmap::deserialize_from(Cursor::new(bytes))
+            .map_err(|e| FormatError::new(STRUCTURE, format!("bitmap: {e}")))?;
+        maps.push(m);
+        start = end;
+    }
+    if start != blob.len() as u64 {
+        return Err(FormatError::new(STRUCTURE, "bytes after the last bitmap"));
+    }
+    Ok((keys, maps))
+}
+
+impl Sections for MetaTable {
+    fn write_sections(&self, w: &mut SectionWriter) {
+        w.put(&self.kind);
+        w.put(&self.tlp);
+        w.put(&self.flags);
+        w.put(&self.confidence);
+        w.put(&self.id);
+        w.put(&self.value);
+        w.put(&self.context);
+        w.put(&self.valid_from);
+        w.put(&self.valid_until);
+        w.put(&self.port);
+        w.put(&self.tag_ends);
+        w.put(&self.tag_ids);
+        w.put(&self.ctx_source);
+        w.put(&self.ctx_origin);
+        w.put(&self.ctx_sharing_group);
+        w.put(&self.ctx_distribution);
+        w.put(&self.strings.blob);
+        w.put(&self.strings.ends);
+        let tlp_keys: Vec<u32> = (0..self.by_tlp.len() as u32).collect();
+        put_bitmaps(w, &tlp_keys, &self.by_tlp.iter().collect::<Vec<_>>());
+        let (sk, sm): (Vec<u32>, Vec<&RoaringBitmap>) =
+            self.by_source.iter().map(|(k, m)| (*k, m)).unzip();
+        put_bitmaps(w, &sk, &sm);
+        let (tk, tm): (Vec<u32>, Vec<&RoaringBitmap>) =
+            self.by_tag.iter().map(|(k, m)| (*k, m)).unzip();
+        put_bitmaps(w, &tk, &tm);
+    }
+
+    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
+        let mut t = MetaTable {
+            kind: r.take(STRUCTURE)?,
+            tlp: r.take(STRUCTURE)?,
+            flags: r.take(STRUCTURE)?,
+            confidence: r.take(STRUCTURE)?,
+            id: r.take(STRUCTURE)?,
+            value: r.take(STRUCTURE)?,
+            context: r.take(STRUCTURE)?,
+            valid_from: r.take(STRUCTURE)?,
+            valid_until: r.take(STRUCTURE)?,
+            port: r.take(STRUCTURE)?,
+            tag_ends: r.take(STRUCTURE)?,
+            tag_ids: r.take(STRUCTURE)?,
+            ctx_source: r.take(STRUCTURE)?,
+            ctx_origin: r.take(STRUCTURE)?,
+            ctx_sharing_group: r.take(STRUCTURE)?,
+            ctx_distribution: r.take(STRUCTURE)?,
+            strings: StringPool {
+                blob: r.take(STRUCTURE)?,
+                ends: r.take(STRUCTURE)?,
+            },
+            ..Default::default()
+        };
+        t.by_tlp = take_bitmaps(r)?.1;
+        let (sk, sm) = take_bitmaps(r)?;
+        t.by_source = sk.into_iter().zip(sm).collect();
+        let (tk, tm) = take_bitmaps(r)?;
+        t.by_tag = tk.into_iter().zip(tm).collect();
+        t.validate()?;
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> MetaTable {
+        let mut b = MetaBuilder::new();
+        let src: Arc<str> = Arc::from("event-1");
+        let mut a = Indicator::new("u1", Kind::Domain, "evil.example", src.clone(), Tlp::Amber);
+        a.tags = vec![Arc::from("tlp:amber"), Arc::from("misp:type=domain")];
+        a.origin = Some(Arc::from("CERT-A"));
+        a.validity.valid_until = Some("2025-06-30T00:00:00Z".parse().unwrap());
+        a.direction = Some(Direction::Dst);
+        b.push(&a, None);
+        let mut c = Indicator::new("u2", Kind::Cidr, "203.0.113.0/28", src, Tlp::AmberStrict);
+        c.distribution = Some(4);
+        c.sharing_group = Some(Arc::from("sg-1"));
+        b.push(&c, Some(8443));
+        b.push(
+            &Indicator::new(
+                "l:1",
+                Kind::Ipv4,
+                "198.51.100.1",
+                Arc::from("list"),
+                Tlp::Green,
+            ),
+            None,
+        );
+        b.build()
+    }
+
+    #[test]
+    fn accessors_return_what_was_pushed() {
+        let t = sample();
+        t.validate().unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            (t.kind(0), t.value(0), t.id(0)),
+            (Kind::Domain, "evil.example", "u1")
+        );
+        assert_eq!(
+            t.tags(0).collect::<Vec<_>>(),
+            ["tlp:amber", "misp:type=domain"]
+        );
+        assert_eq!(t.origin(0), Some("CERT-A"));
+        assert_eq!(t.direction(0), Some(Direction::Dst));
+        assert_eq!(t.port(1), Some(8443));
+        assert_eq!(t.sharing_group(1), Some("sg-1"));
+        assert_eq!(t.distribution(1), Some(4));
+        assert_eq!(t.source(2), "list");
+        assert_eq!(t.tags(2).count(), 0);
+        let until = Timestamp::from_second(1_751_241_600).unwrap().as_second();
+        assert!(t.valid_at(0, until - 1));
+        assert!(!t.valid_at(0, until));
+        assert!(t.valid_at(2, 0));
+        assert_eq!(t.by_tlp(Tlp::Green).iter().collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            t.by_source().map(|(s, b)| (s, b.len())).collect::<Vec<_>>(),
+            [("event-1", 2), ("list", 1)]
+        );
+    }
+
+    #[test]
+    fn sections_round_trip_and_corruption_is_refused() {
+        let t = sample();
+        let mut w = SectionWriter::new();
+        t.write_sections(&mut w);
+        let slices: Vec<&[u8]> = w.sections.iter().map(|s| s.as_slice()).collect();
+        let back = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
+        assert_eq!(back.value(1), "203.0.113.0/28");
+        assert_eq!(back.by_tlp(Tlp::AmberStrict).len(), 1);
+        // A TLP code beyond the known levels.
+        let mut bad = w.sections.clone();
+        bad[1][0] = 9;
+        let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
+        assert!(MetaTable::read_sections(&mut SectionReader::new(&slices)).is_err());
+        // A string index past the pool.
+        let mut bad = w.sections.clone();
+        bad[5][0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
+        assert!(MetaTable::read_sections(&mut SectionReader::new(&slices)).is_err());
+    }
+}
