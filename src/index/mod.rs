@@ -9,6 +9,7 @@
 
 pub mod hash;
 pub mod meta;
+pub mod snapshot;
 
 use std::fmt;
 
