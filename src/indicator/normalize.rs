@@ -128,7 +128,7 @@ pub fn refang(raw: &str) -> Cow<'_, str> {
     let lower_start: String = raw
         .trim_start()
         .chars()
-        .take(8)
+        .take(16)
         .collect::<String>()
         .to_ascii_lowercase();
     let scheme_fix = [
@@ -140,7 +140,13 @@ pub fn refang(raw: &str) -> Cow<'_, str> {
         ("fxp", "ftp"),
     ]
     .into_iter()
-    .find(|(bad, _)| lower_start.starts_with(bad));
+    .find(|(bad, _)| {
+        // Only a scheme: `fxp.example.com` and `hxxp-free.example` are names, not URLs.
+        lower_start.strip_prefix(bad).is_some_and(|rest| {
+            let rest = rest.strip_prefix('s').unwrap_or(rest);
+            ["://", "[://]", "[:]//", ":]//"].iter().any(|sep| rest.starts_with(sep))
+        })
+    });
     let has_token = raw.contains(['[', '(', '{']);
     if scheme_fix.is_none() && !has_token {
         return Cow::Borrowed(raw);
@@ -859,6 +865,9 @@ mod tests {
             ("[hxxp://]evil.example.com/x", "http://evil.example.com/x"),
             ("fxp://files.example.org/a", "ftp://files.example.org/a"),
             ("http://[2001:db8::1]/a", "http://[2001:db8::1]/a"),
+            ("fxp.example.com", "fxp.example.com"),
+            ("hxxp-free.example", "hxxp-free.example"),
+            ("hxxps[://]evil.example/x", "https://evil.example/x"),
         ];
         for (input, want) in cases {
             assert_eq!(refang(input), want, "{input}");
