@@ -36,3 +36,8 @@ fn csv_list_corpus() {
 fn normalize_corpus() {
     run("normalize", cwn::fuzzing::normalize_value);
 }
+
+#[test]
+fn misp_event_corpus() {
+    run("misp_event", cwn::fuzzing::misp_event);
+}

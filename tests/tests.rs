@@ -2,6 +2,7 @@
 
 mod cli;
 mod fuzz_corpus;
+mod misp;
 mod normalize;
 mod plain;
 mod util;

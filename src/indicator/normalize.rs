@@ -144,7 +144,9 @@ pub fn refang(raw: &str) -> Cow<'_, str> {
         // Only a scheme: `fxp.example.com` and `hxxp-free.example` are names, not URLs.
         lower_start.strip_prefix(bad).is_some_and(|rest| {
             let rest = rest.strip_prefix('s').unwrap_or(rest);
-            ["://", "[://]", "[:]//", ":]//"].iter().any(|sep| rest.starts_with(sep))
+            ["://", "[://]", "[:]//", ":]//"]
+                .iter()
+                .any(|sep| rest.starts_with(sep))
         })
     });
     let has_token = raw.contains(['[', '(', '{']);

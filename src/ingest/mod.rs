@@ -231,6 +231,14 @@ pub enum IngestError {
         #[source]
         source: io::Error,
     },
+    /// A MISP feed's `manifest.json` is not a JSON object keyed by event uuid.
+    #[error("{path}: {reason}")]
+    Manifest {
+        /// The manifest's path.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A warninglist could not be loaded.
     #[error(transparent)]
     Warninglist(#[from] warninglist::WarninglistError),
