@@ -185,3 +185,32 @@ fn demo_runs_on_the_embedded_sample() {
     assert!(v["accepted"].as_u64().unwrap() > 5000, "{v}");
     let _ = util::data("sample");
 }
+
+#[test]
+fn a_missing_misp_event_file_is_a_reported_reject_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["manifest.json", "5e3d3c80-eba8-5531-84db-fe0b24a2bbed.json"] {
+        std::fs::copy(util::data("examples/misp-feed").join(f), dir.path().join(f)).unwrap();
+    }
+    let rej = dir.path().join("rej.jsonl");
+    let out = cwn(&[
+        "ingest",
+        "--json",
+        dir.path().to_str().unwrap(),
+        "--rejects",
+        rej.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rejected"], 1, "{v}");
+    assert!(v["accepted"].as_u64().unwrap() > 5);
+    let rejects = std::fs::read_to_string(&rej).unwrap();
+    assert!(
+        rejects.contains("8682f757-5d7b-54e9-8c2c-af6bf330fd53"),
+        "{rejects}"
+    );
+}

@@ -164,7 +164,7 @@ pub fn ingest_sources(
     let mut driver = Ingest::new(warninglists);
     ingest::read_all(&files, &opts, &mut driver, |d| {
         pb.inc(1);
-        if pb.position() % 64 == 0 {
+        if pb.position().is_multiple_of(64) {
             pb.set_message(format!("{} accepted", d.report().accepted));
         }
     })?;

@@ -443,8 +443,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), IngestError> {
 /// One unit of work for the driver: a named source of known format.
 #[derive(Clone, Debug)]
 pub struct SourceFile {
-    /// The path to read, or `None` for standard input.
+    /// The path to read, or `None` for standard input (or for `problems` alone).
     pub path: Option<PathBuf>,
+    /// Records already known to be bad before reading anything (a MISP manifest entry whose
+    /// event file is missing); reported as they are.
+    pub problems: Vec<Reject>,
     /// The name used in ids and reports (relative to the directory given, where there is one).
     pub name: String,
     /// What it holds.
@@ -462,6 +465,7 @@ pub fn expand_sources(
         if src.as_os_str() == "-" {
             out.push(SourceFile {
                 path: None,
+                problems: Vec::new(),
                 name: "-".into(),
                 detected: forced(opts.format).unwrap_or(Detected::Plain),
             });
@@ -470,11 +474,20 @@ pub fn expand_sources(
         let detected = detect(src).map_err(|e| IngestError::io(src, e))?;
         match detected {
             Detected::MispFeed => {
-                for path in misp::feed_event_files(src)? {
-                    let name = path.display().to_string();
+                let manifest = misp::feed_manifest(src)?;
+                if !manifest.problems.is_empty() {
                     out.push(SourceFile {
-                        path: Some(path),
-                        name,
+                        path: None,
+                        problems: manifest.problems,
+                        name: src.join("manifest.json").display().to_string(),
+                        detected: Detected::MispFeed,
+                    });
+                }
+                for e in manifest.events {
+                    out.push(SourceFile {
+                        name: e.path.display().to_string(),
+                        path: Some(e.path),
+                        problems: Vec::new(),
                         detected: Detected::Misp,
                     });
                 }
@@ -494,6 +507,7 @@ pub fn expand_sources(
                     };
                     out.push(SourceFile {
                         path: Some(path),
+                        problems: Vec::new(),
                         name,
                         detected,
                     });
@@ -501,6 +515,7 @@ pub fn expand_sources(
             }
             d => out.push(SourceFile {
                 path: Some(src.clone()),
+                problems: Vec::new(),
                 name: src.display().to_string(),
                 detected: forced(opts.format).unwrap_or(d),
             }),
@@ -522,6 +537,11 @@ fn forced(format: Format) -> Option<Detected> {
 /// Reads and parses one source file into a batch. Unreadable input is an error; everything
 /// else, malformed content included, is reported in the batch.
 pub fn read_source(src: &SourceFile, opts: &SourceOptions) -> Result<Batch, IngestError> {
+    if !src.problems.is_empty() {
+        return Ok(Batch {
+            items: src.problems.iter().cloned().map(Item::Rejected).collect(),
+        });
+    }
     let bytes = match &src.path {
         Some(p) => read_file(p)?,
         None => {
