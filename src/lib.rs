@@ -26,6 +26,7 @@ pub mod fuzzing;
 pub mod index;
 pub mod indicator;
 pub mod ingest;
+pub mod telemetry;
 
 #[cfg(test)]
 mod testoibits {

@@ -1,0 +1,214 @@
+//! JSON lines: one object per line; a field is a dotted path that may be a flat key (`id.orig_h`
+//! as Zeek writes it), nested objects (`dns.rrname`), or a mix; arrays along the way are
+//! searched element by element (`dns.queries.rrname`).
+
+use std::io::BufRead;
+
+use serde_json::Value;
+
+use super::{BATCH_ROWS, BatchBuilder, TelemetryBatch, TelemetryError};
+
+/// Collects the scalar values at `path` below `v`.
+pub(crate) fn extract<'v>(v: &'v Value, path: &str, out: &mut Vec<&'v Value>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(x) = m.get(path) {
+                leaves(x, out);
+                return;
+            }
+            for (i, _) in path.match_indices('.') {
+                if let Some(x) = m.get(&path[..i]) {
+                    extract(x, &path[i + 1..], out);
+                }
+            }
+        }
+        Value::Array(a) => {
+            for e in a {
+                extract(e, path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn leaves<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
+    match v {
+        Value::Null | Value::Object(_) => {}
+        Value::Array(a) => {
+            for e in a {
+                leaves(e, out);
+            }
+        }
+        _ => out.push(v),
+    }
+}
+
+pub(crate) fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Streams a JSON-lines file.
+pub(crate) struct JsonLines {
+    r: Box<dyn BufRead + Send>,
+    name: String,
+    names: Vec<String>,
+    b: BatchBuilder,
+    row: u64,
+    line: u64,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl JsonLines {
+    pub(crate) fn new(r: Box<dyn BufRead + Send>, name: &str, names: Vec<String>) -> Self {
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        JsonLines {
+            b: BatchBuilder::new(&refs),
+            r,
+            name: name.to_string(),
+            names,
+            row: 0,
+            line: 0,
+            done: false,
+            buf: Vec::new(),
+        }
+    }
+
+    fn push_record(&mut self, v: &Value) {
+        let mut vals = Vec::new();
+        for (i, path) in self.names.iter().enumerate() {
+            vals.clear();
+            extract(v, path, &mut vals);
+            let col = self.b.col(i);
+            match (vals.len(), vals.first()) {
+                (0, _) => col.push_null(),
+                (1, Some(x)) if !is_array_at(v, path) => col.push_one(scalar_text(x)),
+                _ => col.push_list(vals.iter().map(|x| scalar_text(x)).collect()),
+            }
+        }
+        self.b.end_row();
+    }
+}
+
+/// Whether the path leads through an array (so the column is a list even with one value).
+fn is_array_at(v: &Value, path: &str) -> bool {
+    match v {
+        Value::Object(m) => {
+            if let Some(x) = m.get(path) {
+                return x.is_array();
+            }
+            path.match_indices('.').any(|(i, _)| {
+                m.get(&path[..i])
+                    .is_some_and(|x| x.is_array() || is_array_at(x, &path[i + 1..]))
+            })
+        }
+        Value::Array(_) => true,
+        _ => false,
+    }
+}
+
+impl Iterator for JsonLines {
+    type Item = Result<TelemetryBatch, TelemetryError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let first = self.row;
+        while self.b.len() < BATCH_ROWS {
+            self.buf.clear();
+            match self.r.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(TelemetryError::Io {
+                        path: self.name.clone(),
+                        source: e,
+                    }));
+                }
+            }
+            self.line += 1;
+            let text = self.buf.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Value>(text) {
+                Ok(v @ Value::Object(_)) => self.push_record(&v),
+                Ok(_) => self
+                    .b
+                    .error_row(self.row, self.line, "not a JSON object".into()),
+                Err(e) => self.b.error_row(
+                    self.row,
+                    self.line,
+                    format!("invalid JSON at column {}: {e}", e.column()),
+                ),
+            }
+            self.row += 1;
+        }
+        if self.b.len() == 0 {
+            return None;
+        }
+        Some(Ok(self.b.finish(first)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::telemetry::{FieldMap, InputFormat, read_all};
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+
+    fn map(specs: &[&str]) -> FieldMap {
+        FieldMap::from_specs(specs.iter().map(|s| s.parse().unwrap())).unwrap()
+    }
+
+    #[test]
+    fn flat_nested_and_array_paths() {
+        let text = concat!(
+            r#"{"id.orig_h":"192.0.2.10","dns":{"queries":[{"rrname":"a.example"},{"rrname":"b.example"}]},"ts":1741860000.5}"#,
+            "\n",
+            r#"{"id":{"orig_h":"192.0.2.11"},"dns":{"rrname":"c.example"}}"#,
+            "\nnot json\n\n",
+            r#"{"id_orig_h":"x"}"#,
+            "\n"
+        );
+        let m = map(&[
+            "id.orig_h=ip",
+            "dns.queries.rrname=domain",
+            "dns.rrname=domain",
+            "ts=time",
+        ]);
+        let batches = read_all(
+            std::io::Cursor::new(text),
+            "t.jsonl",
+            InputFormat::Jsonl,
+            &m,
+        )
+        .unwrap();
+        assert_eq!(batches.len(), 1);
+        let b = &batches[0];
+        assert_eq!(b.batch.num_rows(), 4);
+        assert_eq!(b.errors.len(), 1);
+        assert_eq!((b.errors[0].row, b.errors[0].line), (2, 3));
+        let ip = b.batch.column(0).as_string::<i32>();
+        assert_eq!(ip.value(0), "192.0.2.10");
+        assert_eq!(ip.value(1), "192.0.2.11");
+        assert!(ip.is_null(2) && ip.is_null(3));
+        let q = b.batch.column(1).as_list::<i32>();
+        let first = q.value(0);
+        let names = first.as_string::<i32>();
+        assert_eq!((names.value(0), names.value(1)), ("a.example", "b.example"));
+        assert!(q.is_null(1));
+        assert_eq!(
+            b.batch.column(3).as_string::<i32>().value(0),
+            "1741860000.5"
+        );
+    }
+}

@@ -1,0 +1,586 @@
+//! Telemetry: reading partner logs into Arrow record batches, and the [`FieldMap`] that says
+//! which column holds which observable.
+//!
+//! Readers stream any input in bounded batches of [`BATCH_ROWS`] rows and keep only the mapped
+//! columns, as `Utf8` (one value per row) or `List<Utf8>` (Zeek vectors, JSON arrays). A
+//! malformed record becomes an all-null row, so that row numbers stay the 0-based position of
+//! the record in its file, and is reported as a [`RowError`]. Formats are detected from the
+//! content ([`detect`]); gzip is unwrapped by its magic bytes.
+//!
+//! This module knows nothing about indicators: it only produces columns.
+
+mod csv_reader;
+mod json;
+mod zeek;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+
+/// Rows per batch: large enough to amortise per-batch work, small enough to bound memory.
+pub const BATCH_ROWS: usize = 8192;
+
+/// What a telemetry column holds, and so which indicators it is matched against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    /// An IPv4 or IPv6 address: IP, CIDR and (with its port field) `ip:port` indicators.
+    Ip,
+    /// A DNS or host name: domain and hostname indicators.
+    Domain,
+    /// A URL or request target: URL and substring indicators, and on its host domain and
+    /// hostname indicators.
+    Url,
+    /// An MD5 digest.
+    Md5,
+    /// A SHA-1 digest.
+    Sha1,
+    /// A SHA-256 digest.
+    Sha256,
+    /// A digest whose algorithm its length decides.
+    Hash,
+    /// An e-mail address.
+    Email,
+    /// A JA3 fingerprint.
+    Ja3,
+    /// A JA3S fingerprint.
+    Ja3s,
+    /// A JA4 fingerprint.
+    Ja4,
+    /// A User-Agent: user-agent and substring indicators.
+    UserAgent,
+    /// Free text: substring indicators.
+    Text,
+    /// The event time (RFC 3339 or epoch seconds).
+    Time,
+    /// The port of the address column named here (`port@dst`).
+    Port(String),
+}
+
+impl FieldKind {
+    /// The name used on the command line.
+    pub fn name(&self) -> String {
+        match self {
+            FieldKind::Ip => "ip".into(),
+            FieldKind::Domain => "domain".into(),
+            FieldKind::Url => "url".into(),
+            FieldKind::Md5 => "md5".into(),
+            FieldKind::Sha1 => "sha1".into(),
+            FieldKind::Sha256 => "sha256".into(),
+            FieldKind::Hash => "hash".into(),
+            FieldKind::Email => "email".into(),
+            FieldKind::Ja3 => "ja3".into(),
+            FieldKind::Ja3s => "ja3s".into(),
+            FieldKind::Ja4 => "ja4".into(),
+            FieldKind::UserAgent => "user-agent".into(),
+            FieldKind::Text => "text".into(),
+            FieldKind::Time => "time".into(),
+            FieldKind::Port(a) => format!("port@{a}"),
+        }
+    }
+}
+
+impl FromStr for FieldKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let k = s.trim().to_ascii_lowercase();
+        if let Some(addr) = k.strip_prefix("port@") {
+            if addr.is_empty() {
+                return Err("`port@` needs the name of an address field, e.g. port@dst".into());
+            }
+            // Keep the field name's case as written.
+            return Ok(FieldKind::Port(s.trim()[5..].to_string()));
+        }
+        Ok(match k.as_str() {
+            "ip" | "addr" | "address" => FieldKind::Ip,
+            "domain" | "hostname" | "host" => FieldKind::Domain,
+            "url" | "uri" => FieldKind::Url,
+            "md5" => FieldKind::Md5,
+            "sha1" => FieldKind::Sha1,
+            "sha256" => FieldKind::Sha256,
+            "hash" => FieldKind::Hash,
+            "email" => FieldKind::Email,
+            "ja3" => FieldKind::Ja3,
+            "ja3s" => FieldKind::Ja3s,
+            "ja4" => FieldKind::Ja4,
+            "user-agent" | "useragent" | "user_agent" => FieldKind::UserAgent,
+            "text" => FieldKind::Text,
+            "time" | "ts" | "timestamp" => FieldKind::Time,
+            _ => {
+                return Err(format!(
+                    "unknown field kind `{s}` (ip, domain, url, md5, sha1, sha256, hash, email, ja3, ja3s, ja4, user-agent, text, time, port@FIELD)"
+                ));
+            }
+        })
+    }
+}
+
+impl fmt::Display for FieldKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// One mapping: column `name` holds `kind`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// The column (a JSON path with dots, a Zeek or CSV column name).
+    pub name: String,
+    /// What it holds.
+    pub kind: FieldKind,
+}
+
+impl FromStr for FieldSpec {
+    type Err = String;
+
+    /// Parses `NAME=KIND` (`--field id.resp_h=ip`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, kind) = s
+            .rsplit_once('=')
+            .ok_or_else(|| format!("`{s}`: expected NAME=KIND, e.g. id.resp_h=ip"))?;
+        if name.trim().is_empty() {
+            return Err(format!("`{s}`: empty field name"));
+        }
+        Ok(FieldSpec {
+            name: name.trim().to_string(),
+            kind: kind.parse()?,
+        })
+    }
+}
+
+/// Which columns hold which observables. Order is kept; a later entry for the same column
+/// replaces an earlier one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldMap {
+    fields: Vec<FieldSpec>,
+}
+
+impl FieldMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a mapping.
+    pub fn insert(&mut self, spec: FieldSpec) {
+        match self.fields.iter_mut().find(|f| f.name == spec.name) {
+            Some(f) => *f = spec,
+            None => self.fields.push(spec),
+        }
+    }
+
+    /// Builds a map from specs, checking that every `port@ADDR` names an `ip` field.
+    pub fn from_specs(specs: impl IntoIterator<Item = FieldSpec>) -> Result<Self, String> {
+        let mut m = FieldMap::new();
+        for s in specs {
+            m.insert(s);
+        }
+        m.check()?;
+        Ok(m)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for f in &self.fields {
+            if let FieldKind::Port(addr) = &f.kind
+                && !self
+                    .fields
+                    .iter()
+                    .any(|g| &g.name == addr && g.kind == FieldKind::Ip)
+            {
+                return Err(format!(
+                    "`{}=port@{addr}`: there is no field `{addr}` of kind ip",
+                    f.name
+                ));
+            }
+        }
+        if self
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldKind::Time)
+            .count()
+            > 1
+        {
+            return Err("more than one field of kind time".into());
+        }
+        Ok(())
+    }
+
+    /// The mappings, in order.
+    pub fn fields(&self) -> &[FieldSpec] {
+        &self.fields
+    }
+
+    /// Whether nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The column names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.fields.iter().map(|f| f.name.as_str()).collect()
+    }
+}
+
+/// Telemetry file formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Zeek TSV log with `#fields` header.
+    Zeek,
+    /// CSV with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+    /// Arrow IPC file or stream.
+    Arrow,
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputFormat::Jsonl => "JSON lines",
+            InputFormat::Zeek => "Zeek TSV",
+            InputFormat::Csv => "CSV",
+            InputFormat::Parquet => "Parquet",
+            InputFormat::Arrow => "Arrow IPC",
+        })
+    }
+}
+
+/// Decides the format from the first bytes (already un-gzipped).
+pub fn detect(head: &[u8]) -> InputFormat {
+    if head.starts_with(b"PAR1") {
+        return InputFormat::Parquet;
+    }
+    if head.starts_with(b"ARROW1") || head.starts_with(&[0xff, 0xff, 0xff, 0xff]) {
+        return InputFormat::Arrow;
+    }
+    if head.starts_with(b"#separator") {
+        return InputFormat::Zeek;
+    }
+    let first = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| head[i]);
+    if first == Some(b'{') {
+        return InputFormat::Jsonl;
+    }
+    InputFormat::Csv
+}
+
+/// A telemetry file that could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// I/O error reading the file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file's structure is unusable (no header, an unknown column).
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A record that could not be read; its row is all nulls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    /// 0-based data row.
+    pub row: u64,
+    /// 1-based line in the file.
+    pub line: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// One batch of telemetry.
+#[derive(Clone, Debug)]
+pub struct TelemetryBatch {
+    /// The mapped columns, named as in the field map.
+    pub batch: RecordBatch,
+    /// Row number (0-based, within the file) of the batch's first row.
+    pub first_row: u64,
+    /// Records in this batch that could not be read.
+    pub errors: Vec<RowError>,
+}
+
+/// Values of one column for the rows of a batch being built.
+#[derive(Debug, Default)]
+pub(crate) struct ColumnBuf {
+    /// Per row: `None` (null) or the values (one for a scalar).
+    rows: Vec<Option<Vec<String>>>,
+    list: bool,
+}
+
+impl ColumnBuf {
+    pub(crate) fn push_null(&mut self) {
+        self.rows.push(None);
+    }
+
+    pub(crate) fn push_one(&mut self, v: String) {
+        self.rows.push(Some(vec![v]));
+    }
+
+    pub(crate) fn push_list(&mut self, vs: Vec<String>) {
+        self.list = true;
+        self.rows.push(Some(vs));
+    }
+
+    fn finish(&mut self) -> (DataType, ArrayRef) {
+        let rows = std::mem::take(&mut self.rows);
+        if self.list {
+            let mut b = ListBuilder::new(StringBuilder::new());
+            for r in rows {
+                match r {
+                    None => b.append(false),
+                    Some(vs) => {
+                        for v in vs {
+                            b.values().append_value(v);
+                        }
+                        b.append(true);
+                    }
+                }
+            }
+            let a = b.finish();
+            (arrow_array::Array::data_type(&a).clone(), Arc::new(a))
+        } else {
+            let mut b = StringBuilder::new();
+            for r in rows {
+                match r.and_then(|mut v| v.pop()) {
+                    Some(v) => b.append_value(v),
+                    None => b.append_null(),
+                }
+            }
+            (DataType::Utf8, Arc::new(b.finish()))
+        }
+    }
+}
+
+/// Collects rows into a record batch of the mapped columns.
+#[derive(Debug)]
+pub(crate) struct BatchBuilder {
+    names: Vec<String>,
+    cols: Vec<ColumnBuf>,
+    rows: usize,
+    errors: Vec<RowError>,
+}
+
+impl BatchBuilder {
+    pub(crate) fn new(names: &[&str]) -> Self {
+        BatchBuilder {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            cols: names.iter().map(|_| ColumnBuf::default()).collect(),
+            rows: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn col(&mut self, i: usize) -> &mut ColumnBuf {
+        &mut self.cols[i]
+    }
+
+    pub(crate) fn end_row(&mut self) {
+        self.rows += 1;
+    }
+
+    pub(crate) fn error_row(&mut self, row: u64, line: u64, reason: String) {
+        for c in &mut self.cols {
+            c.push_null();
+        }
+        self.errors.push(RowError { row, line, reason });
+        self.rows += 1;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn finish(&mut self, first_row: u64) -> TelemetryBatch {
+        let mut fields = Vec::with_capacity(self.cols.len());
+        let mut arrays = Vec::with_capacity(self.cols.len());
+        for (name, col) in self.names.iter().zip(&mut self.cols) {
+            let (dt, a) = col.finish();
+            fields.push(Field::new(name, dt, true));
+            arrays.push(a);
+        }
+        col_list_reset(&mut self.cols);
+        let rows = std::mem::take(&mut self.rows);
+        let batch = RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            arrays,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .expect("columns built with one entry per row");
+        TelemetryBatch {
+            batch,
+            first_row,
+            errors: std::mem::take(&mut self.errors),
+        }
+    }
+}
+
+fn col_list_reset(cols: &mut [ColumnBuf]) {
+    for c in cols {
+        c.list = false;
+    }
+}
+
+/// A streaming reader over one telemetry file.
+pub type BatchIter = Box<dyn Iterator<Item = Result<TelemetryBatch, TelemetryError>> + Send>;
+
+fn open_buffered(path: &Path) -> Result<Box<dyn BufRead + Send>, TelemetryError> {
+    let io_err = |e| TelemetryError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let mut f = BufReader::with_capacity(1 << 20, File::open(path).map_err(io_err)?);
+    let gz = f.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gz {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(f),
+        ))
+    } else {
+        Box::new(f)
+    })
+}
+
+/// Opens a telemetry file and streams its mapped columns. `format` overrides detection.
+pub fn open(
+    path: &Path,
+    format: Option<InputFormat>,
+    fields: &FieldMap,
+) -> Result<BatchIter, TelemetryError> {
+    let mut r = open_buffered(path)?;
+    let name = path.display().to_string();
+    let format = match format {
+        Some(f) => f,
+        None => {
+            let head = r.fill_buf().map_err(|e| TelemetryError::Io {
+                path: name.clone(),
+                source: e,
+            })?;
+            detect(head)
+        }
+    };
+    from_reader(r, &name, format, fields)
+}
+
+/// Streams telemetry from any reader (standard input, a decompressed stream).
+pub fn from_reader(
+    r: Box<dyn BufRead + Send>,
+    name: &str,
+    format: InputFormat,
+    fields: &FieldMap,
+) -> Result<BatchIter, TelemetryError> {
+    let names: Vec<String> = fields.names().iter().map(|s| s.to_string()).collect();
+    match format {
+        InputFormat::Jsonl => Ok(Box::new(json::JsonLines::new(r, name, names))),
+        InputFormat::Zeek => Ok(Box::new(zeek::ZeekTsv::new(r, name, names))),
+        InputFormat::Csv => Ok(Box::new(csv_reader::CsvReader::new(r, name, names)?)),
+        InputFormat::Parquet | InputFormat::Arrow => Err(TelemetryError::Format {
+            path: name.to_string(),
+            reason: format!(
+                "{format} input is recognised but this build reads only JSON lines, Zeek TSV and CSV; convert it or use a build with columnar readers"
+            ),
+        }),
+    }
+}
+
+/// Reads every batch of a small input (tests, examples).
+pub fn read_all(
+    r: impl Read + Send + 'static,
+    name: &str,
+    format: InputFormat,
+    fields: &FieldMap,
+) -> Result<Vec<TelemetryBatch>, TelemetryError> {
+    from_reader(Box::new(BufReader::new(r)), name, format, fields)?.collect()
+}
+
+/// Parses an event time: RFC 3339 (a `+0000` offset without colon accepted, as Suricata
+/// writes it) or epoch seconds, integer or fractional. Returns Unix seconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let b = s.as_bytes();
+    if b[0].is_ascii_digit() && s.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        let secs = s.split('.').next()?;
+        return secs.parse::<i64>().ok();
+    }
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Some(t.as_second());
+    }
+    // `2025-03-13T10:05:00.000100+0000`: insert the colon jiff wants.
+    let n = s.len();
+    if n > 5 {
+        let (head, off) = s.split_at(n - 5);
+        if (off.starts_with('+') || off.starts_with('-'))
+            && off[1..].bytes().all(|c| c.is_ascii_digit())
+        {
+            let fixed = format!("{head}{}:{}", &off[..3], &off[3..]);
+            return fixed.parse::<jiff::Timestamp>().ok().map(|t| t.as_second());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_specs_parse() {
+        let f: FieldSpec = "id.resp_h=ip".parse().unwrap();
+        assert_eq!((f.name.as_str(), f.kind), ("id.resp_h", FieldKind::Ip));
+        let p: FieldSpec = "dport=port@dst".parse().unwrap();
+        assert_eq!(p.kind, FieldKind::Port("dst".into()));
+        assert!("x".parse::<FieldSpec>().is_err());
+        assert!("x=banana".parse::<FieldSpec>().is_err());
+        let err = FieldMap::from_specs(["p=port@dst".parse().unwrap()]).unwrap_err();
+        assert!(err.contains("no field `dst`"), "{err}");
+        assert!(
+            FieldMap::from_specs(["dst=ip".parse().unwrap(), "p=port@dst".parse().unwrap()])
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn detects_formats() {
+        assert_eq!(detect(b"PAR1\x15"), InputFormat::Parquet);
+        assert_eq!(detect(b"ARROW1\0\0"), InputFormat::Arrow);
+        assert_eq!(detect(b"#separator \\x09\n"), InputFormat::Zeek);
+        assert_eq!(detect(b"  {\"a\":1}\n"), InputFormat::Jsonl);
+        assert_eq!(detect(b"ts,query\n"), InputFormat::Csv);
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1741860000.123456"), Some(1_741_860_000));
+        assert_eq!(parse_time("1741860000"), Some(1_741_860_000));
+        assert_eq!(parse_time("2025-03-13T10:05:00Z"), Some(1_741_860_300));
+        assert_eq!(
+            parse_time("2025-03-13T10:05:00.000100+0000"),
+            Some(1_741_860_300)
+        );
+        assert_eq!(parse_time("2025-03-13T11:05:00+01:00"), Some(1_741_860_300));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

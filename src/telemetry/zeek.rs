@@ -1,0 +1,240 @@
+//! Zeek TSV logs: `#separator`, `#set_separator`, `#empty_field`, `#unset_field`, `#fields` and
+//! `#types` headers; `-` is unset (null), `(empty)` an empty value; `set[…]` and `vector[…]`
+//! columns become lists. A log may repeat its header (concatenated logs); it is re-read.
+
+use std::io::BufRead;
+
+use super::{BATCH_ROWS, BatchBuilder, TelemetryBatch, TelemetryError};
+
+fn unescape_sep(s: &str) -> Vec<u8> {
+    // `#separator \x09`
+    if let Some(hex) = s.strip_prefix("\\x")
+        && let Ok(b) = u8::from_str_radix(hex, 16)
+    {
+        return vec![b];
+    }
+    s.as_bytes().to_vec()
+}
+
+struct Header {
+    sep: Vec<u8>,
+    set_sep: Vec<u8>,
+    empty: Vec<u8>,
+    unset: Vec<u8>,
+    /// For each mapped field: its column index and whether it is a set/vector.
+    cols: Vec<Option<(usize, bool)>>,
+    ncols: usize,
+}
+
+/// Streams a Zeek TSV log.
+pub(crate) struct ZeekTsv {
+    r: Box<dyn BufRead + Send>,
+    name: String,
+    names: Vec<String>,
+    h: Header,
+    types: Vec<String>,
+    fields: Vec<String>,
+    b: BatchBuilder,
+    row: u64,
+    line: u64,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl ZeekTsv {
+    pub(crate) fn new(r: Box<dyn BufRead + Send>, name: &str, names: Vec<String>) -> Self {
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        ZeekTsv {
+            b: BatchBuilder::new(&refs),
+            h: Header {
+                sep: b"\t".to_vec(),
+                set_sep: b",".to_vec(),
+                empty: b"(empty)".to_vec(),
+                unset: b"-".to_vec(),
+                cols: vec![None; names.len()],
+                ncols: 0,
+            },
+            r,
+            name: name.to_string(),
+            names,
+            types: Vec::new(),
+            fields: Vec::new(),
+            row: 0,
+            line: 0,
+            done: false,
+            buf: Vec::new(),
+        }
+    }
+
+    fn header_line(&mut self, line: &str) {
+        let (key, rest) = match line.split_once([' ', '\t']) {
+            Some(kv) => kv,
+            None => (line, ""),
+        };
+        let sep = String::from_utf8_lossy(&self.h.sep).into_owned();
+        match key {
+            "#separator" => self.h.sep = unescape_sep(rest.trim()),
+            "#set_separator" => self.h.set_sep = unescape_sep(rest),
+            "#empty_field" => self.h.empty = rest.as_bytes().to_vec(),
+            "#unset_field" => self.h.unset = rest.as_bytes().to_vec(),
+            "#fields" => {
+                self.fields = rest.split(sep.as_str()).map(str::to_string).collect();
+                self.resolve();
+            }
+            "#types" => {
+                self.types = rest.split(sep.as_str()).map(str::to_string).collect();
+                self.resolve();
+            }
+            _ => {}
+        }
+    }
+
+    fn resolve(&mut self) {
+        self.h.ncols = self.fields.len();
+        for (i, name) in self.names.iter().enumerate() {
+            self.h.cols[i] = self.fields.iter().position(|f| f == name).map(|c| {
+                let t = self.types.get(c).map(String::as_str).unwrap_or("");
+                (c, t.starts_with("set[") || t.starts_with("vector["))
+            });
+        }
+    }
+
+    fn data_line(&mut self, line: &[u8]) {
+        let sep = &self.h.sep;
+        let parts: Vec<&[u8]> = split(line, sep);
+        if self.fields.is_empty() {
+            self.b
+                .error_row(self.row, self.line, "data before the #fields header".into());
+            return;
+        }
+        if parts.len() != self.h.ncols {
+            let reason = format!(
+                "{} columns, the #fields header has {}",
+                parts.len(),
+                self.h.ncols
+            );
+            self.b.error_row(self.row, self.line, reason);
+            return;
+        }
+        for i in 0..self.names.len() {
+            let col = self.b.col(i);
+            let Some((c, is_list)) = self.h.cols[i] else {
+                col.push_null();
+                continue;
+            };
+            let v = parts[c];
+            if v == self.h.unset.as_slice() {
+                col.push_null();
+            } else if is_list {
+                if v == self.h.empty.as_slice() {
+                    col.push_list(Vec::new());
+                } else {
+                    let items = split(v, &self.h.set_sep)
+                        .into_iter()
+                        .map(|x| String::from_utf8_lossy(x).into_owned())
+                        .collect();
+                    col.push_list(items);
+                }
+            } else if v == self.h.empty.as_slice() {
+                col.push_one(String::new());
+            } else {
+                col.push_one(String::from_utf8_lossy(v).into_owned());
+            }
+        }
+        self.b.end_row();
+    }
+}
+
+fn split<'a>(s: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
+    if sep.len() == 1 {
+        return s.split(|&b| b == sep[0]).collect();
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + sep.len() <= s.len() {
+        if &s[i..i + sep.len()] == sep {
+            out.push(&s[start..i]);
+            i += sep.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+impl Iterator for ZeekTsv {
+    type Item = Result<TelemetryBatch, TelemetryError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let first = self.row;
+        while self.b.len() < BATCH_ROWS {
+            self.buf.clear();
+            match self.r.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(TelemetryError::Io {
+                        path: self.name.clone(),
+                        source: e,
+                    }));
+                }
+            }
+            self.line += 1;
+            let mut line = std::mem::take(&mut self.buf);
+            while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+                line.pop();
+            }
+            if line.first() == Some(&b'#') {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                self.header_line(&text);
+            } else if !line.is_empty() {
+                self.data_line(&line);
+                self.row += 1;
+            }
+            self.buf = line;
+        }
+        if self.b.len() == 0 {
+            return None;
+        }
+        Some(Ok(self.b.finish(first)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::telemetry::{FieldMap, InputFormat, read_all};
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+
+    #[test]
+    fn reads_fields_unset_empty_and_vectors() {
+        let text = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#fields\tts\tquery\tanswers\n#types\ttime\tstring\tvector[string]\n1.5\tA.example\tx.example,192.0.2.1\n2.5\t-\t(empty)\nbad line\n#close\t2024\n";
+        let m = FieldMap::from_specs([
+            "query=domain".parse().unwrap(),
+            "answers=domain".parse().unwrap(),
+            "ts=time".parse().unwrap(),
+        ])
+        .unwrap();
+        let b = &read_all(std::io::Cursor::new(text), "dns.log", InputFormat::Zeek, &m).unwrap()[0];
+        assert_eq!(b.batch.num_rows(), 3);
+        assert_eq!(b.errors.len(), 1);
+        assert_eq!((b.errors[0].row, b.errors[0].line), (2, 9));
+        let q = b.batch.column(0).as_string::<i32>();
+        assert_eq!(q.value(0), "A.example");
+        assert!(q.is_null(1));
+        let a = b.batch.column(1).as_list::<i32>();
+        assert_eq!(a.value(0).len(), 2);
+        assert_eq!(a.value(1).len(), 0);
+        assert_eq!(b.batch.column(2).as_string::<i32>().value(1), "2.5");
+    }
+}
