@@ -36,6 +36,10 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run the main job on the sample set shipped inside the binary (no arguments needed).
     Demo(demo::DemoArgs),
+    /// Create an Ed25519 key pair for signing snapshots.
+    ///
+    /// Example: cwn keygen -o keys/   (writes keys/cwn-signing.pem and keys/cwn-verify.pem)
+    Keygen(KeygenArgs),
 }
 
 /// Source options shared by every command that reads indicators.
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => run_ingest(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Keygen(args) => run_keygen(&args),
     };
     match result {
         Ok(code) => code,
@@ -172,6 +177,42 @@ pub fn ingest_sources(
     Ok(driver)
 }
 
+/// Arguments of `cwn keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write `cwn-signing.pem` (private, mode 0600) and `cwn-verify.pem` into.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn run_keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
+    use crate::index::snapshot::keys;
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
+    let sp = args.output.join(keys::SIGNING_FILE);
+    let vp = args.output.join(keys::VERIFY_FILE);
+    if !args.force && (sp.exists() || vp.exists()) {
+        anyhow::bail!(
+            "{} already holds a key pair; use --force to replace it",
+            args.output.display()
+        );
+    }
+    let key = keys::generate()?;
+    let private = keys::signing_pem(&key)?;
+    write_atomically_mode(&sp, 0o600, |w| w.write_all(private.as_bytes()))?;
+    let public = keys::verify_pem(&key.verifying_key())?;
+    write_atomically(&vp, |w| w.write_all(public.as_bytes()))?;
+    println!(
+        "wrote {} (keep it secret) and {} (give it to partners)",
+        sp.display(),
+        vp.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_ingest(args: &IngestArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let warninglists = load_warninglists(&args.source.warninglists)?;
@@ -238,6 +279,16 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> anyhow::Result<()> {
+    write_atomically_mode(path, 0o644, write)
+}
+
+/// [`write_atomically`] with the Unix permission bits the file is created with (so that a
+/// private key is never readable by others, not even for a moment).
+pub fn write_atomically_mode(
+    path: &Path,
+    #[cfg_attr(not(unix), allow(unused_variables))] mode: u32,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -251,7 +302,11 @@ pub fn write_atomically(
         std::process::id()
     ));
     let result = (|| -> io::Result<()> {
-        let f = std::fs::File::create(&tmp)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
+        let f = opts.open(&tmp)?;
         let mut w = io::BufWriter::with_capacity(1 << 20, f);
         write(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
