@@ -103,3 +103,18 @@ pub fn normalize_value(data: &[u8]) {
     }
     let _ = normalize::email(s);
 }
+
+/// A STIX pattern: parse never panics; what parses prints to text that parses to the same
+/// pattern (compared printed, since source positions differ); compiling never panics.
+pub fn stix_pattern(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(p) = ingest::stix::pattern::parse(s) {
+        let printed = p.to_string();
+        let again = ingest::stix::pattern::parse(&printed)
+            .unwrap_or_else(|e| panic!("{s:?} printed as {printed:?} does not parse: {e}"));
+        assert_eq!(again.to_string(), printed, "round trip changed {s:?}");
+        let _ = ingest::stix::compile::compile(&p);
+    }
+}

@@ -41,3 +41,13 @@ fn normalize_corpus() {
 fn misp_event_corpus() {
     run("misp_event", cwn::fuzzing::misp_event);
 }
+
+#[test]
+fn stix_pattern_corpus() {
+    run("stix_pattern", cwn::fuzzing::stix_pattern);
+}
+
+#[test]
+fn stix_bundle_corpus() {
+    run("stix_bundle", cwn::fuzzing::stix_bundle);
+}

@@ -5,4 +5,5 @@ mod fuzz_corpus;
 mod misp;
 mod normalize;
 mod plain;
+mod stix;
 mod util;

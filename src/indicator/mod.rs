@@ -393,6 +393,11 @@ pub struct Indicator {
     /// Where in a flow an IP indicator was seen, where the source says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<Direction>,
+    /// A port the same event must show beside the value, for `ip:port`-like constraints on
+    /// networks and host names (STIX `dst_port` with `dst_ref.value ISSUBSET '203.0.113.0/28'`).
+    /// [`Kind::IpPort`] values carry their port in the value instead and leave this empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// The value was written defanged (`hxxp`, `[.]`) in its source.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub defanged: bool,
@@ -423,6 +428,7 @@ impl Indicator {
             last_seen: None,
             confidence: None,
             direction: None,
+            port: None,
             defanged: false,
         }
     }
