@@ -178,8 +178,10 @@ fn tlp_code(t: Tlp) -> u8 {
     Tlp::ALL.iter().position(|&x| x == t).unwrap_or(4) as u8
 }
 
-fn ts_secs(t: Timestamp) -> i64 {
-    t.as_second()
+/// Event times are whole seconds, so rounding both bounds up keeps `[from, until)` exact: a
+/// whole second s is >= from (or < until) exactly when it is >= ceil(from).
+fn ceil_secs(t: Timestamp) -> i64 {
+    t.as_second() + i64::from(t.subsec_nanosecond() > 0)
 }
 
 fn clamp_u32(s: i64) -> u32 {
@@ -252,12 +254,12 @@ impl MetaBuilder {
         t.valid_from.push(
             ind.validity
                 .valid_from
-                .map_or(OPEN_FROM, |v| clamp_u32(ts_secs(v))),
+                .map_or(OPEN_FROM, |v| clamp_u32(ceil_secs(v)).max(1)),
         );
         t.valid_until.push(
             ind.validity
                 .valid_until
-                .map_or(OPEN_UNTIL, |v| clamp_u32(ts_secs(v)).min(OPEN_UNTIL - 1)),
+                .map_or(OPEN_UNTIL, |v| clamp_u32(ceil_secs(v)).min(OPEN_UNTIL - 1)),
         );
         t.port.push(port.unwrap_or(0));
         for tag in &ind.tags {
@@ -403,7 +405,8 @@ impl MetaTable {
     pub fn valid_at(&self, ord: u32, unix_seconds: i64) -> bool {
         let from = i64::from(self.valid_from[ord as usize]);
         let until = self.valid_until[ord as usize];
-        unix_seconds >= from && (until == OPEN_UNTIL || unix_seconds < i64::from(until))
+        (from == i64::from(OPEN_FROM) || unix_seconds >= from)
+            && (until == OPEN_UNTIL || unix_seconds < i64::from(until))
     }
 
     /// Ordinals per TLP level, least restrictive first.
