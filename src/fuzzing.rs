@@ -75,9 +75,36 @@ pub fn stix_bundle(data: &[u8]) {
     fold(batch);
 }
 
-/// A warninglist `list.json`.
+/// A warninglist `list.json`: parsing never panics, a loaded list is internally consistent,
+/// and checking indicators of every kind against it never panics.
 pub fn warninglist(data: &[u8]) {
-    let _ = ingest::Warninglists::from_json("fuzz/list.json", data);
+    let Ok(lists) = ingest::Warninglists::parse("fuzz/list.json", data) else {
+        return;
+    };
+    lists.validate();
+    let src: Arc<str> = Arc::from("fuzz");
+    for raw in [
+        "198.51.100.53",
+        "2001:db8:53::1",
+        "203.0.113.0/24",
+        "198.51.100.53:53",
+        "a.b.example.com",
+        "http://update.example.net/check.php",
+        "/check.php",
+        "abuse@example.org",
+        "d41d8cd98f00b204e9800998ecf8427e",
+    ] {
+        if let Ok(n) = normalize::guess(raw) {
+            let ind = crate::indicator::Indicator::new(
+                "x",
+                n.kind,
+                n.value,
+                src.clone(),
+                crate::indicator::Tlp::Clear,
+            );
+            let _ = lists.check(&ind);
+        }
+    }
 }
 
 /// One value through every normaliser: no panic, and `guess` is idempotent.

@@ -51,3 +51,8 @@ fn stix_pattern_corpus() {
 fn stix_bundle_corpus() {
     run("stix_bundle", cwn::fuzzing::stix_bundle);
 }
+
+#[test]
+fn warninglist_corpus() {
+    run("warninglist", cwn::fuzzing::warninglist);
+}

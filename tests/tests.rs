@@ -7,3 +7,4 @@ mod normalize;
 mod plain;
 mod stix;
 mod util;
+mod warninglist;

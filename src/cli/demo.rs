@@ -51,7 +51,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut lists = Warninglists::default();
     for (name, bytes) in WARNINGLISTS {
-        lists.extend(Warninglists::from_json(name, bytes)?);
+        lists.extend(Warninglists::parse(name, bytes)?);
     }
     let opts = SourceOptions {
         default_tlp: Tlp::AmberStrict,

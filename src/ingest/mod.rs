@@ -579,14 +579,55 @@ pub fn read_all(
     use rayon::prelude::*;
     // Chunks bound the memory held in parsed-but-not-folded batches.
     for chunk in files.chunks(64) {
-        let batches: Vec<Result<Batch, IngestError>> =
-            chunk.par_iter().map(|f| read_source(f, opts)).collect();
+        let lists = driver.warninglists.clone();
+        // Warninglist checks run in the parallel part too: they are the costliest step after
+        // parsing, and their verdicts do not depend on the fold order.
+        type Checked = (Batch, Vec<Option<Verdict>>);
+        let batches: Vec<Result<Checked, IngestError>> = chunk
+            .par_iter()
+            .map(|f| {
+                let b = read_source(f, opts)?;
+                let v = lists
+                    .as_deref()
+                    .map(|l| precheck(l, &b))
+                    .unwrap_or_default();
+                Ok((b, v))
+            })
+            .collect();
         for b in batches {
-            driver.add(b?);
+            let (batch, verdicts) = b?;
+            driver.add_prechecked(batch, verdicts);
             on_file(driver);
         }
     }
     Ok(())
+}
+
+/// A warninglist hit computed ahead of the fold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The list's name.
+    pub list: String,
+    /// The list's version.
+    pub version: u64,
+    /// The entry that matched.
+    pub entry: String,
+}
+
+/// The warninglist verdict of every item of a batch (`None` for rejects and clean values).
+pub fn precheck(lists: &Warninglists, batch: &Batch) -> Vec<Option<Verdict>> {
+    batch
+        .items
+        .iter()
+        .map(|item| match item {
+            Item::Indicator { indicator, .. } => lists.check(indicator).map(|h| Verdict {
+                list: h.list.to_string(),
+                version: h.version,
+                entry: h.entry.to_string(),
+            }),
+            Item::Rejected(_) => None,
+        })
+        .collect()
 }
 
 /// The ingest driver: folds parser batches into an [`IndicatorSet`], applying warninglists and
@@ -596,22 +637,34 @@ pub struct Ingest {
     set: IndicatorSet,
     report: IngestReport,
     rejects: Vec<Reject>,
-    warninglists: Option<Warninglists>,
+    warninglists: Option<Arc<Warninglists>>,
 }
 
 impl Ingest {
     /// A driver that suppresses indicators found on `warninglists`.
     pub fn new(warninglists: Option<Warninglists>) -> Self {
         Ingest {
-            warninglists,
+            warninglists: warninglists.map(Arc::new),
             ..Default::default()
         }
     }
 
     /// Folds one batch in, in order.
     pub fn add(&mut self, batch: Batch) {
+        let verdicts = match &self.warninglists {
+            Some(l) => precheck(l, &batch),
+            None => Vec::new(),
+        };
+        self.add_prechecked(batch, verdicts);
+    }
+
+    /// Folds one batch in with warninglist verdicts already computed by [`precheck`] (an
+    /// empty `verdicts` means none suppressed).
+    pub fn add_prechecked(&mut self, batch: Batch, verdicts: Vec<Option<Verdict>>) {
         self.report.files += 1;
+        let mut verdicts = verdicts.into_iter();
         for item in batch.items {
+            let verdict = verdicts.next().flatten();
             match item {
                 Item::Rejected(r) => self.reject(r),
                 Item::Indicator {
@@ -619,7 +672,7 @@ impl Ingest {
                     record,
                     indicator,
                     notes,
-                } => self.offer(&file, record, indicator, &notes),
+                } => self.offer(&file, record, indicator, &notes, verdict),
             }
         }
     }
@@ -629,10 +682,15 @@ impl Ingest {
         self.rejects.push(r);
     }
 
-    fn offer(&mut self, file: &str, record: Record, indicator: Indicator, notes: &[Note]) {
-        if let Some(wl) = &self.warninglists
-            && let Some(hit) = wl.check(&indicator)
-        {
+    fn offer(
+        &mut self,
+        file: &str,
+        record: Record,
+        indicator: Indicator,
+        notes: &[Note],
+        verdict: Option<Verdict>,
+    ) {
+        if let Some(hit) = verdict {
             let key = format!("{} (version {})", hit.list, hit.version);
             *self.report.suppressed_by_list.entry(key).or_insert(0) += 1;
             let reason = format!(
