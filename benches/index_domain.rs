@@ -43,7 +43,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
+        (((self.next() >> 32) * n as u64) >> 32) as usize
     }
 
     fn label(&mut self, min: usize, max: usize) -> String {
@@ -161,6 +161,34 @@ fn synthetic_names(domains: &[String]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Ordinals matched over `names` by a plain hash map probed at every label boundary (every
+/// maltrail entry is a domain), to check the index on the real data before timing it.
+fn reference_hits(domains: &[String], names: &[Vec<u8>]) -> usize {
+    let mut map: std::collections::HashMap<&[u8], Vec<u32>> = Default::default();
+    for (i, d) in domains.iter().enumerate() {
+        map.entry(d.as_bytes()).or_default().push(i as u32);
+    }
+    let mut hits = 0;
+    for name in names {
+        let mut ords: Vec<u32> = Vec::new();
+        let starts = std::iter::once(0).chain(
+            name.iter()
+                .enumerate()
+                .filter(|(_, c)| **c == b'.')
+                .map(|(i, _)| i + 1),
+        );
+        for s in starts {
+            if let Some(o) = map.get(&name[s..]) {
+                ords.extend(o);
+            }
+        }
+        ords.sort_unstable();
+        ords.dedup();
+        hits += ords.len();
+    }
+    hits
+}
+
 fn lookup_all(index: &DomainIndex, names: &[Vec<u8>], out: &mut Vec<u32>) -> usize {
     let mut hits = 0;
     for name in names {
@@ -206,10 +234,11 @@ fn domain_lookup(c: &mut Criterion) {
     g.sample_size(20).measurement_time(Duration::from_secs(5));
     let mut out = Vec::new();
     if let Some(queries) = zeek_queries() {
+        let hits = lookup_all(&index, &queries, &mut out);
+        assert_eq!(hits, reference_hits(&domains, &queries));
         eprintln!(
-            "zeek dns.log: {} queries, {} ordinals matched",
-            queries.len(),
-            lookup_all(&index, &queries, &mut out)
+            "zeek dns.log: {} queries, {hits} ordinals matched",
+            queries.len()
         );
         g.throughput(Throughput::Elements(queries.len() as u64));
         g.bench_function("maltrail_1.37M/zeek_dns_53k", |b| {
@@ -217,10 +246,11 @@ fn domain_lookup(c: &mut Criterion) {
         });
     }
     let synthetic = synthetic_names(&domains);
+    let hits = lookup_all(&index, &synthetic, &mut out);
+    assert_eq!(hits, reference_hits(&domains, &synthetic));
     eprintln!(
-        "synthetic: {} names, {} ordinals matched",
-        synthetic.len(),
-        lookup_all(&index, &synthetic, &mut out)
+        "synthetic: {} names, {hits} ordinals matched",
+        synthetic.len()
     );
     g.throughput(Throughput::Elements(synthetic.len() as u64));
     g.bench_function("maltrail_1.37M/synthetic_miss", |b| {
