@@ -1028,6 +1028,14 @@ mod tests {
     }
 
     #[test]
+    fn indexes_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DomainIndex>();
+        assert_send_sync::<crate::index::exact::BytesIndex>();
+        assert_send_sync::<crate::index::exact::Sha256Index>();
+    }
+
+    #[test]
     fn longest_dns_names() {
         // 253 bytes: four labels of 63 and one of one... and look-alikes one byte longer.
         let l63 = "a".repeat(63);
