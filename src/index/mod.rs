@@ -7,6 +7,8 @@
 //! their invariants (each structure has a `validate()`); it knows nothing about files, TLP
 //! policy or telemetry formats.
 
+pub mod domain;
+pub mod exact;
 pub mod hash;
 pub mod meta;
 pub mod snapshot;
