@@ -574,9 +574,15 @@ pub fn url(raw: &str) -> Result<CanonicalUrl, NormalizeError> {
     let host = match parsed.host() {
         Some(url::Host::Domain(d)) => {
             let d = d.trim_end_matches('.');
-            // The url crate has lower-cased and IDNA-mapped the host; still validate it as a
-            // DNS name so that `http://a..b/` and friends are refused consistently.
-            domain(d).map_err(|e| invalid("URL", format!("host: {e}")))?
+            // Without its trailing dots the host may read as a number (`1.11..` is `1.11`,
+            // which WHATWG reads as the IPv4 address 1.0.0.11): parse it again so that the
+            // canonical form parses back to itself.
+            match url::Host::parse(d) {
+                Ok(url::Host::Ipv4(a)) => a.to_string(),
+                // The url crate has lower-cased and IDNA-mapped the host; still validate it
+                // as a DNS name so that `http://a..b/` and friends are refused consistently.
+                _ => domain(d).map_err(|e| invalid("URL", format!("host: {e}")))?,
+            }
         }
         Some(url::Host::Ipv4(a)) => a.to_string(),
         Some(url::Host::Ipv6(a)) => match a.to_ipv4_mapped() {
@@ -997,6 +1003,8 @@ mod tests {
                 "http://[2001:db8::1]/b",
             ),
             ("http://example.com/a%2fb", "http://example.com/a%2Fb"),
+            // Found by the fuzzer: a numeric host behind trailing dots is an IPv4 address.
+            ("http://1.11../x", "http://1.0.0.11/x"),
         ];
         for (input, want) in cases {
             assert_eq!(url(input).unwrap().k1(), want, "{input}");
