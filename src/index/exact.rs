@@ -440,7 +440,7 @@ impl<const N: usize> Sections for ExactIndex<N> {
             ));
         }
         let flat: Vec<u8> = r.take(EXACT)?;
-        if flat.len() % N != 0 {
+        if !flat.len().is_multiple_of(N) {
             return Err(FormatError::new(
                 EXACT,
                 "digest bytes not a whole number of digests",
