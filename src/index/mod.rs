@@ -12,6 +12,7 @@ pub mod exact;
 pub mod hash;
 pub mod meta;
 pub mod snapshot;
+pub mod substring;
 
 use std::fmt;
 
