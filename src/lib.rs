@@ -23,9 +23,11 @@
 pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hits;
 pub mod index;
 pub mod indicator;
 pub mod ingest;
+pub mod matcher;
 pub mod telemetry;
 
 #[cfg(test)]

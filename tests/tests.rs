@@ -5,6 +5,8 @@ mod fuzz_corpus;
 mod misp;
 mod normalize;
 mod plain;
+mod real;
+mod reference;
 mod stix;
 mod util;
 mod warninglist;

@@ -4,6 +4,7 @@
 //! results are shown (a table for people, JSON for scripts).
 
 mod demo;
+mod index;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,18 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run the main job on the sample set shipped inside the binary (no arguments needed).
     Demo(demo::DemoArgs),
+    /// Ingest sources and compile them into a signed, checksummed snapshot.
+    ///
+    /// Example: cwn compile --warninglists lists/ feed/ --sign keys/cwn-signing.pem -o set.cwnsnap
+    Compile(index::CompileArgs),
+    /// Show what a snapshot holds: versions, counts by kind and TLP, bytes per indicator.
+    ///
+    /// Example: cwn inspect set.cwnsnap --verify-key keys/cwn-verify.pem
+    Inspect(index::InspectArgs),
+    /// Match telemetry against a snapshot and write the hits.
+    ///
+    /// Example: cwn match --index set.cwnsnap --field query=domain --field ts=time dns.log -o hits.jsonl
+    Match(index::MatchArgs),
     /// Create an Ed25519 key pair for signing snapshots.
     ///
     /// Example: cwn keygen -o keys/   (writes keys/cwn-signing.pem and keys/cwn-verify.pem)
@@ -101,6 +114,9 @@ pub fn main() -> ExitCode {
         Command::Ingest(args) => run_ingest(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Keygen(args) => run_keygen(&args),
+        Command::Compile(args) => index::run_compile(&args),
+        Command::Inspect(args) => index::run_inspect(&args),
+        Command::Match(args) => index::run_match(&args),
     };
     match result {
         Ok(code) => code,

@@ -7,14 +7,18 @@
 //! their invariants (each structure has a `validate()`); it knows nothing about files, TLP
 //! policy or telemetry formats.
 
+pub mod compiled;
 pub mod domain;
 pub mod exact;
 pub mod hash;
+pub mod ip;
 pub mod meta;
 pub mod snapshot;
 pub mod substring;
 
 use std::fmt;
+
+pub use compiled::{BuildError, BuildReport, CompiledIndex, IndexBuilder};
 
 #[cfg(target_endian = "big")]
 compile_error!("cwn snapshots are little-endian arrays; big-endian targets are not supported");

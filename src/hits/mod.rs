@@ -1,0 +1,123 @@
+//! Hits as records: the hit schema, JSON-lines output, and sightings (hit counts per
+//! indicator). Formats that need Arrow writers (Parquet, Arrow IPC) build on the same fields.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::index::CompiledIndex;
+use crate::matcher::Hit;
+use crate::telemetry::FieldMap;
+
+/// One hit with everything a consumer needs, as written to JSON lines.
+#[derive(Debug, Serialize)]
+pub struct HitRecord<'a> {
+    /// The indicator's id (MISP attribute uuid, STIX id, `file:line`).
+    pub indicator_id: &'a str,
+    /// The indicator's kind.
+    pub kind: &'static str,
+    /// The indicator's normalised value.
+    pub indicator: &'a str,
+    /// The telemetry field that matched.
+    pub field: &'a str,
+    /// The telemetry value as seen.
+    pub value: &'a str,
+    /// 0-based data row within its input file.
+    pub row: u64,
+    /// The input file.
+    pub input: &'a str,
+    /// The row's event time (RFC 3339), when the field map names one.
+    pub event_time: Option<String>,
+    /// The indicator's TLP.
+    pub tlp: &'static str,
+    /// The indicator's source.
+    pub source: &'a str,
+    /// The indicator's tags.
+    pub tags: Vec<&'a str>,
+}
+
+/// Builds the record of a hit.
+pub fn record<'a>(
+    index: &'a CompiledIndex,
+    fields: &'a FieldMap,
+    input: &'a str,
+    hit: &'a Hit,
+) -> HitRecord<'a> {
+    let m = index.meta();
+    HitRecord {
+        indicator_id: m.id(hit.ord),
+        kind: m.kind(hit.ord).name(),
+        indicator: m.value(hit.ord),
+        field: &fields.fields()[hit.field].name,
+        value: &hit.value,
+        row: hit.row,
+        input,
+        event_time: hit
+            .event_time
+            .and_then(|t| jiff::Timestamp::from_second(t).ok())
+            .map(|t| t.to_string()),
+        tlp: m.tlp(hit.ord).name(),
+        source: m.source(hit.ord),
+        tags: m.tags(hit.ord).collect(),
+    }
+}
+
+/// Writes hits as JSON lines.
+pub fn write_jsonl(
+    w: &mut dyn Write,
+    index: &CompiledIndex,
+    fields: &FieldMap,
+    input: &str,
+    hits: &[Hit],
+) -> io::Result<()> {
+    for h in hits {
+        serde_json::to_writer(&mut *w, &record(index, fields, input, h))?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Hit counts per indicator.
+#[derive(Debug, Default)]
+pub struct Sightings {
+    counts: BTreeMap<u32, u64>,
+}
+
+impl Sightings {
+    /// Counts hits.
+    pub fn add(&mut self, hits: &[Hit]) {
+        for h in hits {
+            *self.counts.entry(h.ord).or_insert(0) += 1;
+        }
+    }
+
+    /// Number of distinct indicators seen.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether nothing was seen.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Writes one JSON line per indicator: `indicator_id`, `kind`, `indicator`, `tlp`,
+    /// `source`, `count`.
+    pub fn write_jsonl(&self, w: &mut dyn Write, index: &CompiledIndex) -> io::Result<()> {
+        let m = index.meta();
+        for (&ord, &count) in &self.counts {
+            let v = serde_json::json!({
+                "indicator_id": m.id(ord),
+                "kind": m.kind(ord).name(),
+                "indicator": m.value(ord),
+                "tlp": m.tlp(ord).name(),
+                "source": m.source(ord),
+                "count": count,
+            });
+            serde_json::to_writer(&mut *w, &v)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,489 @@
+//! [`IndexBuilder`] → [`CompiledIndex`]: every lookup structure over one indicator set, and
+//! its snapshot form.
+
+use std::net::IpAddr;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use ipnet::IpNet;
+
+use super::domain::{DomainIndex, DomainIndexBuilder};
+use super::exact::{BytesIndex, BytesIndexBuilder, ExactIndex, ExactIndexBuilder, parse_hex};
+use super::ip::{IpIndex, IpIndexBuilder};
+use super::meta::{MetaBuilder, MetaTable};
+use super::snapshot::{self, Header, SnapshotError};
+use super::substring::{SubstringBuilder, SubstringIndex, classes_of};
+use super::{FormatError, SectionReader, SectionWriter, Sections};
+use crate::indicator::normalize;
+use crate::indicator::{IndicatorSet, Kind, Tlp};
+
+/// Why a set could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// More indicators than ordinals.
+    #[error("{0} indicators are more than one index holds (u32 ordinals)")]
+    TooMany(usize),
+}
+
+/// Compiles an [`IndicatorSet`] into a [`CompiledIndex`].
+#[derive(Clone, Debug)]
+pub struct IndexBuilder {
+    arm_red: bool,
+    set_version: u64,
+    created_at: i64,
+}
+
+impl Default for IndexBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a compile left out, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildReport {
+    /// TLP:RED indicators not armed (FORMATS.md §4.4: `arm_red = false`).
+    pub red_not_armed: u64,
+    /// Indicators whose stored value no longer parses (never from a set built by ingest).
+    pub unusable: u64,
+}
+
+impl IndexBuilder {
+    /// A builder with RED indicators not armed, set version 1 and created-at 0.
+    pub fn new() -> Self {
+        IndexBuilder {
+            arm_red: false,
+            set_version: 1,
+            created_at: 0,
+        }
+    }
+
+    /// Arms TLP:RED indicators (off by default: RED is stored, not loaded into shared
+    /// matching infrastructure).
+    pub fn arm_red(mut self, yes: bool) -> Self {
+        self.arm_red = yes;
+        self
+    }
+
+    /// The set version written into the snapshot header.
+    pub fn set_version(mut self, v: u64) -> Self {
+        self.set_version = v;
+        self
+    }
+
+    /// The creation time (Unix seconds) written into the snapshot header. It is an input, not
+    /// the clock, so that the same input always gives the same bytes.
+    pub fn created_at(mut self, t: i64) -> Self {
+        self.created_at = t;
+        self
+    }
+
+    /// Compiles the set.
+    pub fn build(&self, set: &IndicatorSet) -> Result<CompiledIndex, BuildError> {
+        self.build_with_report(set).map(|(i, _)| i)
+    }
+
+    /// Compiles the set and says what was left out.
+    pub fn build_with_report(
+        &self,
+        set: &IndicatorSet,
+    ) -> Result<(CompiledIndex, BuildReport), BuildError> {
+        if set.len() > u32::MAX as usize - 1 {
+            return Err(BuildError::TooMany(set.len()));
+        }
+        let mut report = BuildReport::default();
+        let mut meta = MetaBuilder::new();
+        let mut ip = IpIndexBuilder::new();
+        let mut names = DomainIndexBuilder::new();
+        let mut urls = BytesIndexBuilder::new();
+        let mut emails = BytesIndexBuilder::new();
+        let mut ja4 = BytesIndexBuilder::new();
+        let mut md5 = ExactIndexBuilder::<16>::new();
+        let mut sha1 = ExactIndexBuilder::<20>::new();
+        let mut sha256 = ExactIndexBuilder::<32>::new();
+        let mut sha512 = ExactIndexBuilder::<64>::new();
+        let mut ja3 = ExactIndexBuilder::<16>::new();
+        let mut ja3s = ExactIndexBuilder::<16>::new();
+        let mut subs = SubstringBuilder::new();
+        for (_, ind) in set.iter() {
+            if ind.tlp == Tlp::Red && !self.arm_red {
+                report.red_not_armed += 1;
+                continue;
+            }
+            // Parse first, so that an unusable value never takes an ordinal.
+            let v = ind.value.as_str();
+            let ok = match ind.kind {
+                Kind::Ipv4 | Kind::Ipv6 => v.parse::<IpAddr>().is_ok(),
+                Kind::Cidr => v.parse::<IpNet>().is_ok(),
+                Kind::IpPort => normalize::split_ip_port(v).is_some(),
+                Kind::Url => normalize::url(v).is_ok(),
+                Kind::Md5 | Kind::Ja3 | Kind::Ja3s => parse_hex::<16>(v.as_bytes()).is_some(),
+                Kind::Sha1 => parse_hex::<20>(v.as_bytes()).is_some(),
+                Kind::Sha256 => parse_hex::<32>(v.as_bytes()).is_some(),
+                Kind::Sha512 => parse_hex::<64>(v.as_bytes()).is_some(),
+                Kind::UrlSubstring | Kind::Uri | Kind::UserAgent => !v.is_empty(),
+                Kind::Domain | Kind::Hostname | Kind::Email | Kind::Ja4 => !v.is_empty(),
+            };
+            if !ok {
+                report.unusable += 1;
+                continue;
+            }
+            let ord = meta.push(ind, ind.port);
+            match ind.kind {
+                Kind::Ipv4 | Kind::Ipv6 => {
+                    if let Ok(a) = v.parse::<IpAddr>() {
+                        ip.add_addr(a, ord);
+                    }
+                }
+                Kind::Cidr => {
+                    if let Ok(n) = v.parse::<IpNet>() {
+                        ip.add_net(n, ord);
+                    }
+                }
+                Kind::IpPort => {
+                    if let Some((a, p)) = normalize::split_ip_port(v) {
+                        ip.add_ip_port(a, p, ord);
+                    }
+                }
+                Kind::Domain => names.add_domain(v.as_bytes(), ord),
+                Kind::Hostname => names.add_hostname(v.as_bytes(), ord),
+                Kind::Url => {
+                    if let Ok(u) = normalize::url(v) {
+                        urls.add(u.k2d().as_bytes(), ord);
+                    }
+                }
+                Kind::Email => emails.add(v.as_bytes(), ord),
+                Kind::Ja4 => ja4.add(v.as_bytes(), ord),
+                Kind::Md5 => add_hex(&mut md5, v, ord),
+                Kind::Ja3 => add_hex(&mut ja3, v, ord),
+                Kind::Ja3s => add_hex(&mut ja3s, v, ord),
+                Kind::Sha1 => add_hex(&mut sha1, v, ord),
+                Kind::Sha256 => add_hex(&mut sha256, v, ord),
+                Kind::Sha512 => add_hex(&mut sha512, v, ord),
+                Kind::UrlSubstring | Kind::Uri | Kind::UserAgent => {
+                    // Non-empty was checked above, the only reason `add` refuses a pattern.
+                    let _ = subs.add(v.as_bytes(), classes_of(ind.kind), ord);
+                }
+            }
+        }
+        Ok((
+            CompiledIndex {
+                header: Header {
+                    format_version: snapshot::FORMAT_VERSION,
+                    set_version: self.set_version,
+                    created_at: self.created_at,
+                    indicator_count: 0,
+                    counts: Vec::new(),
+                    signed: false,
+                },
+                meta: meta.build(),
+                ip: ip.build(),
+                names: names.build(),
+                urls: urls.build(),
+                emails: emails.build(),
+                ja4: ja4.build(),
+                md5: md5.build(),
+                sha1: sha1.build(),
+                sha256: sha256.build(),
+                sha512: sha512.build(),
+                ja3: ja3.build(),
+                ja3s: ja3s.build(),
+                substrings: subs.build(),
+            }
+            .with_counts(),
+            report,
+        ))
+    }
+}
+
+fn add_hex<const N: usize>(b: &mut ExactIndexBuilder<N>, hex: &str, ord: u32) {
+    if let Some(d) = parse_hex::<N>(hex.as_bytes()) {
+        b.add(d, ord);
+    }
+}
+
+/// Every lookup structure over one indicator set: immutable, `Send + Sync`, shared by all
+/// matching threads.
+#[derive(Debug)]
+pub struct CompiledIndex {
+    header: Header,
+    meta: MetaTable,
+    ip: IpIndex,
+    names: DomainIndex,
+    urls: BytesIndex,
+    emails: BytesIndex,
+    ja4: BytesIndex,
+    md5: ExactIndex<16>,
+    sha1: ExactIndex<20>,
+    sha256: ExactIndex<32>,
+    sha512: ExactIndex<64>,
+    ja3: ExactIndex<16>,
+    ja3s: ExactIndex<16>,
+    substrings: SubstringIndex,
+}
+
+/// Bytes used by one part of the index, for `cwn inspect`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartSize {
+    /// The part (`ip`, `names`, `metadata`, …).
+    pub part: &'static str,
+    /// Indicators it holds.
+    pub indicators: u64,
+    /// Bytes of its arrays.
+    pub bytes: u64,
+}
+
+impl CompiledIndex {
+    fn with_counts(mut self) -> Self {
+        let mut counts = vec![0u64; Kind::ALL.len()];
+        for ord in 0..self.meta.len() as u32 {
+            let k = self.meta.kind(ord);
+            if let Some(i) = Kind::ALL.iter().position(|&x| x == k) {
+                counts[i] += 1;
+            }
+        }
+        self.header.indicator_count = self.meta.len() as u64;
+        self.header.counts = counts;
+        self
+    }
+
+    /// The header (versions, creation time, counts).
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Per-indicator metadata.
+    pub fn meta(&self) -> &MetaTable {
+        &self.meta
+    }
+
+    /// Number of indicators.
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// Every IP, CIDR (all covering networks) indicator for `ip`, and with a port the
+    /// `ip:port` indicators of that pair. Port constraints of networks are the caller's to
+    /// check (`meta().port`).
+    #[inline]
+    pub fn lookup_ip(&self, ip: IpAddr, port: Option<u16>, out: &mut Vec<u32>) {
+        self.ip.lookup_ip(ip, out);
+        if let Some(p) = port {
+            self.ip.lookup_ip_port(ip, p, out);
+        }
+    }
+
+    /// Domain indicators equal to or above `name`, hostname indicators equal to it. `name`
+    /// must be canonical (lower case, no trailing dot).
+    #[inline]
+    pub fn lookup_name(&self, name: &[u8], out: &mut Vec<u32>) {
+        self.names.lookup(name, out);
+    }
+
+    /// URL indicators with the same scheme-insensitive, fully decoded key (`K2d`).
+    pub fn lookup_url(&self, url: &normalize::CanonicalUrl, out: &mut Vec<u32>) {
+        self.urls.lookup(url.k2d().as_bytes(), out);
+    }
+
+    /// Digest indicators of `kind` equal to the canonical lower-case hex `hex`.
+    pub fn lookup_digest(&self, kind: Kind, hex: &str, out: &mut Vec<u32>) {
+        let h = hex.as_bytes();
+        match kind {
+            Kind::Md5 => self.md5.lookup_hex(h, out),
+            Kind::Sha1 => self.sha1.lookup_hex(h, out),
+            Kind::Sha256 => self.sha256.lookup_hex(h, out),
+            Kind::Sha512 => self.sha512.lookup_hex(h, out),
+            Kind::Ja3 => self.ja3.lookup_hex(h, out),
+            Kind::Ja3s => self.ja3s.lookup_hex(h, out),
+            _ => {}
+        }
+    }
+
+    /// Exact e-mail or JA4 indicators equal to the canonical `key`.
+    pub fn lookup_bytes(&self, kind: Kind, key: &[u8], out: &mut Vec<u32>) {
+        match kind {
+            Kind::Email => self.emails.lookup(key, out),
+            Kind::Ja4 => self.ja4.lookup(key, out),
+            _ => {}
+        }
+    }
+
+    /// Substring indicators of the given classes that occur in `text`.
+    #[inline]
+    pub fn find_substrings(&self, text: &[u8], classes: u8, out: &mut Vec<u32>) {
+        self.substrings.find(text, classes, out);
+    }
+
+    /// Bytes per part, for reports.
+    pub fn sizes(&self) -> Vec<PartSize> {
+        let h = &self.header;
+        let c = |ks: &[Kind]| ks.iter().map(|&k| h.count(k)).sum::<u64>();
+        vec![
+            PartSize {
+                part: "metadata (fixed columns)",
+                indicators: self.meta.len() as u64,
+                bytes: self.meta.fixed_bytes() as u64,
+            },
+            PartSize {
+                part: "metadata (strings, tags, bitmaps)",
+                indicators: self.meta.len() as u64,
+                bytes: (self.meta.heap_bytes() - self.meta.fixed_bytes()) as u64,
+            },
+            PartSize {
+                part: "ip, cidr, ip:port",
+                indicators: c(&[Kind::Ipv4, Kind::Ipv6, Kind::Cidr, Kind::IpPort]),
+                bytes: self.ip.heap_bytes() as u64,
+            },
+            PartSize {
+                part: "domain, hostname",
+                indicators: c(&[Kind::Domain, Kind::Hostname]),
+                bytes: self.names.heap_bytes() as u64,
+            },
+            PartSize {
+                part: "url",
+                indicators: c(&[Kind::Url]),
+                bytes: self.urls.heap_bytes() as u64,
+            },
+            PartSize {
+                part: "email, ja4",
+                indicators: c(&[Kind::Email, Kind::Ja4]),
+                bytes: (self.emails.heap_bytes() + self.ja4.heap_bytes()) as u64,
+            },
+            PartSize {
+                part: "md5, ja3, ja3s",
+                indicators: c(&[Kind::Md5, Kind::Ja3, Kind::Ja3s]),
+                bytes: (self.md5.heap_bytes() + self.ja3.heap_bytes() + self.ja3s.heap_bytes())
+                    as u64,
+            },
+            PartSize {
+                part: "sha1",
+                indicators: c(&[Kind::Sha1]),
+                bytes: self.sha1.heap_bytes() as u64,
+            },
+            PartSize {
+                part: "sha256",
+                indicators: c(&[Kind::Sha256]),
+                bytes: self.sha256.heap_bytes() as u64,
+            },
+            PartSize {
+                part: "sha512",
+                indicators: c(&[Kind::Sha512]),
+                bytes: self.sha512.heap_bytes() as u64,
+            },
+            PartSize {
+                part: "url-substring, uri, user-agent",
+                indicators: c(&[Kind::UrlSubstring, Kind::Uri, Kind::UserAgent]),
+                bytes: self.substrings.heap_bytes() as u64,
+            },
+        ]
+    }
+
+    /// Checks every structure's invariants and that all agree on the number of indicators.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        self.meta.validate()?;
+        self.ip.validate()?;
+        self.names.validate()?;
+        self.urls.validate()?;
+        self.emails.validate()?;
+        self.ja4.validate()?;
+        self.md5.validate()?;
+        self.sha1.validate()?;
+        self.sha256.validate()?;
+        self.sha512.validate()?;
+        self.ja3.validate()?;
+        self.ja3s.validate()?;
+        self.substrings.validate()?;
+        // Ordinals inside the structures are not cross-checked here (a flipped ordinal byte
+        // breaks no structural invariant; the section digests catch corruption): the matcher
+        // skips any ordinal at or past `len()`, so even a crafted file cannot make it panic.
+        let n = self.meta.len() as u32;
+        if self.header.counts.iter().sum::<u64>() != u64::from(n)
+            || self.header.indicator_count != u64::from(n)
+        {
+            return Err(FormatError::new(
+                "index",
+                "header counts disagree with the metadata",
+            ));
+        }
+        Ok(())
+    }
+
+    fn write_sections(&self, w: &mut SectionWriter) {
+        self.meta.write_sections(w);
+        self.ip.write_sections(w);
+        self.names.write_sections(w);
+        self.urls.write_sections(w);
+        self.emails.write_sections(w);
+        self.ja4.write_sections(w);
+        self.md5.write_sections(w);
+        self.sha1.write_sections(w);
+        self.sha256.write_sections(w);
+        self.sha512.write_sections(w);
+        self.ja3.write_sections(w);
+        self.ja3s.write_sections(w);
+        self.substrings.write_sections(w);
+    }
+
+    /// The snapshot bytes, signed when `key` is given. Deterministic.
+    pub fn to_snapshot(&self, key: Option<&SigningKey>) -> Vec<u8> {
+        let mut w = SectionWriter::new();
+        self.write_sections(&mut w);
+        snapshot::encode(
+            self.header.set_version,
+            self.header.created_at,
+            &self.header.counts,
+            &w.sections,
+            key,
+        )
+    }
+
+    /// Loads a snapshot, checking everything (see [`snapshot::decode`]) and every structure's
+    /// invariants; with `verify`, the file must be signed by that key.
+    pub fn from_snapshot(
+        bytes: &[u8],
+        verify: Option<&VerifyingKey>,
+    ) -> Result<CompiledIndex, SnapshotError> {
+        let (header, sections) = snapshot::decode(bytes, verify)?;
+        if header.counts.len() != Kind::ALL.len() {
+            return Err(FormatError::new(
+                "header",
+                format!(
+                    "{} kinds counted, this build knows {}",
+                    header.counts.len(),
+                    Kind::ALL.len()
+                ),
+            )
+            .into());
+        }
+        let mut r = SectionReader::new(&sections);
+        let index = CompiledIndex {
+            meta: MetaTable::read_sections(&mut r)?,
+            ip: IpIndex::read_sections(&mut r)?,
+            names: DomainIndex::read_sections(&mut r)?,
+            urls: BytesIndex::read_sections(&mut r)?,
+            emails: BytesIndex::read_sections(&mut r)?,
+            ja4: BytesIndex::read_sections(&mut r)?,
+            md5: ExactIndex::read_sections(&mut r)?,
+            sha1: ExactIndex::read_sections(&mut r)?,
+            sha256: ExactIndex::read_sections(&mut r)?,
+            sha512: ExactIndex::read_sections(&mut r)?,
+            ja3: ExactIndex::read_sections(&mut r)?,
+            ja3s: ExactIndex::read_sections(&mut r)?,
+            substrings: SubstringIndex::read_sections(&mut r)?,
+            header,
+        };
+        if r.position() != sections.len() {
+            return Err(FormatError::new(
+                "index",
+                format!("{} sections, {} expected", sections.len(), r.position()),
+            )
+            .into());
+        }
+        index.validate()?;
+        Ok(index)
+    }
+}
