@@ -145,3 +145,49 @@ pub fn stix_pattern(data: &[u8]) {
         let _ = ingest::stix::compile::compile(&p);
     }
 }
+
+/// A snapshot file: loading never panics, and whatever loads answers lookups of every kind
+/// without panicking.
+pub fn snapshot(data: &[u8]) {
+    let Ok(index) = crate::index::CompiledIndex::from_snapshot(data, None) else {
+        return;
+    };
+    assert!(index.validate().is_ok(), "loaded but invalid");
+    let fields = crate::telemetry::FieldMap::from_specs(
+        [
+            "ip=ip",
+            "p=port@ip",
+            "d=domain",
+            "u=url",
+            "h=hash",
+            "m=email",
+            "j=ja4",
+            "t=text",
+        ]
+        .iter()
+        .filter_map(|s| s.parse().ok()),
+    )
+    .unwrap_or_default();
+    let matcher = crate::matcher::Matcher::new(&index, &fields, 0);
+    let mut out = Vec::new();
+    for (kind, v) in [
+        ("ip", "198.51.100.23"),
+        ("ip", "2001:db8:bad::10"),
+        ("d", "a.bad-login.example.com"),
+        ("u", "http://bad-login.example.com/owa/auth.php?id=1"),
+        ("h", "d41d8cd98f00b204e9800998ecf8427e"),
+        ("m", "phisher@example.org"),
+        ("j", "t13d1516h2_8daaf6152771_e5627efa2ab1"),
+        ("t", "/gate.php Mozilla"),
+    ] {
+        if let Some(spec) = fields.fields().iter().find(|f| f.name == kind) {
+            matcher.lookup(&spec.kind, v, Some(8443), &mut out);
+        }
+    }
+    let m = index.meta();
+    for &o in &out {
+        if (o as usize) < m.len() {
+            let _ = (m.id(o), m.value(o), m.source(o), m.tags(o).count());
+        }
+    }
+}

@@ -56,3 +56,8 @@ fn stix_bundle_corpus() {
 fn warninglist_corpus() {
     run("warninglist", cwn::fuzzing::warninglist);
 }
+
+#[test]
+fn snapshot_corpus() {
+    run("snapshot", cwn::fuzzing::snapshot);
+}

@@ -114,7 +114,13 @@ fn probes_v4(nets: &[(IpNet, u32)], extra: &[u32]) -> Vec<u32> {
     for (n, _) in nets {
         if let IpNet::V4(n) = n {
             let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
-            out.extend([a, b, a.wrapping_sub(1), b.wrapping_add(1), a | ((b - a) / 2)]);
+            out.extend([
+                a,
+                b,
+                a.wrapping_sub(1),
+                b.wrapping_add(1),
+                a | ((b - a) / 2),
+            ]);
         }
     }
     out
@@ -150,7 +156,13 @@ fn probes_v6(nets: &[(IpNet, u32)], extra: &[u128]) -> Vec<u128> {
     for (n, _) in nets {
         if let IpNet::V6(n) = n {
             let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
-            out.extend([a, b, a.wrapping_sub(1), b.wrapping_add(1), a | ((b - a) / 2)]);
+            out.extend([
+                a,
+                b,
+                a.wrapping_sub(1),
+                b.wrapping_add(1),
+                a | ((b - a) / 2),
+            ]);
         }
     }
     out
