@@ -16,14 +16,14 @@
 //! transition table does not fit in cache. Here a pattern is instead represented by two
 //! adjacent *windows* of it (at offsets `o` and `o + 1`), in one of three *tiers* by length:
 //! [`WIDE_WINDOW`] bytes for patterns of at least [`WIDE_MIN_LEN`] bytes, [`NARROW_WINDOW`]
-//! bytes from [`NARROW_MIN_LEN`], [`TINY_WINDOW`] bytes from [`TINY_MIN_LEN`]. The pair is chosen
-//! to be rare: few other patterns contain those windows and their bytes are unusual in URL and
-//! User-Agent text. As one of two adjacent windows always starts at an even position, the
-//! haystack is probed at every *second* position only ([`STRIDE`]): the window under the cursor
-//! (one 8-byte load serves all tiers) is hashed into its tier's blocked Bloom filter, two bits in
-//! one 64-bit word per window (one bit in a sparser filter for the tiny tier), 16–32 bits per
-//! window, small enough to stay in cache. Only when the bits are set is the window looked up in
-//! the tier's hash table — 8-byte fingerprint slots, at most half full, so that a miss costs
+//! bytes from [`NARROW_MIN_LEN`], [`TINY_WINDOW`] bytes from [`TINY_MIN_LEN`] (unless those are
+//! few: [`TINY_EXPANSION_LIMIT`]). The pair is chosen to be rare: few other patterns contain its
+//! windows and their bytes are unusual in URL and User-Agent text. As one of two adjacent
+//! windows always starts at an even position, the haystack is probed at every *second* position
+//! only ([`STRIDE`]): the window under the cursor (one 8-byte load serves all tiers) is hashed
+//! into its tier's blocked Bloom filter — two bits in one 64-bit word per window, 16 to 64 bits
+//! per window, small enough to stay in cache. Only when the bits are set is the window looked up
+//! in the tier's hash table — 8-byte fingerprint slots, at most half full, so that a miss costs
 //! about one cache line — and each pattern with that window is compared at the start its window
 //! offset implies, first against the pattern's first 8 bytes kept in the table entry, then
 //! against the rest. Seven bytes of context make an accidental hit on ordinary text rare.
@@ -31,9 +31,11 @@
 //! paths), go to one small [`aho_corasick::AhoCorasick`] automaton; a set with many of them is
 //! bounded by that automaton's speed.
 //!
-//! Measured on the 92.5 k maltrail request paths against synthetic URLs (`cargo bench --bench
-//! index_substring`): about 1.5× the 300 MB/s per core goal, 3–4× a contiguous Aho-Corasick
-//! NFA over the same patterns.
+//! Measured (`cargo bench --bench index_substring`) on the 92.5 k maltrail request paths against
+//! synthetic URLs: about 600 MiB/s per core, twice the 300 MB/s goal and 1.5× a contiguous
+//! Aho-Corasick NFA over the same set (which is unusually fast here: every maltrail path starts
+//! with `/`, so its start-byte prefilter skips from slash to slash); 250–360 MiB/s per core
+//! with a million patterns.
 //!
 //! # Stored form
 //! Everything is flat arrays ([`Sections`]), in this order: per tier (wide, narrow, tiny) the
@@ -43,7 +45,9 @@
 //! rebuilt from the stored short patterns when a snapshot is read (it holds few, tiny patterns,
 //! so this costs microseconds). The window hash ([`window_hash`]), the window choice's
 //! constraints and the filter and table sizes are part of the format; `validate` recomputes the
-//! filters and slots from the entries and refuses any difference.
+//! filters and slots from the entries and refuses any difference. What `validate` cannot see —
+//! another ordinal, another byte late in a long pattern, both consistent — is the snapshot
+//! checksums' to catch.
 //!
 //! ```
 //! use cwn::index::substring::{SubstringBuilder, CLASS_URL, CLASS_USER_AGENT};
@@ -63,9 +67,6 @@
 //! assert!(hits.is_empty());
 //! ```
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use super::{FormatError, SectionReader, SectionWriter, Sections};
@@ -84,10 +85,17 @@ pub const NARROW_WINDOW: usize = 4;
 pub const NARROW_MIN_LEN: usize = NARROW_WINDOW + STRIDE - 1;
 /// Window length of the tiny tier.
 pub const TINY_WINDOW: usize = 3;
-/// Patterns of `TINY_MIN_LEN..NARROW_MIN_LEN` bytes are in the tiny tier.
+/// Patterns of `TINY_MIN_LEN..NARROW_MIN_LEN` bytes are in the tiny tier (or, when few, the
+/// narrow one: [`TINY_EXPANSION_LIMIT`]).
 pub const TINY_MIN_LEN: usize = TINY_WINDOW + STRIDE - 1;
 /// Patterns of at most this many bytes go to the small automaton.
 pub const SHORT_MAX_LEN: usize = TINY_MIN_LEN - 1;
+/// When at most this many patterns are [`TINY_MIN_LEN`] bytes long, the tiny tier is not
+/// scanned at all: each of them joins the narrow tier as its own window (found at even
+/// positions) plus the 256 windows that start one byte before it, whatever that byte is (found
+/// at odd positions). A handful of such patterns (maltrail has 11) would otherwise cost a fifth
+/// of the scan.
+pub const TINY_EXPANSION_LIMIT: usize = 32;
 
 /// Class of patterns searched in URL fields (`url-substring`, `uri`).
 pub const CLASS_URL: u8 = 1;
@@ -169,34 +177,13 @@ pub struct SubstringBuilder {
     entries: Vec<(u32, u32, u8, u32)>,
 }
 
-/// A fast, deterministic hasher for the builder's window counts (no untrusted party chooses the
-/// keys to attack a build).
-#[derive(Default)]
-struct WindowHasher(u64);
-
-impl Hasher for WindowHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = window_hash(self.0 ^ b as u64).rotate_left(29);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = window_hash(n).rotate_left(29);
-    }
-}
-
-type WindowCounts = HashMap<u64, u32, BuildHasherDefault<WindowHasher>>;
-
 /// A tier: its window width, the pattern lengths it holds and its filter's density.
 #[derive(Clone, Copy, Debug)]
 struct TierShape {
     name: &'static str,
     window: usize,
+    /// Patterns shorter than this are in the tier only as expanded tiny patterns.
     min_len: usize,
-    max_len: usize,
     /// Whether a key sets two filter bits (else one).
     two_bits: bool,
     filter_bits_per_key: usize,
@@ -209,7 +196,6 @@ const SHAPES: [TierShape; 3] = [
         name: "wide",
         window: WIDE_WINDOW,
         min_len: WIDE_MIN_LEN,
-        max_len: usize::MAX,
         two_bits: true,
         filter_bits_per_key: 16,
         min_filter_words: 2,
@@ -218,16 +204,16 @@ const SHAPES: [TierShape; 3] = [
         name: "narrow",
         window: NARROW_WINDOW,
         min_len: NARROW_MIN_LEN,
-        max_len: WIDE_MIN_LEN - 1,
         two_bits: true,
-        filter_bits_per_key: 16,
+        // Far fewer patterns are this short than longer: a sparser filter stays small and
+        // saves probes of a table whose windows, only 4 bytes, hit ordinary text often enough.
+        filter_bits_per_key: 64,
         min_filter_words: 2,
     },
     TierShape {
         name: "tiny",
         window: TINY_WINDOW,
         min_len: TINY_MIN_LEN,
-        max_len: NARROW_MIN_LEN - 1,
         // Few patterns are this short: one bit per key in a sparse filter costs fewer
         // instructions per haystack position than two.
         two_bits: false,
@@ -236,10 +222,23 @@ const SHAPES: [TierShape; 3] = [
     },
 ];
 
-impl TierShape {
-    fn holds(&self, len: usize) -> bool {
-        (self.min_len..=self.max_len).contains(&len)
+/// The tier (index into [`SHAPES`]) of a pattern of `len` bytes; `None` for the automaton.
+fn tier_of(len: usize, expand_tiny: bool) -> Option<usize> {
+    match len {
+        l if l >= WIDE_MIN_LEN => Some(0),
+        l if l >= NARROW_MIN_LEN => Some(1),
+        l if l >= TINY_MIN_LEN => Some(if expand_tiny { 1 } else { 2 }),
+        _ => None,
     }
+}
+
+/// Whether the patterns of [`TINY_MIN_LEN`] bytes are few enough to join the narrow tier.
+fn expand_tiny(patterns: &[[u32; 3]]) -> bool {
+    let tiny = patterns
+        .iter()
+        .filter(|p| (p[1] - p[0]) as usize == TINY_MIN_LEN)
+        .count();
+    tiny <= TINY_EXPANSION_LIMIT
 }
 
 impl SubstringBuilder {
@@ -319,11 +318,68 @@ impl SubstringBuilder {
         if previous.is_some() {
             index.ord_start.push(index.ords.len() as u32);
         }
-        index.tiers = SHAPES.map(|shape| Tier::build(&index.patterns, &index.blob, shape));
+        let expand = expand_tiny(&index.patterns);
+        index.tiers = [0, 1, 2].map(|t| Tier::build(&index.patterns, &index.blob, t, expand));
         index.derived = index.derive().expect("the builder's own arrays are valid");
         debug_assert_eq!(index.validate(), Ok(()));
         index
     }
+}
+
+/// A pattern of a tier while building: its index and bytes.
+type Member<'a> = (usize, &'a [u8]);
+
+/// The windows a pattern may be represented by: their offsets must fit a byte.
+fn window_offsets(pattern: &[u8], window: usize) -> std::ops::RangeInclusive<usize> {
+    0..=(pattern.len() - window).min(MAX_WINDOW_OFFSET)
+}
+
+/// For every window each member may be represented by ([`window_offsets`]), how many members
+/// contain it: one that many patterns share is likely common in telemetry too (`/wp-content/`)
+/// and would make long probes. The counts of member `m` are `counts[first[m]..first[m + 1]]`.
+///
+/// Sorting (key, member, position) triples, first partitioned by hash so that each part sorts
+/// in cache, is several times faster than a hash map once the windows number in millions.
+fn window_counts(members: &[Member<'_>], w: usize) -> (Vec<usize>, Vec<u32>) {
+    let windows = || {
+        members.iter().enumerate().flat_map(move |(m, &(_, b))| {
+            window_offsets(b, w).map(move |i| (key_at(b, i, w), m as u32))
+        })
+    };
+    let part_of = |key: u64| (window_hash(key) >> 56) as usize;
+    let mut first = Vec::with_capacity(members.len() + 1);
+    first.push(0);
+    for &(_, b) in members {
+        first.push(first[first.len() - 1] + window_offsets(b, w).count());
+    }
+    let total = first[first.len() - 1];
+    let mut parts = [0usize; 257];
+    for (key, _) in windows() {
+        parts[part_of(key) + 1] += 1;
+    }
+    for i in 1..parts.len() {
+        parts[i] += parts[i - 1];
+    }
+    // The total is at most the pattern bytes, which fit a u32.
+    let mut items = vec![(0u64, 0u32, 0u32); total];
+    let mut next = parts;
+    for (position, (key, m)) in windows().enumerate() {
+        let part = part_of(key);
+        items[next[part]] = (key, m, position as u32);
+        next[part] += 1;
+    }
+    let mut counts = vec![0u32; total];
+    for part in parts.windows(2) {
+        let part = &mut items[part[0]..part[1]];
+        part.sort_unstable();
+        for run in part.chunk_by(|a, b| a.0 == b.0) {
+            let members = 1 + run.windows(2).filter(|x| x[0].1 != x[1].1).count() as u32;
+            for item in run {
+                counts[item.2 as usize] = members;
+            }
+        }
+    }
+    (first, counts)
 }
 
 /// How common a byte is in URL and User-Agent text, from 0 (everywhere) to 8 (rare).
@@ -403,7 +459,20 @@ fn entry_head(e: &Entry) -> u64 {
 
 /// The entry for the window at `offset` of pattern `p`.
 fn entry_of(pattern: &[u8], p: usize, offset: usize, window: usize) -> Entry {
-    let v = key_at(pattern, offset, window) | (offset as u64) << 56;
+    entry(pattern, p, key_at(pattern, offset, window), offset)
+}
+
+/// The entry for the narrow window of an expanded tiny pattern `p` that starts one byte, `x`,
+/// before it.
+fn entry_before(pattern: &[u8], p: usize, x: u8) -> Entry {
+    let key = (key_at(pattern, 0, NARROW_WINDOW - 1) << 8 | x as u64) & NARROW_KEY_MASK;
+    entry(pattern, p, key, BEFORE)
+}
+
+const NARROW_KEY_MASK: u64 = (1 << (8 * NARROW_WINDOW)) - 1;
+
+fn entry(pattern: &[u8], p: usize, key: u64, offset: usize) -> Entry {
+    let v = key | (offset as u64) << 56;
     let head = key_at(pattern, 0, pattern.len().min(8));
     [
         v as u32,
@@ -424,7 +493,9 @@ fn fingerprint(h: u64) -> u32 {
 /// Window keys are at most 7 bytes; the top byte of an entry's first word is the offset.
 const KEY_MASK: u64 = (1 << 56) - 1;
 /// Windows are chosen among the first offsets of a pattern, so that the offset fits a byte.
-const MAX_WINDOW_OFFSET: usize = 255;
+const MAX_WINDOW_OFFSET: usize = 254;
+/// The offset byte of a window that starts one byte before its (expanded tiny) pattern.
+const BEFORE: usize = 255;
 
 /// Slots for `entries` entries: a power of two, at most half full, at least one free.
 fn table_slots(entries: usize) -> usize {
@@ -432,38 +503,31 @@ fn table_slots(entries: usize) -> usize {
 }
 
 impl Tier {
-    /// Chooses the windows of the patterns of `shape` and builds their filter and table.
-    fn build(patterns: &[[u32; 3]], blob: &[u8], shape: TierShape) -> Tier {
+    /// Chooses the windows of the patterns of tier `t` and builds its filter and table.
+    fn build(patterns: &[[u32; 3]], blob: &[u8], t: usize, expand_tiny: bool) -> Tier {
+        let shape = SHAPES[t];
         let w = shape.window;
-        let members: Vec<(usize, &[u8])> = patterns
+        let (members, expanded): (Vec<Member<'_>>, Vec<Member<'_>>) = patterns
             .iter()
             .map(|p| &blob[p[0] as usize..p[1] as usize])
             .enumerate()
-            .filter(|(_, b)| shape.holds(b.len()))
-            .collect();
-        // The windows a pattern may be represented by: their offsets must fit a byte.
-        let choices = |b: &[u8]| 0..=(b.len() - w).min(MAX_WINDOW_OFFSET);
-        // How many patterns contain each window: one many patterns share is likely common in
-        // telemetry too (`/wp-content/`), and would make a long probe.
-        let mut counts = WindowCounts::default();
-        let mut seen: Vec<u64> = Vec::new();
-        for &(_, b) in &members {
-            seen.clear();
-            seen.extend(choices(b).map(|i| key_at(b, i, w)));
-            seen.sort_unstable();
-            seen.dedup();
-            for &k in &seen {
-                *counts.entry(k).or_insert(0) += 1;
-            }
-        }
+            .filter(|(_, b)| tier_of(b.len(), expand_tiny) == Some(t))
+            .partition(|(_, b)| b.len() >= shape.min_len);
         let mut entries: Vec<Entry> = Vec::with_capacity(members.len() * STRIDE);
+        for &(p, b) in &expanded {
+            entries.push(entry_of(b, p, 0, w));
+            entries.extend((0..=255).map(|x| entry_before(b, p, x)));
+        }
+        let (first, counts) = window_counts(&members, w);
         let mut costs: Vec<i64> = Vec::new();
-        for &(p, b) in &members {
+        for (m, &(p, b)) in members.iter().enumerate() {
             costs.clear();
-            costs.extend(choices(b).map(|i| {
-                let k = key_at(b, i, w);
-                window_cost(k, w, counts[&k])
-            }));
+            costs.extend(
+                counts[first[m]..first[m + 1]]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &count)| window_cost(key_at(b, i, w), w, count)),
+            );
             // The run of STRIDE adjacent windows whose worst window is cheapest.
             let offset = (0..=costs.len() - STRIDE)
                 .min_by_key(|&o| {
@@ -479,6 +543,7 @@ impl Tier {
         }
         entries.sort_unstable();
         let (filter, slots) = Tier::index(&entries, shape);
+        debug_assert!(entries.windows(2).all(|e| e[0] < e[1]));
         Tier {
             filter,
             slots,
@@ -539,15 +604,17 @@ impl Tier {
         })
     }
 
-    /// Checks the table against the patterns: every entry is its pattern's window, every
-    /// pattern of the tier has exactly its [`STRIDE`] adjacent windows, and the filter and
-    /// slots are exactly those the entries make.
+    /// Checks tier `t`'s table against the patterns: every entry is its pattern's window,
+    /// every pattern of the tier has exactly its windows ([`STRIDE`] adjacent ones, or those of
+    /// an expanded tiny pattern), and the filter and slots are exactly those the entries make.
     fn validate(
         &self,
-        shape: TierShape,
+        t: usize,
+        expand_tiny: bool,
         patterns: &[[u32; 3]],
         blob: &[u8],
     ) -> Result<(), FormatError> {
+        let shape = SHAPES[t];
         let err = |r: String| Err(FormatError::new(STRUCTURE, format!("{}: {r}", shape.name)));
         let w = shape.window;
         let mut windows: Vec<(usize, usize)> = Vec::with_capacity(self.entries.len());
@@ -557,11 +624,15 @@ impl Tier {
                 return err(format!("entry {i} names pattern {p} of {}", patterns.len()));
             };
             let pattern = &blob[start as usize..end as usize];
-            let (_, offset) = entry_key_offset(e);
-            if !shape.holds(pattern.len())
-                || offset + w > pattern.len()
-                || *e != entry_of(pattern, p, offset, w)
-            {
+            let (key, offset) = entry_key_offset(e);
+            let expected = if pattern.len() < shape.min_len && offset == BEFORE {
+                entry_before(pattern, p, key as u8)
+            } else if offset != BEFORE && offset + w <= pattern.len() {
+                entry_of(pattern, p, offset, w)
+            } else {
+                return err(format!("entry {i} lies outside pattern {p}"));
+            };
+            if tier_of(pattern.len(), expand_tiny) != Some(t) || *e != expected {
                 return err(format!("entry {i} is not a window of pattern {p}"));
             }
             if i > 0 && self.entries[i - 1] >= *e {
@@ -576,23 +647,29 @@ impl Tier {
         if filter != self.filter {
             return err("filter is not the one the entries make".into());
         }
+        // The windows of each pattern, against what the pattern's length requires.
         windows.sort_unstable();
+        let mut runs = windows.chunk_by(|a, b| a.0 == b.0);
         let members = patterns
             .iter()
             .enumerate()
-            .filter(|(_, p)| shape.holds((p[1] - p[0]) as usize));
-        let mut runs = windows.chunks(STRIDE);
-        for (p, _) in members {
+            .filter(|(_, p)| tier_of((p[1] - p[0]) as usize, expand_tiny) == Some(t));
+        for (p, range) in members {
             let Some(run) = runs.next() else {
                 return err(format!("pattern {p} has no windows"));
             };
-            if run.len() != STRIDE
-                || run
-                    .iter()
-                    .enumerate()
-                    .any(|(k, &(q, o))| q != p || o != run[0].1 + k)
-            {
-                return err(format!("pattern {p} lacks its {STRIDE} adjacent windows"));
+            let complete = if ((range[1] - range[0]) as usize) < shape.min_len {
+                // Distinct entries, each checked above: 256 of them are every byte before.
+                run.len() == 257 && run[0] == (p, 0) && run[1..].iter().all(|&w| w == (p, BEFORE))
+            } else {
+                run.len() == STRIDE
+                    && run
+                        .iter()
+                        .enumerate()
+                        .all(|(k, &(q, o))| q == p && o == run[0].1 + k)
+            };
+            if !complete {
+                return err(format!("pattern {p} lacks some of its windows"));
             }
         }
         if runs.next().is_some() {
@@ -808,10 +885,12 @@ impl SubstringIndex {
             if k != key {
                 continue;
             }
-            let Some(window) = at
-                .checked_sub(offset)
-                .and_then(|start| hay.get(start..start + e[5] as usize))
-            else {
+            let start = if offset == BEFORE {
+                at.checked_add(1)
+            } else {
+                at.checked_sub(offset)
+            };
+            let Some(window) = start.and_then(|start| hay.get(start..start + e[5] as usize)) else {
                 continue;
             };
             let head = window.len().min(8);
@@ -971,8 +1050,9 @@ impl SubstringIndex {
             }
         }
         let d = self.derive()?;
-        for (tier, shape) in self.tiers.iter().zip(SHAPES) {
-            tier.validate(shape, &self.patterns, &self.blob)?;
+        let expand = expand_tiny(&self.patterns);
+        for (t, tier) in self.tiers.iter().enumerate() {
+            tier.validate(t, expand, &self.patterns, &self.blob)?;
         }
         Ok(d)
     }
@@ -1084,10 +1164,26 @@ mod tests {
         assert_eq!(classes_of(Kind::Domain), 0);
     }
 
+    /// More 4-byte patterns than [`TINY_EXPANSION_LIMIT`], so that the tiny tier is used.
+    fn many_tiny() -> Vec<(Vec<u8>, u8, u32)> {
+        (0..40u32)
+            .map(|i| t(format!("~{i:02}~").as_bytes(), CLASS_URL, 1000 + i))
+            .collect()
+    }
+
+    #[test]
+    fn adversarial_table_with_expanded_tiny_patterns() {
+        adversarial_table(false);
+    }
+
+    #[test]
+    fn adversarial_table_with_a_tiny_tier() {
+        adversarial_table(true);
+    }
+
     /// Table-driven adversarial cases: every tier, every position parity, both ends of the
     /// haystack, overlapping patterns, repeated windows, non-UTF-8 bytes.
-    #[test]
-    fn adversarial_table() {
+    fn adversarial_table(tiny_tier: bool) {
         let long_ua: Vec<u8> = b"Mozilla/5.0 (X11; Linux) "
             .iter()
             .copied()
@@ -1117,7 +1213,12 @@ mod tests {
             t(b"/gate.php", CLASS_URL, 11),
             t(b"xyz", CLASS_URL, 6),
         ];
+        let mut triples = triples;
+        if tiny_tier {
+            triples.extend(many_tiny());
+        }
         let index = build(&triples);
+        assert_eq!(index.derived.tiers[2].on, tiny_tier);
         let mut hays: Vec<Vec<u8>> = vec![
             b"".to_vec(),
             b"a".to_vec(),
@@ -1221,7 +1322,7 @@ mod tests {
     /// ord_classes.
     const SECTIONS: usize = 14;
 
-    fn corruption_fixture() -> SubstringIndex {
+    fn corruption_fixture(tiny_tier: bool) -> SubstringIndex {
         let mut triples: Vec<_> = (0..60u32)
             .map(|i| {
                 t(
@@ -1237,12 +1338,21 @@ mod tests {
             t(b"abcd", CLASS_URL, 102),
             t(b"/abcdef", CLASS_URL, 103),
         ]);
+        if tiny_tier {
+            triples.extend(many_tiny());
+        }
         build(&triples)
     }
 
     #[test]
     fn truncated_or_missing_sections_are_refused() {
-        let good = sections(&corruption_fixture());
+        for tiny_tier in [false, true] {
+            truncated_or_missing(tiny_tier);
+        }
+    }
+
+    fn truncated_or_missing(tiny_tier: bool) {
+        let good = sections(&corruption_fixture(tiny_tier));
         assert_eq!(good.len(), SECTIONS);
         for i in 0..SECTIONS {
             let size = [8, 8, 24, 8, 8, 24, 8, 8, 24, 12, 1, 4, 4, 1][i];
@@ -1265,7 +1375,13 @@ mod tests {
 
     #[test]
     fn flipped_bytes_are_refused_or_harmless() {
-        let index = corruption_fixture();
+        for tiny_tier in [false, true] {
+            flipped_bytes(tiny_tier);
+        }
+    }
+
+    fn flipped_bytes(tiny_tier: bool) {
+        let index = corruption_fixture(tiny_tier);
         let good = sections(&index);
         let hays: [&[u8]; 3] = [b"/x1/gate7.php/abcdef", b"/ab/abcd", b"/x59/gate413.php"];
         let mut refused = 0;
@@ -1302,7 +1418,7 @@ mod tests {
 
     #[test]
     fn validate_names_broken_invariants() {
-        let index = corruption_fixture();
+        let index = corruption_fixture(false);
         let mut bad = index.clone();
         bad.tiers[0].filter[0] ^= 1;
         assert!(bad.validate().is_err());
@@ -1395,6 +1511,26 @@ mod tests {
             let hay = haystack(&triples, &junk, &picks);
             prop_assert_eq!(find(&index, &hay, classes), naive(&triples, &hay, classes));
             prop_assert_eq!(find(&index, &random, classes), naive(&triples, &random, classes));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_500))]
+
+        /// Enough 4-byte patterns for the tiny tier, among shorter and longer ones.
+        #[test]
+        fn with_a_tiny_tier(
+            tiny in prop::collection::vec(prop::collection::vec(byte(), 4), 33..60),
+            others in triples(),
+            hay in bytes(60),
+            classes in prop_oneof![Just(CLASS_ALL), 1u8..=3],
+        ) {
+            let mut triples = others;
+            triples.extend(tiny.into_iter().enumerate().map(|(i, p)| (p, 1 + (i % 3) as u8, i as u32)));
+            let index = build(&triples);
+            let pieces = haystack(&triples, std::slice::from_ref(&hay), &[3, 40, 7, 59]);
+            prop_assert_eq!(find(&index, &hay, classes), naive(&triples, &hay, classes));
+            prop_assert_eq!(find(&index, &pieces, classes), naive(&triples, &pieces, classes));
         }
     }
 
