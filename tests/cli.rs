@@ -182,8 +182,36 @@ fn demo_runs_on_the_embedded_sample() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["accepted"].as_u64().unwrap() > 5000, "{v}");
-    let _ = util::data("sample");
+    assert!(v["ingest"]["accepted"].as_u64().unwrap() > 5000, "{v}");
+    assert_eq!(
+        v["ingest"]["suppressed"], 3,
+        "the three warninglisted values of FORMATS §8.1"
+    );
+    // RED is stored by ingest but not armed in the index.
+    assert_eq!(
+        v["indicators"].as_u64().unwrap() + 1,
+        v["ingest"]["accepted"].as_u64().unwrap()
+    );
+    let per_file: std::collections::HashMap<String, u64> = v["telemetry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["input"].as_str().unwrap().to_string(),
+                t["hits"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // zeek-conn (FORMATS §8.2): 198.51.100.23 hits ev1 and STIX i1; 203.0.113.5:8443 hits
+    // ev2's /28 and STIX i4 (its port constraint is met).
+    assert_eq!(per_file["zeek-conn.ndjson"], 4, "{v}");
+    // zeek-ssl: hostname, JA3, certificate and CIDR; never i4, whose port is 8443 not 443.
+    assert_eq!(per_file["zeek-ssl.ndjson"], 4, "{v}");
+    assert!(
+        per_file.values().all(|&h| h > 0),
+        "every example file has hits: {v}"
+    );
 }
 
 #[test]

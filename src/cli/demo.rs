@@ -2,13 +2,19 @@
 //! fresh machine with no files, network or services.
 //!
 //! The sample is the project's `data/`: seven real maltrail lists, the synthetic MISP feed and
-//! STIX bundle of FORMATS.md §8, and the four synthetic warninglists.
+//! STIX bundle of FORMATS.md §8, and the four synthetic warninglists. The demo ingests it,
+//! compiles a snapshot, loads the snapshot back (every check a partner's load runs), and
+//! matches the example Zeek, Suricata EVE, ECS and OCSF telemetry against it.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::hits;
+use crate::index::{CompiledIndex, IndexBuilder};
 use crate::indicator::Tlp;
 use crate::ingest::{self, Category, Ingest, SourceOptions, Warninglists};
+use crate::matcher::Matcher;
+use crate::telemetry::{self, FieldMap, InputFormat};
 
 /// Arguments of `cwn demo`.
 #[derive(Debug, clap::Args)]
@@ -46,6 +52,120 @@ const WARNINGLISTS: &[(&str, &[u8])] = embed![
     "examples/warninglists/synthetic-role-mailboxes/list.json",
 ];
 
+/// The embedded telemetry with the field map for each file: `(name, bytes, fields)`.
+const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
+    (
+        "zeek-conn.ndjson",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/examples/telemetry/zeek-conn.ndjson"
+        )),
+        ZEEK,
+    ),
+    (
+        "zeek-dns.ndjson",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/examples/telemetry/zeek-dns.ndjson"
+        )),
+        ZEEK,
+    ),
+    (
+        "zeek-http.ndjson",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/examples/telemetry/zeek-http.ndjson"
+        )),
+        ZEEK,
+    ),
+    (
+        "zeek-ssl.ndjson",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/examples/telemetry/zeek-ssl.ndjson"
+        )),
+        ZEEK,
+    ),
+    (
+        "zeek-files.ndjson",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/examples/telemetry/zeek-files.ndjson"
+        )),
+        ZEEK,
+    ),
+    (
+        "suricata-eve.ndjson",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/examples/telemetry/suricata-eve.ndjson"
+        )),
+        &[
+            "timestamp=time",
+            "src_ip=ip",
+            "dest_ip=ip",
+            "dest_port=port@dest_ip",
+            "dns.queries.rrname=domain",
+            "http.hostname=domain",
+            "http.http_user_agent=user-agent",
+            "tls.sni=domain",
+            "tls.ja3.hash=ja3",
+            "fileinfo.sha256=sha256",
+            "fileinfo.md5=md5",
+        ],
+    ),
+    (
+        "ecs.ndjson",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/examples/telemetry/ecs.ndjson"
+        )),
+        &[
+            "@timestamp=time",
+            "source.ip=ip",
+            "destination.ip=ip",
+            "dns.question.name=domain",
+            "dns.resolved_ip=ip",
+            "url.full=url",
+            "file.hash.sha256=hash",
+            "tls.client.ja3=ja3",
+        ],
+    ),
+    (
+        "ocsf.ndjson",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/examples/telemetry/ocsf.ndjson"
+        )),
+        &[
+            "time=time",
+            "src_endpoint.ip=ip",
+            "dst_endpoint.ip=ip",
+            "query.hostname=domain",
+            "http_request.url.url_string=url",
+            "tls.sni=domain",
+            "tls.ja3_hash.value=ja3",
+        ],
+    ),
+];
+
+const ZEEK: &[&str] = &[
+    "ts=time",
+    "id.orig_h=ip",
+    "id.resp_h=ip",
+    "id.resp_p=port@id.resp_h",
+    "query=domain",
+    "answers=domain",
+    "host=domain",
+    "user_agent=user-agent",
+    "server_name=domain",
+    "ja3=ja3",
+    "cert_chain_fps=sha256",
+    "md5=md5",
+    "sha1=sha1",
+    "sha256=sha256",
+];
+
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
@@ -64,8 +184,60 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let (set, report, rejects) = driver.finish();
     let elapsed = started.elapsed().as_secs_f64();
+
+    // Compile, write the snapshot, and load it back as a partner would.
+    let t = Instant::now();
+    let index = IndexBuilder::new().created_at(1_741_860_000).build(&set)?;
+    let bytes = index.to_snapshot(None);
+    let index = CompiledIndex::from_snapshot(&bytes, None)?;
+    let snapshot_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let now = jiff::Timestamp::now().as_second();
+    let mut matched = Vec::new();
+    for (name, data, specs) in TELEMETRY {
+        let fields =
+            FieldMap::from_specs(specs.iter().map(|s| s.parse().expect("static field map")))
+                .map_err(anyhow::Error::msg)?;
+        let matcher = Matcher::new(&index, &fields, now);
+        let mut rows = 0;
+        let mut hits = Vec::new();
+        for b in telemetry::read_all(
+            std::io::Cursor::new(*data),
+            name,
+            InputFormat::Jsonl,
+            &fields,
+        )? {
+            rows += b.batch.num_rows();
+            matcher.match_batch(&b, &mut hits);
+        }
+        let records: Vec<String> = hits
+            .iter()
+            .map(|h| {
+                let r = hits::record(&index, &fields, name, h);
+                format!(
+                    "row {} {:<28} {:<14} {:<12} {}",
+                    r.row,
+                    format!("{}={}", r.field, super::shorten(r.value, 24)),
+                    format!("TLP:{}", r.tlp),
+                    r.kind,
+                    super::shorten(r.indicator, 60)
+                )
+            })
+            .collect();
+        matched.push((*name, rows, records));
+    }
+    let total_hits: usize = matched.iter().map(|m| m.2.len()).sum();
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let v = serde_json::json!({
+            "ingest": report,
+            "indicators": index.len(),
+            "snapshot_bytes": bytes.len(),
+            "telemetry": matched.iter().map(|(n, rows, hits)| serde_json::json!({
+                "input": n, "rows": rows, "hits": hits.len(),
+            })).collect::<Vec<_>>(),
+            "hits": total_hits,
+        });
+        println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
     println!("cwn demo: ingest of the embedded sample set (data/ in the repository)\n");
@@ -91,5 +263,20 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    println!(
+        "\ncompiled {} indicators into a {} byte snapshot; written, loaded and checked in {snapshot_ms:.0} ms",
+        index.len(),
+        bytes.len()
+    );
+    println!("\nmatching the example telemetry (data/examples/telemetry, FORMATS.md §8.2):");
+    for (name, rows, records) in &matched {
+        println!("  {name}: {rows} row(s), {} hit(s)", records.len());
+        for r in records {
+            println!("    {r}");
+        }
+    }
+    println!(
+        "\n{total_hits} hits. Next: `cwn compile`, `cwn inspect`, `cwn match` on your own data (README)."
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -152,6 +152,16 @@ pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// Cuts a value for display.
+pub(crate) fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// Loads the warninglists named on the command line.
 pub(crate) fn load_warninglists(paths: &[PathBuf]) -> anyhow::Result<Option<Warninglists>> {
     if paths.is_empty() {

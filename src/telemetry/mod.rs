@@ -514,7 +514,8 @@ pub fn read_all(
 }
 
 /// Parses an event time: RFC 3339 (a `+0000` offset without colon accepted, as Suricata
-/// writes it) or epoch seconds, integer or fractional. Returns Unix seconds.
+/// writes it) or epoch seconds, integer or fractional (integers of 10^11 and more are read as
+/// milliseconds, microseconds or nanoseconds by size). Returns Unix seconds.
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
     if s.is_empty() {
@@ -522,8 +523,15 @@ pub fn parse_time(s: &str) -> Option<i64> {
     }
     let b = s.as_bytes();
     if b[0].is_ascii_digit() && s.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
-        let secs = s.split('.').next()?;
-        return secs.parse::<i64>().ok();
+        let whole = s.split('.').next()?.parse::<i64>().ok()?;
+        // Integers too large to be seconds are milliseconds, microseconds or nanoseconds
+        // (OCSF and many shippers write epoch milliseconds): 10^11 s is the year 5138.
+        return Some(match whole {
+            w if w >= 100_000_000_000_000_000 => w / 1_000_000_000,
+            w if w >= 100_000_000_000_000 => w / 1_000_000,
+            w if w >= 100_000_000_000 => w / 1_000,
+            w => w,
+        });
     }
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Some(t.as_second());
@@ -575,6 +583,8 @@ mod tests {
     fn times() {
         assert_eq!(parse_time("1741860000.123456"), Some(1_741_860_000));
         assert_eq!(parse_time("1741860000"), Some(1_741_860_000));
+        assert_eq!(parse_time("1741863600000"), Some(1_741_863_600));
+        assert_eq!(parse_time("1741863600000000"), Some(1_741_863_600));
         assert_eq!(parse_time("2025-03-13T10:05:00Z"), Some(1_741_860_300));
         assert_eq!(
             parse_time("2025-03-13T10:05:00.000100+0000"),
