@@ -8,6 +8,7 @@
 //! policy or telemetry formats.
 
 pub mod hash;
+pub mod ip;
 
 use std::fmt;
 

@@ -1,0 +1,218 @@
+//! The `ip:port` index ([`IpPortIndex`]): exact pairs, sorted.
+
+use std::net::IpAddr;
+
+use crate::index::{FormatError, SectionReader, SectionWriter, Sections};
+
+const STRUCTURE: &str = "ip:port index";
+
+/// Builds an [`IpPortIndex`].
+#[derive(Clone, Debug, Default)]
+pub struct IpPortIndexBuilder {
+    v4: Vec<(u64, u32)>,
+    v6: Vec<(u128, u16, u32)>,
+}
+
+impl IpPortIndexBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a pair. An IPv4-mapped IPv6 address is stored as IPv4.
+    pub fn add(&mut self, addr: IpAddr, port: u16, ordinal: u32) {
+        match addr.to_canonical() {
+            IpAddr::V4(a) => self.v4.push((v4_key(a.into(), port), ordinal)),
+            IpAddr::V6(a) => self.v6.push((a.into(), port, ordinal)),
+        }
+    }
+
+    /// The immutable index. The same additions in any order give the same arrays.
+    pub fn build(mut self) -> IpPortIndex {
+        self.v4.sort_unstable();
+        self.v4.dedup();
+        self.v6.sort_unstable();
+        self.v6.dedup();
+        IpPortIndex {
+            v4_keys: self.v4.iter().map(|e| e.0).collect(),
+            v4_ords: self.v4.iter().map(|e| e.1).collect(),
+            v6_addrs: self.v6.iter().map(|e| e.0).collect(),
+            v6_ports: self.v6.iter().map(|e| e.1).collect(),
+            v6_ords: self.v6.iter().map(|e| e.2).collect(),
+        }
+    }
+}
+
+#[inline]
+fn v4_key(addr: u32, port: u16) -> u64 {
+    u64::from(addr) << 16 | u64::from(port)
+}
+
+/// Exact `(address, port)` pairs, IPv4 and IPv6: sorted keys with their ordinals alongside (a
+/// pair added with several ordinals is a repeated key), searched by bisection. IPv4 keys are
+/// packed into one `u64` (`addr << 16 | port`, 12 bytes per pair with the ordinal); IPv6 keys
+/// are an address array and a port array sorted together (22 bytes per pair).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpPortIndex {
+    v4_keys: Vec<u64>,
+    v4_ords: Vec<u32>,
+    v6_addrs: Vec<u128>,
+    v6_ports: Vec<u16>,
+    v6_ords: Vec<u32>,
+}
+
+impl IpPortIndex {
+    /// Appends the ordinals of the pairs equal to `(addr, port)`, ascending. An IPv4-mapped
+    /// IPv6 address is looked up as IPv4.
+    #[inline]
+    pub fn lookup(&self, addr: IpAddr, port: u16, out: &mut Vec<u32>) {
+        match addr {
+            IpAddr::V4(a) => self.lookup_v4(a.into(), port, out),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(a) => self.lookup_v4(a.into(), port, out),
+                None => self.lookup_v6(a.into(), port, out),
+            },
+        }
+    }
+
+    /// [`lookup`](Self::lookup) for an IPv4 address as `u32`.
+    #[inline]
+    pub fn lookup_v4(&self, addr: u32, port: u16, out: &mut Vec<u32>) {
+        if self.v4_keys.is_empty() {
+            return;
+        }
+        let key = v4_key(addr, port);
+        let mut i = self.v4_keys.partition_point(|&k| k < key);
+        while i < self.v4_keys.len() && self.v4_keys[i] == key {
+            out.push(self.v4_ords[i]);
+            i += 1;
+        }
+    }
+
+    /// [`lookup`](Self::lookup) for an IPv6 address as `u128` (not IPv4-mapped).
+    #[inline]
+    pub fn lookup_v6(&self, addr: u128, port: u16, out: &mut Vec<u32>) {
+        if self.v6_addrs.is_empty() {
+            return;
+        }
+        let key = (addr, port);
+        let (mut lo, mut hi) = (0, self.v6_addrs.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if (self.v6_addrs[mid], self.v6_ports[mid]) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        while lo < self.v6_addrs.len() && (self.v6_addrs[lo], self.v6_ports[lo]) == key {
+            out.push(self.v6_ords[lo]);
+            lo += 1;
+        }
+    }
+
+    /// Number of stored pairs (with their ordinals).
+    pub fn len(&self) -> usize {
+        self.v4_keys.len() + self.v6_addrs.len()
+    }
+
+    /// Whether no pair is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of all arrays.
+    pub fn heap_bytes(&self) -> usize {
+        12 * self.v4_keys.len() + 22 * self.v6_addrs.len()
+    }
+
+    /// Checks lengths and strict `(key, ordinal)` ordering, on which bisection relies.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let err = |reason: &str| Err(FormatError::new(STRUCTURE, reason));
+        if self.v4_keys.len() != self.v4_ords.len() {
+            return err("IPv4 keys and ordinals differ in length");
+        }
+        if self.v6_addrs.len() != self.v6_ports.len() || self.v6_addrs.len() != self.v6_ords.len() {
+            return err("IPv6 addresses, ports and ordinals differ in length");
+        }
+        for i in 1..self.v4_keys.len() {
+            if (self.v4_keys[i - 1], self.v4_ords[i - 1]) >= (self.v4_keys[i], self.v4_ords[i]) {
+                return err("IPv4 pairs are not strictly sorted");
+            }
+        }
+        let v6 = |i: usize| (self.v6_addrs[i], self.v6_ports[i], self.v6_ords[i]);
+        for i in 1..self.v6_addrs.len() {
+            if v6(i - 1) >= v6(i) {
+                return err("IPv6 pairs are not strictly sorted");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sections for IpPortIndex {
+    fn write_sections(&self, w: &mut SectionWriter) {
+        w.put(&self.v4_keys);
+        w.put(&self.v4_ords);
+        w.put(&self.v6_addrs);
+        w.put(&self.v6_ports);
+        w.put(&self.v6_ords);
+    }
+
+    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
+        let ix = IpPortIndex {
+            v4_keys: r.take(STRUCTURE)?,
+            v4_ords: r.take(STRUCTURE)?,
+            v6_addrs: r.take(STRUCTURE)?,
+            v6_ports: r.take(STRUCTURE)?,
+            v6_ords: r.take(STRUCTURE)?,
+        };
+        ix.validate()?;
+        Ok(ix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs() {
+        let mut b = IpPortIndexBuilder::new();
+        let a: IpAddr = "198.51.100.23".parse().unwrap();
+        let m: IpAddr = "::ffff:198.51.100.23".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        b.add(a, 8443, 2);
+        b.add(m, 8443, 1);
+        b.add(a, 8443, 2);
+        b.add(a, 80, 3);
+        b.add(v6, 443, 4);
+        b.add(v6, 443, 0);
+        let ix = b.build();
+        ix.validate().unwrap();
+        let look = |addr: IpAddr, port| {
+            let mut out = Vec::new();
+            ix.lookup(addr, port, &mut out);
+            out
+        };
+        assert_eq!(look(a, 8443), [1, 2]);
+        assert_eq!(look(m, 8443), [1, 2]);
+        assert_eq!(look(a, 80), [3]);
+        assert_eq!(look(a, 81), [] as [u32; 0]);
+        assert_eq!(look(v6, 443), [0, 4]);
+        assert_eq!(look(v6, 444), [] as [u32; 0]);
+
+        let mut bad = ix.clone();
+        bad.v4_keys.swap(0, 1);
+        assert!(bad.validate().is_err());
+        let mut bad = ix.clone();
+        bad.v6_ports.pop();
+        assert!(bad.validate().is_err());
+
+        let mut w = SectionWriter::new();
+        ix.write_sections(&mut w);
+        let slices: Vec<&[u8]> = w.sections.iter().map(|s| s.as_slice()).collect();
+        let back = IpPortIndex::read_sections(&mut SectionReader::new(&slices)).unwrap();
+        assert_eq!(back, ix);
+    }
+}
