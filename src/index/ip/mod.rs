@@ -13,9 +13,10 @@
 //! - [`IpPortIndex`]: exact `(address, port)` pairs, v4 and v6;
 //! - [`IpIndex`]: the three together, keyed by [`IpAddr`].
 //!
-//! Networks are flattened into disjoint *elementary ranges*, each carrying the sorted set of
-//! ordinals of the networks that cover it. A set is stored inline when it is one ordinal below
-//! 2^31 (the common case), otherwise as a reference into a shared list table ([`OrdLists`]).
+//! Networks are flattened into disjoint *elementary ranges*, each carrying the set of ordinals
+//! of the networks that cover it. A set is stored inline when it is one ordinal below 2^31
+//! (the common case), otherwise as a node of shared chains (nested networks share their
+//! outer part).
 //!
 //! ```
 //! use cwn::index::ip::{IpIndex, IpIndexBuilder};
@@ -45,7 +46,8 @@ mod v6;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -61,95 +63,78 @@ const NONE: u32 = u32::MAX;
 /// Set in a range value that refers to an entry of [`OrdLists`] instead of being an ordinal.
 const LIST: u32 = 1 << 31;
 
-/// The ordinal sets of ranges covered by more than one network (or by one ordinal ≥ 2^31), as
-/// compressed sparse rows: list `i` is `ords[offsets[i]..offsets[i + 1]]`, strictly ascending.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct OrdLists {
-    offsets: Vec<u32>,
+/// The ordinal sets of ranges covered by several networks (or by one ordinal ≥ 2^31), as
+/// shared chains. Networks are nested or disjoint, so the networks covering a range form a
+/// chain from the outermost to the innermost. Node `i` is the set made of `ords[i]` (the
+/// innermost network's ordinal) and the set encoded by `rest[i]`: `NONE`, an inline ordinal,
+/// or `LIST | j` with `j < i` (so every walk ends). A range inside a nested network costs one
+/// 8-byte node, its outer part being shared with the ranges around it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct OrdChains {
     ords: Vec<u32>,
+    rest: Vec<u32>,
 }
 
-impl Default for OrdLists {
-    fn default() -> Self {
-        OrdLists {
-            offsets: vec![0],
-            ords: Vec::new(),
+impl OrdChains {
+    /// The range value for `chain` (ordinals from the outermost network to the innermost).
+    fn encode(&mut self, chain: &[u32], seen: &mut HashMap<(u32, u32), u32>) -> u32 {
+        let mut v = NONE;
+        for &o in chain {
+            v = if v == NONE && o < LIST {
+                o
+            } else {
+                *seen.entry((o, v)).or_insert_with(|| {
+                    let index = u32::try_from(self.ords.len())
+                        .ok()
+                        .filter(|&i| i < LIST - 1)
+                        .expect("fewer than 2^31 - 1 distinct ordinal sets");
+                    self.ords.push(o);
+                    self.rest.push(v);
+                    LIST | index
+                })
+            };
         }
-    }
-}
-
-impl OrdLists {
-    /// The range value for `set` (sorted, distinct): inline, [`NONE`] or a (shared) list.
-    fn encode(&mut self, set: &[u32], seen: &mut HashMap<Vec<u32>, u32>) -> u32 {
-        match set {
-            [] => NONE,
-            [o] if *o < LIST => *o,
-            _ => {
-                if let Some(&v) = seen.get(set) {
-                    return v;
-                }
-                let index = u32::try_from(self.offsets.len() - 1)
-                    .ok()
-                    .filter(|&i| i < LIST - 1)
-                    .expect("fewer than 2^31 - 1 distinct ordinal sets");
-                self.ords.extend_from_slice(set);
-                self.offsets
-                    .push(u32::try_from(self.ords.len()).expect("fewer than 2^32 stored ordinals"));
-                seen.insert(set.to_vec(), LIST | index);
-                LIST | index
-            }
-        }
+        v
     }
 
-    /// Appends the ordinals of range value `v` to `out`.
+    /// Appends the ordinals of range value `v` to `out`, innermost network first (the same
+    /// ordinal may come twice if the caller added it for two nested networks).
     #[inline]
-    fn emit(&self, v: u32, out: &mut Vec<u32>) {
+    fn emit(&self, mut v: u32, out: &mut Vec<u32>) {
+        while v >= LIST && v != NONE {
+            // In bounds and strictly decreasing once `validate` and `check_value` accepted.
+            let i = (v & !LIST) as usize;
+            out.push(self.ords[i]);
+            v = self.rest[i];
+        }
         if v < LIST {
             out.push(v);
-        } else if v != NONE {
-            let i = (v & !LIST) as usize;
-            // In range once `validate` accepted the table and the value (`check_value`).
-            let (a, b) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
-            out.extend_from_slice(&self.ords[a..b]);
         }
     }
 
     fn len(&self) -> usize {
-        self.offsets.len().saturating_sub(1)
+        self.ords.len()
     }
 
     fn heap_bytes(&self) -> usize {
-        4 * (self.offsets.len() + self.ords.len())
+        4 * (self.ords.len() + self.rest.len())
     }
 
     fn validate(&self, structure: &'static str) -> Result<(), FormatError> {
         let err = |reason: String| Err(FormatError::new(structure, reason));
-        if self.offsets.first() != Some(&0) {
-            return err("ordinal list offsets must start with 0".into());
+        if self.ords.len() != self.rest.len() {
+            return err("chain ordinals and links differ in length".into());
         }
-        if self.offsets.len() > LIST as usize {
-            return err("too many ordinal lists".into());
+        if self.ords.len() >= (LIST - 1) as usize {
+            return err("too many ordinal chains".into());
         }
-        if *self.offsets.last().unwrap_or(&0) as usize != self.ords.len() {
-            return err(format!(
-                "ordinal list offsets end at {}, but there are {} ordinals",
-                self.offsets.last().unwrap_or(&0),
-                self.ords.len()
-            ));
-        }
-        for (i, w) in self.offsets.windows(2).enumerate() {
-            if w[0] >= w[1] || w[1] as usize > self.ords.len() {
-                return err(format!("ordinal list {i} is empty or out of bounds"));
+        for (i, (&o, &r)) in self.ords.iter().zip(&self.rest).enumerate() {
+            if r >= LIST && r != NONE && (r & !LIST) as usize >= i {
+                return err(format!("chain node {i} links forward"));
             }
-            let list = &self.ords[w[0] as usize..w[1] as usize];
-            if list.windows(2).any(|p| p[0] >= p[1]) {
-                return err(format!("ordinal list {i} is not strictly ascending"));
-            }
-            if let [o] = list
-                && *o < LIST
-            {
+            if r == NONE && o < LIST {
                 return err(format!(
-                    "ordinal list {i} holds one small ordinal, not inlined"
+                    "chain node {i} holds one small ordinal, not inlined"
                 ));
             }
         }
@@ -161,21 +146,21 @@ impl OrdLists {
         if v >= LIST && v != NONE && (v & !LIST) as usize >= self.len() {
             return Err(FormatError::new(
                 structure,
-                format!("range value {v:#x} refers to a missing ordinal list"),
+                format!("range value {v:#x} refers to a missing chain node"),
             ));
         }
         Ok(())
     }
 
     fn write(&self, w: &mut SectionWriter) {
-        w.put(&self.offsets);
         w.put(&self.ords);
+        w.put(&self.rest);
     }
 
     fn read(r: &mut SectionReader<'_>, structure: &'static str) -> Result<Self, FormatError> {
-        Ok(OrdLists {
-            offsets: r.take(structure)?,
+        Ok(OrdChains {
             ords: r.take(structure)?,
+            rest: r.take(structure)?,
         })
     }
 }
@@ -198,57 +183,54 @@ impl Point for u128 {
     }
 }
 
-/// Flattens inclusive ranges `(first, last, ordinal)` into disjoint elementary ranges
+/// Flattens networks `(first, last, ordinal)` into disjoint elementary ranges
 /// `(start, covering ordinals)`: range `i` spans `start_i..start_{i+1}` (the last one up to the
-/// end of the address space). The first range has a non-empty set, neighbours differ, and an
-/// uncovered tail is closed by a range with an empty set.
-///
-/// Cost: sets are materialised per range, so `k` mutually nested networks cost O(k²) — the
-/// price of answering with every covering network without walking a trie.
+/// end of the address space). The ordinals are in nesting order, outermost network first
+/// (ordered by first address, then by last address descending, then by ordinal), so that
+/// `OrdChains` shares the outer part. The first range is covered, neighbours differ, and an
+/// uncovered tail is closed by a range with no ordinal.
 fn flatten<P: Point>(mut nets: Vec<(P, P, u32)>) -> Vec<(P, Vec<u32>)> {
     nets.sort_unstable();
     nets.dedup();
-    // (position, 0 = remove / 1 = add, ordinal); the order within one position is irrelevant
-    // because all its events are applied before the set is read.
-    let mut events: Vec<(P, u8, u32)> = Vec::with_capacity(nets.len() * 2);
-    for &(first, last, ord) in &nets {
-        events.push((first, 1, ord));
+    // (position, 0 = remove / 1 = add, network); all events of a position are applied before
+    // its set is read, so their order does not matter.
+    let mut events: Vec<(P, u8, usize)> = Vec::with_capacity(nets.len() * 2);
+    for (i, &(first, last, _)) in nets.iter().enumerate() {
+        events.push((first, 1, i));
         if let Some(end) = last.succ() {
-            events.push((end, 0, ord));
+            events.push((end, 0, i));
         }
     }
     events.sort_unstable();
-    // An ordinal may cover several overlapping ranges (one indicator added twice), so a count.
-    let mut active: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut active: BTreeSet<(P, Reverse<P>, u32)> = BTreeSet::new();
     let mut out: Vec<(P, Vec<u32>)> = Vec::new();
     let mut i = 0;
     while i < events.len() {
         let pos = events[i].0;
-        while let Some(&(p, add, ord)) = events.get(i)
+        while let Some(&(p, add, n)) = events.get(i)
             && p == pos
         {
+            let (first, last, ord) = nets[n];
             if add == 1 {
-                *active.entry(ord).or_insert(0) += 1;
-            } else if let Some(c) = active.get_mut(&ord) {
-                *c -= 1;
-                if *c == 0 {
-                    active.remove(&ord);
-                }
+                active.insert((first, Reverse(last), ord));
+            } else {
+                active.remove(&(first, Reverse(last), ord));
             }
             i += 1;
         }
-        let same = out
-            .last()
-            .map_or(active.is_empty(), |(_, set)| set.iter().eq(active.keys()));
+        let chain = active.iter().map(|&(_, _, o)| o);
+        let same = out.last().map_or(active.is_empty(), |(_, prev)| {
+            prev.iter().copied().eq(chain.clone())
+        });
         if !same {
-            out.push((pos, active.keys().copied().collect()));
+            out.push((pos, chain.collect()));
         }
     }
     out
 }
 
-/// Appended `out[from..]` may hold two ascending runs (exact, then networks): sort and remove
-/// duplicates so that each ordinal appears once, ascending.
+/// Sorts the ordinals appended at `out[from..]` (exact ones ascending, then a chain innermost
+/// first) and removes duplicates, so that each ordinal appears once, ascending.
 #[inline]
 fn sort_tail(out: &mut Vec<u32>, from: usize) {
     let tail = &mut out[from..];

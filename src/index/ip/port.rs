@@ -1,7 +1,4 @@
-//! Exact `(address, port)` pairs: sorted keys with their ordinals alongside (a pair added with
-//! several ordinals is a repeated key), searched by bisection. IPv4 keys are packed into one
-//! `u64` (`addr << 16 | port`, 12 bytes per pair with the ordinal); IPv6 keys are an address
-//! and a port array sorted together.
+//! The `ip:port` index ([`IpPortIndex`]): exact pairs, sorted.
 
 use std::net::IpAddr;
 
@@ -51,7 +48,10 @@ fn v4_key(addr: u32, port: u16) -> u64 {
     u64::from(addr) << 16 | u64::from(port)
 }
 
-/// Exact `(address, port)` pairs, IPv4 and IPv6.
+/// Exact `(address, port)` pairs, IPv4 and IPv6: sorted keys with their ordinals alongside (a
+/// pair added with several ordinals is a repeated key), searched by bisection. IPv4 keys are
+/// packed into one `u64` (`addr << 16 | port`, 12 bytes per pair with the ordinal); IPv6 keys
+/// are an address array and a port array sorted together (22 bytes per pair).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IpPortIndex {
     v4_keys: Vec<u64>,

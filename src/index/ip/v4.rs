@@ -1,20 +1,4 @@
-//! The IPv4 index: a bitmap over /24 blocks, then per-/16 runs of a table of exact addresses
-//! and of a table of elementary ranges.
-//!
-//! Layout (`g` is the /16 group `addr >> 16`, `lo` the low 16 bits):
-//! - `blocks`: 2^24 bits (2 MiB, fixed), bit `addr >> 8` set iff the /24 block holds an exact
-//!   address or meets a network. One load answers the common miss; the bitmap fits in L2.
-//! - `groups`: 65,537 pairs (512 KiB, fixed): how many exact entries, and how many ranges,
-//!   start before group `g`. A group's run is short (14 exact addresses on average per
-//!   million), so it is searched within a cache line or two, never across the whole table.
-//! - exact table: `exact_lo: [u16]` and `exact_ords: [u32]`, sorted by `(addr, ordinal)`; a
-//!   repeated address is a repeated key. 6 bytes per exact address.
-//! - range table: the elementary ranges in address order, `range_lo: [u16]` (the low half of
-//!   the start; the high half is the group whose run holds it) and `range_vals: [u32]` (the
-//!   ordinal set: [`NONE`], one ordinal, or a list of [`OrdLists`]). Range `j` spans
-//!   `start_j..start_{j+1}`. An address is in the last range starting at or before it: within
-//!   its group's run, or else the last range of an earlier group (`groups[g].1 - 1`), which
-//!   the same subtraction yields. 6 bytes per range, about two ranges per network.
+//! The IPv4 index ([`Ipv4Index`]): a /24 bitmap in front of per-/16 runs of sorted tables.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +7,7 @@ use std::ops::Range;
 
 use ipnet::Ipv4Net;
 
-use super::{NONE, OrdLists, flatten, sort_tail};
+use super::{NONE, OrdChains, flatten, sort_tail};
 use crate::index::{FormatError, SectionReader, SectionWriter, Sections};
 
 const STRUCTURE: &str = "ipv4 index";
@@ -85,11 +69,11 @@ impl Ipv4IndexBuilder {
             u32::try_from(self.exact.len().max(flat.len())).is_ok(),
             "fewer than 2^32 entries"
         );
-        let mut lists = OrdLists::default();
+        let mut chains = OrdChains::default();
         let mut seen = HashMap::new();
         let range_vals: Vec<u32> = flat
             .iter()
-            .map(|(_, set)| lists.encode(set, &mut seen))
+            .map(|(_, set)| chains.encode(set, &mut seen))
             .collect();
 
         // The directory: counts per group, then prefix sums.
@@ -126,7 +110,7 @@ impl Ipv4IndexBuilder {
             exact_ords: self.exact.iter().map(|&(_, o)| o).collect(),
             range_lo: flat.iter().map(|&(s, _)| s as u16).collect(),
             range_vals,
-            lists,
+            chains,
         }
     }
 }
@@ -145,7 +129,23 @@ fn mark(blocks: &mut [u64], first: u32, last: u32) {
     }
 }
 
-/// Exact IPv4 addresses and networks; see the module docs for the layout.
+/// Exact IPv4 addresses and networks, behind a bitmap over /24 blocks.
+///
+/// Layout (`g` is the /16 group `addr >> 16`, `lo` the low 16 bits):
+/// - `blocks`: 2^24 bits (2 MiB, fixed), bit `addr >> 8` set iff the /24 block holds an exact
+///   address or meets a network. One load answers the common miss; the bitmap fits in L2.
+/// - `groups`: 65,537 pairs (512 KiB, fixed): how many exact entries, and how many ranges,
+///   start before group `g`. A group's run is short (14 exact addresses on average per
+///   million), so it is searched within a cache line or two, never across the whole table.
+/// - exact table: `exact_lo: [u16]` and `exact_ords: [u32]`, sorted by `(addr, ordinal)`; a
+///   repeated address is a repeated key. 6 bytes per exact address.
+/// - range table: the elementary ranges in address order, `range_lo: [u16]` (the low half of
+///   the start; the high half is the group whose run holds it) and `range_vals: [u32]` (the
+///   ordinal set: none, one ordinal inline, or a node of shared chains). Range `j` spans
+///   `start_j..start_{j+1}`. An address is in the last range starting at or before it: within
+///   its group's run, or else the last range of an earlier group (`groups[g].1 - 1`), which
+///   the same subtraction yields. 6 bytes per range, about two ranges per network, plus
+///   8 bytes per distinct set of nested networks.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Ipv4Index {
     blocks: Box<[u64; BLOCK_WORDS]>,
@@ -154,7 +154,7 @@ pub struct Ipv4Index {
     exact_ords: Vec<u32>,
     range_lo: Vec<u16>,
     range_vals: Vec<u32>,
-    lists: OrdLists,
+    chains: OrdChains,
 }
 
 impl Default for Ipv4Index {
@@ -169,7 +169,7 @@ impl Default for Ipv4Index {
             exact_ords: Vec::new(),
             range_lo: Vec::new(),
             range_vals: Vec::new(),
-            lists: OrdLists::default(),
+            chains: OrdChains::default(),
         }
     }
 }
@@ -186,7 +186,7 @@ impl fmt::Debug for Ipv4Index {
         f.debug_struct("Ipv4Index")
             .field("exact", &self.exact_lo.len())
             .field("ranges", &self.range_lo.len())
-            .field("lists", &self.lists.len())
+            .field("chain_nodes", &self.chains.len())
             .field("heap_bytes", &self.heap_bytes())
             .finish()
     }
@@ -239,13 +239,11 @@ impl Ipv4Index {
         // `validate` guarantees e0 ≤ e1 ≤ exact length and r0 ≤ r1 ≤ range length.
         let from = out.len();
         let keys = &self.exact_lo[e0 as usize..e1 as usize];
-        let mut exact = false;
         if !keys.is_empty() {
             let mut i = keys.partition_point(|&k| k < lo);
             let ords = &self.exact_ords[e0 as usize..e1 as usize];
             while i < keys.len() && keys[i] == lo {
                 out.push(ords[i]);
-                exact = true;
                 i += 1;
             }
         }
@@ -254,11 +252,10 @@ impl Ipv4Index {
         // the last range of an earlier group.
         let j = r0 as usize + starts.partition_point(|&s| s <= lo);
         if j > 0 {
-            let v = self.range_vals[j - 1];
-            self.lists.emit(v, out);
-            if exact && v != NONE {
-                sort_tail(out, from);
-            }
+            self.chains.emit(self.range_vals[j - 1], out);
+        }
+        if out.len() > from + 1 {
+            sort_tail(out, from);
         }
     }
 
@@ -288,13 +285,13 @@ impl Ipv4Index {
         8 * BLOCK_WORDS + 8 * (GROUPS + 1)
     }
 
-    /// Bytes of the arrays that grow with the indicators (exact table, ranges, lists).
+    /// Bytes of the arrays that grow with the indicators (exact table, ranges, chains).
     pub fn variable_bytes(&self) -> usize {
         2 * self.exact_lo.len()
             + 4 * self.exact_ords.len()
             + 2 * self.range_lo.len()
             + 4 * self.range_vals.len()
-            + self.lists.heap_bytes()
+            + self.chains.heap_bytes()
     }
 
     /// Calls `f(group, exact entries, range entries)` for each non-empty group, in order. The
@@ -344,7 +341,7 @@ impl Ipv4Index {
     }
 
     /// Checks every invariant lookups rely on: array lengths, the directory, ordering within
-    /// each group, canonical range values, the ordinal lists, and that the bitmap is exactly
+    /// each group, canonical range values, the ordinal chains, and that the bitmap is exactly
     /// the one the tables imply (a cleared bit would hide indicators).
     pub fn validate(&self) -> Result<(), FormatError> {
         let err = |reason: String| Err(FormatError::new(STRUCTURE, reason));
@@ -354,7 +351,7 @@ impl Ipv4Index {
         if self.range_lo.len() != self.range_vals.len() {
             return err("range starts and values differ in length".into());
         }
-        self.lists.validate(STRUCTURE)?;
+        self.chains.validate(STRUCTURE)?;
         if self.groups[0] != [0, 0] {
             return err("the /16 directory does not start at 0".into());
         }
@@ -392,7 +389,7 @@ impl Ipv4Index {
             return err("neighbouring ranges have equal sets".into());
         }
         for &v in &self.range_vals {
-            self.lists.check_value(v, STRUCTURE)?;
+            self.chains.check_value(v, STRUCTURE)?;
         }
         if self.blocks != self.derive_blocks() {
             return err("the /24 bitmap does not match the tables".into());
@@ -415,7 +412,7 @@ impl Sections for Ipv4Index {
         w.put(&self.exact_ords);
         w.put(&self.range_lo);
         w.put(&self.range_vals);
-        self.lists.write(w);
+        self.chains.write(w);
     }
 
     fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
@@ -426,7 +423,7 @@ impl Sections for Ipv4Index {
             exact_ords: r.take(STRUCTURE)?,
             range_lo: r.take(STRUCTURE)?,
             range_vals: r.take(STRUCTURE)?,
-            lists: OrdLists::read(r, STRUCTURE)?,
+            chains: OrdChains::read(r, STRUCTURE)?,
             ..Ipv4Index::default()
         };
         if blocks.is_empty() && groups.is_empty() {
@@ -549,13 +546,12 @@ mod tests {
         assert!(ix.validate().is_err(), "directory decreases");
 
         let mut ix = good.clone();
-        let last = ix.lists.offsets.len() - 1;
-        ix.lists.offsets[last] += 1;
-        assert!(ix.validate().is_err(), "list offset past the end");
+        ix.chains.rest[0] = LIST;
+        assert!(ix.validate().is_err(), "chain linking to itself");
 
         let mut ix = good.clone();
         ix.range_vals[r0] = LIST | 1000;
-        assert!(ix.validate().is_err(), "missing list");
+        assert!(ix.validate().is_err(), "missing chain node");
 
         let mut ix = good.clone();
         let e = ix.groups[(ip("192.0.2.1") >> 16) as usize][0] as usize;

@@ -1,19 +1,11 @@
-//! The IPv6 index: a filter over /32 prefixes in front of a sorted exact table and a sorted
-//! table of elementary ranges.
-//!
-//! The filter has two parts, both derived from the tables (so `validate` can recompute them):
-//! - `filter`: a Bloom-style bitmap (two bits per key, 16 bits per key, ~1.4 % false
-//!   positives) over the /32 prefixes of exact addresses and of covered ranges that lie inside
-//!   one /32;
-//! - `spans`: the covered ranges that cross /32 boundaries (networks shorter than /32, rare),
-//!   as coalesced inclusive intervals of /32 prefixes, searched only when non-empty.
+//! The IPv6 index ([`Ipv6Index`]): a filter over /32 prefixes in front of sorted tables.
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
-use super::{NONE, OrdLists, flatten, sort_tail};
+use super::{NONE, OrdChains, flatten, sort_tail};
 use crate::index::hash::hash64;
 use crate::index::{FormatError, SectionReader, SectionWriter, Sections};
 
@@ -61,14 +53,21 @@ impl Ipv6IndexBuilder {
         ix.range_starts = flat.iter().map(|(s, _)| *s).collect();
         ix.range_vals = flat
             .iter()
-            .map(|(_, set)| ix.lists.encode(set, &mut seen))
+            .map(|(_, set)| ix.chains.encode(set, &mut seen))
             .collect();
         (ix.filter, ix.spans) = ix.derive_filter();
         ix
     }
 }
 
-/// Exact IPv6 addresses and networks; see the module docs for the layout.
+/// Exact IPv6 addresses and networks: a filter over /32 prefixes in front of a sorted exact
+/// table and a sorted table of elementary ranges, both searched by bisection.
+///
+/// The filter has two parts, both derived from the tables (so `validate` recomputes them):
+/// - `filter`: a Bloom-style bitmap (16 bits and two probes per key, ~1.4 % false positives)
+///   over the /32 prefixes of exact addresses and of covered ranges that lie inside one /32;
+/// - `spans`: the covered ranges that cross /32 boundaries (networks shorter than /32, rare),
+///   as coalesced intervals of /32 prefixes, searched only when there are any.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Ipv6Index {
     filter: Vec<u64>,
@@ -77,7 +76,7 @@ pub struct Ipv6Index {
     exact_ords: Vec<u32>,
     range_starts: Vec<u128>,
     range_vals: Vec<u32>,
-    lists: OrdLists,
+    chains: OrdChains,
 }
 
 /// The two filter bit positions of /32 prefix `p` in a filter of `bits` bits (a power of two).
@@ -127,19 +126,16 @@ impl Ipv6Index {
     fn lookup_candidate(&self, addr: u128, out: &mut Vec<u32>) {
         let from = out.len();
         let mut i = self.exact_keys.partition_point(|&k| k < addr);
-        let mut exact = false;
         while i < self.exact_keys.len() && self.exact_keys[i] == addr {
             out.push(self.exact_ords[i]);
-            exact = true;
             i += 1;
         }
         let i = self.range_starts.partition_point(|&s| s <= addr);
         if i > 0 {
-            let v = self.range_vals[i - 1];
-            self.lists.emit(v, out);
-            if exact && v != NONE {
-                sort_tail(out, from);
-            }
+            self.chains.emit(self.range_vals[i - 1], out);
+        }
+        if out.len() > from + 1 {
+            sort_tail(out, from);
         }
     }
 
@@ -161,7 +157,7 @@ impl Ipv6Index {
             + 4 * self.exact_ords.len()
             + 16 * self.range_starts.len()
             + 4 * self.range_vals.len()
-            + self.lists.heap_bytes()
+            + self.chains.heap_bytes()
     }
 
     /// The filter implied by the tables (whose ranges must already be valid).
@@ -200,7 +196,7 @@ impl Ipv6Index {
     }
 
     /// Checks every invariant lookups rely on: lengths, strict ordering, canonical range
-    /// values, the ordinal lists, and that the filter is exactly the one the tables imply.
+    /// values, the ordinal chains, and that the filter is exactly the one the tables imply.
     pub fn validate(&self) -> Result<(), FormatError> {
         let err = |reason: &str| Err(FormatError::new(STRUCTURE, reason));
         if self.exact_keys.len() != self.exact_ords.len() {
@@ -224,9 +220,9 @@ impl Ipv6Index {
         if self.range_vals.windows(2).any(|w| w[0] == w[1]) {
             return err("neighbouring ranges have equal sets");
         }
-        self.lists.validate(STRUCTURE)?;
+        self.chains.validate(STRUCTURE)?;
         for &v in &self.range_vals {
-            self.lists.check_value(v, STRUCTURE)?;
+            self.chains.check_value(v, STRUCTURE)?;
         }
         if (self.filter.clone(), self.spans.clone()) != self.derive_filter() {
             return err("the /32 filter does not match the tables");
@@ -243,7 +239,7 @@ impl Sections for Ipv6Index {
         w.put(&self.exact_ords);
         w.put(&self.range_starts);
         w.put(&self.range_vals);
-        self.lists.write(w);
+        self.chains.write(w);
     }
 
     fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
@@ -254,7 +250,7 @@ impl Sections for Ipv6Index {
             exact_ords: r.take(STRUCTURE)?,
             range_starts: r.take(STRUCTURE)?,
             range_vals: r.take(STRUCTURE)?,
-            lists: OrdLists::read(r, STRUCTURE)?,
+            chains: OrdChains::read(r, STRUCTURE)?,
         };
         ix.validate()?;
         Ok(ix)
@@ -263,6 +259,7 @@ impl Sections for Ipv6Index {
 
 #[cfg(test)]
 mod tests {
+    use super::super::LIST;
     use super::*;
 
     fn ip(s: &str) -> u128 {
@@ -331,9 +328,8 @@ mod tests {
         assert!(ix.validate().is_err(), "unsorted starts");
 
         let mut ix = good.clone();
-        let last = ix.lists.offsets.len() - 1;
-        ix.lists.offsets[last] += 1;
-        assert!(ix.validate().is_err(), "list offset past the end");
+        ix.chains.rest[0] = LIST;
+        assert!(ix.validate().is_err(), "chain linking to itself");
 
         let mut ix = good;
         ix.exact_ords.swap(0, 1);
