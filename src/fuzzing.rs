@@ -35,44 +35,31 @@ fn fold(batch: Batch) {
     assert_eq!(driver.report().total(), n, "every item counted once");
 }
 
-/// A plain list.
-pub fn plain_list(data: &[u8]) {
-    let batch = ingest::parse_bytes(Detected::Plain, "fuzz.txt", data, &SourceOptions::default());
+/// Parses `data` as one source of the given format and checks the batch's invariants.
+fn parse_and_check(detected: Detected, name: &str, data: &[u8]) {
+    let batch = ingest::parse_bytes(detected, name, data, &SourceOptions::default());
     check_batch(&batch);
     fold(batch);
+}
+
+/// A plain list.
+pub fn plain_list(data: &[u8]) {
+    parse_and_check(Detected::Plain, "fuzz.txt", data);
 }
 
 /// A CSV list.
 pub fn csv_list(data: &[u8]) {
-    let batch = ingest::parse_bytes(Detected::Csv, "fuzz.csv", data, &SourceOptions::default());
-    check_batch(&batch);
-    fold(batch);
+    parse_and_check(Detected::Csv, "fuzz.csv", data);
 }
 
 /// A MISP event document.
 pub fn misp_event(data: &[u8]) {
-    let mut batch = Batch::new();
-    ingest::misp::parse_events(
-        data,
-        &Arc::from("fuzz.json"),
-        &SourceOptions::default(),
-        &mut batch,
-    );
-    check_batch(&batch);
-    fold(batch);
+    parse_and_check(Detected::Misp, "fuzz.json", data);
 }
 
 /// A STIX bundle.
 pub fn stix_bundle(data: &[u8]) {
-    let mut batch = Batch::new();
-    ingest::stix::parse_bundle(
-        data,
-        &Arc::from("fuzz.json"),
-        &SourceOptions::default(),
-        &mut batch,
-    );
-    check_batch(&batch);
-    fold(batch);
+    parse_and_check(Detected::Stix, "fuzz.json", data);
 }
 
 /// A warninglist `list.json`: parsing never panics, a loaded list is internally consistent,
