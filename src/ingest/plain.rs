@@ -317,6 +317,29 @@ mod tests {
     }
 
     #[test]
+    fn a_ten_megabyte_line_is_one_short_reject() {
+        let mut text = b"ok.example.com\n".to_vec();
+        text.extend(std::iter::repeat_n(b'a', 10 << 20));
+        text.extend_from_slice(b".example.com\nfine.example.org\n");
+        let b = run_plain(&text);
+        assert_eq!(b.items.len(), 3);
+        match &b.items[1] {
+            Item::Rejected(r) => {
+                assert_eq!(
+                    (r.record.as_str(), r.category),
+                    ("line 2", Category::Invalid)
+                );
+                assert!(r.reason.len() < 400, "reason of {} bytes", r.reason.len());
+                assert!(r.reason.contains("bytes"), "{}", r.reason);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&b.items[2], Item::Indicator { indicator, .. } if indicator.value == "fine.example.org")
+        );
+    }
+
+    #[test]
     fn csv_picks_value_column_and_tlp() {
         let mut b = Batch::new();
         parse_csv(

@@ -2,11 +2,9 @@
 //! as Zeek writes it), nested objects (`dns.rrname`), or a mix; arrays along the way are
 //! searched element by element (`dns.queries.rrname`).
 
-use std::io::BufRead;
-
 use serde_json::Value;
 
-use super::{BATCH_ROWS, BatchBuilder, TelemetryBatch, TelemetryError};
+use super::{BatchBuilder, LineFormat};
 
 /// Collects the scalar values at `path` below `v`.
 pub(crate) fn extract<'v>(v: &'v Value, path: &str, out: &mut Vec<&'v Value>) {
@@ -50,46 +48,48 @@ pub(crate) fn scalar_text(v: &Value) -> String {
     }
 }
 
-/// Streams a JSON-lines file.
-pub(crate) struct JsonLines {
-    r: Box<dyn BufRead + Send>,
-    name: String,
+/// JSON lines: one object per line, blank lines skipped.
+pub(crate) struct JsonFormat {
     names: Vec<String>,
-    b: BatchBuilder,
-    row: u64,
-    line: u64,
-    done: bool,
-    buf: Vec<u8>,
 }
 
-impl JsonLines {
-    pub(crate) fn new(r: Box<dyn BufRead + Send>, name: &str, names: Vec<String>) -> Self {
-        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        JsonLines {
-            b: BatchBuilder::new(&refs),
-            r,
-            name: name.to_string(),
-            names,
-            row: 0,
-            line: 0,
-            done: false,
-            buf: Vec::new(),
-        }
+impl JsonFormat {
+    pub(crate) fn new(names: Vec<String>) -> Self {
+        JsonFormat { names }
     }
 
-    fn push_record(&mut self, v: &Value) {
+    fn push_record(&self, b: &mut BatchBuilder, v: &Value) {
         let mut vals = Vec::new();
         for (i, path) in self.names.iter().enumerate() {
             vals.clear();
             extract(v, path, &mut vals);
-            let col = self.b.col(i);
+            let col = b.col(i);
             match (vals.len(), vals.first()) {
                 (0, _) => col.push_null(),
                 (1, Some(x)) if !is_array_at(v, path) => col.push_one(scalar_text(x)),
                 _ => col.push_list(vals.iter().map(|x| scalar_text(x)).collect()),
             }
         }
-        self.b.end_row();
+        b.end_row();
+    }
+}
+
+impl LineFormat for JsonFormat {
+    fn line(&mut self, b: &mut BatchBuilder, row: u64, line_no: u64, text: &[u8]) -> bool {
+        let text = text.trim_ascii();
+        if text.is_empty() {
+            return false;
+        }
+        match serde_json::from_slice::<Value>(text) {
+            Ok(v @ Value::Object(_)) => self.push_record(b, &v),
+            Ok(_) => b.error_row(row, line_no, "not a JSON object".into()),
+            Err(e) => b.error_row(
+                row,
+                line_no,
+                format!("invalid JSON at column {}: {e}", e.column()),
+            ),
+        }
+        true
     }
 }
 
@@ -107,55 +107,6 @@ fn is_array_at(v: &Value, path: &str) -> bool {
         }
         Value::Array(_) => true,
         _ => false,
-    }
-}
-
-impl Iterator for JsonLines {
-    type Item = Result<TelemetryBatch, TelemetryError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let first = self.row;
-        while self.b.len() < BATCH_ROWS {
-            self.buf.clear();
-            match self.r.read_until(b'\n', &mut self.buf) {
-                Ok(0) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(TelemetryError::Io {
-                        path: self.name.clone(),
-                        source: e,
-                    }));
-                }
-            }
-            self.line += 1;
-            let text = self.buf.trim_ascii();
-            if text.is_empty() {
-                continue;
-            }
-            match serde_json::from_slice::<Value>(text) {
-                Ok(v @ Value::Object(_)) => self.push_record(&v),
-                Ok(_) => self
-                    .b
-                    .error_row(self.row, self.line, "not a JSON object".into()),
-                Err(e) => self.b.error_row(
-                    self.row,
-                    self.line,
-                    format!("invalid JSON at column {}: {e}", e.column()),
-                ),
-            }
-            self.row += 1;
-        }
-        if self.b.len() == 0 {
-            return None;
-        }
-        Some(Ok(self.b.finish(first)))
     }
 }
 

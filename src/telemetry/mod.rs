@@ -441,6 +441,81 @@ fn col_list_reset(cols: &mut [ColumnBuf]) {
     }
 }
 
+/// One line-oriented format (JSON lines, Zeek TSV): what to do with each line.
+pub(crate) trait LineFormat {
+    /// Handles one line (terminator removed); returns whether it was a data record, which
+    /// takes a row number, rather than a header or blank line.
+    fn line(&mut self, b: &mut BatchBuilder, row: u64, line_no: u64, text: &[u8]) -> bool;
+}
+
+/// Streams a line-oriented format in batches of at most [`BATCH_ROWS`] rows.
+pub(crate) struct LineReader<F> {
+    r: Box<dyn BufRead + Send>,
+    name: String,
+    format: F,
+    b: BatchBuilder,
+    row: u64,
+    line: u64,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl<F: LineFormat> LineReader<F> {
+    pub(crate) fn new(r: Box<dyn BufRead + Send>, name: &str, names: &[String], format: F) -> Self {
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        LineReader {
+            r,
+            name: name.to_string(),
+            format,
+            b: BatchBuilder::new(&refs),
+            row: 0,
+            line: 0,
+            done: false,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<F: LineFormat> Iterator for LineReader<F> {
+    type Item = Result<TelemetryBatch, TelemetryError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let first = self.row;
+        while self.b.len() < BATCH_ROWS {
+            self.buf.clear();
+            match self.r.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(TelemetryError::Io {
+                        path: self.name.clone(),
+                        source: e,
+                    }));
+                }
+            }
+            self.line += 1;
+            let mut text = self.buf.as_slice();
+            while let [rest @ .., b'\n' | b'\r'] = text {
+                text = rest;
+            }
+            if self.format.line(&mut self.b, self.row, self.line, text) {
+                self.row += 1;
+            }
+        }
+        if self.b.len() == 0 {
+            return None;
+        }
+        Some(Ok(self.b.finish(first)))
+    }
+}
+
 /// A streaming reader over one telemetry file.
 pub type BatchIter = Box<dyn Iterator<Item = Result<TelemetryBatch, TelemetryError>> + Send>;
 
@@ -491,8 +566,18 @@ pub fn from_reader(
 ) -> Result<BatchIter, TelemetryError> {
     let names: Vec<String> = fields.names().iter().map(|s| s.to_string()).collect();
     match format {
-        InputFormat::Jsonl => Ok(Box::new(json::JsonLines::new(r, name, names))),
-        InputFormat::Zeek => Ok(Box::new(zeek::ZeekTsv::new(r, name, names))),
+        InputFormat::Jsonl => Ok(Box::new(LineReader::new(
+            r,
+            name,
+            &names,
+            json::JsonFormat::new(names.clone()),
+        ))),
+        InputFormat::Zeek => Ok(Box::new(LineReader::new(
+            r,
+            name,
+            &names,
+            zeek::ZeekFormat::new(names.clone()),
+        ))),
         InputFormat::Csv => Ok(Box::new(csv_reader::CsvReader::new(r, name, names)?)),
         InputFormat::Parquet | InputFormat::Arrow => Err(TelemetryError::Format {
             path: name.to_string(),

@@ -2,9 +2,7 @@
 //! `#types` headers; `-` is unset (null), `(empty)` an empty value; `set[…]` and `vector[…]`
 //! columns become lists. A log may repeat its header (concatenated logs); it is re-read.
 
-use std::io::BufRead;
-
-use super::{BATCH_ROWS, BatchBuilder, TelemetryBatch, TelemetryError};
+use super::{BatchBuilder, LineFormat};
 
 fn unescape_sep(s: &str) -> Vec<u8> {
     // `#separator \x09`
@@ -26,26 +24,17 @@ struct Header {
     ncols: usize,
 }
 
-/// Streams a Zeek TSV log.
-pub(crate) struct ZeekTsv {
-    r: Box<dyn BufRead + Send>,
-    name: String,
+/// Zeek TSV: header lines start with `#`; every other non-empty line is a record.
+pub(crate) struct ZeekFormat {
     names: Vec<String>,
     h: Header,
     types: Vec<String>,
     fields: Vec<String>,
-    b: BatchBuilder,
-    row: u64,
-    line: u64,
-    done: bool,
-    buf: Vec<u8>,
 }
 
-impl ZeekTsv {
-    pub(crate) fn new(r: Box<dyn BufRead + Send>, name: &str, names: Vec<String>) -> Self {
-        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        ZeekTsv {
-            b: BatchBuilder::new(&refs),
+impl ZeekFormat {
+    pub(crate) fn new(names: Vec<String>) -> Self {
+        ZeekFormat {
             h: Header {
                 sep: b"\t".to_vec(),
                 set_sep: b",".to_vec(),
@@ -54,15 +43,9 @@ impl ZeekTsv {
                 cols: vec![None; names.len()],
                 ncols: 0,
             },
-            r,
-            name: name.to_string(),
             names,
             types: Vec::new(),
             fields: Vec::new(),
-            row: 0,
-            line: 0,
-            done: false,
-            buf: Vec::new(),
         }
     }
 
@@ -99,12 +82,11 @@ impl ZeekTsv {
         }
     }
 
-    fn data_line(&mut self, line: &[u8]) {
+    fn data_line(&mut self, b: &mut BatchBuilder, row: u64, line_no: u64, line: &[u8]) {
         let sep = &self.h.sep;
         let parts: Vec<&[u8]> = split(line, sep);
         if self.fields.is_empty() {
-            self.b
-                .error_row(self.row, self.line, "data before the #fields header".into());
+            b.error_row(row, line_no, "data before the #fields header".into());
             return;
         }
         if parts.len() != self.h.ncols {
@@ -113,11 +95,11 @@ impl ZeekTsv {
                 parts.len(),
                 self.h.ncols
             );
-            self.b.error_row(self.row, self.line, reason);
+            b.error_row(row, line_no, reason);
             return;
         }
         for i in 0..self.names.len() {
-            let col = self.b.col(i);
+            let col = b.col(i);
             let Some((c, is_list)) = self.h.cols[i] else {
                 col.push_null();
                 continue;
@@ -141,7 +123,22 @@ impl ZeekTsv {
                 col.push_one(String::from_utf8_lossy(v).into_owned());
             }
         }
-        self.b.end_row();
+        b.end_row();
+    }
+}
+
+impl LineFormat for ZeekFormat {
+    fn line(&mut self, b: &mut BatchBuilder, row: u64, line_no: u64, text: &[u8]) -> bool {
+        if text.first() == Some(&b'#') {
+            let header = String::from_utf8_lossy(text).into_owned();
+            self.header_line(&header);
+            return false;
+        }
+        if text.is_empty() {
+            return false;
+        }
+        self.data_line(b, row, line_no, text);
+        true
     }
 }
 
@@ -163,51 +160,6 @@ fn split<'a>(s: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
     }
     out.push(&s[start..]);
     out
-}
-
-impl Iterator for ZeekTsv {
-    type Item = Result<TelemetryBatch, TelemetryError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let first = self.row;
-        while self.b.len() < BATCH_ROWS {
-            self.buf.clear();
-            match self.r.read_until(b'\n', &mut self.buf) {
-                Ok(0) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(TelemetryError::Io {
-                        path: self.name.clone(),
-                        source: e,
-                    }));
-                }
-            }
-            self.line += 1;
-            let mut line = std::mem::take(&mut self.buf);
-            while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
-                line.pop();
-            }
-            if line.first() == Some(&b'#') {
-                let text = String::from_utf8_lossy(&line).into_owned();
-                self.header_line(&text);
-            } else if !line.is_empty() {
-                self.data_line(&line);
-                self.row += 1;
-            }
-            self.buf = line;
-        }
-        if self.b.len() == 0 {
-            return None;
-        }
-        Some(Ok(self.b.finish(first)))
-    }
 }
 
 #[cfg(test)]
