@@ -37,13 +37,45 @@ fn maltrail_set() -> Option<cwn::indicator::IndicatorSet> {
 fn benches(c: &mut Criterion) {
     let Some(set) = maltrail_set() else { return };
     let n = set.len() as u64;
+    let index = IndexBuilder::new().build(&set).expect("build");
+    // URL lookups as the matcher does them: canonicalise the telemetry value, then probe K2d.
+    // Half the column is maltrail URL indicators written differently (upper-case host, no
+    // scheme), half are misses.
+    let urls: Vec<String> = set
+        .iter()
+        .filter(|(_, i)| i.kind == cwn::indicator::Kind::Url)
+        .take(20_000)
+        .flat_map(|(_, i)| {
+            let hit = i.value.replacen("http://", "", 1).to_uppercase();
+            [
+                hit,
+                format!("http://miss-{}.example/{}", i.value.len(), i.id),
+            ]
+        })
+        .collect();
+    {
+        let mut g = c.benchmark_group("url_lookup");
+        g.throughput(Throughput::Elements(urls.len() as u64));
+        g.bench_function("maltrail_73k/half_hits_with_canonicalisation", |b| {
+            let mut out = Vec::new();
+            b.iter(|| {
+                out.clear();
+                for u in &urls {
+                    if let Ok(c) = cwn::indicator::normalize::url(u) {
+                        index.lookup_url(&c, &mut out);
+                    }
+                }
+                black_box(out.len())
+            })
+        });
+        g.finish();
+    }
     let mut g = c.benchmark_group("snapshot");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(n));
     g.bench_function("compile/maltrail_1.64M", |b| {
         b.iter(|| black_box(IndexBuilder::new().build(&set).expect("build")))
     });
-    let index = IndexBuilder::new().build(&set).expect("build");
     g.bench_function("write/maltrail_1.64M", |b| {
         b.iter(|| black_box(index.to_snapshot(None)))
     });
