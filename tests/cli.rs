@@ -242,3 +242,23 @@ fn a_missing_misp_event_file_is_a_reported_reject_not_a_crash() {
         "{rejects}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::io::Read;
+    // About 1 MB of indicators: far more than a pipe buffers, so the writer meets EPIPE.
+    let sample = util::data("sample/maltrail");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["ingest", "-o", "-", sample.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe's read end is dropped here, as `cwn ingest -o - … | head -c 16` would.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?} {err}", out.status);
+}

@@ -237,24 +237,24 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             })).collect::<Vec<_>>(),
             "hits": total_hits,
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("cwn demo: ingest of the embedded sample set (data/ in the repository)\n");
-    print!("{}", super::format_report(&report, &rejects, elapsed));
-    println!("\nsuppressed by warninglists (false positives kept out of the index):");
+    outln!("cwn demo: ingest of the embedded sample set (data/ in the repository)\n");
+    out!("{}", super::format_report(&report, &rejects, elapsed));
+    outln!("\nsuppressed by warninglists (false positives kept out of the index):");
     for r in rejects
         .iter()
         .filter(|r| r.category == Category::Suppressed)
         .take(8)
     {
-        println!("  {}: {}", r.record, r.reason);
+        outln!("  {}: {}", r.record, r.reason);
     }
-    println!("\na few accepted indicators:");
+    outln!("\na few accepted indicators:");
     let mut shown = std::collections::BTreeSet::new();
     for (_, ind) in set.iter() {
         if shown.insert(ind.kind) {
-            println!(
+            outln!(
                 "  {:<10} {:<14} {:<60} from {}",
                 ind.kind.name(),
                 ind.tlp.to_string(),
@@ -263,19 +263,19 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    println!(
+    outln!(
         "\ncompiled {} indicators into a {} byte snapshot; written, loaded and checked in {snapshot_ms:.0} ms",
         index.len(),
         bytes.len()
     );
-    println!("\nmatching the example telemetry (data/examples/telemetry, FORMATS.md §8.2):");
+    outln!("\nmatching the example telemetry (data/examples/telemetry, FORMATS.md §8.2):");
     for (name, rows, records) in &matched {
-        println!("  {name}: {rows} row(s), {} hit(s)", records.len());
+        outln!("  {name}: {rows} row(s), {} hit(s)", records.len());
         for r in records {
-            println!("    {r}");
+            outln!("    {r}");
         }
     }
-    println!(
+    outln!(
         "\n{total_hits} hits. Next: `cwn compile`, `cwn inspect`, `cwn match` on your own data (README)."
     );
     Ok(ExitCode::SUCCESS)

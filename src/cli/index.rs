@@ -177,11 +177,11 @@ pub(super) fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
             "load_ms": load_secs * 1e3,
             "sizes": parts,
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("snapshot {}", args.snapshot.display());
-    println!(
+    outln!("snapshot {}", args.snapshot.display());
+    outln!(
         "  format version {}, set version {}, created {created}, {}",
         h.format_version,
         h.set_version,
@@ -195,30 +195,33 @@ pub(super) fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
             "unsigned"
         }
     );
-    println!(
+    outln!(
         "  {} indicators from {} source(s); {file_bytes} bytes; loaded and checked in {:.1} ms",
         h.indicator_count,
         m.by_source().count(),
         load_secs * 1e3
     );
-    println!("\nby kind:");
+    outln!("\nby kind:");
     for (k, n) in &by_kind {
-        println!("  {k:<16} {n:>10}");
+        outln!("  {k:<16} {n:>10}");
     }
-    println!("\nby TLP:");
+    outln!("\nby TLP:");
     for (t, n) in &by_tlp {
-        println!("  {t:<16} {n:>10}");
+        outln!("  {t:<16} {n:>10}");
     }
-    println!("\nmemory:                                 indicators        bytes   bytes/indicator");
+    outln!("\nmemory:                                 indicators        bytes   bytes/indicator");
     for p in &sizes {
         let per = if p.indicators > 0 {
             format!("{:.1}", p.bytes as f64 / p.indicators as f64)
         } else {
             "-".into()
         };
-        println!(
+        outln!(
             "  {:<36} {:>10} {:>12} {:>17}",
-            p.part, p.indicators, p.bytes, per
+            p.part,
+            p.indicators,
+            p.bytes,
+            per
         );
     }
     Ok(ExitCode::SUCCESS)

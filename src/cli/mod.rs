@@ -3,6 +3,27 @@
 //! Library stages do the work; this module only wires files and flags to them and decides how
 //! results are shown (a table for people, JSON for scripts).
 
+/// `println!` for the command's output: a closed stdout (`cwn inspect … | head`) ends the
+/// process quietly instead of panicking; any other write error is reported.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::cli::stdout_failed(e);
+        }
+    }};
+}
+
+/// `print!` with the same handling as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            $crate::cli::stdout_failed(e);
+        }
+    }};
+}
+
 mod demo;
 mod index;
 
@@ -120,11 +141,29 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`cwn match … | head`): nothing left to say.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cwn: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Ends the process after a failed write to stdout: quietly when the reader closed the pipe.
+pub(crate) fn stdout_failed(e: io::Error) -> ! {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("cwn: error: writing to stdout: {e}");
+    std::process::exit(2);
 }
 
 fn init_tracing() {
@@ -231,7 +270,7 @@ fn run_keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     write_atomically_mode(&sp, 0o600, |w| w.write_all(private.as_bytes()))?;
     let public = keys::verify_pem(&key.verifying_key())?;
     write_atomically(&vp, |w| w.write_all(public.as_bytes()))?;
-    println!(
+    outln!(
         "wrote {} (keep it secret) and {} (give it to partners)",
         sp.display(),
         vp.display()
@@ -273,14 +312,14 @@ fn run_ingest(args: &IngestArgs) -> anyhow::Result<ExitCode> {
         if to_stdout_taken {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
     } else {
         let table = format_report(&report, &rejects, elapsed.as_secs_f64());
         if to_stdout_taken {
             eprint!("{table}");
         } else {
-            print!("{table}");
+            out!("{table}");
         }
     }
     if failed_strict {
