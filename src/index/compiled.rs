@@ -397,6 +397,12 @@ impl CompiledIndex {
         self.ja3.validate()?;
         self.ja3s.validate()?;
         self.substrings.validate()?;
+        self.check_counts()
+    }
+
+    /// Checks that the header counts agree with the metadata (the structures are validated
+    /// by their own `read_sections`).
+    fn check_counts(&self) -> Result<(), FormatError> {
         // Ordinals inside the structures are not cross-checked here (a flipped ordinal byte
         // breaks no structural invariant; the section digests catch corruption): the matcher
         // skips any ordinal at or past `len()`, so even a crafted file cannot make it panic.
@@ -459,31 +465,130 @@ impl CompiledIndex {
             )
             .into());
         }
-        let mut r = SectionReader::new(&sections);
+        // The structures validate themselves as they are read; the expensive ones (metadata,
+        // the name table) are read on other threads while the rest follow in order.
+        let meta_end = MetaTable::SECTIONS.min(sections.len());
+        let (meta, rest) = rayon::join(
+            || MetaTable::read_sections(&mut SectionReader::new(&sections[..meta_end])),
+            || -> Result<_, FormatError> {
+                let mut r = SectionReader::new(&sections[meta_end..]);
+                let ip = IpIndex::read_sections(&mut r)?;
+                let names_at = meta_end + r.position();
+                let names_end = (names_at + DomainIndex::SECTIONS).min(sections.len());
+                let (names, tail) = rayon::join(
+                    || {
+                        DomainIndex::read_sections(&mut SectionReader::new(
+                            &sections[names_at..names_end],
+                        ))
+                    },
+                    || -> Result<_, FormatError> {
+                        let mut r = SectionReader::new(&sections[names_end..]);
+                        let parts = (
+                            BytesIndex::read_sections(&mut r)?,
+                            BytesIndex::read_sections(&mut r)?,
+                            BytesIndex::read_sections(&mut r)?,
+                            ExactIndex::read_sections(&mut r)?,
+                            ExactIndex::read_sections(&mut r)?,
+                            ExactIndex::read_sections(&mut r)?,
+                            ExactIndex::read_sections(&mut r)?,
+                            ExactIndex::read_sections(&mut r)?,
+                            ExactIndex::read_sections(&mut r)?,
+                            SubstringIndex::read_sections(&mut r)?,
+                        );
+                        Ok((parts, names_end + r.position()))
+                    },
+                );
+                Ok((ip, names?, tail?))
+            },
+        );
+        let (ip, names, (parts, used)) = rest?;
+        let (urls, emails, ja4, md5, sha1, sha256, sha512, ja3, ja3s, substrings) = parts;
         let index = CompiledIndex {
-            meta: MetaTable::read_sections(&mut r)?,
-            ip: IpIndex::read_sections(&mut r)?,
-            names: DomainIndex::read_sections(&mut r)?,
-            urls: BytesIndex::read_sections(&mut r)?,
-            emails: BytesIndex::read_sections(&mut r)?,
-            ja4: BytesIndex::read_sections(&mut r)?,
-            md5: ExactIndex::read_sections(&mut r)?,
-            sha1: ExactIndex::read_sections(&mut r)?,
-            sha256: ExactIndex::read_sections(&mut r)?,
-            sha512: ExactIndex::read_sections(&mut r)?,
-            ja3: ExactIndex::read_sections(&mut r)?,
-            ja3s: ExactIndex::read_sections(&mut r)?,
-            substrings: SubstringIndex::read_sections(&mut r)?,
+            meta: meta?,
+            ip,
+            names,
+            urls,
+            emails,
+            ja4,
+            md5,
+            sha1,
+            sha256,
+            sha512,
+            ja3,
+            ja3s,
+            substrings,
             header,
         };
-        if r.position() != sections.len() {
+        if used != sections.len() {
             return Err(FormatError::new(
                 "index",
-                format!("{} sections, {} expected", sections.len(), r.position()),
+                format!("{} sections, {used} expected", sections.len()),
             )
             .into());
         }
-        index.validate()?;
+        // Every structure validated itself in `read_sections`; only the cross-check is left.
+        index.check_counts()?;
         Ok(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::indicator::Indicator;
+
+    #[test]
+    fn snapshot_round_trip_reads_every_part_back() {
+        let src: Arc<str> = Arc::from("t");
+        let mut set = IndicatorSet::new();
+        for (i, (k, v)) in [
+            (Kind::Domain, "evil.example"),
+            (Kind::Ipv4, "198.51.100.23"),
+            (Kind::Cidr, "203.0.113.0/28"),
+            (Kind::Url, "http://evil.example/gate.php"),
+            (Kind::Uri, "/gate.php"),
+            (Kind::Sha256, &"ab".repeat(32)),
+            (Kind::Email, "a@evil.example"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            set.insert(Indicator::new(
+                format!("i{i}"),
+                k,
+                v,
+                src.clone(),
+                Tlp::Green,
+            ))
+            .unwrap();
+        }
+        let index = IndexBuilder::new().created_at(7).build(&set).unwrap();
+        let mut w = SectionWriter::new();
+        index.names.write_sections(&mut w);
+        assert_eq!(w.sections.len(), DomainIndex::SECTIONS);
+        let bytes = index.to_snapshot(None);
+        let back = CompiledIndex::from_snapshot(&bytes, None).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.len(), 7);
+        assert_eq!(back.header().created_at, 7);
+        let mut out = Vec::new();
+        back.lookup_name(b"a.evil.example", &mut out);
+        back.lookup_ip("203.0.113.9".parse().unwrap(), None, &mut out);
+        back.lookup_digest(Kind::Sha256, &"ab".repeat(32), &mut out);
+        back.lookup_bytes(Kind::Email, b"a@evil.example", &mut out);
+        back.find_substrings(
+            b"/x/gate.php?y",
+            crate::index::substring::CLASS_URL,
+            &mut out,
+        );
+        back.lookup_url(
+            &crate::indicator::normalize::url("EVIL.example/gate.php").unwrap(),
+            &mut out,
+        );
+        out.sort_unstable();
+        assert_eq!(out, [0, 2, 3, 4, 5, 6]);
+        assert_eq!(bytes, back.to_snapshot(None), "deterministic round trip");
     }
 }

@@ -773,6 +773,11 @@ impl DomainIndex {
     }
 }
 
+impl DomainIndex {
+    /// How many sections [`Sections::write_sections`] writes (records, slots, filter words).
+    pub const SECTIONS: usize = 3;
+}
+
 impl Sections for DomainIndex {
     fn write_sections(&self, w: &mut SectionWriter) {
         self.table.write(w);

@@ -287,6 +287,10 @@ impl MetaBuilder {
 }
 
 impl MetaTable {
+    /// How many sections [`Sections::write_sections`] writes (so that a loader can hand the
+    /// metadata its own slice and read the rest in parallel).
+    pub const SECTIONS: usize = 27;
+
     /// Number of indicators.
     pub fn len(&self) -> usize {
         self.kind.len()
@@ -705,6 +709,7 @@ mod tests {
         let t = sample();
         let mut w = SectionWriter::new();
         t.write_sections(&mut w);
+        assert_eq!(w.sections.len(), MetaTable::SECTIONS);
         let slices: Vec<&[u8]> = w.sections.iter().map(|s| s.as_slice()).collect();
         let back = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
         assert_eq!(back.value(1), "203.0.113.0/28");
