@@ -386,43 +386,54 @@ impl KeyTable {
         if len != table_len(n) {
             return err("table length inconsistent with the record count");
         }
-        let Some(empty) = self.slots.iter().position(|&s| s as u32 == 0) else {
+        // An empty slot ends every probe sequence, so the walks below terminate.
+        if !self.slots.iter().any(|&s| s as u32 == 0) {
             return err("table without an empty slot");
-        };
+        }
         let text = |e: usize| record_text(&self.records, starts[e] as usize);
-        let mut flags = vec![u32::MAX; n];
-        let mut run = 0usize;
-        for step in 1..=len {
-            let p = (empty + step) % len;
-            let slot = self.slots[p];
-            let record = slot as u32;
-            if record == 0 {
+        // Every slot is empty (0) or names a record; an empty slot carries no tag.
+        let mut occupied = 0usize;
+        for &slot in &self.slots {
+            if slot as u32 == 0 {
                 if slot != 0 {
                     return err("empty slot with a tag");
                 }
-                run = 0;
-                continue;
+            } else {
+                occupied += 1;
             }
-            run += 1;
-            let Ok(e) = starts.binary_search(&(record - 1)) else {
-                return err("slot does not point at a record start");
+        }
+        if occupied != n {
+            return err("slot count differs from the record count");
+        }
+        // Walk each record's probe sequence from its home slot, in record order (sequential over
+        // the records, one random probe into the table each): it must be found before an empty
+        // slot (so a lookup reaches it) with the tag of its text's hash. Records have distinct
+        // starts, so n records found in n occupied slots is a bijection: no slot names a
+        // non-record, and none is shared.
+        let mut flags = vec![u32::MAX; n];
+        for (e, &start) in starts.iter().enumerate() {
+            let h = hash64(text(e));
+            let want = start + 1;
+            let mut p = home(h, len);
+            let slot = loop {
+                let slot = self.slots[p];
+                if slot as u32 == 0 {
+                    return err("record not reachable from its home slot");
+                }
+                if slot as u32 == want {
+                    break slot;
+                }
+                p = if p + 1 == len { 0 } else { p + 1 };
             };
-            if flags[e] != u32::MAX {
-                return err("record in two slots");
-            }
             let tag = (slot >> 32) as u32;
             let f = tag & (DOMAIN | TWIN);
             if !domains && f != 0 {
                 return err("domain or twin flag in a table without domains");
             }
-            flags[e] = f;
-            let h = hash64(text(e));
             if tag & !(DOMAIN | TWIN) != tag_of(h) {
                 return err("slot tag inconsistent with the hash of its record's text");
             }
-            if (p + len - home(h, len)) % len >= run {
-                return err("record not reachable from its home slot");
-            }
+            flags[e] = f;
         }
         if flags.contains(&u32::MAX) {
             return err("record missing from the table");
