@@ -109,59 +109,30 @@ impl IndexBuilder {
                 report.red_not_armed += 1;
                 continue;
             }
-            // Parse first, so that an unusable value never takes an ordinal.
-            let v = ind.value.as_str();
-            let ok = match ind.kind {
-                Kind::Ipv4 | Kind::Ipv6 => v.parse::<IpAddr>().is_ok(),
-                Kind::Cidr => v.parse::<IpNet>().is_ok(),
-                Kind::IpPort => normalize::split_ip_port(v).is_some(),
-                Kind::Url => normalize::url(v).is_ok(),
-                Kind::Md5 | Kind::Ja3 | Kind::Ja3s => parse_hex::<16>(v.as_bytes()).is_some(),
-                Kind::Sha1 => parse_hex::<20>(v.as_bytes()).is_some(),
-                Kind::Sha256 => parse_hex::<32>(v.as_bytes()).is_some(),
-                Kind::Sha512 => parse_hex::<64>(v.as_bytes()).is_some(),
-                Kind::UrlSubstring | Kind::Uri | Kind::UserAgent => !v.is_empty(),
-                Kind::Domain | Kind::Hostname | Kind::Email | Kind::Ja4 => !v.is_empty(),
-            };
-            if !ok {
+            // Parse once, first, so that an unusable value never takes an ordinal.
+            let Some(key) = Key::parse(ind.kind, &ind.value) else {
                 report.unusable += 1;
                 continue;
-            }
+            };
             let ord = meta.push(ind, ind.port);
-            match ind.kind {
-                Kind::Ipv4 | Kind::Ipv6 => {
-                    if let Ok(a) = v.parse::<IpAddr>() {
-                        ip.add_addr(a, ord);
-                    }
-                }
-                Kind::Cidr => {
-                    if let Ok(n) = v.parse::<IpNet>() {
-                        ip.add_net(n, ord);
-                    }
-                }
-                Kind::IpPort => {
-                    if let Some((a, p)) = normalize::split_ip_port(v) {
-                        ip.add_ip_port(a, p, ord);
-                    }
-                }
-                Kind::Domain => names.add_domain(v.as_bytes(), ord),
-                Kind::Hostname => names.add_hostname(v.as_bytes(), ord),
-                Kind::Url => {
-                    if let Ok(u) = normalize::url(v) {
-                        urls.add(u.k2d().as_bytes(), ord);
-                    }
-                }
-                Kind::Email => emails.add(v.as_bytes(), ord),
-                Kind::Ja4 => ja4.add(v.as_bytes(), ord),
-                Kind::Md5 => add_hex(&mut md5, v, ord),
-                Kind::Ja3 => add_hex(&mut ja3, v, ord),
-                Kind::Ja3s => add_hex(&mut ja3s, v, ord),
-                Kind::Sha1 => add_hex(&mut sha1, v, ord),
-                Kind::Sha256 => add_hex(&mut sha256, v, ord),
-                Kind::Sha512 => add_hex(&mut sha512, v, ord),
-                Kind::UrlSubstring | Kind::Uri | Kind::UserAgent => {
-                    // Non-empty was checked above, the only reason `add` refuses a pattern.
-                    let _ = subs.add(v.as_bytes(), classes_of(ind.kind), ord);
+            match key {
+                Key::Addr(a) => ip.add_addr(a, ord),
+                Key::Net(n) => ip.add_net(n, ord),
+                Key::Pair(a, p) => ip.add_ip_port(a, p, ord),
+                Key::Domain(v) => names.add_domain(v, ord),
+                Key::Hostname(v) => names.add_hostname(v, ord),
+                Key::Url(k2d) => urls.add(k2d.as_bytes(), ord),
+                Key::Email(v) => emails.add(v, ord),
+                Key::Ja4(v) => ja4.add(v, ord),
+                Key::Md5(d) => md5.add(d, ord),
+                Key::Ja3(d) => ja3.add(d, ord),
+                Key::Ja3s(d) => ja3s.add(d, ord),
+                Key::Sha1(d) => sha1.add(d, ord),
+                Key::Sha256(d) => sha256.add(d, ord),
+                Key::Sha512(d) => sha512.add(d, ord),
+                Key::Substring(v, classes) => {
+                    // Non-empty was checked in `Key::parse`, the only reason `add` refuses.
+                    let _ = subs.add(v, classes, ord);
                 }
             }
         }
@@ -195,9 +166,52 @@ impl IndexBuilder {
     }
 }
 
-fn add_hex<const N: usize>(b: &mut ExactIndexBuilder<N>, hex: &str, ord: u32) {
-    if let Some(d) = parse_hex::<N>(hex.as_bytes()) {
-        b.add(d, ord);
+/// An indicator value parsed into the key of the structure that holds it.
+enum Key<'a> {
+    Addr(IpAddr),
+    Net(IpNet),
+    Pair(IpAddr, u16),
+    Domain(&'a [u8]),
+    Hostname(&'a [u8]),
+    Url(String),
+    Email(&'a [u8]),
+    Ja4(&'a [u8]),
+    Md5([u8; 16]),
+    Ja3([u8; 16]),
+    Ja3s([u8; 16]),
+    Sha1([u8; 20]),
+    Sha256([u8; 32]),
+    Sha512([u8; 64]),
+    Substring(&'a [u8], u8),
+}
+
+impl<'a> Key<'a> {
+    /// `None` when the stored value does not parse (never for a set built by ingest).
+    fn parse(kind: Kind, v: &'a str) -> Option<Key<'a>> {
+        let b = v.as_bytes();
+        let non_empty = (!b.is_empty()).then_some(b);
+        Some(match kind {
+            Kind::Ipv4 | Kind::Ipv6 => Key::Addr(v.parse().ok()?),
+            Kind::Cidr => Key::Net(v.parse().ok()?),
+            Kind::IpPort => {
+                let (a, p) = normalize::split_ip_port(v)?;
+                Key::Pair(a, p)
+            }
+            Kind::Domain => Key::Domain(non_empty?),
+            Kind::Hostname => Key::Hostname(non_empty?),
+            Kind::Url => Key::Url(normalize::url(v).ok()?.k2d()),
+            Kind::Email => Key::Email(non_empty?),
+            Kind::Ja4 => Key::Ja4(non_empty?),
+            Kind::Md5 => Key::Md5(parse_hex(b)?),
+            Kind::Ja3 => Key::Ja3(parse_hex(b)?),
+            Kind::Ja3s => Key::Ja3s(parse_hex(b)?),
+            Kind::Sha1 => Key::Sha1(parse_hex(b)?),
+            Kind::Sha256 => Key::Sha256(parse_hex(b)?),
+            Kind::Sha512 => Key::Sha512(parse_hex(b)?),
+            Kind::UrlSubstring | Kind::Uri | Kind::UserAgent => {
+                Key::Substring(non_empty?, classes_of(kind))
+            }
+        })
     }
 }
 
@@ -321,64 +335,53 @@ impl CompiledIndex {
     /// Bytes per part, for reports.
     pub fn sizes(&self) -> Vec<PartSize> {
         let h = &self.header;
-        let c = |ks: &[Kind]| ks.iter().map(|&k| h.count(k)).sum::<u64>();
+        let part = |part: &'static str, kinds: &[Kind], bytes: usize| PartSize {
+            part,
+            indicators: kinds.iter().map(|&k| h.count(k)).sum(),
+            bytes: bytes as u64,
+        };
+        let all = self.meta.len() as u64;
+        let fixed = self.meta.fixed_bytes();
         vec![
             PartSize {
                 part: "metadata (fixed columns)",
-                indicators: self.meta.len() as u64,
-                bytes: self.meta.fixed_bytes() as u64,
+                indicators: all,
+                bytes: fixed as u64,
             },
             PartSize {
                 part: "metadata (strings, tags, bitmaps)",
-                indicators: self.meta.len() as u64,
-                bytes: (self.meta.heap_bytes() - self.meta.fixed_bytes()) as u64,
+                indicators: all,
+                bytes: (self.meta.heap_bytes() - fixed) as u64,
             },
-            PartSize {
-                part: "ip, cidr, ip:port",
-                indicators: c(&[Kind::Ipv4, Kind::Ipv6, Kind::Cidr, Kind::IpPort]),
-                bytes: self.ip.heap_bytes() as u64,
-            },
-            PartSize {
-                part: "domain, hostname",
-                indicators: c(&[Kind::Domain, Kind::Hostname]),
-                bytes: self.names.heap_bytes() as u64,
-            },
-            PartSize {
-                part: "url",
-                indicators: c(&[Kind::Url]),
-                bytes: self.urls.heap_bytes() as u64,
-            },
-            PartSize {
-                part: "email, ja4",
-                indicators: c(&[Kind::Email, Kind::Ja4]),
-                bytes: (self.emails.heap_bytes() + self.ja4.heap_bytes()) as u64,
-            },
-            PartSize {
-                part: "md5, ja3, ja3s",
-                indicators: c(&[Kind::Md5, Kind::Ja3, Kind::Ja3s]),
-                bytes: (self.md5.heap_bytes() + self.ja3.heap_bytes() + self.ja3s.heap_bytes())
-                    as u64,
-            },
-            PartSize {
-                part: "sha1",
-                indicators: c(&[Kind::Sha1]),
-                bytes: self.sha1.heap_bytes() as u64,
-            },
-            PartSize {
-                part: "sha256",
-                indicators: c(&[Kind::Sha256]),
-                bytes: self.sha256.heap_bytes() as u64,
-            },
-            PartSize {
-                part: "sha512",
-                indicators: c(&[Kind::Sha512]),
-                bytes: self.sha512.heap_bytes() as u64,
-            },
-            PartSize {
-                part: "url-substring, uri, user-agent",
-                indicators: c(&[Kind::UrlSubstring, Kind::Uri, Kind::UserAgent]),
-                bytes: self.substrings.heap_bytes() as u64,
-            },
+            part(
+                "ip, cidr, ip:port",
+                &[Kind::Ipv4, Kind::Ipv6, Kind::Cidr, Kind::IpPort],
+                self.ip.heap_bytes(),
+            ),
+            part(
+                "domain, hostname",
+                &[Kind::Domain, Kind::Hostname],
+                self.names.heap_bytes(),
+            ),
+            part("url", &[Kind::Url], self.urls.heap_bytes()),
+            part(
+                "email, ja4",
+                &[Kind::Email, Kind::Ja4],
+                self.emails.heap_bytes() + self.ja4.heap_bytes(),
+            ),
+            part(
+                "md5, ja3, ja3s",
+                &[Kind::Md5, Kind::Ja3, Kind::Ja3s],
+                self.md5.heap_bytes() + self.ja3.heap_bytes() + self.ja3s.heap_bytes(),
+            ),
+            part("sha1", &[Kind::Sha1], self.sha1.heap_bytes()),
+            part("sha256", &[Kind::Sha256], self.sha256.heap_bytes()),
+            part("sha512", &[Kind::Sha512], self.sha512.heap_bytes()),
+            part(
+                "url-substring, uri, user-agent",
+                &[Kind::UrlSubstring, Kind::Uri, Kind::UserAgent],
+                self.substrings.heap_bytes(),
+            ),
         ]
     }
 

@@ -705,7 +705,7 @@ impl Ingest {
             });
             return;
         }
-        let (kind, tlp, value) = (indicator.kind, indicator.tlp, indicator.value.clone());
+        let (kind, tlp) = (indicator.kind, indicator.tlp);
         match self.set.insert(indicator) {
             Ok(_) => {
                 self.report.accepted += 1;
@@ -716,18 +716,19 @@ impl Ingest {
                 }
             }
             Err(first) => {
-                let first = self
-                    .set
-                    .get(first)
-                    .map(|i| i.id.clone())
-                    .unwrap_or_default();
+                // The duplicate has the same kind and value as the indicator it repeats.
+                let reason = match self.set.get(first) {
+                    Some(f) => format!(
+                        "{kind} `{}` was already given by `{}` of the same source",
+                        f.value, f.id
+                    ),
+                    None => format!("{kind} value was already given by the same source"),
+                };
                 self.reject(Reject {
                     source: file.to_string(),
                     record: record.to_string(),
                     category: Category::Duplicate,
-                    reason: format!(
-                        "{kind} `{value}` was already given by `{first}` of the same source"
-                    ),
+                    reason,
                 });
             }
         }

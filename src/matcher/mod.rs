@@ -18,6 +18,7 @@
 //! The scan driver that spreads batches over threads and the writers live elsewhere; nothing
 //! here does I/O.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use arrow_array::cast::AsArray;
@@ -95,7 +96,8 @@ impl<'a> Matcher<'a> {
             .collect();
         let mut ords = Vec::new();
         let mut seen = Vec::new();
-        let mut vals: Vec<String> = Vec::new();
+        // Values borrow from the batch: no allocation per row, only per hit.
+        let mut vals: Vec<Cow<'_, str>> = Vec::new();
         for r in 0..batch.num_rows() {
             let row = first_row + r as u64;
             let event_time =
@@ -134,7 +136,7 @@ impl<'a> Matcher<'a> {
                         out.push(Hit {
                             ord,
                             field: fi,
-                            value: v.clone(),
+                            value: v.to_string(),
                             row,
                             event_time,
                         });
@@ -230,58 +232,76 @@ impl<'a> Matcher<'a> {
     }
 }
 
-fn first_text(col: &Column<'_>, r: usize) -> Option<String> {
-    let mut v = Vec::new();
-    texts(col, r, &mut v);
-    v.into_iter().next()
+fn first_text<'b>(col: &Column<'b>, r: usize) -> Option<Cow<'b, str>> {
+    match *col {
+        Column::Missing => None,
+        Column::Scalar(a) => scalar_text(a.as_ref(), r),
+        Column::List(_) => {
+            let mut v = Vec::new();
+            texts(col, r, &mut v);
+            v.into_iter().next()
+        }
+    }
 }
 
-/// The values of row `r` as text: one for a scalar, each element for a list.
-fn texts(col: &Column<'_>, r: usize, out: &mut Vec<String>) {
-    match col {
+/// The values of row `r` as text: one for a scalar, each element for a list. Strings are
+/// borrowed from the array; only numbers are formatted.
+fn texts<'b>(col: &Column<'b>, r: usize, out: &mut Vec<Cow<'b, str>>) {
+    match *col {
         Column::Missing => {}
-        Column::Scalar(a) => scalar_text(a.as_ref(), r, out),
+        Column::Scalar(a) => out.extend(scalar_text(a.as_ref(), r)),
         Column::List(a) => {
             if a.is_null(r) {
                 return;
             }
-            let values = match a.data_type() {
-                DataType::List(_) => a.as_list::<i32>().value(r),
-                DataType::LargeList(_) => a.as_list::<i64>().value(r),
+            let (values, range) = match a.data_type() {
+                DataType::List(_) => {
+                    let l = a.as_list::<i32>();
+                    let o = l.value_offsets();
+                    (l.values(), o[r] as usize..o[r + 1] as usize)
+                }
+                DataType::LargeList(_) => {
+                    let l = a.as_list::<i64>();
+                    let o = l.value_offsets();
+                    (l.values(), o[r] as usize..o[r + 1] as usize)
+                }
                 _ => return,
             };
-            for i in 0..values.len() {
-                scalar_text(values.as_ref(), i, out);
+            for i in range {
+                out.extend(scalar_text(values.as_ref(), i));
             }
         }
     }
 }
 
-fn scalar_text(a: &dyn Array, r: usize, out: &mut Vec<String>) {
+fn scalar_text(a: &dyn Array, r: usize) -> Option<Cow<'_, str>> {
     if a.is_null(r) {
-        return;
+        return None;
     }
-    let s = match a.data_type() {
-        DataType::Utf8 => a.as_string::<i32>().value(r).to_string(),
-        DataType::LargeUtf8 => a.as_string::<i64>().value(r).to_string(),
-        DataType::Utf8View => a.as_string_view().value(r).to_string(),
-        DataType::Int64 => a
-            .as_primitive::<arrow_array::types::Int64Type>()
-            .value(r)
-            .to_string(),
-        DataType::Int32 => a
-            .as_primitive::<arrow_array::types::Int32Type>()
-            .value(r)
-            .to_string(),
-        DataType::UInt16 => a
-            .as_primitive::<arrow_array::types::UInt16Type>()
-            .value(r)
-            .to_string(),
-        DataType::Float64 => a
-            .as_primitive::<arrow_array::types::Float64Type>()
-            .value(r)
-            .to_string(),
-        _ => return,
-    };
-    out.push(s);
+    Some(match a.data_type() {
+        DataType::Utf8 => Cow::Borrowed(a.as_string::<i32>().value(r)),
+        DataType::LargeUtf8 => Cow::Borrowed(a.as_string::<i64>().value(r)),
+        DataType::Utf8View => Cow::Borrowed(a.as_string_view().value(r)),
+        DataType::Int64 => Cow::Owned(
+            a.as_primitive::<arrow_array::types::Int64Type>()
+                .value(r)
+                .to_string(),
+        ),
+        DataType::Int32 => Cow::Owned(
+            a.as_primitive::<arrow_array::types::Int32Type>()
+                .value(r)
+                .to_string(),
+        ),
+        DataType::UInt16 => Cow::Owned(
+            a.as_primitive::<arrow_array::types::UInt16Type>()
+                .value(r)
+                .to_string(),
+        ),
+        DataType::Float64 => Cow::Owned(
+            a.as_primitive::<arrow_array::types::Float64Type>()
+                .value(r)
+                .to_string(),
+        ),
+        _ => return None,
+    })
 }
