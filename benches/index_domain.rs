@@ -8,27 +8,17 @@
 //! printed on stderr.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
+mod common;
+
 use std::hint::black_box;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use cwn::index::domain::{DomainIndex, DomainIndexBuilder};
 use cwn::index::exact::{BytesIndexBuilder, ExactIndex, ExactIndexBuilder};
-
-fn shared(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real")
-        .join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not present", p.display());
-        None
-    }
-}
 
 /// Deterministic pseudo-random numbers (splitmix64), so every run measures the same columns.
 struct Rng(u64);
@@ -68,7 +58,7 @@ impl Rng {
 /// dot, not an IPv4 address), with a trailing `# comment` and a leading `.` stripped, in file
 /// order (repeats across files kept: each line is one indicator).
 fn maltrail_domains() -> Option<Vec<String>> {
-    let tarball = shared("maltrail-trails-static.tar.gz")?;
+    let tarball = common::shared("maltrail-trails-static.tar.gz")?;
     let f = std::fs::File::open(tarball).expect("open tarball");
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
     let mut files: Vec<(PathBuf, String)> = Vec::new();
@@ -104,7 +94,7 @@ fn maltrail_domains() -> Option<Vec<String>> {
 
 /// The `query` column of the real Zeek `dns.log` (unset and empty values left out).
 fn zeek_queries() -> Option<Vec<Vec<u8>>> {
-    let path = shared("zeek-dns.log.gz")?;
+    let path = common::shared("zeek-dns.log.gz")?;
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).expect("open dns.log"))
         .read_to_string(&mut text)

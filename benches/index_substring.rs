@@ -14,8 +14,10 @@
 //! from `../shared/data/real/`; without it the benchmarks are skipped with a note.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
+mod common;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -26,18 +28,6 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterio
 use cwn::index::substring::{CLASS_URL, SubstringBuilder, SubstringIndex};
 
 const URLS: usize = 200_000;
-
-fn shared(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real")
-        .join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not present", p.display());
-        None
-    }
-}
 
 /// The distinct maltrail `uri` lines, sorted.
 fn maltrail_uris(tarball: &Path) -> Vec<Vec<u8>> {
@@ -324,7 +314,7 @@ fn case(id: &'static str, patterns: &[Vec<u8>], rng: &mut Rng) -> Case {
 fn data() -> Option<&'static Data> {
     static DATA: OnceLock<Option<Data>> = OnceLock::new();
     DATA.get_or_init(|| {
-        let real = maltrail_uris(&shared("maltrail-trails-static.tar.gz")?);
+        let real = maltrail_uris(&common::shared("maltrail-trails-static.tar.gz")?);
         let mut rng = Rng(0x5eed);
         let sample: Vec<Vec<u8>> = real.iter().step_by(real.len() / 1000).cloned().collect();
         let small = case("1k_patterns/urls", &sample, &mut rng);

@@ -5,35 +5,16 @@
 //! that need it are skipped (with a note) when it is absent.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
+mod common;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use cwn::indicator::normalize;
 use cwn::ingest::{self, Ingest, SourceOptions, Warninglists};
-
-fn shared(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real")
-        .join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not present", p.display());
-        None
-    }
-}
-
-fn extract(tarball: &Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let f = std::fs::File::open(tarball).expect("open");
-    tar::Archive::new(flate2::read::GzDecoder::new(f))
-        .unpack(dir.path())
-        .expect("unpack");
-    dir
-}
 
 fn ingest_dir(root: &Path, warninglists: Option<Warninglists>) -> (u64, u64) {
     let opts = SourceOptions::default();
@@ -45,10 +26,10 @@ fn ingest_dir(root: &Path, warninglists: Option<Warninglists>) -> (u64, u64) {
 }
 
 fn maltrail(c: &mut Criterion) {
-    let Some(tarball) = shared("maltrail-trails-static.tar.gz") else {
+    let Some(tarball) = common::shared("maltrail-trails-static.tar.gz") else {
         return;
     };
-    let trails = extract(&tarball);
+    let trails = common::extract(&tarball);
     let root = trails.path().join("trails/static");
     let mut g = c.benchmark_group("ingest");
     g.sample_size(10).measurement_time(Duration::from_secs(25));
@@ -56,8 +37,8 @@ fn maltrail(c: &mut Criterion) {
     g.bench_function("maltrail_full/1.85M_lines", |b| {
         b.iter(|| black_box(ingest_dir(&root, None)))
     });
-    if let Some(wl_tarball) = shared("misp-warninglists.tar.gz") {
-        let wl = extract(&wl_tarball);
+    if let Some(wl_tarball) = common::shared("misp-warninglists.tar.gz") {
+        let wl = common::extract(&wl_tarball);
         g.bench_function("maltrail_full_warninglists/1.85M_lines_136_lists", |b| {
             b.iter_batched(
                 || Warninglists::load(wl.path()).expect("load warninglists"),

@@ -5,37 +5,19 @@
 //! `cargo bench --bench snapshot`. Skipped, with a note, when `../shared/data/real/` is absent.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
+mod common;
+
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use cwn::index::{CompiledIndex, IndexBuilder, snapshot};
-use cwn::ingest::{self, Ingest, SourceOptions};
-
-fn maltrail_set() -> Option<cwn::indicator::IndicatorSet> {
-    let tarball = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real/maltrail-trails-static.tar.gz");
-    if !tarball.is_file() {
-        eprintln!("skipping: {} not present", tarball.display());
-        return None;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    tar::Archive::new(flate2::read::GzDecoder::new(
-        std::fs::File::open(&tarball).expect("open"),
-    ))
-    .unpack(dir.path())
-    .expect("unpack");
-    let opts = SourceOptions::default();
-    let files = ingest::expand_sources(&[dir.path().join("trails/static")], &opts).expect("expand");
-    let mut driver = Ingest::new(None);
-    ingest::read_all(&files, &opts, &mut driver, |_| {}).expect("read");
-    Some(driver.finish().0)
-}
 
 fn benches(c: &mut Criterion) {
-    let Some(set) = maltrail_set() else { return };
+    let Some(set) = common::maltrail_set() else {
+        return;
+    };
     let n = set.len() as u64;
     let index = IndexBuilder::new().build(&set).expect("build");
     // URL lookups as the matcher does them: canonicalise the telemetry value, then probe K2d.
