@@ -1,30 +1,11 @@
 //! Helpers shared by the bench binaries (each includes this file with `mod common;`).
 #![allow(dead_code)] // Each bench uses only some of them.
 
-use std::path::{Path, PathBuf};
+// The data helpers are the integration tests' own, so both read the same files the same way.
+#[path = "../../tests/util.rs"]
+mod util;
 
-/// A file below `../shared/data/real/`, or `None` with a note when the folder is absent.
-pub fn shared(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real")
-        .join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} not present", p.display());
-        None
-    }
-}
-
-/// Extracts a `.tar.gz` into a fresh temporary directory.
-pub fn extract(tarball: &Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let f = std::fs::File::open(tarball).expect("open tarball");
-    tar::Archive::new(flate2::read::GzDecoder::new(f))
-        .unpack(dir.path())
-        .expect("unpack tarball");
-    dir
-}
+pub use util::{extract, shared_real as shared};
 
 /// The whole real maltrail set, ingested without warninglists.
 pub fn maltrail_set() -> Option<cwn::indicator::IndicatorSet> {
