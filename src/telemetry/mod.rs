@@ -344,7 +344,8 @@ impl ColumnBuf {
 
     fn finish(&mut self) -> (DataType, ArrayRef) {
         let rows = std::mem::take(&mut self.rows);
-        if self.list {
+        // Each batch decides afresh whether the column is a list.
+        if std::mem::take(&mut self.list) {
             let mut b = ListBuilder::new(StringBuilder::new());
             for r in rows {
                 match r {
@@ -419,7 +420,6 @@ impl BatchBuilder {
             fields.push(Field::new(name, dt, true));
             arrays.push(a);
         }
-        col_list_reset(&mut self.cols);
         let rows = std::mem::take(&mut self.rows);
         let batch = RecordBatch::try_new_with_options(
             Arc::new(Schema::new(fields)),
@@ -432,12 +432,6 @@ impl BatchBuilder {
             first_row,
             errors: std::mem::take(&mut self.errors),
         }
-    }
-}
-
-fn col_list_reset(cols: &mut [ColumnBuf]) {
-    for c in cols {
-        c.list = false;
     }
 }
 
