@@ -178,3 +178,36 @@ pub fn snapshot(data: &[u8]) {
         }
     }
 }
+
+/// Telemetry in every line-oriented format: reading never panics, every batch has one entry
+/// per row in each column, row numbers run on without gaps, and matching never panics.
+pub fn telemetry(data: &[u8]) {
+    use crate::telemetry::{FieldMap, InputFormat, read_all};
+    let Ok(fields) = FieldMap::from_specs(
+        [
+            "ts=time",
+            "id.orig_h=ip",
+            "id.resp_p=port@id.orig_h",
+            "query=domain",
+            "a.b=url",
+            "c=text",
+        ]
+        .iter()
+        .filter_map(|s| s.parse().ok()),
+    ) else {
+        return;
+    };
+    for format in [InputFormat::Jsonl, InputFormat::Zeek, InputFormat::Csv] {
+        let Ok(batches) = read_all(std::io::Cursor::new(data.to_vec()), "fuzz", format, &fields)
+        else {
+            continue;
+        };
+        let mut next_row = 0;
+        for b in &batches {
+            assert_eq!(b.first_row, next_row, "{format}: row numbers have a gap");
+            assert_eq!(b.batch.num_columns(), fields.fields().len());
+            next_row += b.batch.num_rows() as u64;
+            assert!(b.errors.iter().all(|e| e.row < next_row && e.line > 0));
+        }
+    }
+}

@@ -61,3 +61,8 @@ fn warninglist_corpus() {
 fn snapshot_corpus() {
     run("snapshot", cwn::fuzzing::snapshot);
 }
+
+#[test]
+fn telemetry_corpus() {
+    run("telemetry", cwn::fuzzing::telemetry);
+}
