@@ -143,6 +143,11 @@ impl LineFormat for ZeekFormat {
 }
 
 fn split<'a>(s: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
+    // A header may declare an empty separator (`#set_separator` with nothing after it):
+    // nothing then splits, rather than an endless run of empty pieces.
+    if sep.is_empty() {
+        return vec![s];
+    }
     if sep.len() == 1 {
         return s.split(|&b| b == sep[0]).collect();
     }
@@ -164,6 +169,13 @@ fn split<'a>(s: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_empty_separator_splits_nothing() {
+        // Found by the telemetry fuzz target: this looped, allocating without end.
+        assert_eq!(super::split(b"a,b", b""), vec![&b"a,b"[..]]);
+        assert_eq!(super::split(b"a::b", b"::"), vec![&b"a"[..], &b"b"[..]]);
+    }
+
     use crate::telemetry::{FieldMap, InputFormat, read_all};
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
