@@ -41,6 +41,38 @@ fn leaves<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
     }
 }
 
+/// Every path to a value in a record, written as fields name them: nested objects and flat
+/// dotted keys alike (`id.orig_h`), arrays looked through (`dns.queries.rrname`). Sorted, no
+/// duplicates. `--preset auto` decides the schema from these.
+pub(crate) fn paths(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, prefix: &mut String, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let len = prefix.len();
+                    if len > 0 {
+                        prefix.push('.');
+                    }
+                    prefix.push_str(k);
+                    walk(x, prefix, out);
+                    prefix.truncate(len);
+                }
+            }
+            Value::Array(a) if a.iter().any(|e| e.is_object() || e.is_array()) => {
+                for e in a {
+                    walk(e, prefix, out);
+                }
+            }
+            _ => out.push(prefix.clone()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut String::new(), &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
 pub(crate) fn scalar_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

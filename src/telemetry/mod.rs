@@ -5,13 +5,18 @@
 //! columns, as `Utf8` (one value per row) or `List<Utf8>` (Zeek vectors, JSON arrays). A
 //! malformed record becomes an all-null row, so that row numbers stay the 0-based position of
 //! the record in its file, and is reported as a [`RowError`]. Formats are detected from the
-//! content ([`detect`]); gzip is unwrapped by its magic bytes.
+//! content ([`detect`]); gzip is unwrapped by its magic bytes. A column the input lacks is read
+//! as nulls, so one map serves every log of a schema; [`preset`] has the maps of the schemas
+//! partners stream and picks one from an input's columns.
 //!
 //! This module knows nothing about indicators: it only produces columns.
 
 mod csv_reader;
 mod json;
+pub mod preset;
 mod zeek;
+
+pub use preset::{Preset, PresetChoice};
 
 use std::fmt;
 use std::fs::File;
@@ -131,7 +136,8 @@ impl fmt::Display for FieldKind {
 /// One mapping: column `name` holds `kind`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldSpec {
-    /// The column (a JSON path with dots, a Zeek or CSV column name).
+    /// The column (a JSON path with dots, a Zeek or CSV column name), or `HOST+TARGET`: the
+    /// URL joined from a host column and a request-target column ([`FieldSpec::joined`]).
     pub name: String,
     /// What it holds.
     pub kind: FieldKind,
@@ -188,6 +194,7 @@ impl FieldMap {
 
     fn check(&self) -> Result<(), String> {
         for f in &self.fields {
+            preset::check_joined(f)?;
             if let FieldKind::Port(addr) = &f.kind
                 && !self
                     .fields
@@ -558,28 +565,36 @@ pub fn from_reader(
     format: InputFormat,
     fields: &FieldMap,
 ) -> Result<BatchIter, TelemetryError> {
-    let names: Vec<String> = fields.names().iter().map(|s| s.to_string()).collect();
-    match format {
-        InputFormat::Jsonl => Ok(Box::new(LineReader::new(
+    // Readers read the input columns; joined columns are made from them afterwards.
+    let names: Vec<String> = fields
+        .input_columns()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let reader: BatchIter = match format {
+        InputFormat::Jsonl => Box::new(LineReader::new(
             r,
             name,
             &names,
             json::JsonFormat::new(names.clone()),
-        ))),
-        InputFormat::Zeek => Ok(Box::new(LineReader::new(
+        )),
+        InputFormat::Zeek => Box::new(LineReader::new(
             r,
             name,
             &names,
             zeek::ZeekFormat::new(names.clone()),
-        ))),
-        InputFormat::Csv => Ok(Box::new(csv_reader::CsvReader::new(r, name, names)?)),
-        InputFormat::Parquet | InputFormat::Arrow => Err(TelemetryError::Format {
-            path: name.to_string(),
-            reason: format!(
-                "{format} input is recognised but this build reads only JSON lines, Zeek TSV and CSV; convert it or use a build with columnar readers"
-            ),
-        }),
-    }
+        )),
+        InputFormat::Csv => Box::new(csv_reader::CsvReader::new(r, name, names)?),
+        InputFormat::Parquet | InputFormat::Arrow => {
+            return Err(TelemetryError::Format {
+                path: name.to_string(),
+                reason: format!(
+                    "{format} input is recognised but this build reads only JSON lines, Zeek TSV and CSV; convert it or use a build with columnar readers"
+                ),
+            });
+        }
+    };
+    Ok(fields.project_batches(reader))
 }
 
 /// Reads every batch of a small input (tests, examples).

@@ -142,6 +142,27 @@ impl LineFormat for ZeekFormat {
     }
 }
 
+/// The `#fields` of the first header in `head` (the start of a log), read with the header's
+/// own separator; `None` when `head` has none.
+pub(crate) fn header_fields(head: &[u8]) -> Option<Vec<String>> {
+    let mut f = ZeekFormat::new(Vec::new());
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first() != Some(&b'#') {
+            // Headers come first: past them, there is nothing more to learn.
+            if !line.is_empty() {
+                break;
+            }
+            continue;
+        }
+        f.header_line(&String::from_utf8_lossy(line));
+        if !f.fields.is_empty() {
+            return Some(f.fields);
+        }
+    }
+    None
+}
+
 fn split<'a>(s: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
     // A header may declare an empty separator (`#set_separator` with nothing after it):
     // nothing then splits, rather than an endless run of empty pieces.
