@@ -5,6 +5,7 @@ mod fuzz_corpus;
 mod misp;
 mod normalize;
 mod plain;
+mod presets;
 mod real;
 mod reference;
 mod stix;

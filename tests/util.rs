@@ -7,11 +7,23 @@ pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
 }
 
-/// A path below `../shared/data/real/`, or `None` (with a note on stderr) when the shared
-/// folder is not beside the checkout.
+/// The shared folder: `../shared` beside the checkout (as for the main repository), else
+/// `/work/shared` (a worktree kept elsewhere).
+pub fn shared_dir() -> Option<PathBuf> {
+    [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+        PathBuf::from("/work/shared"),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+}
+
+/// A path below the shared `data/real/`, or `None` (with a note on stderr) when the shared
+/// folder or the file is not there.
 pub fn shared_real(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real")
+    let p = shared_dir()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("data/real")
         .join(name);
     if p.is_file() {
         Some(p)

@@ -14,7 +14,7 @@ use crate::index::snapshot::keys;
 use crate::index::{CompiledIndex, IndexBuilder};
 use crate::indicator::{Kind, Tlp};
 use crate::matcher::{Hit, Matcher};
-use crate::telemetry::{self, FieldMap, FieldSpec, InputFormat};
+use crate::telemetry::{self, FieldMap, FieldSpec, InputFormat, PresetChoice, preset};
 
 /// Arguments of `cwn compile`.
 #[derive(Debug, Args)]
@@ -237,9 +237,19 @@ pub struct MatchArgs {
     #[arg(long, value_name = "KEY")]
     pub verify_key: Option<PathBuf>,
     /// Which column holds which observable: NAME=KIND (ip, domain, url, md5, sha1, sha256,
-    /// hash, email, ja3, ja3s, ja4, user-agent, text, time, port@ADDRFIELD). Repeatable.
-    #[arg(long = "field", value_name = "NAME=KIND", required = true)]
+    /// hash, email, ja3, ja3s, ja4, user-agent, text, time, port@ADDRFIELD; HOST+TARGET=url
+    /// joins a host and a request-target column). Repeatable; with --preset, adds to it or
+    /// overrides it.
+    #[arg(
+        long = "field",
+        value_name = "NAME=KIND",
+        required_unless_present = "preset"
+    )]
     pub fields: Vec<FieldSpec>,
+    /// Map every observable field of a known schema (FORMATS.md §5), or with `auto` choose
+    /// the schema of each input from its columns.
+    #[arg(long, value_enum, value_name = "SCHEMA")]
+    pub preset: Option<PresetChoice>,
     /// Input format; detected from the content when absent.
     #[arg(long, value_enum)]
     pub input_format: Option<InputFormat>,
@@ -255,10 +265,17 @@ pub struct MatchArgs {
 }
 
 pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
-    let fields = FieldMap::from_specs(args.fields.iter().cloned()).map_err(anyhow::Error::msg)?;
+    // One map for every input, or (`--preset auto`) one per input, chosen as it is opened.
+    let fixed = match args.preset {
+        Some(PresetChoice::Auto) => None,
+        choice => Some(
+            preset::merge(choice.and_then(PresetChoice::preset), &args.fields)
+                .map_err(anyhow::Error::msg)?,
+        ),
+    };
+    let mut chosen = Vec::new();
     let (index, load_secs, _) = load_index(&args.index, args.verify_key.as_deref())?;
     let now = jiff::Timestamp::now().as_second();
-    let matcher = Matcher::new(&index, &fields, now);
     let started = Instant::now();
     let to_stdout = args.output.as_os_str() == "-";
     let mut sightings = Sightings::default();
@@ -270,7 +287,20 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
     let mut run = |w: &mut dyn Write| -> anyhow::Result<()> {
         for path in &args.telemetry {
             let name = path.display().to_string();
-            let mut reader = telemetry::open(path, args.input_format, &fields)?;
+            let auto: FieldMap;
+            let fields = match &fixed {
+                Some(f) => f,
+                None => {
+                    let (map, p) = preset::auto_field_map(path, args.input_format, &args.fields)?;
+                    let p = p.map_or("none (--field only)", |p| p.name());
+                    tracing::info!("{name}: --preset auto chose {p}");
+                    chosen.push((name.clone(), p));
+                    auto = map;
+                    &auto
+                }
+            };
+            let matcher = Matcher::new(&index, fields, now);
+            let mut reader = telemetry::open(path, args.input_format, fields)?;
             loop {
                 // A few batches at a time, matched in parallel, written in order.
                 let chunk: Vec<_> = reader
@@ -301,7 +331,7 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
                     }
                     total_hits += hits.len() as u64;
                     sightings.add(hits);
-                    hits::write_jsonl(w, &index, &fields, &name, hits)?;
+                    hits::write_jsonl(w, &index, fields, &name, hits)?;
                 }
             }
             pb.inc(1);
@@ -341,6 +371,9 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
     );
     for (k, n) in &by_kind {
         eprintln!("  {k:<16} {n:>10}");
+    }
+    for (name, p) in &chosen {
+        eprintln!("  preset auto: {name}: {p}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -339,7 +339,7 @@ impl Preset {
                 (score, *p)
             })
             .collect();
-        scores.sort_by(|a, b| b.0.cmp(&a.0));
+        scores.sort_by_key(|s| std::cmp::Reverse(s.0));
         match scores.as_slice() {
             [(best, p), (next, _), ..] if *best >= DETECT_MIN && best > next => Some(*p),
             _ => None,
