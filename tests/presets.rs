@@ -728,3 +728,26 @@ fn cli_match_with_preset_auto_and_overrides() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("kind must be url"));
 }
+
+#[test]
+fn the_demo_reads_each_example_with_its_preset() {
+    let out = cwn(&["demo", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let telemetry = v["telemetry"].as_array().unwrap();
+    assert_eq!(telemetry.len(), EXAMPLES.len());
+    for (t, (file, p)) in telemetry.iter().zip(EXAMPLES) {
+        assert_eq!(t["input"], file);
+        assert_eq!(t["preset"], p.name(), "{file}");
+        // The demo's index adds maltrail lists, which none of the examples hit.
+        assert_eq!(
+            t["hits"].as_u64().unwrap() as usize,
+            expected(file).len(),
+            "{file}"
+        );
+    }
+}

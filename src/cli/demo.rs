@@ -4,7 +4,8 @@
 //! The sample is the project's `data/`: seven real maltrail lists, the synthetic MISP feed and
 //! STIX bundle of FORMATS.md §8, and the four synthetic warninglists. The demo ingests it,
 //! compiles a snapshot, loads the snapshot back (every check a partner's load runs), and
-//! matches the example Zeek, Suricata EVE, ECS and OCSF telemetry against it.
+//! matches the example Zeek, Suricata EVE, ECS and OCSF telemetry against it, each file read
+//! with its schema's preset as `cwn match --preset` reads it.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -14,7 +15,7 @@ use crate::index::{CompiledIndex, IndexBuilder};
 use crate::indicator::Tlp;
 use crate::ingest::{self, Category, Ingest, SourceOptions, Warninglists};
 use crate::matcher::Matcher;
-use crate::telemetry::{self, FieldMap, InputFormat};
+use crate::telemetry::{self, InputFormat, Preset};
 
 /// Arguments of `cwn demo`.
 #[derive(Debug, clap::Args)]
@@ -52,15 +53,15 @@ const WARNINGLISTS: &[(&str, &[u8])] = embed![
     "examples/warninglists/synthetic-role-mailboxes/list.json",
 ];
 
-/// The embedded telemetry with the field map for each file: `(name, bytes, fields)`.
-const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
+/// The embedded telemetry with the preset of its schema (FORMATS.md §5): `(name, bytes, preset)`.
+const TELEMETRY: &[(&str, &[u8], Preset)] = &[
     (
         "zeek-conn.ndjson",
         include_bytes!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/data/examples/telemetry/zeek-conn.ndjson"
         )),
-        ZEEK,
+        Preset::Zeek,
     ),
     (
         "zeek-dns.ndjson",
@@ -68,7 +69,7 @@ const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
             env!("CARGO_MANIFEST_DIR"),
             "/data/examples/telemetry/zeek-dns.ndjson"
         )),
-        ZEEK,
+        Preset::Zeek,
     ),
     (
         "zeek-http.ndjson",
@@ -76,7 +77,7 @@ const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
             env!("CARGO_MANIFEST_DIR"),
             "/data/examples/telemetry/zeek-http.ndjson"
         )),
-        ZEEK,
+        Preset::Zeek,
     ),
     (
         "zeek-ssl.ndjson",
@@ -84,7 +85,7 @@ const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
             env!("CARGO_MANIFEST_DIR"),
             "/data/examples/telemetry/zeek-ssl.ndjson"
         )),
-        ZEEK,
+        Preset::Zeek,
     ),
     (
         "zeek-files.ndjson",
@@ -92,7 +93,7 @@ const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
             env!("CARGO_MANIFEST_DIR"),
             "/data/examples/telemetry/zeek-files.ndjson"
         )),
-        ZEEK,
+        Preset::Zeek,
     ),
     (
         "suricata-eve.ndjson",
@@ -100,19 +101,7 @@ const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
             env!("CARGO_MANIFEST_DIR"),
             "/data/examples/telemetry/suricata-eve.ndjson"
         )),
-        &[
-            "timestamp=time",
-            "src_ip=ip",
-            "dest_ip=ip",
-            "dest_port=port@dest_ip",
-            "dns.queries.rrname=domain",
-            "http.hostname=domain",
-            "http.http_user_agent=user-agent",
-            "tls.sni=domain",
-            "tls.ja3.hash=ja3",
-            "fileinfo.sha256=sha256",
-            "fileinfo.md5=md5",
-        ],
+        Preset::Suricata,
     ),
     (
         "ecs.ndjson",
@@ -120,16 +109,7 @@ const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
             env!("CARGO_MANIFEST_DIR"),
             "/data/examples/telemetry/ecs.ndjson"
         )),
-        &[
-            "@timestamp=time",
-            "source.ip=ip",
-            "destination.ip=ip",
-            "dns.question.name=domain",
-            "dns.resolved_ip=ip",
-            "url.full=url",
-            "file.hash.sha256=hash",
-            "tls.client.ja3=ja3",
-        ],
+        Preset::Ecs,
     ),
     (
         "ocsf.ndjson",
@@ -137,33 +117,8 @@ const TELEMETRY: &[(&str, &[u8], &[&str])] = &[
             env!("CARGO_MANIFEST_DIR"),
             "/data/examples/telemetry/ocsf.ndjson"
         )),
-        &[
-            "time=time",
-            "src_endpoint.ip=ip",
-            "dst_endpoint.ip=ip",
-            "query.hostname=domain",
-            "http_request.url.url_string=url",
-            "tls.sni=domain",
-            "tls.ja3_hash.value=ja3",
-        ],
+        Preset::Ocsf,
     ),
-];
-
-const ZEEK: &[&str] = &[
-    "ts=time",
-    "id.orig_h=ip",
-    "id.resp_h=ip",
-    "id.resp_p=port@id.resp_h",
-    "query=domain",
-    "answers=domain",
-    "host=domain",
-    "user_agent=user-agent",
-    "server_name=domain",
-    "ja3=ja3",
-    "cert_chain_fps=sha256",
-    "md5=md5",
-    "sha1=sha1",
-    "sha256=sha256",
 ];
 
 /// Runs the demo.
@@ -194,10 +149,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     let now = jiff::Timestamp::now().as_second();
     let mut matched = Vec::new();
-    for (name, data, specs) in TELEMETRY {
-        let fields =
-            FieldMap::from_specs(specs.iter().map(|s| s.parse().expect("static field map")))
-                .map_err(anyhow::Error::msg)?;
+    for (name, data, preset) in TELEMETRY {
+        let fields = preset.field_map();
         let matcher = Matcher::new(&index, &fields, now);
         let mut rows = 0;
         let mut hits = Vec::new();
@@ -224,16 +177,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 )
             })
             .collect();
-        matched.push((*name, rows, records));
+        matched.push((*name, *preset, rows, records));
     }
-    let total_hits: usize = matched.iter().map(|m| m.2.len()).sum();
+    let total_hits: usize = matched.iter().map(|m| m.3.len()).sum();
     if args.json {
         let v = serde_json::json!({
             "ingest": report,
             "indicators": index.len(),
             "snapshot_bytes": bytes.len(),
-            "telemetry": matched.iter().map(|(n, rows, hits)| serde_json::json!({
-                "input": n, "rows": rows, "hits": hits.len(),
+            "telemetry": matched.iter().map(|(n, preset, rows, hits)| serde_json::json!({
+                "input": n, "preset": preset.name(), "rows": rows, "hits": hits.len(),
             })).collect::<Vec<_>>(),
             "hits": total_hits,
         });
@@ -269,8 +222,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         bytes.len()
     );
     outln!("\nmatching the example telemetry (data/examples/telemetry, FORMATS.md §8.2):");
-    for (name, rows, records) in &matched {
-        outln!("  {name}: {rows} row(s), {} hit(s)", records.len());
+    for (name, preset, rows, records) in &matched {
+        outln!(
+            "  {name} (--preset {preset}): {rows} row(s), {} hit(s)",
+            records.len()
+        );
         for r in records {
             outln!("    {r}");
         }
