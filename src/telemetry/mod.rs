@@ -571,30 +571,28 @@ pub fn from_reader(
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let reader: BatchIter = match format {
-        InputFormat::Jsonl => Box::new(LineReader::new(
+    let reader: Result<BatchIter, TelemetryError> = match format {
+        InputFormat::Jsonl => Ok(Box::new(LineReader::new(
             r,
             name,
             &names,
             json::JsonFormat::new(names.clone()),
-        )),
-        InputFormat::Zeek => Box::new(LineReader::new(
+        ))),
+        InputFormat::Zeek => Ok(Box::new(LineReader::new(
             r,
             name,
             &names,
             zeek::ZeekFormat::new(names.clone()),
-        )),
-        InputFormat::Csv => Box::new(csv_reader::CsvReader::new(r, name, names)?),
-        InputFormat::Parquet | InputFormat::Arrow => {
-            return Err(TelemetryError::Format {
-                path: name.to_string(),
-                reason: format!(
-                    "{format} input is recognised but this build reads only JSON lines, Zeek TSV and CSV; convert it or use a build with columnar readers"
-                ),
-            });
-        }
+        ))),
+        InputFormat::Csv => Ok(Box::new(csv_reader::CsvReader::new(r, name, names)?)),
+        InputFormat::Parquet | InputFormat::Arrow => Err(TelemetryError::Format {
+            path: name.to_string(),
+            reason: format!(
+                "{format} input is recognised but this build reads only JSON lines, Zeek TSV and CSV; convert it or use a build with columnar readers"
+            ),
+        }),
     };
-    Ok(fields.project_batches(reader))
+    reader.map(|reader| fields.project_batches(reader))
 }
 
 /// Reads every batch of a small input (tests, examples).
