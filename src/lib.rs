@@ -10,7 +10,9 @@
 //!
 //! - [`indicator`]: the model ([`Indicator`](indicator::Indicator), [`Kind`](indicator::Kind),
 //!   [`Tlp`](indicator::Tlp)) and the normalisation shared by indicators and telemetry;
-//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists.
+//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
+//! - [`route`]: the entity registry, the constituency index and the TLP policy that decide
+//!   who may learn of a hit.
 //!
 //! ```
 //! use cwn::indicator::{normalize, Kind};
@@ -28,6 +30,7 @@ pub mod index;
 pub mod indicator;
 pub mod ingest;
 pub mod matcher;
+pub mod route;
 pub mod telemetry;
 
 #[cfg(test)]
@@ -39,5 +42,7 @@ mod testoibits {
         assert_send_sync::<crate::indicator::IndicatorSet>();
         assert_send_sync::<crate::ingest::Warninglists>();
         assert_send_sync::<crate::ingest::Batch>();
+        assert_send_sync::<crate::route::Router>();
+        assert_send_sync::<crate::route::registry::Registry>();
     }
 }

@@ -8,6 +8,7 @@ mod plain;
 mod presets;
 mod real;
 mod reference;
+mod route;
 mod stix;
 mod util;
 mod warninglist;
