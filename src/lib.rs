@@ -10,7 +10,8 @@
 //!
 //! - [`indicator`]: the model ([`Indicator`](indicator::Indicator), [`Kind`](indicator::Kind),
 //!   [`Tlp`](indicator::Tlp)) and the normalisation shared by indicators and telemetry;
-//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists.
+//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
+//! - [`status`]: the hub's metrics registry, `/metrics`, the HTML status page and its listener.
 //!
 //! ```
 //! use cwn::indicator::{normalize, Kind};
@@ -28,6 +29,7 @@ pub mod index;
 pub mod indicator;
 pub mod ingest;
 pub mod matcher;
+pub mod status;
 pub mod telemetry;
 
 #[cfg(test)]
@@ -39,5 +41,6 @@ mod testoibits {
         assert_send_sync::<crate::indicator::IndicatorSet>();
         assert_send_sync::<crate::ingest::Warninglists>();
         assert_send_sync::<crate::ingest::Batch>();
+        assert_send_sync::<crate::status::Metrics>();
     }
 }
