@@ -7,6 +7,7 @@ mod normalize;
 mod plain;
 mod real;
 mod reference;
+mod status;
 mod stix;
 mod util;
 mod warninglist;
