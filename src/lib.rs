@@ -13,6 +13,7 @@
 //! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
 //! - [`route`]: the entity registry, the constituency index and the TLP policy that decide
 //!   who may learn of a hit.
+//! - [`status`]: the hub's metrics registry, `/metrics`, the HTML status page and its listener.
 //!
 //! ```
 //! use cwn::indicator::{normalize, Kind};
@@ -31,6 +32,7 @@ pub mod indicator;
 pub mod ingest;
 pub mod matcher;
 pub mod route;
+pub mod status;
 pub mod telemetry;
 
 #[cfg(test)]
@@ -44,5 +46,6 @@ mod testoibits {
         assert_send_sync::<crate::ingest::Batch>();
         assert_send_sync::<crate::route::Router>();
         assert_send_sync::<crate::route::registry::Registry>();
+        assert_send_sync::<crate::status::Metrics>();
     }
 }

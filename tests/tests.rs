@@ -9,6 +9,7 @@ mod presets;
 mod real;
 mod reference;
 mod route;
+mod status;
 mod stix;
 mod util;
 mod warninglist;

@@ -47,33 +47,63 @@ pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines on stderr look: `text` for people, `json` (one object per line) for log
+    /// collectors. Which lines appear is set by `RUST_LOG` (default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read indicator sources, normalise them, apply warninglists and report.
-    ///
-    /// Example: cwn ingest --warninglists misp-warninglists/lists feed/ bundle.json blocklist.txt -o indicators.jsonl
+    #[command(
+        after_help = "Example:\n  cwn ingest --warninglists misp-warninglists/lists feed/ bundle.json blocklist.txt -o indicators.jsonl"
+    )]
     Ingest(IngestArgs),
     /// Run the main job on the sample set shipped inside the binary (no arguments needed).
+    #[command(after_help = "Example:\n  cwn demo\n  cwn demo --json | jq .")]
     Demo(demo::DemoArgs),
     /// Ingest sources and compile them into a signed, checksummed snapshot.
-    ///
-    /// Example: cwn compile --warninglists lists/ feed/ --sign keys/cwn-signing.pem -o set.cwnsnap
+    #[command(
+        after_help = "Example:\n  cwn compile --warninglists lists/ feed/ --sign keys/cwn-signing.pem -o set.cwnsnap"
+    )]
     Compile(index::CompileArgs),
     /// Show what a snapshot holds: versions, counts by kind and TLP, bytes per indicator.
-    ///
-    /// Example: cwn inspect set.cwnsnap --verify-key keys/cwn-verify.pem
+    #[command(after_help = "Example:\n  cwn inspect set.cwnsnap --verify-key keys/cwn-verify.pem")]
     Inspect(index::InspectArgs),
     /// Match telemetry against a snapshot and write the hits.
-    ///
-    /// Example: cwn match --index set.cwnsnap --field query=domain --field ts=time dns.log -o hits.jsonl
+    #[command(
+        after_help = "Example:\n  cwn match --index set.cwnsnap --field query=domain --field ts=time dns.log -o hits.jsonl"
+    )]
     Match(index::MatchArgs),
     /// Create an Ed25519 key pair for signing snapshots.
-    ///
-    /// Example: cwn keygen -o keys/   (writes keys/cwn-signing.pem and keys/cwn-verify.pem)
+    #[command(
+        after_help = "Example:\n  cwn keygen -o keys/   (writes keys/cwn-signing.pem and keys/cwn-verify.pem)"
+    )]
     Keygen(KeygenArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  cwn completions bash > /etc/bash_completion.d/cwn\n  cwn completions zsh > \"${fpath[1]}/_cwn\"\n  cwn completions fish > ~/.config/fish/completions/cwn.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+/// Arguments of `cwn completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Source options shared by every command that reads indicators.
@@ -130,8 +160,9 @@ pub struct IngestArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
     let result = match cli.command {
+        Command::Completions(args) => run_completions(&args),
         Command::Ingest(args) => run_ingest(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Keygen(args) => run_keygen(&args),
@@ -166,13 +197,24 @@ pub(crate) fn stdout_failed(e: io::Error) -> ! {
     std::process::exit(2);
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .try_init();
+        .with_writer(io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn run_completions(args: &CompletionsArgs) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "cwn", &mut script);
+    io::stdout().lock().write_all(&script)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A progress bar on stderr when it is a terminal, hidden otherwise.
