@@ -10,7 +10,8 @@
 //!
 //! - [`indicator`]: the model ([`Indicator`](indicator::Indicator), [`Kind`](indicator::Kind),
 //!   [`Tlp`](indicator::Tlp)) and the normalisation shared by indicators and telemetry;
-//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists.
+//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
+//! - [`generate`]: synthetic MISP feeds and partner telemetry with planted hits (`cwn gen`).
 //!
 //! ```
 //! use cwn::indicator::{normalize, Kind};
@@ -23,6 +24,7 @@
 pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod generate;
 pub mod hits;
 pub mod index;
 pub mod indicator;

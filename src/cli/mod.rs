@@ -25,6 +25,7 @@ macro_rules! out {
 }
 
 mod demo;
+mod r#gen;
 mod index;
 
 use std::io::{self, IsTerminal, Write};
@@ -74,6 +75,10 @@ pub enum Command {
     ///
     /// Example: cwn keygen -o keys/   (writes keys/cwn-signing.pem and keys/cwn-verify.pem)
     Keygen(KeygenArgs),
+    /// Generate synthetic data: a MISP feed, or telemetry with hits planted from a snapshot.
+    ///
+    /// Example: cwn gen indicators --count 100000 -o feed/ && cwn compile feed/ -o set.cwnsnap && cwn gen telemetry --index set.cwnsnap --preset zeek -o conn.parquet
+    Gen(r#gen::GenArgs),
 }
 
 /// Source options shared by every command that reads indicators.
@@ -138,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => index::run_compile(&args),
         Command::Inspect(args) => index::run_inspect(&args),
         Command::Match(args) => index::run_match(&args),
+        Command::Gen(args) => r#gen::run(&args),
     };
     match result {
         Ok(code) => code,
