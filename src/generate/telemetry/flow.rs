@@ -499,7 +499,14 @@ impl<'i> FlowSource<'i> {
         });
         let mut r = Rng::derive(seed, 21, 2);
         let resolvers = ck.pool(3, &mut r, &ip, |r| {
-            v4(0x0a00_0035 | ((r.next_u32() & 0xff) << 8))
+            let net = r.pick(&[0x0a00_0000u32, 0xac10_0000, 0xc0a8_0000]);
+            let host = r.next_u32()
+                & if net == 0x0a00_0000 {
+                    0x00ff_ff00
+                } else {
+                    0xff00
+                };
+            v4(net | host | 0x35)
         });
         let mut r = Rng::derive(seed, 21, 3);
         let servers_v4 = ck.pool(50_000, &mut r, &ip, |r| match r.below(20) {

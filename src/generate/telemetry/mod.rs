@@ -656,7 +656,12 @@ fn write_cell(cell: &Cell<'_>, out: &mut Vec<u8>) {
             let _ = write!(out, "{v}");
         }
         Cell::Float(v) if v.is_finite() => {
+            // Always with a fraction, as Zeek writes times: readers see a float, not an int.
+            let start = out.len();
             let _ = write!(out, "{v}");
+            if !out[start..].contains(&b'.') {
+                out.extend_from_slice(b".0");
+            }
         }
         Cell::Float(_) => out.extend_from_slice(b"null"),
         Cell::List(items) => {
