@@ -7,12 +7,21 @@ pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
 }
 
-/// A path below `../shared/data/real/`, or `None` (with a note on stderr) when the shared
-/// folder is not beside the checkout.
+/// The shared folder: `../shared` beside the checkout, else `/work/shared` (where git
+/// worktrees of the project find it).
+pub fn shared_dir() -> PathBuf {
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if beside.is_dir() {
+        beside
+    } else {
+        PathBuf::from("/work/shared")
+    }
+}
+
+/// A path below the shared `data/real/`, or `None` (with a note on stderr) when the shared
+/// folder is missing.
 pub fn shared_real(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real")
-        .join(name);
+    let p = shared_dir().join("data/real").join(name);
     if p.is_file() {
         Some(p)
     } else {
