@@ -233,7 +233,7 @@ impl<'i> TelemetryGenerator<'i> {
         let first = b * GEN_BATCH_ROWS as u64;
         let n = (self.opts.rows - first).min(GEN_BATCH_ROWS as u64);
         let mut rng = Rng::derive(self.opts.seed, 30, b);
-        let start_us = self.opts.start.as_microsecond() as i64;
+        let start_us = self.opts.start.as_microsecond();
         let span_us = self.opts.duration_secs as f64 * 1e6;
         let step = span_us / self.opts.rows.max(1) as f64;
         let mut stats = BatchStats {
