@@ -11,6 +11,7 @@
 //! - [`indicator`]: the model ([`Indicator`](indicator::Indicator), [`Kind`](indicator::Kind),
 //!   [`Tlp`](indicator::Tlp)) and the normalisation shared by indicators and telemetry;
 //! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
+//! - [`generate`]: synthetic MISP feeds and partner telemetry with planted hits (`cwn gen`).
 //! - [`route`]: the entity registry, the constituency index and the TLP policy that decide
 //!   who may learn of a hit.
 //! - [`status`]: the hub's metrics registry, `/metrics`, the HTML status page and its listener.
@@ -26,6 +27,7 @@
 pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod generate;
 pub mod hits;
 pub mod index;
 pub mod indicator;

@@ -25,6 +25,7 @@ macro_rules! out {
 }
 
 mod demo;
+mod r#gen;
 mod index;
 
 use std::io::{self, IsTerminal, Write};
@@ -91,6 +92,10 @@ pub enum Command {
         after_help = "Example:\n  cwn keygen -o keys/   (writes keys/cwn-signing.pem and keys/cwn-verify.pem)"
     )]
     Keygen(KeygenArgs),
+    /// Generate synthetic data: a MISP feed, or telemetry with hits planted from a snapshot.
+    ///
+    /// Example: cwn gen indicators --count 100000 -o feed/ && cwn compile feed/ -o set.cwnsnap && cwn gen telemetry --index set.cwnsnap --preset zeek -o conn.parquet
+    Gen(r#gen::GenArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  cwn completions bash > /etc/bash_completion.d/cwn\n  cwn completions zsh > \"${fpath[1]}/_cwn\"\n  cwn completions fish > ~/.config/fish/completions/cwn.fish"
@@ -169,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => index::run_compile(&args),
         Command::Inspect(args) => index::run_inspect(&args),
         Command::Match(args) => index::run_match(&args),
+        Command::Gen(args) => r#gen::run(&args),
     };
     match result {
         Ok(code) => code,
