@@ -7,6 +7,7 @@ mod normalize;
 mod plain;
 mod real;
 mod reference;
+mod scan;
 mod stix;
 mod util;
 mod warninglist;

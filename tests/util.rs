@@ -7,12 +7,25 @@ pub fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
 }
 
-/// A path below `../shared/data/real/`, or `None` (with a note on stderr) when the shared
-/// folder is not beside the checkout.
+/// The shared real-data folder: `$CWN_SHARED_DATA/real` when that is set, else the first
+/// `shared/data/real` beside the checkout or beside one of its ancestors (a git worktree may
+/// live deeper than the main checkout).
+fn shared_real_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CWN_SHARED_DATA") {
+        return PathBuf::from(d).join("real");
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/data/real"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| here.join("../shared/data/real"))
+}
+
+/// A file below the shared real-data folder (`../shared/data/real/`), or `None` (with a note
+/// on stderr) when it is not there.
 pub fn shared_real(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/real")
-        .join(name);
+    let p = shared_real_dir().join(name);
     if p.is_file() {
         Some(p)
     } else {

@@ -274,10 +274,8 @@ impl HitWriter {
                 None
             }
             Sink::Jsonl(w) => Some(w),
-            Sink::Parquet(mut w) => {
-                w.finish().map_err(to_io)?;
-                Some(w.into_inner().map_err(to_io)?)
-            }
+            // Writes the footer.
+            Sink::Parquet(w) => Some(w.into_inner().map_err(to_io)?),
             Sink::Arrow(mut w) => {
                 w.finish().map_err(to_io)?;
                 Some(w.into_inner().map_err(to_io)?)

@@ -424,10 +424,19 @@ pub(crate) fn open_stream(
         source: e,
     };
     if r.fill_buf().map_err(io_err)?.starts_with(b"ARROW1") {
-        // The file format is the stream format between an 8-byte magic and the footer;
-        // the stream's end-of-stream marker comes before the footer.
+        // The file format is the stream format between the magic with its padding (to 8
+        // bytes by the spec, to 64 by arrow-rs) and the footer; the stream's end-of-stream
+        // marker comes before the footer.
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic).map_err(io_err)?;
+        loop {
+            let buf = r.fill_buf().map_err(io_err)?;
+            if buf.len() >= 8 && buf[..8] == [0; 8] {
+                r.consume(8);
+            } else {
+                break;
+            }
+        }
     }
     let probe = StreamReader::try_new(r, None).map_err(|e| format_error(path, "stream", e))?;
     let schema = probe.schema();
