@@ -28,9 +28,12 @@ use crate::reference::{self, Row};
 
 const NOW: i64 = 1_750_000_000;
 
+/// Kind, value, TLP and validity window of a test indicator.
+type Spec<'a> = (Kind, &'a str, Tlp, Option<(i64, i64)>);
+
 fn indicators() -> IndicatorSet {
     let mut set = IndicatorSet::new();
-    let specs: &[(Kind, &str, Tlp, Option<(i64, i64)>)] = &[
+    let specs: &[Spec<'_>] = &[
         (Kind::Ipv4, "198.51.100.23", Tlp::Amber, None),
         (Kind::Cidr, "203.0.113.0/28", Tlp::Green, None),
         (Kind::IpPort, "192.0.2.50:8443", Tlp::Green, None),
@@ -381,8 +384,8 @@ fn zstd_json_lines_read_as_json_lines() {
     std::fs::write(&plain, &text).unwrap();
     // Two frames, as `cat a.zst b.zst` makes.
     let half = text[..text.len() / 2].rfind('\n').unwrap() + 1;
-    let mut z = zstd::encode_all(text[..half].as_bytes(), 1).unwrap();
-    z.extend(zstd::encode_all(text[half..].as_bytes(), 19).unwrap());
+    let mut z = zstd::encode_all(&text.as_bytes()[..half], 1).unwrap();
+    z.extend(zstd::encode_all(&text.as_bytes()[half..], 19).unwrap());
     let zst = f.dir.join("t.log.zst");
     std::fs::write(&zst, z).unwrap();
     let want = scan(&f.index, &f.fields, &plain, 1);
@@ -576,8 +579,7 @@ fn truncated_and_corrupt_parquet_are_refused_naming_the_file() {
     let cut = f.dir.join("cut.parquet");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = telemetry::open_parts(&cut, None, &f.fields)
-        .err()
-        .expect("truncated")
+        .expect_err("truncated")
         .to_string();
     assert!(
         err.contains("cut.parquet") && err.contains("Parquet"),
@@ -620,8 +622,7 @@ fn truncated_and_corrupt_parquet_are_refused_naming_the_file() {
     let zst = f.dir.join("good.parquet.zst");
     std::fs::write(&zst, zstd::encode_all(&bytes[..], 1).unwrap()).unwrap();
     let err = telemetry::open_parts(&zst, None, &f.fields)
-        .err()
-        .expect("compressed Parquet")
+        .expect_err("compressed Parquet")
         .to_string();
     assert!(
         err.contains("good.parquet.zst") && err.contains("decompress"),

@@ -284,11 +284,11 @@ impl HitWriter {
         if let Some(w) = file {
             w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
-        if let Some((tmp, dest)) = self.paths.take() {
-            if let Err(e) = std::fs::rename(&tmp, &dest) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
+        if let Some((tmp, dest)) = self.paths.take()
+            && let Err(e) = std::fs::rename(&tmp, &dest)
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
         Ok(())
     }

@@ -77,7 +77,7 @@ struct DictCache {
     /// Per key: `u32::MAX` when not looked up yet, else the index of its span.
     slots: Vec<u32>,
     /// Per (key, port) when the field has a port, whose value changes the lookup.
-    by_port: std::collections::HashMap<(usize, Option<u16>), u32>,
+    by_port: std::collections::HashMap<u64, u32, std::hash::BuildHasherDefault<KeyHasher>>,
     spans: Vec<(u32, u32)>,
     ords: Vec<u32>,
 }
@@ -92,7 +92,7 @@ impl DictCache {
         lookup: impl FnOnce(&mut Vec<u32>),
     ) -> &[u32] {
         let slot = if with_port {
-            self.by_port.get(&(key, port)).copied()
+            self.by_port.get(&port_key(key, port)).copied()
         } else {
             self.slots.get(key).copied().filter(|&s| s != u32::MAX)
         };
@@ -104,7 +104,7 @@ impl DictCache {
                 let s = self.spans.len() as u32;
                 self.spans.push((start as u32, self.ords.len() as u32));
                 if with_port {
-                    self.by_port.insert((key, port), s);
+                    self.by_port.insert(port_key(key, port), s);
                 } else {
                     if self.slots.len() <= key {
                         self.slots.resize(key + 1, u32::MAX);
@@ -116,6 +116,34 @@ impl DictCache {
         };
         let (a, b) = self.spans[span as usize];
         &self.ords[a as usize..b as usize]
+    }
+}
+
+/// One `u64` for a dictionary key and an optional port.
+fn port_key(key: usize, port: Option<u16>) -> u64 {
+    ((key as u64) << 17) | port.map_or(0, |p| (1 << 16) | u64::from(p))
+}
+
+/// A hasher for small integer keys that we make ourselves (no untrusted input chooses them):
+/// one multiplication instead of SipHash's rounds.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // The table takes low bits for the bucket, high bits for the tag: fold them together.
+        let x = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = x ^ (x >> 32);
     }
 }
 
@@ -247,11 +275,7 @@ impl<'a> Matcher<'a> {
                 if !matched(spec) {
                     continue;
                 }
-                let port = || {
-                    port_of[fi]
-                        .and_then(|p| first_text(&cols[p], r))
-                        .and_then(|p| p.trim().parse::<u16>().ok())
-                };
+                let port = || port_of[fi].and_then(|p| row_port(&cols[p], r));
                 seen.clear();
                 if let (Column::Dict(a), Some((keys, cache))) = (&cols[fi], &mut dicts[fi]) {
                     if a.is_null(r) {
@@ -397,6 +421,26 @@ fn row_time(col: &Column<'_>, r: usize) -> Option<i64> {
         return Some(timestamp_seconds(a.as_ref(), unit, r));
     }
     first_text(col, r).and_then(|s| parse_time(&s))
+}
+
+/// The port in row `r`: integer columns directly, anything else parsed from its text.
+fn row_port(col: &Column<'_>, r: usize) -> Option<u16> {
+    if let Column::Scalar(a) = col {
+        if a.is_null(r) {
+            return None;
+        }
+        let v: Option<i64> = match a.data_type() {
+            DataType::Int64 => Some(a.as_primitive::<Int64Type>().value(r)),
+            DataType::Int32 => Some(a.as_primitive::<Int32Type>().value(r).into()),
+            DataType::UInt16 => Some(a.as_primitive::<UInt16Type>().value(r).into()),
+            DataType::UInt32 => Some(a.as_primitive::<UInt32Type>().value(r).into()),
+            _ => None,
+        };
+        if let Some(v) = v {
+            return u16::try_from(v).ok();
+        }
+    }
+    first_text(col, r).and_then(|p| p.trim().parse::<u16>().ok())
 }
 
 /// Unix seconds of a timestamp array's row `r` (not null), rounded down.
