@@ -577,6 +577,139 @@ mod tests {
     use super::*;
     use crate::indicator::Indicator;
 
+    /// A set with an indicator of most kinds, IPv6 ones included (whose `u128` arrays need
+    /// 16-byte alignment).
+    fn mixed_set() -> IndicatorSet {
+        let src: Arc<str> = Arc::from("t");
+        let mut set = IndicatorSet::new();
+        for (i, (k, v)) in [
+            (Kind::Domain, "evil.example"),
+            (Kind::Hostname, "mail.bad.example"),
+            (Kind::Ipv4, "198.51.100.23"),
+            (Kind::Ipv6, "2001:db8::1"),
+            (Kind::Cidr, "2001:db8:1::/48"),
+            (Kind::Cidr, "203.0.113.0/28"),
+            (Kind::IpPort, "[2001:db8::2]:443"),
+            (Kind::Url, "http://evil.example/gate.php"),
+            (Kind::Uri, "/gate.php"),
+            (Kind::Sha256, &"ab".repeat(32)),
+            (Kind::Md5, &"cd".repeat(16)),
+            (Kind::Email, "a@evil.example"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            set.insert(Indicator::new(
+                format!("i{i}"),
+                k,
+                v,
+                src.clone(),
+                Tlp::Green,
+            ))
+            .unwrap();
+        }
+        set
+    }
+
+    /// Every lookup the set's values should answer, as one sorted list.
+    fn answers(index: &CompiledIndex) -> Vec<u32> {
+        let mut out = Vec::new();
+        index.lookup_name(b"a.evil.example", &mut out);
+        index.lookup_name(b"mail.bad.example", &mut out);
+        for ip in [
+            "198.51.100.23",
+            "2001:db8::1",
+            "2001:db8:1::9",
+            "203.0.113.9",
+        ] {
+            index.lookup_ip(ip.parse().unwrap(), None, &mut out);
+        }
+        index.lookup_ip("2001:db8::2".parse().unwrap(), Some(443), &mut out);
+        index.lookup_digest(Kind::Sha256, &"ab".repeat(32), &mut out);
+        index.lookup_digest(Kind::Md5, &"cd".repeat(16), &mut out);
+        index.lookup_bytes(Kind::Email, b"a@evil.example", &mut out);
+        index.find_substrings(
+            b"/x/gate.php?y",
+            crate::index::substring::CLASS_URL,
+            &mut out,
+        );
+        index.lookup_url(&normalize::url("EVIL.example/gate.php").unwrap(), &mut out);
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn open_maps_the_file_and_answers_as_the_built_index() {
+        let built = IndexBuilder::new().build(&mixed_set()).unwrap();
+        let want = answers(&built);
+        assert_eq!(want, (0..12).collect::<Vec<u32>>(), "every indicator found");
+        let bytes = built.to_snapshot(None);
+        assert_eq!(bytes.len() % snapshot::SECTION_ALIGN, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("set.cwnsnap");
+        std::fs::write(&path, &bytes).unwrap();
+        let opened = CompiledIndex::open(&path, None).unwrap();
+        opened.validate().unwrap();
+        assert_eq!(answers(&opened), want);
+        assert_eq!(opened.snapshot_bytes(), bytes.len() as u64);
+        assert_eq!(opened.to_snapshot(None), bytes, "deterministic round trip");
+        assert!(matches!(
+            CompiledIndex::open(&dir.path().join("missing"), None),
+            Err(OpenError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn a_misaligned_buffer_loads_through_copies() {
+        let built = IndexBuilder::new().build(&mixed_set()).unwrap();
+        let bytes = built.to_snapshot(None);
+        // The snapshot 8 bytes into a 16-aligned buffer: every u128 section is misaligned.
+        let mut shifted = vec![0u8; 8];
+        shifted.extend_from_slice(&bytes);
+        let backing = array::aligned_copy(&shifted).slice(8..);
+        let index = CompiledIndex::from_shared(backing.clone(), None).unwrap();
+        index.validate().unwrap();
+        assert_eq!(answers(&index), answers(&built));
+        assert!(
+            !index.ip.v6.exact_keys_view_of(&backing),
+            "u128 keys copied"
+        );
+        assert!(index.meta.kinds_view_of(&backing), "bytes viewed in place");
+    }
+
+    #[test]
+    fn a_flipped_byte_or_a_truncation_is_refused_by_both_loaders() {
+        let bytes = IndexBuilder::new()
+            .build(&mixed_set())
+            .unwrap()
+            .to_snapshot(None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.cwnsnap");
+        let step = bytes.len() / 97 + 1;
+        for i in (0..bytes.len()).step_by(step).chain([bytes.len() - 1]) {
+            let mut b = bytes.clone();
+            b[i] ^= 0x20;
+            assert!(
+                CompiledIndex::from_snapshot(&b, None).is_err(),
+                "flip at {i}"
+            );
+            std::fs::write(&path, &b).unwrap();
+            assert!(
+                CompiledIndex::open(&path, None).is_err(),
+                "flip at {i}, mapped"
+            );
+            assert!(
+                CompiledIndex::from_snapshot(&bytes[..i], None).is_err(),
+                "cut at {i}"
+            );
+            std::fs::write(&path, &bytes[..i]).unwrap();
+            assert!(
+                CompiledIndex::open(&path, None).is_err(),
+                "cut at {i}, mapped"
+            );
+        }
+    }
+
     #[test]
     fn snapshot_round_trip_reads_every_part_back() {
         let src: Arc<str> = Arc::from("t");

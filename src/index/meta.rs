@@ -526,7 +526,14 @@ impl MetaTable {
                 .sum::<usize>()
     }
 
-    /// Checks every invariant the accessors rely on.
+    /// Whether the kind column is viewed in place in `backing` (for the alignment tests).
+    #[cfg(test)]
+    pub(crate) fn kinds_view_of(&self, backing: &bytes::Bytes) -> bool {
+        self.kind.is_view_of(backing)
+    }
+
+    /// Checks every invariant (O(n)): codes known, strings and tags in range, contexts
+    /// consistent, bitmaps agreeing with the columns.
     pub fn validate(&self) -> Result<(), FormatError> {
         self.check_shape()?;
         let n = self.kind.len();

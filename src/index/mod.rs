@@ -2,10 +2,13 @@
 //!
 //! Every structure here maps an observable (an address, a name, a digest, a piece of text) to
 //! the ordinals (`u32`) of the indicators that match it, and is stored in a snapshot as a few
-//! flat little-endian arrays ([`Sections`]), so that loading a snapshot is a handful of bulk
-//! copies and checks, never a per-entry deserialisation. This module owns those arrays and
-//! their invariants (each structure has a `validate()`); it knows nothing about files, TLP
-//! policy or telemetry formats.
+//! flat little-endian arrays ([`Sections`]). A loaded structure uses those arrays in place
+//! ([`Arr`], views into the mapped or copied file), so that loading a snapshot is its digest
+//! checks plus O(1) checks per structure, never a per-entry deserialisation. Each structure's
+//! full invariants are its `validate()` (O(n), for tests, fuzzers and `cwn inspect --check`);
+//! its lookups are bounded against any array content, so a snapshot that passes its digests
+//! but breaks an invariant yields wrong answers, never a panic or a hang. This module owns the
+//! arrays and their invariants; it knows nothing about TLP policy or telemetry formats.
 
 pub mod array;
 pub mod compiled;

@@ -42,8 +42,8 @@
 //! filter words, the slots and the entries (window key and offset, pattern head, pattern index
 //! and length); per pattern its blob range and classes; the pattern bytes; the ordinal lists in
 //! CSR form with the classes of each ordinal. The short-pattern automaton is *not* stored: it is
-//! rebuilt from the stored short patterns when a snapshot is read (it holds few, tiny patterns,
-//! so this costs microseconds). The window hash ([`window_hash`]), the window choice's
+//! built from the stored short patterns on the first search (it holds few, tiny patterns, so
+//! this costs microseconds, and a load that never searches does not pay for it). The window hash ([`window_hash`]), the window choice's
 //! constraints and the filter and table sizes are part of the format; `validate` recomputes the
 //! filters and slots from the entries and refuses any difference. What `validate` cannot see —
 //! another ordinal, another byte late in a long pattern, both consistent — is the snapshot

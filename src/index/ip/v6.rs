@@ -251,6 +251,12 @@ impl Ipv6Index {
 }
 
 impl Ipv6Index {
+    /// Whether the exact keys are viewed in place in `backing` (for the alignment tests).
+    #[cfg(test)]
+    pub(crate) fn exact_keys_view_of(&self, backing: &bytes::Bytes) -> bool {
+        self.exact_keys.is_view_of(backing)
+    }
+
     /// What loading checks, in O(1): keys as many as their ordinals or values, and a filter
     /// whose length is a power of two.
     fn check_shape(&self) -> Result<(), FormatError> {
