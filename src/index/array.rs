@@ -92,6 +92,28 @@ impl<T: Pod + Send> Arr<T> {
         })
     }
 
+    /// Number of values (without the slice cast of `deref`).
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.bytes.len() / size_of::<T>()
+    }
+
+    /// Whether there are no values.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Value `i`, or `None` past the end. Reads the bytes directly, without the alignment and
+    /// length checks of a slice cast: for hot single-value reads such as a filter word.
+    #[inline(always)]
+    pub fn get_value(&self, i: usize) -> Option<T> {
+        let size = size_of::<T>();
+        let at = i.checked_mul(size)?;
+        let bytes = self.bytes.get(at..at.checked_add(size)?)?;
+        Some(bytemuck::pod_read_unaligned(bytes))
+    }
+
     /// Whether the values live inside `backing` (a view rather than a copy).
     pub fn is_view_of(&self, backing: &Bytes) -> bool {
         let (b, s) = (backing.as_ptr_range(), self.bytes.as_ptr_range());

@@ -573,20 +573,20 @@ impl Bloom {
     /// Whether `h` may be in the suffix closure, and whether it may be an entry.
     #[inline]
     fn check(&self, h: u64) -> (bool, bool) {
-        let words = &self.words[..];
-        let (w, closure, entry) = filter_bits(h, words.len());
+        let (w, closure, entry) = filter_bits(h, self.words.len());
         // `w` is below the length (up to 2^32 words); a word past it would be absent.
-        let word = words.get(w).copied().unwrap_or(0);
+        let word = self.words.get_value(w).unwrap_or(0);
         (word & closure == closure, word & entry == entry)
     }
 
     /// Whether `h` may be an entry.
     #[inline]
     pub(crate) fn may_contain_entry(&self, h: u64) -> bool {
-        let words = &self.words[..];
-        let (w, closure, entry) = filter_bits(h, words.len());
+        let (w, closure, entry) = filter_bits(h, self.words.len());
         let mask = closure | entry;
-        words.get(w).is_some_and(|&word| word & mask == mask)
+        self.words
+            .get_value(w)
+            .is_some_and(|word| word & mask == mask)
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {

@@ -73,7 +73,7 @@ impl SectionWriter {
 }
 
 /// Reads back, in the same order, the arrays a [`SectionWriter`] collected, as views into one
-/// shared buffer (see [`array`]).
+/// shared buffer (see [`array`](mod@array)).
 #[derive(Debug)]
 pub struct SectionReader {
     backing: Bytes,

@@ -204,8 +204,8 @@ impl Ipv4Index {
     #[inline]
     pub fn may_contain(&self, addr: u32) -> bool {
         self.blocks
-            .get((addr >> 14) as usize)
-            .is_some_and(|&word| (word >> ((addr >> 8) & 63)) & 1 != 0)
+            .get_value((addr >> 14) as usize)
+            .is_some_and(|word| (word >> ((addr >> 8) & 63)) & 1 != 0)
     }
 
     /// Appends, for each address of `addrs` covered by some indicator, `(row, ordinal)` for
