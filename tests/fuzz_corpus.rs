@@ -66,3 +66,8 @@ fn snapshot_corpus() {
 fn telemetry_corpus() {
     run("telemetry", cwn::fuzzing::telemetry);
 }
+
+#[test]
+fn snapshot_sections_corpus() {
+    run("snapshot_sections", cwn::fuzzing::snapshot_sections);
+}
