@@ -10,7 +10,9 @@
 //!
 //! - [`indicator`]: the model ([`Indicator`](indicator::Indicator), [`Kind`](indicator::Kind),
 //!   [`Tlp`](indicator::Tlp)) and the normalisation shared by indicators and telemetry;
-//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists.
+//! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
+//! - [`hub`]: the sans-IO distribution core — durable per-entity notification logs, acked
+//!   offsets, bounded subscriber queues, and the wire frames.
 //!
 //! ```
 //! use cwn::indicator::{normalize, Kind};
@@ -24,6 +26,7 @@ pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hits;
+pub mod hub;
 pub mod index;
 pub mod indicator;
 pub mod ingest;
@@ -39,5 +42,7 @@ mod testoibits {
         assert_send_sync::<crate::indicator::IndicatorSet>();
         assert_send_sync::<crate::ingest::Warninglists>();
         assert_send_sync::<crate::ingest::Batch>();
+        assert_send_sync::<crate::hub::Notification>();
+        assert_send_sync::<crate::hub::Frame>();
     }
 }
