@@ -15,6 +15,8 @@
 //! - [`route`]: the entity registry, the constituency index and the TLP policy that decide
 //!   who may learn of a hit.
 //! - [`status`]: the hub's metrics registry, `/metrics`, the HTML status page and its listener.
+//! - [`hub`]: the sans-IO distribution core — durable per-entity notification logs, acked
+//!   offsets, bounded subscriber queues, and the wire frames.
 //!
 //! ```
 //! use cwn::indicator::{normalize, Kind};
@@ -29,6 +31,7 @@ pub mod cli;
 pub mod fuzzing;
 pub mod generate;
 pub mod hits;
+pub mod hub;
 pub mod index;
 pub mod indicator;
 pub mod ingest;
@@ -49,5 +52,7 @@ mod testoibits {
         assert_send_sync::<crate::route::Router>();
         assert_send_sync::<crate::route::registry::Registry>();
         assert_send_sync::<crate::status::Metrics>();
+        assert_send_sync::<crate::hub::Notification>();
+        assert_send_sync::<crate::hub::Frame>();
     }
 }

@@ -71,3 +71,8 @@ fn telemetry_corpus() {
 fn snapshot_sections_corpus() {
     run("snapshot_sections", cwn::fuzzing::snapshot_sections);
 }
+
+#[test]
+fn frame_corpus() {
+    run("frame", cwn::fuzzing::frame);
+}

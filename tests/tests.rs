@@ -3,6 +3,7 @@
 mod cli;
 mod fuzz_corpus;
 mod r#gen;
+mod hub;
 mod misp;
 mod normalize;
 mod plain;
