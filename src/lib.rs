@@ -12,7 +12,9 @@
 //!   [`Tlp`](indicator::Tlp)) and the normalisation shared by indicators and telemetry;
 //! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
 //! - [`route`]: the entity registry, the constituency index and the TLP policy that decide
-//!   who may learn of a hit.
+//!   who may learn of a hit;
+//! - [`hub`]: the sans-IO distribution core — durable per-entity notification logs, acked
+//!   offsets, bounded subscriber queues, and the wire frames.
 //!
 //! ```
 //! use cwn::indicator::{normalize, Kind};
@@ -26,6 +28,7 @@ pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hits;
+pub mod hub;
 pub mod index;
 pub mod indicator;
 pub mod ingest;
@@ -44,5 +47,7 @@ mod testoibits {
         assert_send_sync::<crate::ingest::Batch>();
         assert_send_sync::<crate::route::Router>();
         assert_send_sync::<crate::route::registry::Registry>();
+        assert_send_sync::<crate::hub::Notification>();
+        assert_send_sync::<crate::hub::Frame>();
     }
 }

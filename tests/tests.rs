@@ -2,6 +2,7 @@
 
 mod cli;
 mod fuzz_corpus;
+mod hub;
 mod misp;
 mod normalize;
 mod plain;
