@@ -33,6 +33,7 @@ pub mod index;
 pub mod indicator;
 pub mod ingest;
 pub mod matcher;
+pub mod net;
 pub mod route;
 pub mod telemetry;
 
