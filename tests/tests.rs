@@ -4,6 +4,8 @@ mod cli;
 mod fuzz_corpus;
 mod hub;
 mod misp;
+#[cfg(feature = "net")]
+mod net;
 mod normalize;
 mod plain;
 mod real;

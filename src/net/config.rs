@@ -25,7 +25,7 @@
 //! "#, "hub.toml", "/etc/cwn".as_ref()).unwrap_err();
 //! assert_eq!(
 //!     cfg.to_string(),
-//!     "hub.toml:13: limits.max_conections: unknown key (did you mean max_connections?)"
+//!     "hub.toml:12: limits.max_conections: unknown key (did you mean max_connections?)"
 //! );
 //! ```
 
@@ -633,8 +633,8 @@ verify_key = "verify.pem"
                 "hub.toml:11: limits.max_connections: invalid type: string \"many\", expected i64",
             ),
             (
-                "arm_rde = true\n",
-                "hub.toml:10: arm_rde: unknown key (did you mean arm_red?)",
+                "verify_kye = \"v.pem\"\n",
+                "hub.toml:10: snapshot.verify_kye: unknown key (did you mean verify_key?)",
             ),
             (
                 "[limits]\nkeep_alive_interval = \"1m\"\n",
@@ -644,6 +644,13 @@ verify_key = "verify.pem"
         for (extra, want) in cases {
             assert_eq!(err(extra), want, "{extra}");
         }
+        let top = format!("arm_rde = true\n{GOOD}");
+        assert_eq!(
+            HubConfig::from_toml(&top, "hub.toml", Path::new("/"))
+                .unwrap_err()
+                .to_string(),
+            "hub.toml:1: arm_rde: unknown key (did you mean arm_red?)"
+        );
         let e = HubConfig::from_toml("listen = \"nowhere\"\n", "hub.toml", Path::new("/"))
             .unwrap_err()
             .to_string();
