@@ -532,3 +532,82 @@ fn config_check_names_key_and_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused() {
+    let mut net = Net::new();
+    net.cfg.limits.max_connections = 1;
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let first = Client::connect(&hub, &net.id("hospital"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    let second = async {
+        Client::connect(&hub, &net.id("water"))
+            .await?
+            .subscribe(StartFrom::Acked)
+            .await
+    }
+    .await;
+    assert!(
+        matches!(second, Err(ClientError::Connection(_))),
+        "{second:?}"
+    );
+    first.close().await;
+    server.shutdown().await;
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_stops_gracefully_on_sigterm() {
+    use std::io::BufRead as _;
+    let net = Net::new();
+    let cfg_path = net.dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg_path,
+        "listen = \"127.0.0.1:0\"\nregistry = \"registry.toml\"\ndata_dir = \"var\"\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("cwn: hub listening on ADDR")
+        .to_string();
+    // A subscriber is connected when the signal comes: it is told Close, not cut off.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let id = net.id("hospital");
+    let ended = rt.block_on(async {
+        let mut sub = Client::connect(&addr, &id)
+            .await
+            .unwrap()
+            .subscribe(StartFrom::Acked)
+            .await
+            .unwrap();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        tokio::time::timeout(Duration::from_secs(5), sub.next()).await
+    });
+    assert!(matches!(ended, Ok(Ok(None))), "{ended:?}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
