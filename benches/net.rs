@@ -114,6 +114,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let dir_path = p.to_path_buf();
     rt.block_on(async move {
         let server = Server::start(&cfg).await.unwrap();
         let hub = server.local_addr().to_string();
@@ -199,6 +200,44 @@ fn main() {
             pct(0.99),
             lat.last().copied().unwrap_or(0)
         );
+
+        // One hit at a time: from the partner sending a batch to the subscriber holding the
+        // notification (match, route, durable log, two QUIC hops).
+        let one = dir_path.join("one.jsonl");
+        std::fs::write(&one, format!("{{\"q\":\"evil.example\",\"c\":\"{}\"}}\n", addr(0))).unwrap();
+        let tb = cwn::telemetry::open(&one, None, &fields)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let ipc = cwn::net::batch::encode_telemetry(&tb.batch, &fields, "one.jsonl", 0).unwrap();
+        let s0 = Identity::from_pki_dir(&pki_dir, "s0").unwrap();
+        let mut sub = Client::connect(&hub, &s0)
+            .await
+            .unwrap()
+            .subscribe(StartFrom::Latest)
+            .await
+            .unwrap();
+        let mut partner = Client::connect(&hub, &partner).await.unwrap();
+        let mut lat_us = Vec::new();
+        for i in 0..200 {
+            let t = Instant::now();
+            partner.send_batch(i, ipc.clone()).await.unwrap();
+            let (off, _) = sub.next().await.unwrap().unwrap();
+            lat_us.push(t.elapsed().as_micros() as u64);
+            sub.ack(off).await.unwrap();
+            partner.recv_hits().await.unwrap();
+        }
+        lat_us.sort_unstable();
+        let q = |x: f64| lat_us[((lat_us.len() as f64 - 1.0) * x) as usize] as f64 / 1000.0;
+        println!(
+            "net/latency: one hit at a time, partner send -> subscriber receive: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
+            q(0.5),
+            q(0.99),
+            lat_us.len()
+        );
+        sub.close().await;
+        partner.close().await;
         server.shutdown().await;
     });
 }
