@@ -10,6 +10,7 @@ mod normalize;
 mod plain;
 mod real;
 mod reference;
+mod route;
 mod stix;
 mod util;
 mod warninglist;

@@ -12,8 +12,10 @@ use super::{SourceArgs, ingest_sources, load_warninglists, progress, write_atomi
 use crate::hits::{self, Sightings};
 use crate::index::snapshot::keys;
 use crate::index::{CompiledIndex, IndexBuilder};
-use crate::indicator::{Kind, Tlp};
+use crate::indicator::{IndicatorSet, Kind, Tlp};
 use crate::matcher::{Hit, Matcher};
+use crate::route::registry::Registry;
+use crate::route::{RoutePolicy, Router, Sensitivity};
 use crate::telemetry::{self, FieldMap, FieldSpec, InputFormat};
 
 /// Arguments of `cwn compile`.
@@ -28,6 +30,13 @@ pub struct CompileArgs {
     /// Arm TLP:RED indicators (by default they are left out of shared matching).
     #[arg(long)]
     pub arm_red: bool,
+    /// Compile only the indicators this entity may hold (its clearance under the TLP and
+    /// sharing rules, see `cwn::route::Router::may_hold`); needs `--registry`.
+    #[arg(long = "for", value_name = "ENTITY", requires = "registry")]
+    pub for_entity: Option<String>,
+    /// The entity registry (TOML) in which `--for` finds the entity.
+    #[arg(long, value_name = "FILE", requires = "for_entity")]
+    pub registry: Option<PathBuf>,
     /// Version of the set written into the header.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub set_version: u64,
@@ -80,6 +89,10 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
+    let set = match (&args.for_entity, &args.registry) {
+        (Some(entity), Some(path)) => cut_for(set, entity, path, args.arm_red)?,
+        _ => set,
+    };
     let ingest_secs = started.elapsed().as_secs_f64();
     let created_at = args
         .created_at
@@ -108,6 +121,35 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         if key.is_some() { ", signed" } else { "" },
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The indicators of `set` that `entity` of the registry at `path` may hold.
+fn cut_for(
+    set: IndicatorSet,
+    entity: &str,
+    path: &Path,
+    arm_red: bool,
+) -> anyhow::Result<IndicatorSet> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let registry = Registry::from_toml(&text, &path.display().to_string())?;
+    let ord = registry
+        .by_id(entity)
+        .ok_or_else(|| anyhow::anyhow!("{}: no entity {entity:?}", path.display()))?;
+    let router = Router::new(registry, RoutePolicy { arm_red });
+    let mut cut = IndicatorSet::new();
+    for (_, ind) in set.iter() {
+        if router.may_hold(ord, &Sensitivity::of_indicator(ind)) {
+            // The set was de-duplicated already, so every insert succeeds.
+            let _ = cut.insert(ind.clone());
+        }
+    }
+    eprintln!(
+        "cut for {entity}: {} of {} indicator(s) within its clearance",
+        cut.len(),
+        set.len()
+    );
+    Ok(cut)
 }
 
 /// Arguments of `cwn inspect`.

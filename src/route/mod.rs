@@ -6,7 +6,7 @@
 //! [`Write`]. Delivery belongs to the hub.
 //!
 //! Main types:
-//! - [`Router`]: built once from a [`Registry`](registry::Registry) and a [`RoutePolicy`];
+//! - [`Router`]: built once from a [`registry::Registry`] and a [`RoutePolicy`];
 //!   [`Router::route`] turns one hit ([`RouteInput`]) into [`Decision`]s, allowed or blocked,
 //!   each naming its [`Rule`]; [`Router::clearance`] is the cut of a compiled index that one
 //!   entity may hold (`cwn compile --for`);
