@@ -579,7 +579,13 @@ fn serve_stops_gracefully_on_sigterm() {
         .unwrap();
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "cwn serve ended early"
+        );
+    }
     let addr = line
         .trim()
         .rsplit(' ')
