@@ -11,12 +11,14 @@
 //! - [`indicator`]: the model ([`Indicator`](indicator::Indicator), [`Kind`](indicator::Kind),
 //!   [`Tlp`](indicator::Tlp)) and the normalisation shared by indicators and telemetry;
 //! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
-//! - [`generate`]: synthetic MISP feeds and partner telemetry with planted hits (`cwn gen`).
+//! - [`generate`]: synthetic MISP feeds and partner telemetry with planted hits (`cwn gen`);
 //! - [`route`]: the entity registry, the constituency index and the TLP policy that decide
-//!   who may learn of a hit.
-//! - [`status`]: the hub's metrics registry, `/metrics`, the HTML status page and its listener.
+//!   who may learn of a hit;
 //! - [`hub`]: the sans-IO distribution core — durable per-entity notification logs, acked
-//!   offsets, bounded subscriber queues, and the wire frames.
+//!   offsets, bounded subscriber queues, and the wire frames;
+//! - [`net`] (feature `net`): the hub as a QUIC server with mutual TLS, its clients and a
+//!   small PKI; [`net::config`] (the hub's `hub.toml`) is built without the feature too;
+//! - [`status`]: the hub's metrics registry, `/metrics`, the HTML status page and its listener.
 //!
 //! ```
 //! use cwn::indicator::{normalize, Kind};
@@ -36,6 +38,7 @@ pub mod index;
 pub mod indicator;
 pub mod ingest;
 pub mod matcher;
+pub mod net;
 pub mod route;
 pub mod status;
 pub mod telemetry;

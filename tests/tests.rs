@@ -5,6 +5,8 @@ mod fuzz_corpus;
 mod r#gen;
 mod hub;
 mod misp;
+#[cfg(feature = "net")]
+mod net;
 mod normalize;
 mod plain;
 mod presets;
