@@ -278,9 +278,18 @@ mod with_net {
         /// Hub and identity.
         #[command(flatten)]
         pub id: IdentityArgs,
-        /// Which column holds which observable, as for `cwn match`. Repeatable.
-        #[arg(long = "field", value_name = "NAME=KIND", required = true)]
+        /// Which column holds which observable, as for `cwn match`. Repeatable; with
+        /// --preset, adds to it or overrides it.
+        #[arg(
+            long = "field",
+            value_name = "NAME=KIND",
+            required_unless_present = "preset"
+        )]
         pub fields: Vec<FieldSpec>,
+        /// Map every observable field of a known schema, as for `cwn match`; `auto` chooses
+        /// from the first input's columns.
+        #[arg(long, value_enum, value_name = "SCHEMA")]
+        pub preset: Option<crate::telemetry::PresetChoice>,
         /// Input format; detected from the content when absent.
         #[arg(long, value_enum)]
         pub input_format: Option<InputFormat>,
@@ -294,8 +303,20 @@ mod with_net {
 
     pub(in crate::cli) fn run_stream(args: &StreamArgs) -> anyhow::Result<ExitCode> {
         let id = args.id.load()?;
-        let fields =
-            FieldMap::from_specs(args.fields.iter().cloned()).map_err(anyhow::Error::msg)?;
+        use crate::telemetry::{PresetChoice, preset};
+        let fields: FieldMap = match args.preset {
+            Some(PresetChoice::Auto) => {
+                let (map, chosen) =
+                    preset::auto_field_map(&args.telemetry[0], args.input_format, &args.fields)?;
+                tracing::info!(
+                    "--preset auto chose {}",
+                    chosen.map_or("none (--field only)", |p| p.name())
+                );
+                map
+            }
+            choice => preset::merge(choice.and_then(PresetChoice::preset), &args.fields)
+                .map_err(anyhow::Error::msg)?,
+        };
         let (hits, rows) = runtime()?.block_on(crate::net::client::stream_files(
             &args.id.hub,
             &id,
