@@ -211,3 +211,26 @@ pub fn telemetry(data: &[u8]) {
         }
     }
 }
+
+/// Wire frames as a byte stream: `check` and `decode` never panic; every frame that decodes
+/// re-encodes to exactly its bytes (the encoding is canonical) and decodes again to itself;
+/// a notification that decodes re-encodes to its bytes.
+pub fn frame(data: &[u8]) {
+    use crate::hub::{Notification, frame};
+    let _ = frame::decode(data);
+    let mut rest = data;
+    while let Ok(Some(n)) = frame::check(rest) {
+        assert!(n <= frame::MAX_FRAME_LEN && n <= rest.len());
+        let whole = &rest[..n];
+        if let Ok(f) = frame::decode(whole) {
+            let again = frame::to_bytes(&f)
+                .unwrap_or_else(|e| panic!("{f:?} decoded but does not encode: {e}"));
+            assert_eq!(again, whole, "not canonical: {f:?}");
+            assert_eq!(frame::decode(&again).as_ref(), Ok(&f));
+        }
+        rest = &rest[n..];
+    }
+    if let Ok(n) = Notification::decode(data) {
+        assert_eq!(n.to_bytes(), data, "notification not canonical");
+    }
+}

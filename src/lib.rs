@@ -13,7 +13,9 @@
 //! - [`ingest`]: MISP feeds, STIX 2.1 bundles, plain and CSV lists, MISP warninglists;
 //! - [`generate`]: synthetic MISP feeds and partner telemetry with planted hits (`cwn gen`).
 //! - [`route`]: the entity registry, the constituency index and the TLP policy that decide
-//!   who may learn of a hit.
+//!   who may learn of a hit;
+//! - [`hub`]: the sans-IO distribution core — durable per-entity notification logs, acked
+//!   offsets, bounded subscriber queues, and the wire frames.
 //! - [`status`]: the hub's metrics registry, `/metrics`, the HTML status page and its listener.
 //!
 //! ```
@@ -29,10 +31,12 @@ pub mod cli;
 pub mod fuzzing;
 pub mod generate;
 pub mod hits;
+pub mod hub;
 pub mod index;
 pub mod indicator;
 pub mod ingest;
 pub mod matcher;
+pub mod net;
 pub mod route;
 pub mod status;
 pub mod telemetry;
@@ -49,5 +53,7 @@ mod testoibits {
         assert_send_sync::<crate::route::Router>();
         assert_send_sync::<crate::route::registry::Registry>();
         assert_send_sync::<crate::status::Metrics>();
+        assert_send_sync::<crate::hub::Notification>();
+        assert_send_sync::<crate::hub::Frame>();
     }
 }

@@ -66,3 +66,8 @@ fn snapshot_corpus() {
 fn telemetry_corpus() {
     run("telemetry", cwn::fuzzing::telemetry);
 }
+
+#[test]
+fn frame_corpus() {
+    run("frame", cwn::fuzzing::frame);
+}

@@ -3,7 +3,10 @@
 mod cli;
 mod fuzz_corpus;
 mod r#gen;
+mod hub;
 mod misp;
+#[cfg(feature = "net")]
+mod net;
 mod normalize;
 mod plain;
 mod presets;

@@ -27,6 +27,7 @@ macro_rules! out {
 mod demo;
 mod r#gen;
 mod index;
+mod net;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -92,6 +93,42 @@ pub enum Command {
         after_help = "Example:\n  cwn keygen -o keys/   (writes keys/cwn-signing.pem and keys/cwn-verify.pem)"
     )]
     Keygen(KeygenArgs),
+    /// Check a hub configuration file.
+    ///
+    /// Example: cwn config check hub.toml
+    Config(net::ConfigArgs),
+    /// A network CA and entity certificates for tests and small deployments.
+    ///
+    /// Example: cwn pki init pki/ && cwn pki issue --entity hub --role hub pki/
+    #[cfg(feature = "net")]
+    #[command(subcommand)]
+    Pki(net::PkiCommand),
+    /// Run the hub (QUIC, mutual TLS) until SIGTERM or Ctrl-C.
+    ///
+    /// Example: cwn serve --config hub.toml
+    #[cfg(feature = "net")]
+    Serve(net::ServeArgs),
+    /// Publisher: push a signed snapshot to the hub.
+    ///
+    /// Example: cwn push --hub localhost:4433 --pki pki --entity ncsc set.cwnsnap
+    #[cfg(feature = "net")]
+    Push(net::PushArgs),
+    /// Partner: pull the snapshot cut to this entity's clearance.
+    ///
+    /// Example: cwn pull --hub localhost:4433 --pki pki --entity msp-a -o set.cwnsnap
+    #[cfg(feature = "net")]
+    Pull(net::PullArgs),
+    /// Partner: stream telemetry to the hub and write the hits it sends back.
+    ///
+    /// Example: cwn stream --hub localhost:4433 --pki pki --entity msp-a --field query=domain dns.log -o hits.jsonl
+    #[cfg(feature = "net")]
+    Stream(net::StreamArgs),
+    /// Subscriber: receive this entity's notifications as JSON lines, acknowledging each
+    /// once written.
+    ///
+    /// Example: cwn subscribe --hub localhost:4433 --pki pki --entity hospital-b -o notifications.jsonl
+    #[cfg(feature = "net")]
+    Subscribe(net::SubscribeArgs),
     /// Generate synthetic data: a MISP feed, or telemetry with hits planted from a snapshot.
     ///
     /// Example: cwn gen indicators --count 100000 -o feed/ && cwn compile feed/ -o set.cwnsnap && cwn gen telemetry --index set.cwnsnap --preset zeek -o conn.parquet
@@ -175,6 +212,19 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => index::run_inspect(&args),
         Command::Match(args) => index::run_match(&args),
         Command::Gen(args) => r#gen::run(&args),
+        Command::Config(args) => net::run_config(&args.command),
+        #[cfg(feature = "net")]
+        Command::Pki(cmd) => net::run_pki(&cmd),
+        #[cfg(feature = "net")]
+        Command::Serve(args) => net::run_serve(&args),
+        #[cfg(feature = "net")]
+        Command::Push(args) => net::run_push(&args),
+        #[cfg(feature = "net")]
+        Command::Pull(args) => net::run_pull(&args),
+        #[cfg(feature = "net")]
+        Command::Stream(args) => net::run_stream(&args),
+        #[cfg(feature = "net")]
+        Command::Subscribe(args) => net::run_subscribe(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,432 @@
+//! `cwn config check`, and with feature `net`: `cwn pki`, `cwn serve`, `cwn push`, `cwn pull`,
+//! `cwn stream`, `cwn subscribe`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use crate::net::config::HubConfig;
+
+/// `cwn config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a hub configuration: exit 0 if it is good, 1 with every problem (file, line,
+    /// key) otherwise. The registry it names is checked too when the file exists.
+    ///
+    /// Example: cwn config check hub.toml
+    Check {
+        /// The configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+pub(super) fn run_config(cmd: &ConfigCommand) -> anyhow::Result<ExitCode> {
+    let ConfigCommand::Check { file } = cmd;
+    match HubConfig::load(file) {
+        Ok(cfg) => {
+            if let Ok(text) = std::fs::read_to_string(&cfg.registry)
+                && let Err(e) = crate::route::registry::Registry::from_toml(
+                    &text,
+                    &cfg.registry.display().to_string(),
+                )
+            {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(1));
+            }
+            outln!("{}: ok", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+#[cfg(feature = "net")]
+pub use with_net::*;
+
+#[cfg(feature = "net")]
+mod with_net {
+    use std::io::Write as _;
+    use std::path::{Path, PathBuf};
+    use std::process::ExitCode;
+    use std::time::Duration;
+
+    use clap::{Args, Subcommand};
+
+    use super::super::write_atomically;
+    use crate::hub::StartFrom;
+    use crate::net::client::{Client, notification_json};
+    use crate::net::config::HubConfig;
+    use crate::net::pki;
+    use crate::net::server;
+    use crate::net::tls::Identity;
+    use crate::telemetry::{FieldMap, FieldSpec, InputFormat};
+
+    /// `cwn pki …`.
+    #[derive(Debug, Subcommand)]
+    pub enum PkiCommand {
+        /// Create a network CA (ca.key, ca.pem) in DIR.
+        ///
+        /// Example: cwn pki init pki/
+        Init {
+            /// Organisation named in the CA's subject.
+            #[arg(long, default_value = "cwn")]
+            org: String,
+            /// Validity in days.
+            #[arg(long, default_value_t = 3650)]
+            days: u32,
+            /// Replace existing files.
+            #[arg(long)]
+            force: bool,
+            /// The PKI directory.
+            #[arg(value_name = "DIR")]
+            dir: PathBuf,
+        },
+        /// Issue a key and certificate (ID.key, ID.pem) for an entity, signed by the CA in DIR.
+        ///
+        /// Example: cwn pki issue --entity msp-a --role partner pki/
+        Issue {
+            /// The entity id, as in the registry.
+            #[arg(long, value_name = "ID")]
+            entity: String,
+            /// publisher, partner, subscriber, or hub (the hub's server certificate).
+            /// Repeatable or comma-separated.
+            #[arg(long, value_name = "ROLE", required = true, value_delimiter = ',')]
+            role: Vec<String>,
+            /// DNS name for a hub certificate (default localhost). Repeatable.
+            #[arg(long, value_name = "NAME")]
+            dns: Vec<String>,
+            /// IP address for a hub certificate (default 127.0.0.1 and ::1). Repeatable.
+            #[arg(long, value_name = "ADDR")]
+            ip: Vec<std::net::IpAddr>,
+            /// Validity in days.
+            #[arg(long, default_value_t = 397)]
+            days: u32,
+            /// Replace existing files.
+            #[arg(long)]
+            force: bool,
+            /// The PKI directory.
+            #[arg(value_name = "DIR")]
+            dir: PathBuf,
+        },
+    }
+
+    pub(in crate::cli) fn run_pki(cmd: &PkiCommand) -> anyhow::Result<ExitCode> {
+        match cmd {
+            PkiCommand::Init {
+                org,
+                days,
+                force,
+                dir,
+            } => {
+                let p = pki::init(
+                    dir,
+                    &pki::CaOptions {
+                        organisation: org.clone(),
+                        days: *days,
+                        force: *force,
+                    },
+                )?;
+                outln!(
+                    "wrote {} and {}",
+                    p.display(),
+                    dir.join(pki::CA_KEY).display()
+                );
+            }
+            PkiCommand::Issue {
+                entity,
+                role,
+                dns,
+                ip,
+                days,
+                force,
+                dir,
+            } => {
+                let f = pki::issue(
+                    dir,
+                    &pki::IssueOptions {
+                        entity: entity.clone(),
+                        roles: role.clone(),
+                        dns: dns.clone(),
+                        ips: ip.clone(),
+                        days: *days,
+                        force: *force,
+                    },
+                )?;
+                outln!("wrote {} and {}", f.cert.display(), f.key.display());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Who the client is.
+    #[derive(Debug, Clone, Args)]
+    pub struct IdentityArgs {
+        /// The hub, HOST:PORT (HOST must be in the hub's certificate).
+        #[arg(long, value_name = "ADDR")]
+        pub hub: String,
+        /// Own certificate (PEM).
+        #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "pki")]
+        pub cert: Option<PathBuf>,
+        /// Own private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        pub key: Option<PathBuf>,
+        /// The network CA (PEM).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        pub ca: Option<PathBuf>,
+        /// A PKI directory from `cwn pki` (with --entity): DIR/ID.pem, DIR/ID.key, DIR/ca.pem.
+        #[arg(long, value_name = "DIR", requires = "entity")]
+        pub pki: Option<PathBuf>,
+        /// The entity whose files to use from --pki.
+        #[arg(long, value_name = "ID", requires = "pki")]
+        pub entity: Option<String>,
+    }
+
+    impl IdentityArgs {
+        fn load(&self) -> anyhow::Result<Identity> {
+            match (&self.pki, &self.entity, &self.cert, &self.key, &self.ca) {
+                (Some(dir), Some(id), ..) => Ok(Identity::from_pki_dir(dir, id)?),
+                (_, _, Some(c), Some(k), Some(ca)) => Ok(Identity::load(c, k, ca)?),
+                _ => anyhow::bail!("give --cert, --key and --ca, or --pki DIR --entity ID"),
+            }
+        }
+    }
+
+    fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+        Ok(tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?)
+    }
+
+    /// Arguments of `cwn serve`.
+    #[derive(Debug, Args)]
+    pub struct ServeArgs {
+        /// The hub configuration (see data/hub.example.toml).
+        #[arg(long, value_name = "FILE")]
+        pub config: PathBuf,
+    }
+
+    pub(in crate::cli) fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+        let cfg = match HubConfig::load(&args.config) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        runtime()?.block_on(server::serve(&cfg))?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Arguments of `cwn push`.
+    #[derive(Debug, Args)]
+    pub struct PushArgs {
+        /// Hub and identity.
+        #[command(flatten)]
+        pub id: IdentityArgs,
+        /// The signed snapshot to push.
+        #[arg(value_name = "SNAPSHOT")]
+        pub snapshot: PathBuf,
+    }
+
+    pub(in crate::cli) fn run_push(args: &PushArgs) -> anyhow::Result<ExitCode> {
+        let id = args.id.load()?;
+        let bytes = std::fs::read(&args.snapshot)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.snapshot.display()))?;
+        let v = runtime()?.block_on(async {
+            let mut c = Client::connect(&args.id.hub, &id).await?;
+            let r = c.push_snapshot(&bytes).await;
+            c.close().await;
+            r
+        })?;
+        eprintln!("hub uses set version {v}");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Arguments of `cwn pull`.
+    #[derive(Debug, Args)]
+    pub struct PullArgs {
+        /// Hub and identity.
+        #[command(flatten)]
+        pub id: IdentityArgs,
+        /// Where to write the snapshot (via a temporary file and a rename).
+        #[arg(short, long, value_name = "FILE")]
+        pub output: PathBuf,
+    }
+
+    pub(in crate::cli) fn run_pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
+        let id = args.id.load()?;
+        let bytes = runtime()?.block_on(async {
+            let mut c = Client::connect(&args.id.hub, &id).await?;
+            let r = c.pull_snapshot(0).await;
+            c.close().await;
+            r
+        })?;
+        write_atomically(&args.output, |w| w.write_all(&bytes))?;
+        eprintln!("wrote {} ({} bytes)", args.output.display(), bytes.len());
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Arguments of `cwn stream`.
+    #[derive(Debug, Args)]
+    pub struct StreamArgs {
+        /// Hub and identity.
+        #[command(flatten)]
+        pub id: IdentityArgs,
+        /// Which column holds which observable, as for `cwn match`. Repeatable.
+        #[arg(long = "field", value_name = "NAME=KIND", required = true)]
+        pub fields: Vec<FieldSpec>,
+        /// Input format; detected from the content when absent.
+        #[arg(long, value_enum)]
+        pub input_format: Option<InputFormat>,
+        /// Hits as JSON lines to this file (`-` for stdout).
+        #[arg(short, long, value_name = "HITS", default_value = "-")]
+        pub output: PathBuf,
+        /// Telemetry files.
+        #[arg(required = true, value_name = "TELEMETRY")]
+        pub telemetry: Vec<PathBuf>,
+    }
+
+    pub(in crate::cli) fn run_stream(args: &StreamArgs) -> anyhow::Result<ExitCode> {
+        let id = args.id.load()?;
+        let fields =
+            FieldMap::from_specs(args.fields.iter().cloned()).map_err(anyhow::Error::msg)?;
+        let (hits, rows) = runtime()?.block_on(crate::net::client::stream_files(
+            &args.id.hub,
+            &id,
+            &fields,
+            args.input_format,
+            &args.telemetry,
+        ))?;
+        let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+            for h in &hits {
+                serde_json::to_writer(&mut *w, h)?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
+        };
+        if args.output.as_os_str() == "-" {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            write(&mut w)?;
+            w.flush()?;
+        } else {
+            write_atomically(&args.output, write)?;
+        }
+        eprintln!("streamed {rows} row(s): {} hit(s)", hits.len());
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Arguments of `cwn subscribe`.
+    #[derive(Debug, Args)]
+    pub struct SubscribeArgs {
+        /// Hub and identity.
+        #[command(flatten)]
+        pub id: IdentityArgs,
+        /// Start at this offset instead of after the last acknowledged one.
+        #[arg(long, value_name = "OFFSET")]
+        pub from: Option<u64>,
+        /// Append notifications as JSON lines to FILE (fsynced before they are acknowledged);
+        /// stdout when absent.
+        #[arg(short, long, value_name = "FILE")]
+        pub output: Option<PathBuf>,
+        /// Stop after this many notifications.
+        #[arg(long, value_name = "N")]
+        pub count: Option<u64>,
+        /// Stop when nothing arrives for this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        pub idle_exit: Option<f64>,
+    }
+
+    pub(in crate::cli) fn run_subscribe(args: &SubscribeArgs) -> anyhow::Result<ExitCode> {
+        let id = args.id.load()?;
+        let n = runtime()?.block_on(subscribe(args, &id))?;
+        eprintln!("received {n} notification(s)");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn subscribe(args: &SubscribeArgs, id: &Identity) -> anyhow::Result<u64> {
+        let from = args.from.map_or(StartFrom::Acked, StartFrom::Offset);
+        let mut sub = Client::connect(&args.id.hub, id)
+            .await?
+            .subscribe(from)
+            .await?;
+        let mut file = match &args.output {
+            Some(p) => Some(open_append(p)?),
+            None => None,
+        };
+        let idle = args.idle_exit.map(Duration::from_secs_f64);
+        let mut received = 0u64;
+        let limit = args.count.unwrap_or(u64::MAX);
+        let mut stop = false;
+        while !stop && received < limit {
+            // The first notification waits (up to --idle-exit); the ones already buffered
+            // behind it join its write, fsync and ack.
+            let first = match idle {
+                Some(d) => match tokio::time::timeout(d, sub.next()).await {
+                    Ok(r) => r?,
+                    Err(_) => break,
+                },
+                None => tokio::select! {
+                    r = sub.next() => r?,
+                    _ = tokio::signal::ctrl_c() => None,
+                },
+            };
+            let Some(first) = first else { break };
+            let mut group = vec![first];
+            while received + (group.len() as u64) < limit && group.len() < 1024 {
+                match tokio::time::timeout(Duration::ZERO, sub.next()).await {
+                    Ok(Ok(Some(n))) => group.push(n),
+                    Ok(Ok(None)) => {
+                        stop = true;
+                        break;
+                    }
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => break,
+                }
+            }
+            let mut text = Vec::new();
+            for (offset, n) in &group {
+                serde_json::to_writer(&mut text, &notification_json(*offset, n))?;
+                text.push(b'\n');
+            }
+            match &mut file {
+                Some(f) => {
+                    f.write_all(&text)?;
+                    f.sync_data()?;
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&text)?;
+                    out.flush()?;
+                }
+            }
+            let last = group.last().map(|g| g.0).unwrap_or_default();
+            sub.ack(last).await?;
+            received += group.len() as u64;
+        }
+        sub.close().await;
+        Ok(received)
+    }
+
+    fn open_append(p: &Path) -> anyhow::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+    }
+}
+
+/// `cwn config` arguments.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}

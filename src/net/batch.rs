@@ -1,0 +1,282 @@
+//! Arrow IPC payloads of the wire: telemetry batches (with their field map and origin in the
+//! schema metadata, so that the hub matches them exactly as `cwn match` would) and hit
+//! batches sent back to the partner.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+
+use crate::telemetry::{FieldMap, FieldSpec};
+
+/// Schema metadata key: the field map as a JSON array of `NAME=KIND`.
+pub const META_FIELDS: &str = "cwn.fields";
+/// Schema metadata key: the input file's name.
+pub const META_INPUT: &str = "cwn.input";
+/// Schema metadata key: row number of the batch's first row within its input.
+pub const META_FIRST_ROW: &str = "cwn.first_row";
+
+/// A payload could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Arrow refused it.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// Metadata missing or wrong.
+    #[error("{0}")]
+    Meta(String),
+}
+
+/// A telemetry batch as the hub receives it.
+#[derive(Debug)]
+pub struct Telemetry {
+    /// The mapped columns.
+    pub batch: RecordBatch,
+    /// Which column holds what.
+    pub fields: FieldMap,
+    /// The input file's name, for the hit records.
+    pub input: String,
+    /// Row number of the first row within the input.
+    pub first_row: u64,
+}
+
+/// Encodes a telemetry batch with its field map and origin.
+pub fn encode_telemetry(
+    batch: &RecordBatch,
+    fields: &FieldMap,
+    input: &str,
+    first_row: u64,
+) -> Result<Vec<u8>, BatchError> {
+    let specs: Vec<String> = fields
+        .fields()
+        .iter()
+        .map(|f| format!("{}={}", f.name, f.kind))
+        .collect();
+    let mut meta = batch.schema().metadata().clone();
+    meta.insert(
+        META_FIELDS,
+        serde_json::to_string(&specs).map_err(|e| BatchError::Meta(e.to_string()))?,
+    );
+    meta.insert(META_INPUT, input);
+    meta.insert(META_FIRST_ROW, first_row.to_string());
+    let schema = Arc::new(batch.schema().as_ref().clone().with_metadata(meta));
+    let batch = batch.clone().with_schema(schema.clone())?;
+    write_ipc(&schema, &[batch])
+}
+
+fn write_ipc(schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>, BatchError> {
+    let mut out = Vec::new();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, schema)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    drop(w);
+    Ok(out)
+}
+
+fn read_ipc(bytes: &[u8]) -> Result<(Arc<Schema>, Vec<RecordBatch>), BatchError> {
+    let r = arrow_ipc::reader::StreamReader::try_new(Cursor::new(bytes), None)?;
+    let schema = r.schema();
+    let batches = r.collect::<Result<Vec<_>, _>>()?;
+    Ok((schema, batches))
+}
+
+/// Decodes a telemetry batch (several IPC batches are concatenated).
+pub fn decode_telemetry(bytes: &[u8]) -> Result<Telemetry, BatchError> {
+    let (schema, batches) = read_ipc(bytes)?;
+    let meta = schema.metadata();
+    let get = |k: &str| {
+        meta.get(k)
+            .ok_or_else(|| BatchError::Meta(format!("telemetry batch without {k} metadata")))
+    };
+    let specs: Vec<String> = serde_json::from_str(get(META_FIELDS)?)
+        .map_err(|e| BatchError::Meta(format!("{META_FIELDS}: {e}")))?;
+    let specs = specs
+        .iter()
+        .map(|s| s.parse::<FieldSpec>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BatchError::Meta)?;
+    let fields = FieldMap::from_specs(specs).map_err(BatchError::Meta)?;
+    let input = get(META_INPUT)?.clone();
+    let first_row = get(META_FIRST_ROW)?
+        .parse()
+        .map_err(|_| BatchError::Meta(format!("{META_FIRST_ROW}: not a number")))?;
+    let batch = arrow_select_concat(&schema, &batches)?;
+    Ok(Telemetry {
+        batch,
+        fields,
+        input,
+        first_row,
+    })
+}
+
+fn arrow_select_concat(
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch, BatchError> {
+    match batches {
+        [] => Ok(RecordBatch::new_empty(schema.clone())),
+        [one] => Ok(one.clone()),
+        _ => Err(BatchError::Meta(
+            "one record batch per telemetry frame expected".into(),
+        )),
+    }
+}
+
+/// One hit as the partner receives it and writes it (the fields of `cwn match -o`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HitLine {
+    /// The indicator's id.
+    pub indicator_id: String,
+    /// The indicator's kind.
+    pub kind: String,
+    /// The indicator's normalised value.
+    pub indicator: String,
+    /// The telemetry field that matched.
+    pub field: String,
+    /// The telemetry value as seen.
+    pub value: String,
+    /// 0-based data row within its input.
+    pub row: u64,
+    /// The input.
+    pub input: String,
+    /// The row's event time (RFC 3339).
+    pub event_time: Option<String>,
+    /// The indicator's TLP.
+    pub tlp: String,
+    /// The indicator's source (empty when it must not be named).
+    pub source: String,
+    /// The indicator's tags.
+    pub tags: Vec<String>,
+}
+
+fn str_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::StringArray, BatchError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| BatchError::Meta(format!("hit batch without a string column {name}")))
+}
+
+const HIT_STRINGS: [&str; 9] = [
+    "indicator_id",
+    "kind",
+    "indicator",
+    "field",
+    "value",
+    "input",
+    "event_time",
+    "tlp",
+    "source",
+];
+
+/// Encodes hits as an Arrow IPC stream.
+pub fn encode_hits(hits: &[HitLine]) -> Result<Vec<u8>, BatchError> {
+    let mut strings: Vec<StringBuilder> =
+        HIT_STRINGS.iter().map(|_| StringBuilder::new()).collect();
+    let mut rows = UInt64Builder::new();
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    for h in hits {
+        let vals: [Option<&str>; 9] = [
+            Some(&h.indicator_id),
+            Some(&h.kind),
+            Some(&h.indicator),
+            Some(&h.field),
+            Some(&h.value),
+            Some(&h.input),
+            h.event_time.as_deref(),
+            Some(&h.tlp),
+            Some(&h.source),
+        ];
+        for (b, v) in strings.iter_mut().zip(vals) {
+            b.append_option(v);
+        }
+        rows.append_value(h.row);
+        for t in &h.tags {
+            tags.values().append_value(t);
+        }
+        tags.append(true);
+    }
+    let mut fields: Vec<Field> = HIT_STRINGS
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, *n == "event_time"))
+        .collect();
+    let mut cols: Vec<ArrayRef> = strings
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    fields.push(Field::new("row", DataType::UInt64, false));
+    cols.push(Arc::new(rows.finish()));
+    let tags = tags.finish();
+    fields.push(Field::new("tags", tags.data_type().clone(), false));
+    cols.push(Arc::new(tags));
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols)?;
+    write_ipc(&schema, &[batch])
+}
+
+/// Decodes hits encoded by [`encode_hits`].
+pub fn decode_hits(bytes: &[u8]) -> Result<Vec<HitLine>, BatchError> {
+    let (_, batches) = read_ipc(bytes)?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let s: Vec<&arrow_array::StringArray> = HIT_STRINGS
+            .iter()
+            .map(|n| str_col(b, n))
+            .collect::<Result<_, _>>()?;
+        let rows = b
+            .column_by_name("row")
+            .and_then(|c| c.as_primitive_opt::<arrow_array::types::UInt64Type>())
+            .ok_or_else(|| BatchError::Meta("hit batch without rows".into()))?;
+        let tags = b
+            .column_by_name("tags")
+            .and_then(|c| c.as_list_opt::<i32>())
+            .ok_or_else(|| BatchError::Meta("hit batch without tags".into()))?;
+        for r in 0..b.num_rows() {
+            let t = tags.value(r);
+            let t = t.as_string::<i32>();
+            out.push(HitLine {
+                indicator_id: s[0].value(r).into(),
+                kind: s[1].value(r).into(),
+                indicator: s[2].value(r).into(),
+                field: s[3].value(r).into(),
+                value: s[4].value(r).into(),
+                input: s[5].value(r).into(),
+                event_time: (!s[6].is_null(r)).then(|| s[6].value(r).to_string()),
+                tlp: s[7].value(r).into(),
+                source: s[8].value(r).into(),
+                row: rows.value(r),
+                tags: (0..t.len()).map(|i| t.value(i).to_string()).collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_round_trip() {
+        let h = HitLine {
+            indicator_id: "a".into(),
+            kind: "domain".into(),
+            indicator: "evil.example".into(),
+            field: "query".into(),
+            value: "www.evil.example".into(),
+            row: 7,
+            input: "dns.log".into(),
+            event_time: None,
+            tlp: "TLP:GREEN".into(),
+            source: "s".into(),
+            tags: vec!["x".into(), "y".into()],
+        };
+        let bytes = encode_hits(&[h.clone(), h.clone()]).unwrap();
+        assert_eq!(decode_hits(&bytes).unwrap(), vec![h.clone(), h]);
+        assert!(decode_hits(&encode_hits(&[]).unwrap()).unwrap().is_empty());
+    }
+}

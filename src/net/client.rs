@@ -1,0 +1,432 @@
+//! Clients of the hub: one QUIC connection, one stream, one role per [`Client`].
+//!
+//! ```no_run
+//! # async fn demo(id: cwn::net::tls::Identity, snapshot: Vec<u8>) -> Result<(), cwn::net::client::ClientError> {
+//! use cwn::net::client::Client;
+//!
+//! let mut publisher = Client::connect("127.0.0.1:4433", &id).await?;
+//! let version = publisher.push_snapshot(&snapshot).await?;
+//! publisher.close().await;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::batch::{self, HitLine};
+use super::close_code;
+use super::endpoint::{self, Transport};
+use super::tls::{Identity, TlsError};
+use super::wire::{self, FrameReader, WireError};
+use crate::hub::StartFrom;
+use crate::hub::frame::{self, ErrorCode, Frame, Role};
+use crate::hub::notification::Notification;
+
+/// A client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The hub address.
+    #[error("hub address {0:?}: {1}")]
+    Address(String, String),
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The connection failed or was closed (e.g. the hub refused the certificate).
+    #[error("connection: {0}")]
+    Connection(String),
+    /// The hub answered with an error frame.
+    #[error("hub refused: {message} (code {code})")]
+    Refused {
+        /// Error code (see [`ErrorCode`]).
+        code: u16,
+        /// The hub's message.
+        message: String,
+    },
+    /// The hub broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The hub rejected a pushed snapshot.
+    #[error("snapshot {set_version} rejected: {reason}")]
+    Rejected {
+        /// Its set version.
+        set_version: u64,
+        /// The hub's reason.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// Whether the hub refused the peer's identity or role.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, ClientError::Refused { code, .. } if *code == ErrorCode::FORBIDDEN.0)
+    }
+}
+
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Frame(f) => ClientError::Protocol(f.to_string()),
+            WireError::Read(r) => ClientError::Connection(r.to_string()),
+            WireError::Write(w) => ClientError::Connection(w.to_string()),
+            WireError::Truncated => ClientError::Protocol("stream ended inside a frame".into()),
+        }
+    }
+}
+
+/// A connection to the hub.
+#[derive(Debug)]
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    rd: FrameReader,
+    role: Option<Role>,
+}
+
+/// Splits `host:port` into a resolved address and the name the hub's certificate must carry.
+async fn resolve(hub: &str) -> Result<(SocketAddr, String), ClientError> {
+    let bad = |m: &str| ClientError::Address(hub.to_string(), m.to_string());
+    let (host, _port) = hub
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected HOST:PORT"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addr = tokio::net::lookup_host(hub)
+        .await
+        .map_err(|e| bad(&e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("resolves to no address"))?;
+    Ok((addr, host))
+}
+
+impl Client {
+    /// Connects to `hub` (`HOST:PORT`) presenting `id`, and checks the hub's certificate
+    /// against `id`'s CA for the name `HOST`.
+    ///
+    /// # Errors
+    /// Resolution, TLS setup, or the handshake.
+    pub async fn connect(hub: &str, id: &Identity) -> Result<Client, ClientError> {
+        Self::connect_with(hub, id, &Transport::default()).await
+    }
+
+    /// [`connect`](Self::connect) with explicit transport settings.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with(
+        hub: &str,
+        id: &Identity,
+        transport: &Transport,
+    ) -> Result<Client, ClientError> {
+        let (addr, name) = resolve(hub).await?;
+        let endpoint = endpoint::client_endpoint(id, transport, addr)?;
+        let conn = endpoint
+            .connect(addr, &name)
+            .map_err(|e| ClientError::Connection(e.to_string()))?
+            .await
+            .map_err(|e| ClientError::Connection(e.to_string()))?;
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::Connection(e.to_string()))?;
+        Ok(Client {
+            endpoint,
+            conn,
+            send,
+            rd: FrameReader::new(recv),
+            role: None,
+        })
+    }
+
+    async fn recv(&mut self) -> Result<Frame, ClientError> {
+        match self.rd.next().await {
+            Ok(Some(Frame::Error { code, message })) => Err(ClientError::Refused {
+                code: code.0,
+                message,
+            }),
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => Err(ClientError::Connection("the hub ended the stream".into())),
+            Err(e) => {
+                // A refused handshake shows up as a closed connection: say why.
+                if let Some(reason) = self.conn.close_reason() {
+                    return Err(ClientError::Connection(reason.to_string()));
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn hello(&mut self, role: Role) -> Result<(), ClientError> {
+        if let Some(r) = self.role {
+            if r == role {
+                return Ok(());
+            }
+            return Err(ClientError::Protocol(format!(
+                "this connection acts as {r:?}, not {role:?}"
+            )));
+        }
+        wire::send(
+            &mut self.send,
+            &Frame::Hello {
+                version: frame::PROTOCOL_VERSION.into(),
+                role,
+            },
+        )
+        .await?;
+        match self.recv().await? {
+            Frame::Hello { .. } => {
+                self.role = Some(role);
+                Ok(())
+            }
+            f => Err(ClientError::Protocol(format!("expected Hello, got {f:?}"))),
+        }
+    }
+
+    /// Publisher: pushes a snapshot file; returns its set version once the hub uses it.
+    ///
+    /// # Errors
+    /// Not a publisher, the hub rejected the snapshot, or the connection failed.
+    pub async fn push_snapshot(&mut self, snapshot: &[u8]) -> Result<u64, ClientError> {
+        self.hello(Role::Publisher).await?;
+        let set_version = snapshot
+            .get(16..24)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| ClientError::Protocol("not a snapshot (too short)".into()))?;
+        let total_len = snapshot.len() as u64;
+        for (i, chunk) in snapshot.chunks(super::server::SNAPSHOT_CHUNK).enumerate() {
+            wire::send(
+                &mut self.send,
+                &Frame::PushSnapshot {
+                    set_version,
+                    total_len,
+                    position: (i * super::server::SNAPSHOT_CHUNK) as u64,
+                    data: chunk.to_vec(),
+                },
+            )
+            .await?;
+        }
+        match self.recv().await? {
+            Frame::SnapshotAccepted { set_version } => Ok(set_version),
+            Frame::SnapshotRejected {
+                set_version,
+                reason,
+            } => Err(ClientError::Rejected {
+                set_version,
+                reason,
+            }),
+            f => Err(ClientError::Protocol(format!("unexpected {f:?}"))),
+        }
+    }
+
+    /// Partner: pulls the snapshot cut to this entity's clearance.
+    ///
+    /// # Errors
+    /// Not a partner, no snapshot at the hub, or the connection failed.
+    pub async fn pull_snapshot(&mut self, have_version: u64) -> Result<Vec<u8>, ClientError> {
+        self.hello(Role::Partner).await?;
+        wire::send(&mut self.send, &Frame::PullSnapshot { have_version }).await?;
+        let mut out = Vec::new();
+        loop {
+            match self.recv().await? {
+                Frame::PushSnapshot {
+                    total_len,
+                    position,
+                    data,
+                    ..
+                } => {
+                    if position != out.len() as u64 || position + data.len() as u64 > total_len {
+                        return Err(ClientError::Protocol("snapshot chunk out of order".into()));
+                    }
+                    out.extend_from_slice(&data);
+                    if out.len() as u64 == total_len {
+                        return Ok(out);
+                    }
+                }
+                f => return Err(ClientError::Protocol(format!("unexpected {f:?}"))),
+            }
+        }
+    }
+
+    /// Partner: sends one telemetry batch (from [`batch::encode_telemetry`]) without waiting.
+    ///
+    /// # Errors
+    /// Not a partner, or the connection failed.
+    pub async fn send_batch(
+        &mut self,
+        batch_id: u64,
+        arrow_ipc: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        self.hello(Role::Partner).await?;
+        wire::send(
+            &mut self.send,
+            &Frame::TelemetryBatch {
+                batch_id,
+                arrow_ipc,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Partner: the hits of the next batch answered, in the order batches were sent.
+    ///
+    /// # Errors
+    /// The hub refused the batch, or the connection failed.
+    pub async fn recv_hits(&mut self) -> Result<(u64, Vec<HitLine>), ClientError> {
+        match self.recv().await? {
+            Frame::Hits {
+                batch_id,
+                arrow_ipc,
+            } => Ok((
+                batch_id,
+                batch::decode_hits(&arrow_ipc).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            )),
+            f => Err(ClientError::Protocol(format!("unexpected {f:?}"))),
+        }
+    }
+
+    /// Subscriber: starts receiving this entity's notifications.
+    ///
+    /// # Errors
+    /// Not a subscriber, or the connection failed.
+    pub async fn subscribe(mut self, from: StartFrom) -> Result<Subscription, ClientError> {
+        self.hello(Role::Subscriber).await?;
+        wire::send(&mut self.send, &Frame::Subscribe { from }).await?;
+        Ok(Subscription { client: self })
+    }
+
+    /// Ends the conversation: says `Close`, reads what the hub still sends until it ends the
+    /// stream, then closes the connection — so that neither side loses the tail.
+    pub async fn close(mut self) {
+        let _ = wire::send(&mut self.send, &Frame::Close).await;
+        let _ = self.send.finish();
+        let drain = async { while let Ok(Some(_)) = self.rd.next().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        self.conn.close(close_code::OK.into(), b"");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
+    /// The underlying QUIC connection (for its statistics).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+}
+
+/// A subscriber's stream of notifications.
+#[derive(Debug)]
+pub struct Subscription {
+    client: Client,
+}
+
+impl Subscription {
+    /// The next notification and its offset; `None` when the hub ended the subscription
+    /// (shutdown).
+    ///
+    /// # Errors
+    /// The hub refused or the connection failed.
+    pub async fn next(&mut self) -> Result<Option<(u64, Notification)>, ClientError> {
+        loop {
+            match self.client.recv().await {
+                Ok(Frame::Notification {
+                    offset,
+                    notification,
+                }) => return Ok(Some((offset, notification))),
+                Ok(Frame::Gap { from, to }) => {
+                    tracing::warn!(
+                        "notifications {from}..{to} were deleted by retention before delivery"
+                    );
+                }
+                Ok(Frame::Close) => return Ok(None),
+                Ok(f) => return Err(ClientError::Protocol(format!("unexpected {f:?}"))),
+                Err(ClientError::Connection(m)) if m.contains("ended the stream") => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Acknowledges everything up to and including `offset`: call it after the notification
+    /// is safely stored; the hub resumes after it next time.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn ack(&mut self, offset: u64) -> Result<(), ClientError> {
+        wire::send(&mut self.client.send, &Frame::Ack { offset }).await?;
+        Ok(())
+    }
+
+    /// Ends the subscription (see [`Client::close`]).
+    pub async fn close(self) {
+        self.client.close().await;
+    }
+}
+
+/// A notification as one JSON object, as `cwn subscribe` writes it: `offset`, `id` (hex, for
+/// de-duplication), `created_at` (RFC 3339), `tlp`, `kind`, and the `payload` (the hit
+/// record, with the partner and the routing rule).
+pub fn notification_json(offset: u64, n: &Notification) -> serde_json::Value {
+    use crate::hub::notification::NotificationKind;
+    let payload: serde_json::Value = serde_json::from_slice(&n.payload)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&n.payload).into_owned().into());
+    serde_json::json!({
+        "offset": offset,
+        "id": n.id.to_string(),
+        "created_at": jiff::Timestamp::from_millisecond(n.created_at_ms as i64)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        "tlp": n.tlp.name(),
+        "kind": match n.kind {
+            NotificationKind::Hit => "hit",
+            NotificationKind::Sighting => "sighting",
+            NotificationKind::Test => "test",
+        },
+        "payload": payload,
+    })
+}
+
+/// Telemetry batches in flight before [`stream_files`] waits for hits.
+pub const STREAM_WINDOW: usize = 8;
+
+/// Partner: streams telemetry files to the hub (read as `cwn match` reads them) and returns
+/// the hits sent back, in input order, and the number of rows sent.
+///
+/// # Errors
+/// Unreadable telemetry, or the hub refused.
+pub async fn stream_files(
+    hub: &str,
+    id: &Identity,
+    fields: &crate::telemetry::FieldMap,
+    format: Option<crate::telemetry::InputFormat>,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<(Vec<HitLine>, u64)> {
+    let mut c = Client::connect(hub, id).await?;
+    let mut hits = Vec::new();
+    let mut in_flight = 0usize;
+    let mut next_id = 0u64;
+    let mut rows = 0u64;
+    for path in files {
+        let name = path.display().to_string();
+        for tb in crate::telemetry::open(path, format, fields)? {
+            let tb = tb?;
+            rows += tb.batch.num_rows() as u64;
+            let ipc = batch::encode_telemetry(&tb.batch, fields, &name, tb.first_row)?;
+            c.send_batch(next_id, ipc).await?;
+            next_id += 1;
+            in_flight += 1;
+            if in_flight >= STREAM_WINDOW {
+                hits.extend(c.recv_hits().await?.1);
+                in_flight -= 1;
+            }
+        }
+    }
+    while in_flight > 0 {
+        hits.extend(c.recv_hits().await?.1);
+        in_flight -= 1;
+    }
+    c.close().await;
+    Ok((hits, rows))
+}

@@ -1,0 +1,669 @@
+//! The hub's configuration file (`hub.toml`): parsing and validation, with no I/O and no async
+//! runtime, so that `cwn config check` and tests use exactly what `cwn serve` uses.
+//!
+//! Every problem names the file, the line and the key path, and an unknown key suggests the
+//! closest known one: `hub.toml:7: limits.max_conections: unknown key (did you mean
+//! max_connections?)`. All problems of a file are reported at once. Relative paths are taken
+//! relative to the directory of the configuration file. `data/hub.example.toml` documents each
+//! key.
+//!
+//! ```
+//! use cwn::net::config::HubConfig;
+//!
+//! let cfg = HubConfig::from_toml(r#"
+//! listen = "127.0.0.1:4433"
+//! registry = "registry.toml"
+//! data_dir = "var"
+//! [tls]
+//! cert = "pki/hub.pem"
+//! key = "pki/hub.key"
+//! ca = "pki/ca.pem"
+//! [snapshot]
+//! verify_key = "keys/cwn-verify.pem"
+//! [limits]
+//! max_conections = 10
+//! "#, "hub.toml", "/etc/cwn".as_ref()).unwrap_err();
+//! assert_eq!(
+//!     cfg.to_string(),
+//!     "hub.toml:12: limits.max_conections: unknown key (did you mean max_connections?)"
+//! );
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Key path, e.g. `limits.max_connections` (empty for the whole file).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as named by the caller.
+    pub file: String,
+    /// The problems, in file order.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            match p.line {
+                Some(l) => write!(f, "{}:{l}: ", self.file)?,
+                None => write!(f, "{}: ", self.file)?,
+            }
+            if !p.key.is_empty() {
+                write!(f, "{}: ", p.key)?;
+            }
+            f.write_str(&p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// TLS identity of the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The hub's certificate (PEM, may hold the chain).
+    pub cert: PathBuf,
+    /// The hub's private key (PKCS#8 PEM).
+    pub key: PathBuf,
+    /// The network CA: client certificates must chain to it.
+    pub ca: PathBuf,
+}
+
+/// Which snapshot the hub matches with and how pushed ones are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotConfig {
+    /// The snapshot loaded at start and replaced by accepted pushes (optional: a hub may start
+    /// empty and wait for a publisher).
+    pub path: Option<PathBuf>,
+    /// The publisher's Ed25519 public key: every snapshot, loaded or pushed, must verify.
+    pub verify_key: PathBuf,
+    /// The hub's own Ed25519 signing key for the clearance cuts partners pull; unsigned cuts
+    /// when absent.
+    pub sign_key: Option<PathBuf>,
+}
+
+/// Limits and timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; more are refused.
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// QUIC keep-alive interval (below the idle timeout).
+    pub keep_alive_interval: Duration,
+    /// Notifications sent to one subscriber and not yet acknowledged.
+    pub queue_size: usize,
+    /// Per-connection QUIC send window, bytes.
+    pub send_window: u64,
+    /// Notifications older than this are deleted from the logs even if unacknowledged.
+    pub retention_age: Duration,
+    /// Bytes kept per entity log; the oldest segments go first.
+    pub retention_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive_interval: Duration::from_secs(10),
+            queue_size: 1024,
+            send_window: 1 << 20,
+            retention_age: Duration::from_secs(30 * 86_400),
+            retention_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A validated hub configuration, paths resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// The entity registry (TOML).
+    pub registry: PathBuf,
+    /// Where notification logs and offsets live.
+    pub data_dir: PathBuf,
+    /// Arm TLP:RED indicators for routing (FORMATS.md §4.4; default off).
+    pub arm_red: bool,
+    /// TCP address of the HTTP status page, if any.
+    pub status_listen: Option<SocketAddr>,
+    /// The hub's TLS identity.
+    pub tls: TlsConfig,
+    /// Snapshot handling.
+    pub snapshot: SnapshotConfig,
+    /// Limits and timers.
+    pub limits: Limits,
+    /// The disclosure audit log (JSON lines); `DATA_DIR/audit.jsonl` by default.
+    pub audit_log: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Spanned<String>,
+    registry: Spanned<String>,
+    data_dir: Spanned<String>,
+    #[serde(default)]
+    arm_red: bool,
+    #[serde(default)]
+    status_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    audit_log: Option<Spanned<String>>,
+    tls: RawTls,
+    snapshot: RawSnapshot,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+    ca: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnapshot {
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    verify_key: Spanned<String>,
+    #[serde(default)]
+    sign_key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<i64>>,
+    idle_timeout: Option<Spanned<String>>,
+    keep_alive_interval: Option<Spanned<String>>,
+    queue_size: Option<Spanned<i64>>,
+    send_window: Option<Spanned<String>>,
+    retention_age: Option<Spanned<String>>,
+    retention_size: Option<Spanned<String>>,
+}
+
+/// Keys known per table, for "did you mean".
+const KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "listen",
+            "registry",
+            "data_dir",
+            "arm_red",
+            "status_listen",
+            "audit_log",
+            "tls",
+            "snapshot",
+            "limits",
+        ],
+    ),
+    ("tls", &["cert", "key", "ca"]),
+    ("snapshot", &["path", "verify_key", "sign_key"]),
+    (
+        "limits",
+        &[
+            "max_connections",
+            "idle_timeout",
+            "keep_alive_interval",
+            "queue_size",
+            "send_window",
+            "retention_age",
+            "retention_size",
+        ],
+    ),
+];
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Edit distance, for suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn suggest(table: &str, key: &str) -> Option<&'static str> {
+    let known = KEYS.iter().find(|(t, _)| *t == table)?.1;
+    known
+        .iter()
+        .map(|k| (distance(key, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// The dotted path of the key or value at `offset`: the enclosing `[table]` header (the last
+/// one before it) and the key on its line.
+fn key_path_at(text: &str, offset: usize) -> (String, String) {
+    let before = &text[..offset.min(text.len())];
+    let table = before
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            (l.starts_with('[') && !l.starts_with("[["))
+                .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        })
+        .next_back()
+        .unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    (table, key)
+}
+
+fn join(table: &str, key: &str) -> String {
+    if table.is_empty() {
+        key.to_string()
+    } else if key.is_empty() {
+        table.to_string()
+    } else {
+        format!("{table}.{key}")
+    }
+}
+
+fn serde_problem(text: &str, e: &toml::de::Error) -> ConfigProblem {
+    let msg = e.message().trim_end().to_string();
+    let Some(span) = e.span() else {
+        return ConfigProblem {
+            line: None,
+            key: String::new(),
+            message: msg,
+        };
+    };
+    let line = Some(line_of(text, span.start));
+    let (table, key) = key_path_at(text, span.start);
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or("");
+        let message = match suggest(&table, unknown) {
+            Some(s) => format!("unknown key (did you mean {s}?)"),
+            None => "unknown key".to_string(),
+        };
+        return ConfigProblem {
+            line,
+            key: join(&table, unknown),
+            message,
+        };
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let missing = rest.split('`').next().unwrap_or("");
+        // The span of a missing field is its table; name the table, not a key on that line.
+        let table = if span.start == 0 && span.end >= text.len().saturating_sub(1) {
+            String::new()
+        } else {
+            table
+        };
+        return ConfigProblem {
+            line: if table.is_empty() { None } else { line },
+            key: join(&table, missing),
+            message: "missing (required)".to_string(),
+        };
+    }
+    ConfigProblem {
+        line,
+        key: join(&table, &key),
+        message: msg,
+    }
+}
+
+/// Parses a duration: a number and a unit, `ms`, `s`, `m`, `h` or `d` (`30s`, `7d`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?}: a duration needs a unit (ms, s, m, h, d)"))?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. \"30s\", \"7d\")"))?;
+    let ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{s:?}: unknown unit (ms, s, m, h, d)")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Parses a size: a number with an optional unit `B`, `KiB`, `MiB`, `GiB`, `TiB` (`1MiB`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. \"512KiB\", \"1GiB\")"))?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit (B, KiB, MiB, GiB, TiB)")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+struct Problems<'t> {
+    text: &'t str,
+    list: Vec<ConfigProblem>,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        self.list.push(ConfigProblem {
+            line: Some(line_of(self.text, span.start)),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+impl HubConfig {
+    /// Parses and validates `text`; `file` names it in messages and `base` is the directory
+    /// relative paths are resolved against. Touches no file.
+    ///
+    /// # Errors
+    /// Every problem found: TOML syntax, unknown or missing keys (with a suggestion), values of
+    /// the wrong type, unparsable addresses, durations or sizes, and limits out of range.
+    pub fn from_toml(text: &str, file: &str, base: &Path) -> Result<HubConfig, ConfigError> {
+        let fail = |problems| ConfigError {
+            file: file.to_string(),
+            problems,
+        };
+        let raw: Raw = toml::from_str(text).map_err(|e| fail(vec![serde_problem(text, &e)]))?;
+        let mut p = Problems {
+            text,
+            list: Vec::new(),
+        };
+        let path = |s: &Spanned<String>| base.join(s.get_ref().trim());
+        let addr = |s: &Spanned<String>, key: &str, p: &mut Problems<'_>| {
+            s.get_ref().trim().parse::<SocketAddr>().map_or_else(
+                |_| {
+                    p.at(
+                        s.span(),
+                        key,
+                        format!(
+                            "{:?} is not an address (e.g. \"0.0.0.0:4433\")",
+                            s.get_ref()
+                        ),
+                    );
+                    None
+                },
+                Some,
+            )
+        };
+        let listen = addr(&raw.listen, "listen", &mut p);
+        let status_listen = raw
+            .status_listen
+            .as_ref()
+            .map(|s| addr(s, "status_listen", &mut p));
+        for (s, key) in [
+            (&raw.registry, "registry"),
+            (&raw.data_dir, "data_dir"),
+            (&raw.tls.cert, "tls.cert"),
+            (&raw.tls.key, "tls.key"),
+            (&raw.tls.ca, "tls.ca"),
+            (&raw.snapshot.verify_key, "snapshot.verify_key"),
+        ] {
+            if s.get_ref().trim().is_empty() {
+                p.at(s.span(), key, "empty path");
+            }
+        }
+        let mut limits = Limits::default();
+        let l = &raw.limits;
+        if let Some(v) = &l.max_connections {
+            match usize::try_from(*v.get_ref()) {
+                Ok(n) if (1..=1_000_000).contains(&n) => limits.max_connections = n,
+                _ => p.at(v.span(), "limits.max_connections", "must be 1 to 1000000"),
+            }
+        }
+        if let Some(v) = &l.queue_size {
+            match usize::try_from(*v.get_ref()) {
+                Ok(n) if (1..=1 << 20).contains(&n) => limits.queue_size = n,
+                _ => p.at(v.span(), "limits.queue_size", "must be 1 to 1048576"),
+            }
+        }
+        let dur =
+            |v: &Option<Spanned<String>>, key: &str, slot: &mut Duration, p: &mut Problems<'_>| {
+                if let Some(v) = v {
+                    match parse_duration(v.get_ref()) {
+                        Ok(d) if !d.is_zero() => *slot = d,
+                        Ok(_) => p.at(v.span(), key, "must be more than zero"),
+                        Err(m) => p.at(v.span(), key, m),
+                    }
+                }
+            };
+        dur(
+            &l.idle_timeout,
+            "limits.idle_timeout",
+            &mut limits.idle_timeout,
+            &mut p,
+        );
+        dur(
+            &l.keep_alive_interval,
+            "limits.keep_alive_interval",
+            &mut limits.keep_alive_interval,
+            &mut p,
+        );
+        dur(
+            &l.retention_age,
+            "limits.retention_age",
+            &mut limits.retention_age,
+            &mut p,
+        );
+        if limits.keep_alive_interval >= limits.idle_timeout {
+            let span = l
+                .keep_alive_interval
+                .as_ref()
+                .or(l.idle_timeout.as_ref())
+                .map_or(0..0, |s| s.span());
+            p.at(
+                span,
+                "limits.keep_alive_interval",
+                format!(
+                    "must be shorter than limits.idle_timeout ({:?}), or idle connections drop",
+                    limits.idle_timeout
+                ),
+            );
+        }
+        if let Some(v) = &l.send_window {
+            match parse_size(v.get_ref()) {
+                Ok(n) if ((64 << 10)..=(16 << 20)).contains(&n) => limits.send_window = n,
+                Ok(_) => p.at(
+                    v.span(),
+                    "limits.send_window",
+                    "must be 64KiB to 16MiB (256KiB-1MiB recommended)",
+                ),
+                Err(m) => p.at(v.span(), "limits.send_window", m),
+            }
+        }
+        if let Some(v) = &l.retention_size {
+            match parse_size(v.get_ref()) {
+                Ok(n) if n >= 1 << 20 => limits.retention_bytes = n,
+                Ok(_) => p.at(v.span(), "limits.retention_size", "must be at least 1MiB"),
+                Err(m) => p.at(v.span(), "limits.retention_size", m),
+            }
+        }
+        if !p.list.is_empty() {
+            p.list.sort_by_key(|x| x.line);
+            return Err(fail(p.list));
+        }
+        let data_dir = path(&raw.data_dir);
+        Ok(HubConfig {
+            listen: listen.expect("checked above"),
+            registry: path(&raw.registry),
+            audit_log: raw
+                .audit_log
+                .as_ref()
+                .map_or_else(|| data_dir.join("audit.jsonl"), path),
+            data_dir,
+            arm_red: raw.arm_red,
+            status_listen: status_listen.flatten(),
+            tls: TlsConfig {
+                cert: path(&raw.tls.cert),
+                key: path(&raw.tls.key),
+                ca: path(&raw.tls.ca),
+            },
+            snapshot: SnapshotConfig {
+                path: raw.snapshot.path.as_ref().map(path),
+                verify_key: path(&raw.snapshot.verify_key),
+                sign_key: raw.snapshot.sign_key.as_ref().map(path),
+            },
+            limits,
+        })
+    }
+
+    /// Reads and validates a configuration file (relative paths against its directory).
+    ///
+    /// # Errors
+    /// The file cannot be read, or [`from_toml`](Self::from_toml) finds problems.
+    pub fn load(file: &Path) -> Result<HubConfig, ConfigError> {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: name.clone(),
+            problems: vec![ConfigProblem {
+                line: None,
+                key: String::new(),
+                message: e.to_string(),
+            }],
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        HubConfig::from_toml(&text, &name, base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"listen = "127.0.0.1:4433"
+registry = "registry.toml"
+data_dir = "var"
+[tls]
+cert = "hub.pem"
+key = "hub.key"
+ca = "ca.pem"
+[snapshot]
+verify_key = "verify.pem"
+"#;
+
+    fn err(extra: &str) -> String {
+        HubConfig::from_toml(&format!("{GOOD}{extra}"), "hub.toml", Path::new("/c"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_and_paths() {
+        let c = HubConfig::from_toml(GOOD, "hub.toml", Path::new("/c")).unwrap();
+        assert_eq!(c.registry, Path::new("/c/registry.toml"));
+        assert_eq!(c.audit_log, Path::new("/c/var/audit.jsonl"));
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn problems_name_line_and_key() {
+        let cases = [
+            (
+                "[limits]\nmax_conections = 3\n",
+                "hub.toml:11: limits.max_conections: unknown key (did you mean max_connections?)",
+            ),
+            (
+                "[limits]\nidle_timeout = \"3 parsecs\"\n",
+                "hub.toml:11: limits.idle_timeout: \"3 parsecs\": unknown unit (ms, s, m, h, d)",
+            ),
+            (
+                "[limits]\nsend_window = \"64MiB\"\n",
+                "hub.toml:11: limits.send_window: must be 64KiB to 16MiB (256KiB-1MiB recommended)",
+            ),
+            (
+                "[limits]\nmax_connections = \"many\"\n",
+                "hub.toml:11: limits.max_connections: invalid type: string \"many\", expected i64",
+            ),
+            (
+                "verify_kye = \"v.pem\"\n",
+                "hub.toml:10: snapshot.verify_kye: unknown key (did you mean verify_key?)",
+            ),
+            (
+                "[limits]\nkeep_alive_interval = \"1m\"\n",
+                "hub.toml:11: limits.keep_alive_interval: must be shorter than limits.idle_timeout (30s), or idle connections drop",
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(err(extra), want, "{extra}");
+        }
+        let top = format!("arm_rde = true\n{GOOD}");
+        assert_eq!(
+            HubConfig::from_toml(&top, "hub.toml", Path::new("/"))
+                .unwrap_err()
+                .to_string(),
+            "hub.toml:1: arm_rde: unknown key (did you mean arm_red?)"
+        );
+        let e = HubConfig::from_toml("listen = \"nowhere\"\n", "hub.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing (required)"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert!(parse_duration("30").is_err());
+        assert_eq!(parse_size("256KiB"), Ok(256 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("1 PB").is_err());
+    }
+}

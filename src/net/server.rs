@@ -1,0 +1,1051 @@
+//! The hub: a QUIC server with mutual TLS that takes snapshots from publishers, telemetry from
+//! partners and delivers notifications to subscribers.
+//!
+//! One connection is one peer; its identity comes from its verified certificate (looked up in
+//! the registry, and checked against the fingerprint and subject the registry holds) and its
+//! roles from the registry. The peer opens one bidirectional stream, says `Hello` with the
+//! role it acts in, and then:
+//! - publisher: `PushSnapshot` chunks → `SnapshotAccepted` / `SnapshotRejected`. An accepted
+//!   snapshot (signature checked with the configured key, set version newer than the current
+//!   one) is written to `DATA_DIR/snapshot.cwnsnap` and swapped in atomically: batches being
+//!   matched finish on the old index;
+//! - partner: `PullSnapshot` → the clearance cut as `PushSnapshot` chunks; `TelemetryBatch` →
+//!   matched, routed (audit log), notifications appended to the victims' logs and synced,
+//!   then `Hits` with the hits the partner may see;
+//! - subscriber: `Subscribe` → `Notification`s of its own entity from the acknowledged offset
+//!   (or the one asked for), at most `queue_size` unacknowledged; `Ack` moves the offset,
+//!   which is kept on disk.
+//!
+//! Shutdown ([`Server::shutdown`], or SIGTERM / Ctrl-C under [`serve`]): stop accepting, tell
+//! every peer `Close`, let them finish reading, sync the logs and the audit log, close the
+//! endpoint with code 0.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufWriter, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use roaring::RoaringBitmap;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::batch::{self, HitLine};
+use super::config::{HubConfig, Limits};
+use super::endpoint::{self, Transport};
+use super::tls::{self, Identity};
+use super::wire::{self, FrameReader, WireError};
+use super::{close_code, cut};
+use crate::hub::frame::{self, ErrorCode, Frame, Role as WireRole};
+use crate::hub::notification::{Notification, NotificationId, NotificationKind};
+use crate::hub::{self as core, EntityId, HubEvent, SessionId};
+use crate::index::CompiledIndex;
+use crate::index::snapshot::keys;
+use crate::matcher::Matcher;
+use crate::route::constituency::Observable;
+use crate::route::registry::{EntityOrd, Registry, Role};
+use crate::route::{AuditLog, RouteInput, RoutePolicy, Router, Sensitivity};
+use crate::telemetry::FieldKind;
+
+/// File name of the last accepted snapshot in the data directory.
+pub const SNAPSHOT_FILE: &str = "snapshot.cwnsnap";
+
+/// Bytes of snapshot per `PushSnapshot` frame.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Largest snapshot accepted from a publisher.
+pub const MAX_SNAPSHOT: u64 = 8 << 30;
+
+/// The hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A file named by the configuration.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// TLS or the endpoint.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+fn file_err(path: &Path, message: impl std::fmt::Display) -> ServeError {
+    ServeError::File {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Counters of a running hub (read with [`Server::stats`]).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused at the limit.
+    pub refused: AtomicU64,
+    /// Peers turned away after the handshake (unknown entity, role not held).
+    pub forbidden: AtomicU64,
+    /// Telemetry batches matched.
+    pub batches: AtomicU64,
+    /// Telemetry rows matched.
+    pub rows: AtomicU64,
+    /// Hits found.
+    pub hits: AtomicU64,
+    /// Notifications appended to logs.
+    pub notifications_logged: AtomicU64,
+    /// Notifications sent to subscribers.
+    pub notifications_sent: AtomicU64,
+    /// Snapshots accepted.
+    pub snapshots_accepted: AtomicU64,
+    /// Snapshots rejected.
+    pub snapshots_rejected: AtomicU64,
+}
+
+/// Everything the connection tasks share.
+struct Shared {
+    router: Router,
+    publisher: Option<EntityOrd>,
+    index: ArcSwapOption<CompiledIndex>,
+    verify_key: VerifyingKey,
+    sign_key: Option<SigningKey>,
+    /// The sans-IO distribution core: logs, offsets, sessions.
+    hub: Mutex<core::Hub>,
+    /// Wakes the connection task of each subscriber session.
+    sessions: Mutex<HashMap<SessionId, Arc<SessionSignal>>>,
+    /// Wakes the timer task when the core's next deadline may have moved.
+    timer: Notify,
+    audit: Mutex<AuditLog<BufWriter<fs::File>>>,
+    limits: Limits,
+    data_dir: PathBuf,
+    next_hit: AtomicU64,
+    stats: Arc<Stats>,
+    /// Serialises snapshot installs so that versions only go up.
+    install: Mutex<()>,
+}
+
+/// A running hub.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicked holder leaves consistent-enough state (appends are whole records): go on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> u64 {
+    jiff::Timestamp::now().as_millisecond().max(0) as u64
+}
+
+fn read_snapshot(path: &Path, vk: &VerifyingKey) -> Result<CompiledIndex, ServeError> {
+    let bytes = fs::read(path).map_err(|e| file_err(path, e))?;
+    CompiledIndex::from_snapshot(&bytes, Some(vk))
+        .map_err(|e| file_err(path, format!("refused: {e}")))
+}
+
+impl Server {
+    /// Loads everything the configuration names, binds the endpoint and starts serving.
+    /// `cfg.listen` may use port 0; [`local_addr`](Self::local_addr) tells the port.
+    ///
+    /// # Errors
+    /// A file that cannot be read or is refused (registry, keys, certificates, snapshot), or
+    /// the address cannot be bound.
+    pub async fn start(cfg: &HubConfig) -> Result<Server, ServeError> {
+        let text = fs::read_to_string(&cfg.registry).map_err(|e| file_err(&cfg.registry, e))?;
+        let registry = Registry::from_toml(&text, &cfg.registry.display().to_string())
+            .map_err(|e| file_err(&cfg.registry, e))?;
+        let publisher = registry.with_role(Role::Publisher).next();
+        let router = Router::new(
+            registry,
+            RoutePolicy {
+                arm_red: cfg.arm_red,
+            },
+        );
+        let verify_key = keys::read_verify(&cfg.snapshot.verify_key)
+            .map_err(|e| file_err(&cfg.snapshot.verify_key, e))?;
+        let sign_key = cfg
+            .snapshot
+            .sign_key
+            .as_deref()
+            .map(|p| keys::read_signing(p).map_err(|e| file_err(p, e)))
+            .transpose()?;
+        fs::create_dir_all(&cfg.data_dir).map_err(|e| file_err(&cfg.data_dir, e))?;
+        // The newer of the configured snapshot and the last one pushed.
+        let mut index: Option<CompiledIndex> = None;
+        let pushed = cfg.data_dir.join(SNAPSHOT_FILE);
+        for p in cfg.snapshot.path.iter().chain(Some(&pushed)) {
+            if !p.exists() {
+                continue;
+            }
+            let i = read_snapshot(p, &verify_key)?;
+            if index
+                .as_ref()
+                .is_none_or(|cur| i.header().set_version > cur.header().set_version)
+            {
+                index = Some(i);
+            }
+        }
+        let hub =
+            core::Hub::open(core_config(cfg), now_ms()).map_err(|e| file_err(&cfg.data_dir, e))?;
+        let audit = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.audit_log)
+            .map_err(|e| file_err(&cfg.audit_log, e))?;
+        let id = Identity::load(&cfg.tls.cert, &cfg.tls.key, &cfg.tls.ca)?;
+        let transport = Transport {
+            idle_timeout: cfg.limits.idle_timeout,
+            keep_alive_interval: cfg.limits.keep_alive_interval,
+            send_window: cfg.limits.send_window,
+        };
+        let ep = endpoint::server_endpoint(cfg.listen, &id, &transport)?;
+        let addr = ep
+            .local_addr()
+            .map_err(|e| file_err(Path::new("listen"), e))?;
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            router,
+            publisher,
+            index: ArcSwapOption::new(index.map(Arc::new)),
+            verify_key,
+            sign_key,
+            hub: Mutex::new(hub),
+            sessions: Mutex::new(HashMap::new()),
+            timer: Notify::new(),
+            audit: Mutex::new(AuditLog::new(BufWriter::new(audit))),
+            limits: cfg.limits.clone(),
+            data_dir: cfg.data_dir.clone(),
+            next_hit: AtomicU64::new(now_ms() << 16),
+            stats: stats.clone(),
+            install: Mutex::new(()),
+        });
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(timer_loop(shared.clone(), rx.clone()));
+        let task = tokio::spawn(accept_loop(ep, shared, rx));
+        tracing::info!(%addr, "hub listening");
+        Ok(Server {
+            addr,
+            stats,
+            shutdown: tx,
+            task,
+        })
+    }
+
+    /// The address the hub listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The hub's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Stops accepting, closes every connection in order, makes logs durable and waits for
+    /// all of it.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Runs a hub until SIGTERM or Ctrl-C, then shuts it down gracefully.
+///
+/// # Errors
+/// When it cannot start (see [`Server::start`]).
+pub async fn serve(cfg: &HubConfig) -> Result<(), ServeError> {
+    let server = Server::start(cfg).await?;
+    eprintln!("cwn: hub listening on {}", server.local_addr());
+    wait_for_signal().await;
+    eprintln!("cwn: shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn accept_loop(
+    ep: quinn::Endpoint,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            incoming = ep.accept() => {
+                let Some(incoming) = incoming else { break };
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                        let (s, rx) = (shared.clone(), shutdown.clone());
+                        tasks.spawn(async move {
+                            connection(incoming, s, rx).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        incoming.refuse();
+                    }
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    // Graceful: connections see the shutdown flag, say Close and wait for their peers.
+    ep.set_server_config(None);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+    let flushed = lock(&shared.hub).flush();
+    if let Err(e) = flushed {
+        tracing::error!("saving acked offsets at shutdown: {e}");
+    }
+    if let Err(e) = lock(&shared.audit).flush() {
+        tracing::error!("flushing the audit log at shutdown: {e}");
+    }
+    ep.close(close_code::SHUTDOWN.into(), b"hub shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+}
+
+/// Who the peer is, from its verified certificate and the registry.
+fn identify(conn: &quinn::Connection, reg: &Registry) -> Result<EntityOrd, String> {
+    let chain = conn
+        .peer_identity()
+        .and_then(|a| a.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or("no client certificate")?;
+    let pc = tls::peer_cert(&chain).map_err(|e| e.to_string())?;
+    let ord = match &pc.entity {
+        Some(id) => reg
+            .by_id(id)
+            .ok_or_else(|| format!("entity {id:?} is not in the registry"))?,
+        None => reg
+            .by_fingerprint(&pc.fingerprint)
+            .or_else(|| reg.by_subject(&pc.subject))
+            .ok_or_else(|| format!("certificate {:?} names no registered entity", pc.subject))?,
+    };
+    let e = reg.entity(ord);
+    if let Some(fp) = e.fingerprint
+        && fp != pc.fingerprint
+    {
+        return Err(format!(
+            "certificate of {:?} does not have the fingerprint the registry holds",
+            e.id
+        ));
+    }
+    if let Some(s) = &e.subject
+        && s != &pc.subject
+    {
+        return Err(format!(
+            "certificate subject {:?} is not the registry's {s:?} for {:?}",
+            pc.subject, e.id
+        ));
+    }
+    Ok(ord)
+}
+
+fn registry_role(r: WireRole) -> Role {
+    match r {
+        WireRole::Publisher => Role::Publisher,
+        WireRole::Partner => Role::Partner,
+        WireRole::Subscriber => Role::Subscriber,
+    }
+}
+
+/// Why a session ended early.
+enum End {
+    /// Tell the peer, then close.
+    Error(ErrorCode, String),
+    /// The connection is gone.
+    Lost(String),
+}
+
+impl From<WireError> for End {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Frame(f) => End::Error(ErrorCode::PROTOCOL, f.to_string()),
+            other => End::Lost(other.to_string()),
+        }
+    }
+}
+
+fn protocol(what: &str, f: &Frame) -> End {
+    End::Error(
+        ErrorCode::PROTOCOL,
+        format!("unexpected {} {what}", frame_name(f)),
+    )
+}
+
+fn frame_name(f: &Frame) -> &'static str {
+    match f {
+        Frame::Hello { .. } => "Hello",
+        Frame::Subscribe { .. } => "Subscribe",
+        Frame::Notification { .. } => "Notification",
+        Frame::Ack { .. } => "Ack",
+        Frame::Gap { .. } => "Gap",
+        Frame::PushSnapshot { .. } => "PushSnapshot",
+        Frame::SnapshotAccepted { .. } => "SnapshotAccepted",
+        Frame::SnapshotRejected { .. } => "SnapshotRejected",
+        Frame::PullSnapshot { .. } => "PullSnapshot",
+        Frame::TelemetryBatch { .. } => "TelemetryBatch",
+        Frame::Hits { .. } => "Hits",
+        Frame::Error { .. } => "Error",
+        Frame::Close => "Close",
+    }
+}
+
+async fn connection(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("handshake failed: {e}");
+            return;
+        }
+    };
+    let peer = conn.remote_address();
+    let who = identify(&conn, shared.router.registry());
+    let (mut send, recv) =
+        match tokio::time::timeout(shared.limits.idle_timeout, conn.accept_bi()).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                conn.close(close_code::PROTOCOL.into(), b"no stream");
+                return;
+            }
+        };
+    let mut rd = FrameReader::new(recv);
+    let result = session(&conn, &shared, who, &mut send, &mut rd, shutdown).await;
+    let code = match result {
+        Ok(()) => {
+            let _ = wire::send(&mut send, &Frame::Close).await;
+            close_code::OK
+        }
+        Err(End::Error(code, message)) => {
+            tracing::info!(%peer, "closing: {message}");
+            if code == ErrorCode::FORBIDDEN {
+                shared.stats.forbidden.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = wire::send(&mut send, &Frame::Error { code, message }).await;
+            u32::from(code.0)
+        }
+        Err(End::Lost(m)) => {
+            tracing::debug!(%peer, "connection lost: {m}");
+            conn.close(close_code::PROTOCOL.into(), b"");
+            return;
+        }
+    };
+    let _ = send.finish();
+    // Let the peer read the tail: it closes when it has; give up after a while.
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+    conn.close(code.into(), b"");
+}
+
+async fn session(
+    _conn: &quinn::Connection,
+    shared: &Arc<Shared>,
+    who: Result<EntityOrd, String>,
+    send: &mut quinn::SendStream,
+    rd: &mut FrameReader,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), End> {
+    let hello = match tokio::time::timeout(shared.limits.idle_timeout, rd.next()).await {
+        Ok(r) => r?,
+        Err(_) => return Err(End::Error(ErrorCode::PROTOCOL, "no Hello".into())),
+    };
+    let role = match hello {
+        Some(Frame::Hello { version, role }) => {
+            if version < u16::from(frame::PROTOCOL_VERSION) {
+                return Err(End::Error(
+                    ErrorCode::UNSUPPORTED_VERSION,
+                    format!("protocol version {version} is not supported"),
+                ));
+            }
+            role
+        }
+        Some(f) => return Err(protocol("before Hello", &f)),
+        None => return Err(End::Lost("closed before Hello".into())),
+    };
+    let ord = who.map_err(|m| End::Error(ErrorCode::FORBIDDEN, m))?;
+    let entity = shared.router.registry().entity(ord);
+    if !entity.roles.contains(registry_role(role)) {
+        return Err(End::Error(
+            ErrorCode::FORBIDDEN,
+            format!(
+                "entity {:?} is not a {} in the registry",
+                entity.id,
+                registry_role(role).name()
+            ),
+        ));
+    }
+    wire::send(
+        send,
+        &Frame::Hello {
+            version: frame::PROTOCOL_VERSION.into(),
+            role,
+        },
+    )
+    .await?;
+    match role {
+        WireRole::Publisher => publisher(shared, send, rd, shutdown).await,
+        WireRole::Partner => partner(shared, ord, send, rd, shutdown).await,
+        WireRole::Subscriber => subscriber(shared, ord, send, rd, shutdown).await,
+    }
+}
+
+/// Waits for the next frame, or `None` at the end of the stream or at shutdown.
+async fn next_or_shutdown(
+    rd: &mut FrameReader,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Frame>, End> {
+    if *shutdown.borrow() {
+        return Ok(None);
+    }
+    tokio::select! {
+        f = rd.next() => Ok(f?),
+        _ = shutdown.changed() => Ok(None),
+    }
+}
+
+async fn publisher(
+    shared: &Arc<Shared>,
+    send: &mut quinn::SendStream,
+    rd: &mut FrameReader,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), End> {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(f) = next_or_shutdown(rd, &mut shutdown).await? {
+        match f {
+            Frame::PushSnapshot {
+                set_version,
+                total_len,
+                position,
+                data,
+            } => {
+                if position == 0 {
+                    if total_len > MAX_SNAPSHOT {
+                        return Err(End::Error(
+                            ErrorCode::TOO_LARGE,
+                            format!("snapshot of {total_len} bytes is over the limit"),
+                        ));
+                    }
+                    buf = Vec::with_capacity(total_len as usize);
+                }
+                if position != buf.len() as u64 || buf.len() as u64 + data.len() as u64 > total_len
+                {
+                    return Err(End::Error(
+                        ErrorCode::PROTOCOL,
+                        "snapshot chunk out of order".into(),
+                    ));
+                }
+                buf.extend_from_slice(&data);
+                if buf.len() as u64 == total_len {
+                    let bytes = std::mem::take(&mut buf);
+                    let s = shared.clone();
+                    let reply = tokio::task::spawn_blocking(move || s.install(&bytes, set_version))
+                        .await
+                        .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?;
+                    wire::send(send, &reply).await?;
+                }
+            }
+            Frame::Close => break,
+            other => return Err(protocol("from a publisher", &other)),
+        }
+    }
+    Ok(())
+}
+
+async fn partner(
+    shared: &Arc<Shared>,
+    ord: EntityOrd,
+    send: &mut quinn::SendStream,
+    rd: &mut FrameReader,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), End> {
+    while let Some(f) = next_or_shutdown(rd, &mut shutdown).await? {
+        match f {
+            Frame::PullSnapshot { have_version: _ } => {
+                let Some(index) = shared.index.load_full() else {
+                    return Err(End::Error(
+                        ErrorCode::INTERNAL,
+                        "the hub has no snapshot yet".into(),
+                    ));
+                };
+                let s = shared.clone();
+                let bytes = tokio::task::spawn_blocking(move || {
+                    let keep: RoaringBitmap = s.router.clearance(ord, index.meta());
+                    cut::cut(&index, &keep, s.sign_key.as_ref())
+                        .map(|b| (b, index.header().set_version))
+                })
+                .await
+                .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?
+                .map_err(|e| End::Error(ErrorCode::INTERNAL, format!("clearance cut: {e}")))?;
+                let (bytes, set_version) = bytes;
+                let total_len = bytes.len() as u64;
+                let mut position = 0usize;
+                loop {
+                    let end = (position + SNAPSHOT_CHUNK).min(bytes.len());
+                    wire::send(
+                        send,
+                        &Frame::PushSnapshot {
+                            set_version,
+                            total_len,
+                            position: position as u64,
+                            data: bytes[position..end].to_vec(),
+                        },
+                    )
+                    .await?;
+                    position = end;
+                    if position >= bytes.len() {
+                        break;
+                    }
+                }
+            }
+            Frame::TelemetryBatch {
+                batch_id,
+                arrow_ipc,
+            } => {
+                let s = shared.clone();
+                let result = tokio::task::spawn_blocking(move || s.match_batch(ord, &arrow_ipc))
+                    .await
+                    .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?;
+                match result {
+                    Ok(hits) => {
+                        wire::send(
+                            send,
+                            &Frame::Hits {
+                                batch_id,
+                                arrow_ipc: hits,
+                            },
+                        )
+                        .await?
+                    }
+                    Err(BatchFailure::Bad(m)) => return Err(End::Error(ErrorCode::PROTOCOL, m)),
+                    Err(BatchFailure::Internal(m)) => {
+                        return Err(End::Error(ErrorCode::INTERNAL, m));
+                    }
+                }
+            }
+            Frame::Close => break,
+            other => return Err(protocol("from a partner", &other)),
+        }
+    }
+    Ok(())
+}
+
+/// What the core tells one subscriber's connection task.
+#[derive(Default)]
+struct SessionSignal {
+    wake: Notify,
+    /// A newer session of the same entity took over.
+    replaced: std::sync::atomic::AtomicBool,
+}
+
+async fn subscriber(
+    shared: &Arc<Shared>,
+    ord: EntityOrd,
+    send: &mut quinn::SendStream,
+    rd: &mut FrameReader,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), End> {
+    let from = match next_or_shutdown(rd, &mut shutdown).await? {
+        Some(Frame::Subscribe { from }) => from,
+        Some(f) => return Err(protocol("from a subscriber", &f)),
+        None => return Ok(()),
+    };
+    let signal = Arc::new(SessionSignal::default());
+    let session = {
+        let mut hub = lock(&shared.hub);
+        let sid = hub
+            .connect(EntityId(ord.as_u32()), from, now_ms())
+            .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?;
+        lock(&shared.sessions).insert(sid, signal.clone());
+        sid
+    };
+    shared.pump();
+    let result = deliver(shared, session, &signal, send, rd, &mut shutdown).await;
+    lock(&shared.sessions).remove(&session);
+    if !signal.replaced.load(Ordering::Relaxed) {
+        let _ = lock(&shared.hub).disconnect(session);
+    }
+    shared.pump();
+    result
+}
+
+async fn deliver(
+    shared: &Arc<Shared>,
+    session: SessionId,
+    signal: &SessionSignal,
+    send: &mut quinn::SendStream,
+    rd: &mut FrameReader,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), End> {
+    let internal = |e: core::HubError| End::Error(ErrorCode::INTERNAL, e.to_string());
+    let mut frames = Vec::new();
+    loop {
+        if signal.replaced.load(Ordering::Relaxed) {
+            return Err(End::Error(
+                ErrorCode::REPLACED,
+                "another connection subscribed for this entity".into(),
+            ));
+        }
+        // Everything the core has for this session now, in one write.
+        {
+            let mut hub = lock(&shared.hub);
+            let now = now_ms();
+            while frames.len() < 256 {
+                match hub.poll_transmit(session, now).map_err(internal)? {
+                    Some(f) => frames.push(f),
+                    None => break,
+                }
+            }
+        }
+        if !frames.is_empty() {
+            let n = frames
+                .iter()
+                .filter(|f| matches!(f, Frame::Notification { .. }))
+                .count();
+            shared
+                .stats
+                .notifications_sent
+                .fetch_add(n as u64, Ordering::Relaxed);
+            wire::send_all(send, &frames).await?;
+            let full = frames.len() == 256;
+            frames.clear();
+            shared.timer.notify_one();
+            if full {
+                continue;
+            }
+        }
+        tokio::select! {
+            f = rd.next() => match f? {
+                Some(Frame::Ack { offset }) => {
+                    let r = lock(&shared.hub).handle_ack(session, offset, now_ms());
+                    match r {
+                        Ok(()) => {}
+                        Err(e @ core::HubError::AckBeyondSent { .. }) => {
+                            return Err(End::Error(ErrorCode::PROTOCOL, e.to_string()));
+                        }
+                        Err(e) => return Err(internal(e)),
+                    }
+                    shared.pump();
+                }
+                Some(Frame::Close) | None => return Ok(()),
+                Some(f) => return Err(protocol("from a subscriber", &f)),
+            },
+            _ = signal.wake.notified() => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+/// Runs the core's timers: ack timeouts (re-sends), saving acked offsets, retention.
+async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let deadline = lock(&shared.hub).poll_timeout();
+        let wait = deadline.map_or(Duration::from_secs(3600), |d| {
+            Duration::from_millis(d.saturating_sub(now_ms()))
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                let r = lock(&shared.hub).handle_timeout(now_ms());
+                if let Err(e) = r {
+                    tracing::error!("hub timers: {e}");
+                }
+                shared.pump();
+            }
+            _ = shared.timer.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The core's settings from the configuration.
+fn core_config(cfg: &HubConfig) -> core::HubConfig {
+    let l = &cfg.limits;
+    let mut c = core::HubConfig::new(cfg.data_dir.join("logs"));
+    c.queue_capacity = l.queue_size;
+    c.max_in_flight = l
+        .queue_size
+        .min(c.max_in_flight.max(l.queue_size / 4))
+        .max(1);
+    // The active segment is never deleted: keep segments well under the size cap.
+    c.log.segment_bytes = (l.retention_bytes / 4).clamp(64 << 10, 64 << 20);
+    c.retention = core::Retention {
+        max_age_ms: Some(l.retention_age.as_millis() as u64),
+        max_bytes: Some(l.retention_bytes),
+    };
+    c
+}
+
+enum BatchFailure {
+    Bad(String),
+    Internal(String),
+}
+
+fn cell_text(col: &dyn arrow_array::Array, r: usize, out: &mut Vec<String>) {
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+    if r >= col.len() || col.is_null(r) {
+        return;
+    }
+    match col.data_type() {
+        DataType::Utf8 => out.push(col.as_string::<i32>().value(r).to_string()),
+        DataType::LargeUtf8 => out.push(col.as_string::<i64>().value(r).to_string()),
+        DataType::Utf8View => out.push(col.as_string_view().value(r).to_string()),
+        DataType::List(_) => {
+            let l = col.as_list::<i32>().value(r);
+            for i in 0..l.len() {
+                cell_text(l.as_ref(), i, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Shared {
+    /// Hands the core's events to the connection tasks.
+    fn pump(&self) {
+        let mut hub = lock(&self.hub);
+        let sessions = lock(&self.sessions);
+        while let Some(ev) = hub.poll_event() {
+            match ev {
+                HubEvent::Wake(sid) => {
+                    if let Some(s) = sessions.get(&sid) {
+                        s.wake.notify_one();
+                    }
+                }
+                HubEvent::Closed { session, .. } => {
+                    if let Some(s) = sessions.get(&session) {
+                        s.replaced.store(true, Ordering::Relaxed);
+                        s.wake.notify_one();
+                    }
+                }
+                HubEvent::DataLost { entity, lost } => {
+                    tracing::warn!(
+                        "retention deleted un-acked notifications {lost:?} of entity {}",
+                        entity.0
+                    );
+                }
+                HubEvent::AckedReset {
+                    entity,
+                    acked,
+                    reason,
+                } => {
+                    tracing::warn!(
+                        "entity {}: delivery restarts at {acked}: {reason}",
+                        entity.0
+                    );
+                }
+            }
+        }
+    }
+
+    fn install(&self, bytes: &[u8], announced: u64) -> Frame {
+        let _one = lock(&self.install);
+        let reject = |reason: String| {
+            self.stats
+                .snapshots_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("snapshot {announced} rejected: {reason}");
+            Frame::SnapshotRejected {
+                set_version: announced,
+                reason,
+            }
+        };
+        let index = match CompiledIndex::from_snapshot(bytes, Some(&self.verify_key)) {
+            Ok(i) => i,
+            Err(e) => return reject(e.to_string()),
+        };
+        let v = index.header().set_version;
+        if let Some(cur) = self.index.load_full()
+            && cur.header().set_version >= v
+        {
+            return reject(format!(
+                "set version {v} is not newer than the one in use ({})",
+                cur.header().set_version
+            ));
+        }
+        let path = self.data_dir.join(SNAPSHOT_FILE);
+        let tmp = path.with_extension("tmp");
+        let written = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            return reject(format!("the hub could not store it: {e}"));
+        }
+        self.index.store(Some(Arc::new(index)));
+        self.stats
+            .snapshots_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!("snapshot {v} in use");
+        Frame::SnapshotAccepted { set_version: v }
+    }
+
+    /// Matches one telemetry batch of `partner`, routes and logs the notifications (durably),
+    /// and returns the hits the partner may see, as Arrow IPC.
+    fn match_batch(&self, partner: EntityOrd, ipc: &[u8]) -> Result<Vec<u8>, BatchFailure> {
+        let t = batch::decode_telemetry(ipc).map_err(|e| BatchFailure::Bad(e.to_string()))?;
+        let Some(index) = self.index.load_full() else {
+            return Err(BatchFailure::Internal("the hub has no snapshot yet".into()));
+        };
+        let now = jiff::Timestamp::now();
+        let matcher = Matcher::new(&index, &t.fields, now.as_second());
+        let mut hits = Vec::new();
+        matcher.match_record_batch(&t.batch, t.first_row, &mut hits);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .rows
+            .fetch_add(t.batch.num_rows() as u64, Ordering::Relaxed);
+        self.stats
+            .hits
+            .fetch_add(hits.len() as u64, Ordering::Relaxed);
+        let reg = self.router.registry();
+        let partner_id = reg.entity(partner).id.as_str();
+        let publisher = self.publisher.unwrap_or(partner);
+        let meta = index.meta();
+        let specs = t.fields.fields();
+        let cols: Vec<Option<&arrow_array::ArrayRef>> = specs
+            .iter()
+            .map(|f| t.batch.column_by_name(&f.name))
+            .collect();
+        let mut back = Vec::new();
+        let mut decisions = Vec::new();
+        let mut logged: Vec<Notification> = Vec::new();
+        let created_at_ms = now.as_millisecond().max(0) as u64;
+        let mut texts: Vec<(usize, String)> = Vec::new();
+        for h in &hits {
+            let r = (h.row - t.first_row) as usize;
+            texts.clear();
+            for (fi, spec) in specs.iter().enumerate() {
+                if fi == h.field || matches!(spec.kind, FieldKind::Time | FieldKind::Port(_)) {
+                    continue;
+                }
+                if let Some(c) = cols[fi] {
+                    let mut v = Vec::new();
+                    cell_text(c.as_ref(), r, &mut v);
+                    texts.extend(v.into_iter().map(|s| (fi, s)));
+                }
+            }
+            let observables: Vec<Observable<'_>> = texts
+                .iter()
+                .filter_map(|(fi, s)| Observable::from_field(&specs[*fi].kind, s))
+                .collect();
+            let input = RouteInput {
+                hit_id: self.next_hit.fetch_add(1, Ordering::Relaxed),
+                indicator_id: meta.id(h.ord),
+                sensitivity: Sensitivity::of_meta(meta, h.ord),
+                publisher,
+                partner,
+                observables: &observables,
+            };
+            decisions.clear();
+            self.router.route(&input, &mut decisions);
+            lock(&self.audit)
+                .write(now, reg, &input, &decisions)
+                .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
+            let rec = crate::hits::record(&index, &t.fields, &t.input, h);
+            let no_attribution = meta.no_attribution(h.ord);
+            let line = HitLine {
+                indicator_id: rec.indicator_id.to_string(),
+                kind: rec.kind.to_string(),
+                indicator: rec.indicator.to_string(),
+                field: rec.field.to_string(),
+                value: rec.value.to_string(),
+                row: rec.row,
+                input: rec.input.to_string(),
+                event_time: rec.event_time.clone(),
+                tlp: rec.tlp.to_string(),
+                source: if no_attribution {
+                    String::new()
+                } else {
+                    rec.source.to_string()
+                },
+                tags: rec.tags.iter().map(|s| s.to_string()).collect(),
+            };
+            for d in decisions.iter().filter(|d| d.allowed) {
+                if d.recipient == partner {
+                    back.push(line.clone());
+                    continue;
+                }
+                let mut payload = serde_json::to_value(&line).unwrap_or_default();
+                payload["partner"] = partner_id.into();
+                payload["rule"] = d.rule.name().into();
+                payload["capacity"] = d.capacity.names().collect::<Vec<_>>().into();
+                let entity = EntityId(d.recipient.as_u32());
+                logged.push(Notification {
+                    id: NotificationId::for_hit(
+                        &line.indicator_id,
+                        entity,
+                        partner_id,
+                        &format!("{}:{}", line.input, line.row),
+                    ),
+                    created_at_ms,
+                    entity,
+                    tlp: meta.tlp(h.ord),
+                    kind: NotificationKind::Hit,
+                    payload: serde_json::to_vec(&payload).unwrap_or_default(),
+                });
+            }
+        }
+        if !logged.is_empty() {
+            // Durable (one fsync per entity) before the partner hears the batch is done.
+            lock(&self.hub)
+                .publish_batch(&logged, now_ms())
+                .map_err(|e| BatchFailure::Internal(format!("notification log: {e}")))?;
+            self.stats
+                .notifications_logged
+                .fetch_add(logged.len() as u64, Ordering::Relaxed);
+            self.pump();
+            self.timer.notify_one();
+        }
+        lock(&self.audit)
+            .flush()
+            .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
+        batch::encode_hits(&back).map_err(|e| BatchFailure::Internal(e.to_string()))
+    }
+}

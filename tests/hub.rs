@@ -1,0 +1,592 @@
+//! The hub driven with a simulated clock and no sockets: delivery, backpressure, restarts,
+//! crash recovery, retention, frames, and a model-based property test.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use cwn::hub::frame::{self, Frame};
+use cwn::hub::{
+    AckSync, EntityId, Hub, HubConfig, HubError, HubEvent, LogError, Notification, NotificationId,
+    NotificationKind, Retention, SessionId, StartFrom,
+};
+use cwn::indicator::Tlp;
+
+fn note(entity: u32, i: u64) -> Notification {
+    let hit = format!(r#"{{"indicator":"bad{i}.example","entity":{entity},"row":{i}}}"#);
+    Notification {
+        id: NotificationId::for_hit(&format!("ind-{i}"), EntityId(entity), "msp", &i.to_string()),
+        created_at_ms: 1_700_000_000_000 + i,
+        entity: EntityId(entity),
+        tlp: Tlp::Amber,
+        kind: NotificationKind::Hit,
+        payload: hit.into_bytes(),
+    }
+}
+
+fn config(dir: &Path) -> HubConfig {
+    let mut c = HubConfig::new(dir);
+    // Durability is proven by the log's own tests; a process "crash" here is dropping the hub,
+    // which the page cache survives.
+    c.log.sync = false;
+    c.log.segment_bytes = 2048;
+    c.queue_capacity = 16;
+    c.max_in_flight = 8;
+    c.read_batch = 8;
+    c.ack_timeout_ms = 1_000;
+    c.retention = Retention::default();
+    c
+}
+
+/// Polls until nothing is sent, acking each frame at once; returns the offsets received.
+fn drain(hub: &mut Hub, s: SessionId, now: u64, entity: u32) -> Vec<u64> {
+    let mut got = Vec::new();
+    while let Some(f) = hub.poll_transmit(s, now).unwrap() {
+        match f {
+            Frame::Notification {
+                offset,
+                notification,
+            } => {
+                assert_eq!(notification, note(entity, offset));
+                hub.handle_ack(s, offset, now).unwrap();
+                got.push(offset);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    got
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn entity_dir(data: &Path, e: u32) -> PathBuf {
+    data.join(format!("{e:010}"))
+}
+
+#[test]
+fn slow_subscriber_does_not_hold_up_a_fast_one_and_catches_up_from_disk() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let cap = cfg.queue_capacity;
+    let mut hub = Hub::open(cfg, 0).unwrap();
+    let fast = hub.connect(EntityId(1), StartFrom::Acked, 0).unwrap();
+    let slow = hub.connect(EntityId(2), StartFrom::Acked, 0).unwrap();
+    let mut fast_got = Vec::new();
+    for i in 0..500u64 {
+        let now = i;
+        hub.publish_batch(&[note(1, i), note(2, i)], now).unwrap();
+        // The fast subscriber has each notification as soon as it is published.
+        fast_got.extend(drain(&mut hub, fast, now, 1));
+        assert_eq!(fast_got.len() as u64, i + 1);
+        let st = hub.stats();
+        assert!(st.queued <= cap, "memory bounded: {} queued", st.queued);
+    }
+    assert_eq!(fast_got, (0..500).collect::<Vec<_>>());
+    let st = hub.stats();
+    assert_eq!(st.lagging, 1, "the slow one reads from disk");
+    assert_eq!(st.max_lag, 500);
+    // The slow subscriber wakes up and gets everything, exactly once, in order.
+    let slow_got = drain(&mut hub, slow, 1000, 2);
+    assert_eq!(slow_got, (0..500).collect::<Vec<_>>());
+    let st = hub.stats();
+    assert_eq!((st.lagging, st.max_lag, st.retransmitted), (0, 0, 0));
+    assert_eq!(st.delivered, 1000);
+    // And it is live again: the next one arrives from memory.
+    while hub.poll_event().is_some() {}
+    hub.publish(&note(2, 500), 1001).unwrap();
+    assert_eq!(hub.poll_event(), Some(HubEvent::Wake(slow)));
+    assert_eq!(drain(&mut hub, slow, 1001, 2), [500]);
+}
+
+#[test]
+fn queue_stays_bounded_when_a_subscriber_never_reads() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let cap = cfg.queue_capacity;
+    let mut hub = Hub::open(cfg, 0).unwrap();
+    let s = hub.connect(EntityId(4), StartFrom::Acked, 0).unwrap();
+    for chunk in 0..100u64 {
+        let batch: Vec<_> = (chunk * 100..chunk * 100 + 100)
+            .map(|i| note(4, i))
+            .collect();
+        hub.publish_batch(&batch, chunk).unwrap();
+        assert!(hub.stats().queued <= cap);
+    }
+    assert_eq!(hub.stats().published, 10_000);
+    let got = drain(&mut hub, s, 500, 4);
+    assert_eq!(got.len(), 10_000);
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1));
+}
+
+#[test]
+fn acks_survive_a_restart_and_only_unacked_is_sent_again() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.ack_sync = AckSync::Immediate;
+    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    let e = EntityId(9);
+    for i in 0..20 {
+        hub.publish(&note(9, i), i).unwrap();
+    }
+    let s = hub.connect(e, StartFrom::Acked, 100).unwrap();
+    let mut sent = Vec::new();
+    while let Some(Frame::Notification { offset, .. }) = hub.poll_transmit(s, 100).unwrap() {
+        sent.push(offset);
+        if offset == 5 {
+            hub.handle_ack(s, 5, 101).unwrap();
+        }
+    }
+    assert_eq!(sent.len(), 14, "6 acked + a window of 8");
+    // A crash: no flush, no disconnect.
+    drop(hub);
+    let mut hub = Hub::open(cfg.clone(), 200).unwrap();
+    assert_eq!(hub.acked_offset(e), Some(6));
+    let s = hub.connect(e, StartFrom::Acked, 200).unwrap();
+    assert_eq!(drain(&mut hub, s, 200, 9), (6..20).collect::<Vec<_>>());
+
+    // With acks saved on an interval, a crash re-sends only what was acked since the save.
+    cfg.ack_sync = AckSync::Interval(500);
+    drop(hub);
+    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    for i in 20..30 {
+        hub.publish(&note(9, i), 300).unwrap();
+    }
+    let s = hub.connect(e, StartFrom::Acked, 300).unwrap();
+    let Some(Frame::Notification { offset: 20, .. }) = hub.poll_transmit(s, 300).unwrap() else {
+        panic!("resumes at 20");
+    };
+    hub.handle_ack(s, 20, 300).unwrap();
+    assert_eq!(hub.poll_timeout(), Some(800));
+    hub.handle_timeout(800).unwrap(); // saves 21
+    let Some(Frame::Notification { offset: 21, .. }) = hub.poll_transmit(s, 800).unwrap() else {
+        panic!()
+    };
+    hub.handle_ack(s, 21, 801).unwrap(); // not saved yet
+    drop(hub);
+    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    assert_eq!(hub.acked_offset(e), Some(21));
+    let s = hub.connect(e, StartFrom::Acked, 900).unwrap();
+    assert_eq!(drain(&mut hub, s, 900, 9), (21..30).collect::<Vec<_>>());
+    // A disconnect saves at once.
+    hub.disconnect(s).unwrap();
+    drop(hub);
+    let hub = Hub::open(cfg, 0).unwrap();
+    assert_eq!(hub.acked_offset(e), Some(30));
+}
+
+#[test]
+fn start_positions() {
+    let d = tempfile::tempdir().unwrap();
+    let mut hub = Hub::open(config(d.path()), 0).unwrap();
+    let e = EntityId(5);
+    for i in 0..10 {
+        hub.publish(&note(5, i), 0).unwrap();
+    }
+    let s = hub.connect(e, StartFrom::Offset(7), 0).unwrap();
+    assert_eq!(drain(&mut hub, s, 0, 5), [7, 8, 9]);
+    // Replay acked ones with --from.
+    let s = hub.connect(e, StartFrom::Offset(2), 0).unwrap();
+    assert_eq!(drain(&mut hub, s, 0, 5).len(), 8);
+    assert_eq!(hub.acked_offset(e), Some(10));
+    // Past the end starts at the end.
+    let s = hub.connect(e, StartFrom::Offset(99), 0).unwrap();
+    assert_eq!(drain(&mut hub, s, 0, 5), [0u64; 0]);
+    let s = hub.connect(e, StartFrom::Latest, 0).unwrap();
+    hub.publish(&note(5, 10), 0).unwrap();
+    assert_eq!(drain(&mut hub, s, 0, 5), [10]);
+    assert!(matches!(
+        hub.handle_ack(s, 11, 0),
+        Err(HubError::AckBeyondSent { .. })
+    ));
+}
+
+/// Truncating the last segment at every byte of its last record loses only that record.
+#[test]
+fn crash_mid_append_loses_only_the_torn_record() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut hub = Hub::open(config(&data), 0).unwrap();
+    for i in 0..9 {
+        hub.publish(&note(3, i), i).unwrap();
+    }
+    let seg = segments(&entity_dir(&data, 3)).pop().unwrap();
+    let before = fs::metadata(&seg).unwrap().len();
+    hub.publish(&note(3, 9), 9).unwrap();
+    drop(hub);
+    let full = fs::read(&seg).unwrap();
+    for cut in before..full.len() as u64 {
+        fs::write(&seg, &full[..cut as usize]).unwrap();
+        let mut hub = Hub::open(config(&data), 0).unwrap();
+        let range = hub.log_range(EntityId(3)).unwrap();
+        assert_eq!(range.end, 9, "cut at {cut}");
+        let rec = hub.recovery(EntityId(3)).unwrap();
+        assert_eq!(rec.truncated_bytes, cut - before);
+        let s = hub.connect(EntityId(3), StartFrom::Offset(0), 0).unwrap();
+        assert_eq!(drain(&mut hub, s, 0, 3), (0..9).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_flipped_byte_mid_log_is_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut hub = Hub::open(config(&data), 0).unwrap();
+    for i in 0..5 {
+        hub.publish(&note(6, i), 0).unwrap();
+    }
+    drop(hub);
+    let seg = segments(&entity_dir(&data, 6)).pop().unwrap();
+    let mut bytes = fs::read(&seg).unwrap();
+    let pos = 16 + 28 + 40; // inside the first record's payload
+    bytes[pos] ^= 0x04;
+    fs::write(&seg, &bytes).unwrap();
+    let Err(HubError::Log(LogError::Corrupt { path, position, .. })) = Hub::open(config(&data), 0)
+    else {
+        panic!("corruption not reported");
+    };
+    assert_eq!((path, position), (seg, 16));
+}
+
+#[test]
+fn retention_by_age_keeps_unacked_and_by_size_reports_loss() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.retention = Retention {
+        max_age_ms: Some(10_000),
+        max_bytes: None,
+    };
+    cfg.retention_interval_ms = 1_000;
+    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    let e = EntityId(8);
+    for i in 0..200 {
+        hub.publish(&note(8, i), i * 100).unwrap();
+    }
+    let disk = hub.stats().disk_bytes;
+    // Nothing acked: however old, nothing goes.
+    hub.handle_timeout(1_000_000).unwrap();
+    assert_eq!(hub.log_range(e), Some(0..200));
+    let s = hub.connect(e, StartFrom::Acked, 1_000_000).unwrap();
+    // Ack up to 99, a window at a time.
+    while hub.acked_offset(e) < Some(100) {
+        let mut last = 0;
+        while let Some(Frame::Notification { offset, .. }) =
+            hub.poll_transmit(s, 1_000_000).unwrap()
+        {
+            last = offset;
+            if offset == 99 {
+                break;
+            }
+        }
+        hub.handle_ack(s, last, 1_000_000).unwrap();
+    }
+    assert_eq!(hub.acked_offset(e), Some(100));
+    hub.handle_timeout(1_002_000).unwrap();
+    let range = hub.log_range(e).unwrap();
+    assert!(range.start > 50 && range.start <= 100, "{range:?}");
+    assert!(hub.stats().disk_bytes < disk);
+    assert_eq!(hub.poll_event(), None, "nothing lost");
+    hub.disconnect(s).unwrap();
+    drop(hub);
+
+    // A size cap below what is un-acked deletes it anyway, and says so.
+    cfg.retention = Retention {
+        max_age_ms: None,
+        max_bytes: Some(4096),
+    };
+    let mut hub = Hub::open(cfg, 0).unwrap();
+    let s = hub.connect(e, StartFrom::Acked, 0).unwrap();
+    hub.handle_timeout(0).unwrap();
+    let start = hub.log_range(e).unwrap().start;
+    assert!(start > 100);
+    assert_eq!(
+        hub.poll_event(),
+        Some(HubEvent::DataLost {
+            entity: e,
+            lost: 100..start
+        })
+    );
+    assert_eq!(hub.stats().lost, start - 100);
+    assert_eq!(hub.acked_offset(e), Some(start));
+    assert_eq!(
+        hub.poll_transmit(s, 0).unwrap(),
+        Some(Frame::Gap {
+            from: 100,
+            to: start
+        })
+    );
+    assert!(hub.stats().disk_bytes <= 4096);
+    let got = drain(&mut hub, s, 0, 8);
+    assert_eq!(got, (start..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn frames_round_trip_and_valid_seeds_decode() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/frame");
+    for e in fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+        let bytes = fs::read(&p).unwrap();
+        if name.starts_with("valid-") {
+            let f = frame::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(frame::to_bytes(&f).unwrap(), bytes, "{name}");
+        } else if name.starts_with("bad-") {
+            assert!(frame::decode(&bytes).is_err(), "{name}");
+        }
+    }
+    let n = note(1, 1);
+    let f = Frame::Notification {
+        offset: 1,
+        notification: n,
+    };
+    assert_eq!(frame::decode(&frame::to_bytes(&f).unwrap()).unwrap(), f);
+}
+
+// ---- model-based property test ----
+
+const ENTITIES: u32 = 3;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Publish {
+        entity: u32,
+        count: u64,
+    },
+    /// `back`: `None` resumes from the acked offset, `Some(k)` replays from `k` before it.
+    Connect {
+        entity: u32,
+        back: Option<u64>,
+    },
+    Pump {
+        entity: u32,
+        frames: usize,
+    },
+    Ack {
+        entity: u32,
+    },
+    Disconnect {
+        entity: u32,
+    },
+    Tick {
+        ms: u64,
+    },
+    Restart {
+        crash: bool,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let e = 0..ENTITIES;
+    prop_oneof![
+        3 => (e.clone(), 1..6u64).prop_map(|(entity, count)| Op::Publish { entity, count }),
+        2 => (e.clone(), proptest::option::weighted(0.8, 0..4u64))
+            .prop_map(|(entity, back)| Op::Connect { entity, back }),
+        4 => (e.clone(), 1..6usize).prop_map(|(entity, frames)| Op::Pump { entity, frames }),
+        3 => e.clone().prop_map(|entity| Op::Ack { entity }),
+        1 => e.prop_map(|entity| Op::Disconnect { entity }),
+        1 => (0..1500u64).prop_map(|ms| Op::Tick { ms }),
+        1 => any::<bool>().prop_map(|crash| Op::Restart { crash }),
+    ]
+}
+
+struct Sub {
+    id: SessionId,
+    /// Offsets below this were acked before the session started: never to be sent.
+    floor: u64,
+    acked: u64,
+    expect: u64,
+    last: Option<u64>,
+}
+
+struct World {
+    cfg: HubConfig,
+    hub: Hub,
+    now: u64,
+    /// The naive model: every entity's notifications in publish order.
+    model: Vec<Vec<Notification>>,
+    acked: Vec<u64>,
+    subs: HashMap<u32, Sub>,
+    delivered: Vec<BTreeSet<u64>>,
+}
+
+impl World {
+    fn receive(&mut self, entity: u32, frame: Frame) {
+        let sub = self.subs.get_mut(&entity).unwrap();
+        let Frame::Notification {
+            offset,
+            notification,
+        } = frame
+        else {
+            panic!("unexpected {frame:?}");
+        };
+        assert_eq!(notification, self.model[entity as usize][offset as usize]);
+        assert!(
+            offset == sub.expect || offset == sub.acked,
+            "entity {entity}: got {offset}, expected {} (or {} after a rewind)",
+            sub.expect,
+            sub.acked
+        );
+        assert!(offset >= sub.floor, "re-delivered acked offset {offset}");
+        sub.expect = offset + 1;
+        sub.last = Some(offset);
+        self.delivered[entity as usize].insert(offset);
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Publish { entity, count } => {
+                let base = self.model[entity as usize].len() as u64;
+                let batch: Vec<_> = (base..base + count).map(|i| note(entity, i)).collect();
+                let offs = self.hub.publish_batch(&batch, self.now).unwrap();
+                assert_eq!(offs, (base..base + count).collect::<Vec<_>>());
+                self.model[entity as usize].extend(batch);
+            }
+            Op::Connect { entity, back } => {
+                let acked = self.acked[entity as usize];
+                let (from, start) = match back {
+                    None => (StartFrom::Acked, acked),
+                    Some(k) => {
+                        let o = acked.saturating_sub(k);
+                        (StartFrom::Offset(o), o)
+                    }
+                };
+                let id = self.hub.connect(EntityId(entity), from, self.now).unwrap();
+                self.subs.insert(
+                    entity,
+                    Sub {
+                        id,
+                        floor: if back.is_none() { acked } else { start },
+                        acked: start,
+                        expect: start,
+                        last: None,
+                    },
+                );
+            }
+            Op::Pump { entity, frames } => {
+                if let Some(sub) = self.subs.get(&entity) {
+                    let id = sub.id;
+                    for _ in 0..frames {
+                        match self.hub.poll_transmit(id, self.now).unwrap() {
+                            Some(f) => self.receive(entity, f),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            Op::Ack { entity } => {
+                if let Some(sub) = self.subs.get_mut(&entity)
+                    && let Some(last) = sub.last
+                {
+                    self.hub.handle_ack(sub.id, last, self.now).unwrap();
+                    sub.acked = sub.acked.max(last + 1);
+                    let a = &mut self.acked[entity as usize];
+                    *a = (*a).max(last + 1);
+                    assert_eq!(self.hub.acked_offset(EntityId(entity)), Some(*a));
+                }
+            }
+            Op::Disconnect { entity } => {
+                if let Some(sub) = self.subs.remove(&entity) {
+                    self.hub.disconnect(sub.id).unwrap();
+                }
+            }
+            Op::Tick { ms } => {
+                self.now += ms;
+                self.hub.handle_timeout(self.now).unwrap();
+            }
+            Op::Restart { crash } => {
+                if !crash {
+                    self.hub.flush().unwrap();
+                }
+                self.subs.clear();
+                self.hub = Hub::open(self.cfg.clone(), self.now).unwrap();
+                for e in 0..ENTITIES {
+                    let len = self.model[e as usize].len() as u64;
+                    if let Some(r) = self.hub.log_range(EntityId(e)) {
+                        assert_eq!(r, 0..len, "log of entity {e} after restart");
+                        assert_eq!(
+                            self.hub.acked_offset(EntityId(e)),
+                            Some(self.acked[e as usize])
+                        );
+                    } else {
+                        assert_eq!(len, 0);
+                    }
+                }
+            }
+        }
+        while let Some(ev) = self.hub.poll_event() {
+            match ev {
+                HubEvent::Wake(_) | HubEvent::Closed { .. } => {}
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        let st = self.hub.stats();
+        assert!(st.queued <= self.cfg.queue_capacity * self.subs.len());
+        assert!(st.in_flight <= self.cfg.max_in_flight * self.subs.len());
+    }
+
+    /// Connects every entity and drains it, acking as it goes.
+    fn finish(&mut self) {
+        for e in 0..ENTITIES {
+            self.apply(&Op::Connect {
+                entity: e,
+                back: None,
+            });
+            let len = self.model[e as usize].len() as u64;
+            for _ in 0..=len {
+                self.apply(&Op::Pump {
+                    entity: e,
+                    frames: usize::MAX,
+                });
+                self.apply(&Op::Ack { entity: e });
+                if self.acked[e as usize] == len {
+                    break;
+                }
+            }
+            assert_eq!(self.acked[e as usize], len, "entity {e} drained");
+            let all: BTreeSet<u64> = (0..len).collect();
+            assert_eq!(
+                self.delivered[e as usize], all,
+                "entity {e}: every one delivered"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn delivery_matches_a_naive_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = config(d.path());
+        cfg.log.segment_bytes = 400;
+        cfg.queue_capacity = 2;
+        cfg.max_in_flight = 3;
+        cfg.read_batch = 2;
+        cfg.ack_timeout_ms = 1000;
+        cfg.ack_sync = AckSync::Immediate;
+        let hub = Hub::open(cfg.clone(), 0).unwrap();
+        let mut w = World {
+            cfg,
+            hub,
+            now: 0,
+            model: vec![Vec::new(); ENTITIES as usize],
+            acked: vec![0; ENTITIES as usize],
+            subs: HashMap::new(),
+            delivered: vec![BTreeSet::new(); ENTITIES as usize],
+        };
+        for op in &ops {
+            w.apply(op);
+        }
+        w.finish();
+    }
+}
