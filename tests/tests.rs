@@ -13,6 +13,7 @@ mod presets;
 mod real;
 mod reference;
 mod route;
+mod scan;
 mod status;
 mod stix;
 mod util;

@@ -1,22 +1,23 @@
 //! `cwn compile`, `cwn inspect` and `cwn match`.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use rayon::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{SourceArgs, ingest_sources, load_warninglists, progress, write_atomically};
-use crate::hits::{self, Sightings};
+use super::{SourceArgs, ingest_sources, load_warninglists, write_atomically};
+use crate::hits::{HitWriter, Sightings};
 use crate::index::snapshot::keys;
 use crate::index::{CompiledIndex, IndexBuilder};
 use crate::indicator::{IndicatorSet, Kind, Tlp};
-use crate::matcher::{Hit, Matcher};
+use crate::matcher::Matcher;
+use crate::matcher::scan::{ScannedBatch, Scanner};
 use crate::route::registry::Registry;
 use crate::route::{RoutePolicy, Router, Sensitivity};
-use crate::telemetry::{self, FieldMap, FieldSpec, InputFormat, PresetChoice, preset};
+use crate::telemetry::{FieldMap, FieldSpec, InputFormat, PresetChoice, preset};
 
 /// Arguments of `cwn compile`.
 #[derive(Debug, Args)]
@@ -295,15 +296,48 @@ pub struct MatchArgs {
     /// Input format; detected from the content when absent.
     #[arg(long, value_enum)]
     pub input_format: Option<InputFormat>,
-    /// Hits as JSON lines to this file (`-` for stdout).
+    /// Hits to this file: `.parquet` and `.arrow` write those formats, anything else (and
+    /// `-`, stdout) JSON lines.
     #[arg(short, long, value_name = "HITS", default_value = "-")]
     pub output: PathBuf,
-    /// Hit counts per indicator as JSON lines.
+    /// Hit counts per indicator, partner and UTC day as JSON lines.
     #[arg(long, value_name = "FILE")]
     pub sightings: Option<PathBuf>,
+    /// The partner named in sightings. Default: this host's name, else `local`.
+    #[arg(long, value_name = "NAME")]
+    pub partner: Option<String>,
+    /// Threads that decode and match (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
     /// Telemetry files.
     #[arg(required = true, value_name = "TELEMETRY")]
     pub telemetry: Vec<PathBuf>,
+}
+
+/// This host's name, for sightings.
+fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A spinner with rows, rows/s and hits on stderr when it is a terminal, hidden otherwise.
+fn row_progress() -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} match {human_pos} rows ({per_sec}, {elapsed}) {msg}",
+        )
+        .expect("static progress template"),
+    );
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
 }
 
 pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
@@ -318,92 +352,74 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
     let mut chosen = Vec::new();
     let (index, load_secs, _) = load_index(&args.index, args.verify_key.as_deref())?;
     let now = jiff::Timestamp::now().as_second();
+    let scanner = Scanner::new(args.threads)?;
     let started = Instant::now();
-    let to_stdout = args.output.as_os_str() == "-";
-    let mut sightings = Sightings::default();
-    let mut rows = 0u64;
-    let mut bad_rows = 0u64;
+    let partner = args
+        .partner
+        .clone()
+        .or_else(host_name)
+        .unwrap_or_else(|| "local".into());
+    let mut sightings = Sightings::new(partner, now);
     let mut by_kind = std::collections::BTreeMap::<&'static str, u64>::new();
-    let mut total_hits = 0u64;
-    let pb = progress(args.telemetry.len() as u64, "match");
-    let mut run = |w: &mut dyn Write| -> anyhow::Result<()> {
-        for path in &args.telemetry {
-            let name = path.display().to_string();
-            let auto: FieldMap;
-            let fields = match &fixed {
-                Some(f) => f,
-                None => {
-                    let (map, p) = preset::auto_field_map(path, args.input_format, &args.fields)?;
-                    let p = p.map_or("none (--field only)", |p| p.name());
-                    tracing::info!("{name}: --preset auto chose {p}");
-                    chosen.push((name.clone(), p));
-                    auto = map;
-                    &auto
-                }
-            };
-            let matcher = Matcher::new(&index, fields, now);
-            let mut reader = telemetry::open(path, args.input_format, fields)?;
-            loop {
-                // A few batches at a time, matched in parallel, written in order.
-                let chunk: Vec<_> = reader
-                    .by_ref()
-                    .take(rayon::current_num_threads() * 2)
-                    .collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                let chunk: Vec<telemetry::TelemetryBatch> =
-                    chunk.into_iter().collect::<Result<_, _>>()?;
-                let results: Vec<Vec<Hit>> = chunk
-                    .par_iter()
-                    .map(|b| {
-                        let mut hits = Vec::new();
-                        matcher.match_batch(b, &mut hits);
-                        hits
-                    })
-                    .collect();
-                for (b, hits) in chunk.iter().zip(&results) {
-                    rows += b.batch.num_rows() as u64;
-                    for e in &b.errors {
-                        bad_rows += 1;
-                        tracing::warn!("{name}: line {}: {}", e.line, e.reason);
-                    }
-                    for h in hits {
-                        *by_kind.entry(index.meta().kind(h.ord).name()).or_insert(0) += 1;
-                    }
-                    total_hits += hits.len() as u64;
-                    sightings.add(hits);
-                    hits::write_jsonl(w, &index, fields, &name, hits)?;
-                }
+    let mut out = HitWriter::create(&args.output)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
+    let pb = row_progress();
+    let mut hits_seen = 0u64;
+    let (mut rows, mut hits_total, mut bad_rows) = (0u64, 0u64, 0u64);
+    for path in &args.telemetry {
+        let name = path.display().to_string();
+        let auto: FieldMap;
+        let fields = match &fixed {
+            Some(f) => f,
+            None => {
+                let (map, p) = preset::auto_field_map(path, args.input_format, &args.fields)?;
+                let p = p.map_or("none (--field only)", |p| p.name());
+                tracing::info!("{name}: --preset auto chose {p}");
+                chosen.push((name.clone(), p));
+                auto = map;
+                &auto
             }
-            pb.inc(1);
-        }
-        Ok(())
-    };
-    if to_stdout {
-        let stdout = io::stdout();
-        let mut w = io::BufWriter::new(stdout.lock());
-        run(&mut w)?;
-        w.flush()?;
-    } else {
-        let mut err = None;
-        write_atomically(&args.output, |w| {
-            run(w).map_err(|e| {
-                err = Some(e);
-                io::Error::other("match failed")
-            })
-        })
-        .map_err(|e| err.take().unwrap_or(e))?;
+        };
+        let matcher = Matcher::new(&index, fields, now);
+        let mut sink = |b: &ScannedBatch<'_>| -> io::Result<bool> {
+            for e in b.errors {
+                tracing::warn!("{}: line {}: {}", b.input, e.line, e.reason);
+            }
+            for h in b.hits {
+                *by_kind.entry(index.meta().kind(h.ord).name()).or_insert(0) += 1;
+            }
+            sightings.add(b.hits);
+            out.write(&index, fields, b.input, b.hits)?;
+            hits_seen += b.hits.len() as u64;
+            pb.inc(b.rows as u64);
+            if !b.hits.is_empty() {
+                pb.set_message(format!("{hits_seen} hit(s)"));
+            }
+            Ok(true)
+        };
+        let stats = scanner.scan_files(
+            &matcher,
+            std::slice::from_ref(path),
+            args.input_format,
+            &mut sink,
+        )?;
+        rows += stats.rows;
+        hits_total += stats.hits;
+        bad_rows += stats.bad_rows;
     }
+    out.finish()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
     pb.finish_and_clear();
     if let Some(p) = &args.sightings {
         write_atomically(p, |w| sightings.write_jsonl(w, &index))?;
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "scanned {rows} row(s) in {secs:.2} s ({:.0} rows/s; index loaded in {:.1} ms): {total_hits} hit(s) on {} indicator(s){}",
+        "scanned {rows} row(s) in {secs:.2} s ({:.0} rows/s, {} thread(s); index loaded in {:.1} ms): {} hit(s) on {} indicator(s){}",
         rows as f64 / secs.max(1e-9),
+        scanner.threads(),
         load_secs * 1e3,
+        hits_total,
         sightings.len(),
         if bad_rows > 0 {
             format!(", {bad_rows} unreadable row(s) skipped")

@@ -1,5 +1,9 @@
 //! Hits as records: the hit schema, JSON-lines output, and sightings (hit counts per
-//! indicator). Formats that need Arrow writers (Parquet, Arrow IPC) build on the same fields.
+//! indicator, partner and day). [`writer`] writes the same fields as Parquet or Arrow IPC.
+
+pub mod writer;
+
+pub use writer::{HitFormat, HitWriter, hit_schema};
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -78,23 +82,60 @@ pub fn write_jsonl(
     Ok(())
 }
 
-/// Hit counts per indicator.
-#[derive(Debug, Default)]
+/// Hit counts per indicator, partner and UTC day: what a partner reports back as
+/// sightings. The day is that of the row's event time, or of the match when the row has none.
+#[derive(Debug)]
 pub struct Sightings {
-    counts: BTreeMap<u32, u64>,
+    partner: String,
+    now: i64,
+    /// (indicator ordinal, day as days since 1970-01-01) → hits.
+    counts: BTreeMap<(u32, i64), u64>,
 }
 
+impl Default for Sightings {
+    /// Partner `local`, match time now.
+    fn default() -> Self {
+        Sightings::new("local", jiff::Timestamp::now().as_second())
+    }
+}
+
+const DAY: i64 = 86_400;
+
 impl Sightings {
+    /// Sightings reported by `partner`; rows without an event time count on the UTC day of
+    /// `now` (Unix seconds, the match time).
+    pub fn new(partner: impl Into<String>, now: i64) -> Self {
+        Sightings {
+            partner: partner.into(),
+            now,
+            counts: BTreeMap::new(),
+        }
+    }
+
+    /// The partner the sightings are reported by.
+    pub fn partner(&self) -> &str {
+        &self.partner
+    }
+
     /// Counts hits.
     pub fn add(&mut self, hits: &[Hit]) {
         for h in hits {
-            *self.counts.entry(h.ord).or_insert(0) += 1;
+            let day = h.event_time.unwrap_or(self.now).div_euclid(DAY);
+            *self.counts.entry((h.ord, day)).or_insert(0) += 1;
         }
     }
 
     /// Number of distinct indicators seen.
     pub fn len(&self) -> usize {
-        self.counts.len()
+        let mut n = 0;
+        let mut last = None;
+        for &(ord, _) in self.counts.keys() {
+            if last != Some(ord) {
+                n += 1;
+                last = Some(ord);
+            }
+        }
+        n
     }
 
     /// Whether nothing was seen.
@@ -102,11 +143,15 @@ impl Sightings {
         self.counts.is_empty()
     }
 
-    /// Writes one JSON line per indicator: `indicator_id`, `kind`, `indicator`, `tlp`,
-    /// `source`, `count`.
+    /// Writes one JSON line per indicator and day: `indicator_id`, `kind`, `indicator`,
+    /// `tlp`, `source` (the indicator's), `count`, `partner` (who saw it) and `day`
+    /// (`YYYY-MM-DD`, UTC).
     pub fn write_jsonl(&self, w: &mut dyn Write, index: &CompiledIndex) -> io::Result<()> {
         let m = index.meta();
-        for (&ord, &count) in &self.counts {
+        for (&(ord, day), &count) in &self.counts {
+            let day = jiff::Timestamp::from_second(day * DAY)
+                .map(|t| t.strftime("%Y-%m-%d").to_string())
+                .unwrap_or_default();
             let v = serde_json::json!({
                 "indicator_id": m.id(ord),
                 "kind": m.kind(ord).name(),
@@ -114,6 +159,8 @@ impl Sightings {
                 "tlp": m.tlp(ord).name(),
                 "source": m.source(ord),
                 "count": count,
+                "partner": self.partner,
+                "day": day,
             });
             serde_json::to_writer(&mut *w, &v)?;
             w.write_all(b"\n")?;

@@ -5,14 +5,21 @@
 //! columns, as `Utf8` (one value per row) or `List<Utf8>` (Zeek vectors, JSON arrays). A
 //! malformed record becomes an all-null row, so that row numbers stay the 0-based position of
 //! the record in its file, and is reported as a [`RowError`]. Formats are detected from the
-//! content ([`detect`]); gzip is unwrapped by its magic bytes. A column the input lacks is read
+//! content ([`detect`]); gzip and zstd are unwrapped by their magic bytes. A column the input lacks is read
 //! as nulls, so one map serves every log of a schema; [`preset`] has the maps of the schemas
 //! partners stream and picks one from an input's columns.
 //!
+//! Parquet and Arrow IPC keep their own column types: a dictionary-encoded Parquet string
+//! column arrives as a `DictionaryArray`, numbers and timestamps as themselves. A file splits
+//! into [`Part`]s that can be decoded on different threads ([`open_parts`]): one per Parquet
+//! row group, the whole file for the other formats.
+//!
 //! This module knows nothing about indicators: it only produces columns.
 
+mod arrow_ipc;
 mod csv_reader;
 mod json;
+mod parquet;
 pub mod preset;
 mod zeek;
 
@@ -20,7 +27,7 @@ pub use preset::{Preset, PresetChoice};
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -520,21 +527,106 @@ impl<F: LineFormat> Iterator for LineReader<F> {
 /// A streaming reader over one telemetry file.
 pub type BatchIter = Box<dyn Iterator<Item = Result<TelemetryBatch, TelemetryError>> + Send>;
 
+/// gzip and zstd streams are recognised by their first bytes.
+fn is_compressed(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&ZSTD_MAGIC)
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 fn open_buffered(path: &Path) -> Result<Box<dyn BufRead + Send>, TelemetryError> {
     let io_err = |e| TelemetryError::Io {
         path: path.display().to_string(),
         source: e,
     };
     let mut f = BufReader::with_capacity(1 << 20, File::open(path).map_err(io_err)?);
-    let gz = f.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
-    Ok(if gz {
+    let head = f.fill_buf().map_err(io_err)?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(BufReader::with_capacity(
             1 << 20,
             flate2::read::MultiGzDecoder::new(f),
         ))
+    } else if head.starts_with(&ZSTD_MAGIC) {
+        // Reads every frame of a multi-frame file (as `zstd` and `cat a.zst b.zst` write).
+        let d = zstd::stream::read::Decoder::with_buffer(f).map_err(io_err)?;
+        Box::new(BufReader::with_capacity(1 << 20, d))
     } else {
         Box::new(f)
     })
+}
+
+/// A piece of a telemetry file that can be read on its own: one Parquet row group, or the
+/// whole file for formats read front to back.
+pub struct Part {
+    inner: PartInner,
+}
+
+enum PartInner {
+    Whole(BatchIter),
+    RowGroup(Arc<parquet::ParquetInput>, usize),
+}
+
+impl fmt::Debug for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            PartInner::Whole(_) => f.write_str("Part(whole file)"),
+            PartInner::RowGroup(_, g) => write!(f, "Part(row group {g})"),
+        }
+    }
+}
+
+impl Part {
+    /// Row number (0-based, within the file) of the part's first row.
+    pub fn first_row(&self) -> u64 {
+        match &self.inner {
+            PartInner::Whole(_) => 0,
+            PartInner::RowGroup(p, g) => p.first_row(*g),
+        }
+    }
+
+    /// Number of rows, when the file says so without reading them (Parquet).
+    pub fn rows(&self) -> Option<u64> {
+        match &self.inner {
+            PartInner::Whole(_) => None,
+            PartInner::RowGroup(p, g) => Some(p.rows(*g)),
+        }
+    }
+
+    /// Starts reading the part.
+    pub fn open(self) -> Result<BatchIter, TelemetryError> {
+        match self.inner {
+            PartInner::Whole(it) => Ok(it),
+            PartInner::RowGroup(p, g) => p.read_row_group(g),
+        }
+    }
+}
+
+/// Reads parts one after the other.
+struct PartsIter {
+    parts: std::vec::IntoIter<Part>,
+    current: Option<BatchIter>,
+}
+
+impl Iterator for PartsIter {
+    type Item = Result<TelemetryBatch, TelemetryError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(it) = &mut self.current {
+                if let Some(b) = it.next() {
+                    return Some(b);
+                }
+                self.current = None;
+            }
+            match self.parts.next()?.open() {
+                Ok(it) => self.current = Some(it),
+                Err(e) => {
+                    self.parts = Vec::new().into_iter();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
 }
 
 /// Opens a telemetry file and streams its mapped columns. `format` overrides detection.
@@ -543,19 +635,68 @@ pub fn open(
     format: Option<InputFormat>,
     fields: &FieldMap,
 ) -> Result<BatchIter, TelemetryError> {
-    let mut r = open_buffered(path)?;
+    let mut parts = open_parts(path, format, fields)?;
+    if parts.len() == 1 {
+        return parts.pop().expect("one part").open();
+    }
+    Ok(Box::new(PartsIter {
+        parts: parts.into_iter(),
+        current: None,
+    }))
+}
+
+/// Opens a telemetry file as parts that may be read concurrently, in file order: a Parquet
+/// file gives one per row group (none when it has no rows), any other file one.
+pub fn open_parts(
+    path: &Path,
+    format: Option<InputFormat>,
+    fields: &FieldMap,
+) -> Result<Vec<Part>, TelemetryError> {
     let name = path.display().to_string();
+    let io_err = |e| TelemetryError::Io {
+        path: name.clone(),
+        source: e,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut head = Vec::with_capacity(8);
+    (&mut file).take(8).read_to_end(&mut head).map_err(io_err)?;
+    file.rewind().map_err(io_err)?;
+    if !is_compressed(&head) {
+        let columnar = format.or_else(|| match detect(&head) {
+            f @ (InputFormat::Parquet | InputFormat::Arrow) => Some(f),
+            _ => None,
+        });
+        match columnar {
+            Some(InputFormat::Parquet) => {
+                let p = Arc::new(parquet::ParquetInput::open(path, fields)?);
+                return Ok((0..p.row_groups())
+                    .map(|g| Part {
+                        inner: PartInner::RowGroup(p.clone(), g),
+                    })
+                    .collect());
+            }
+            // The file format has a footer to read; a stream is read as any other stream.
+            Some(InputFormat::Arrow) if head.starts_with(b"ARROW1") => {
+                let it = arrow_ipc::open_file(file, &name, fields)?;
+                return Ok(vec![Part {
+                    inner: PartInner::Whole(it),
+                }]);
+            }
+            _ => {}
+        }
+    }
+    drop(file);
+    let mut r = open_buffered(path)?;
     let format = match format {
         Some(f) => f,
         None => {
-            let head = r.fill_buf().map_err(|e| TelemetryError::Io {
-                path: name.clone(),
-                source: e,
-            })?;
+            let head = r.fill_buf().map_err(io_err)?;
             detect(head)
         }
     };
-    from_reader(r, &name, format, fields)
+    Ok(vec![Part {
+        inner: PartInner::Whole(from_reader(r, &name, format, fields)?),
+    }])
 }
 
 /// Streams telemetry from any reader (standard input, a decompressed stream).
@@ -585,11 +726,10 @@ pub fn from_reader(
             zeek::ZeekFormat::new(names.clone()),
         ))),
         InputFormat::Csv => Ok(Box::new(csv_reader::CsvReader::new(r, name, names)?)),
-        InputFormat::Parquet | InputFormat::Arrow => Err(TelemetryError::Format {
+        InputFormat::Arrow => arrow_ipc::open_stream(r, name, fields),
+        InputFormat::Parquet => Err(TelemetryError::Format {
             path: name.to_string(),
-            reason: format!(
-                "{format} input is recognised but this build reads only JSON lines, Zeek TSV and CSV; convert it or use a build with columnar readers"
-            ),
+            reason: "Parquet is read from its footer and needs an uncompressed file; decompress it first (its pages are compressed already)".into(),
         }),
     };
     reader.map(|reader| fields.project_batches(reader))

@@ -1,0 +1,229 @@
+//! End-to-end scan benchmark: a generated Zeek-like Parquet file (string addresses, dictionary-
+//! encoded DNS names, microsecond timestamps, a unique `uid` the field map does not name)
+//! matched against the index compiled from the real maltrail set, on one and two threads.
+//! Throughput is in bytes of the Parquet file.
+//!
+//! `cargo bench --bench scan`. Skipped, with a note, when `../shared/data/real/` is absent.
+//! With `CWN_SCAN_WRITE=FILE` (and optionally `CWN_SCAN_ROWS=N`) it only writes the file, for
+//! measuring `cwn match` on a large input.
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function.
+
+mod common;
+
+use std::fs::File;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::builder::{Int64Builder, StringDictionaryBuilder, TimestampMicrosecondBuilder};
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use cwn::index::IndexBuilder;
+use cwn::indicator::Kind;
+use cwn::matcher::Matcher;
+use cwn::matcher::scan::{ScannedBatch, Scanner};
+use cwn::telemetry::FieldMap;
+
+const ROWS: usize = 400_000;
+const NOW: i64 = 1_750_000_000;
+
+/// Deterministic pseudo-random numbers (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Writes `rows` Zeek conn+dns-like rows: 2 % of the names are maltrail domains (or below
+/// them), the rest from a pool of 5,000 benign names; client addresses from a /16, server
+/// addresses from 20,000, a few of them maltrail IPs.
+fn write_zeek_parquet(path: &Path, rows: usize, bad_names: &[String], bad_ips: &[String]) {
+    let mut rng = Rng(42);
+    let benign: Vec<String> = (0..5_000)
+        .map(|i| {
+            format!(
+                "host{}.site{}.example.{}",
+                i % 97,
+                i,
+                ["com", "net", "nl"][i % 3]
+            )
+        })
+        .collect();
+    let servers: Vec<String> = (0..20_000)
+        .map(|i| {
+            if i % 1000 == 0 && !bad_ips.is_empty() {
+                bad_ips[i / 1000 % bad_ips.len()].clone()
+            } else {
+                format!(
+                    "{}.{}.{}.{}",
+                    20 + i % 180,
+                    (i / 7) % 256,
+                    (i / 13) % 256,
+                    1 + i % 250
+                )
+            }
+        })
+        .collect();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(true)
+        .build();
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let chunk = 65_536;
+    let mut done = 0;
+    while done < rows {
+        let n = chunk.min(rows - done);
+        let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        let mut uid = Vec::with_capacity(n);
+        let mut orig = Vec::with_capacity(n);
+        let mut orig_p = Int64Builder::new();
+        let mut resp = Vec::with_capacity(n);
+        let mut resp_p = Int64Builder::new();
+        let mut proto = StringDictionaryBuilder::<Int32Type>::new();
+        let mut query = StringDictionaryBuilder::<Int32Type>::new();
+        for i in done..done + n {
+            ts.append_value((NOW - 86_400 + i as i64 / 10) * 1_000_000 + (i as i64 % 1_000_000));
+            uid.push(format!("C{:016x}", rng.next()));
+            orig.push(format!(
+                "10.{}.{}.{}",
+                rng.below(4),
+                rng.below(256),
+                1 + rng.below(254)
+            ));
+            orig_p.append_value(1024 + rng.below(60_000) as i64);
+            resp.push(servers[rng.below(servers.len())].clone());
+            resp_p.append_value([53, 443, 80, 8080][rng.below(4)]);
+            proto.append_value(["udp", "tcp"][rng.below(2)]);
+            let name = if rng.below(50) == 0 && !bad_names.is_empty() {
+                let d = &bad_names[rng.below(bad_names.len())];
+                if rng.below(2) == 0 {
+                    d.clone()
+                } else {
+                    format!("www.{d}")
+                }
+            } else {
+                benign[rng.below(benign.len())].clone()
+            };
+            query.append_value(name);
+        }
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("ts", Arc::new(ts.finish())),
+            ("uid", Arc::new(StringArray::from(uid))),
+            ("id.orig_h", Arc::new(StringArray::from(orig))),
+            ("id.orig_p", Arc::new(orig_p.finish())),
+            ("id.resp_h", Arc::new(StringArray::from(resp))),
+            ("id.resp_p", Arc::new(resp_p.finish())),
+            ("proto", Arc::new(proto.finish())),
+            ("query", Arc::new(query.finish())),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).expect("batch");
+        let w = writer.get_or_insert_with(|| {
+            ArrowWriter::try_new(
+                File::create(path).expect("create"),
+                batch.schema(),
+                Some(props.clone()),
+            )
+            .expect("writer")
+        });
+        w.write(&batch).expect("write");
+        done += n;
+    }
+    writer.expect("rows").close().expect("close");
+}
+
+fn scan(c: &mut Criterion) {
+    let Some(set) = common::maltrail_set() else {
+        return;
+    };
+    let index = IndexBuilder::new().build(&set).expect("build");
+    let names: Vec<String> = set
+        .iter()
+        .filter(|(_, i)| i.kind == Kind::Domain)
+        .step_by(997)
+        .map(|(_, i)| i.value.clone())
+        .collect();
+    let ips: Vec<String> = set
+        .iter()
+        .filter(|(_, i)| i.kind == Kind::Ipv4)
+        .step_by(97)
+        .map(|(_, i)| i.value.clone())
+        .collect();
+    if let Some(out) = std::env::var_os("CWN_SCAN_WRITE") {
+        let rows = std::env::var("CWN_SCAN_ROWS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(ROWS);
+        write_zeek_parquet(Path::new(&out), rows, &names, &ips);
+        eprintln!("wrote {rows} rows to {}", Path::new(&out).display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("zeek.parquet");
+    write_zeek_parquet(&path, ROWS, &names, &ips);
+    let bytes = std::fs::metadata(&path).expect("size").len();
+    let fields = FieldMap::from_specs(
+        [
+            "ts=time",
+            "id.orig_h=ip",
+            "id.resp_h=ip",
+            "id.resp_p=port@id.resp_h",
+            "query=domain",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("field")),
+    )
+    .expect("field map");
+    let matcher = Matcher::new(&index, &fields, NOW);
+    let mut g = c.benchmark_group("scan");
+    g.throughput(Throughput::Bytes(bytes));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    for threads in [1, 2] {
+        let scanner = Scanner::new(threads).expect("pool");
+        let mut sink = |_: &ScannedBatch<'_>| -> std::io::Result<bool> { Ok(true) };
+        let s = scanner
+            .scan_files(&matcher, &[&path], None, &mut sink)
+            .expect("scan");
+        eprintln!(
+            "zeek.parquet: {ROWS} rows, {bytes} bytes, {} hits, {threads} thread(s)",
+            s.hits
+        );
+        g.bench_with_input(
+            BenchmarkId::new("zeek_parquet_400k_rows", format!("threads={threads}")),
+            &threads,
+            |b, _| {
+                b.iter(|| {
+                    let mut n = 0usize;
+                    let mut sink = |b: &ScannedBatch<'_>| -> std::io::Result<bool> {
+                        n += b.hits.len();
+                        Ok(true)
+                    };
+                    scanner
+                        .scan_files(&matcher, &[&path], None, &mut sink)
+                        .expect("scan");
+                    black_box(n)
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(scan_benches, scan);
+criterion_main!(scan_benches);
