@@ -1,6 +1,8 @@
 //! Compile and snapshot-load benchmarks on the full real maltrail set: building the index from
-//! an ingested set, writing the snapshot, checking its container (digests, layout) alone, and a
-//! full load (container plus every structure's validation).
+//! an ingested set, writing the snapshot, checking its container (digests, layout) alone, a
+//! load from memory (one aligned copy, the container, each structure's O(1) checks), the two
+//! ways to load from disk (`read_and_load`: read the file, then load; `open`: map it), and the
+//! full O(n) `validate()` that `cwn inspect --check` adds.
 //!
 //! `cargo bench --bench snapshot`. Skipped, with a note, when `../shared/data/real/` is absent.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
@@ -75,6 +77,27 @@ fn benches(c: &mut Criterion) {
                     .len(),
             )
         })
+    });
+    // From disk (the page cache, after the first run): read then load, against map and load.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("maltrail.cwnsnap");
+    std::fs::write(&path, &bytes).expect("write snapshot");
+    g.bench_function("load_from_disk/read_and_load/maltrail_1.64M", |b| {
+        b.iter(|| {
+            let file = std::fs::read(&path).expect("read");
+            black_box(
+                CompiledIndex::from_snapshot(&file, None)
+                    .expect("load")
+                    .len(),
+            )
+        })
+    });
+    g.bench_function("load_from_disk/open/maltrail_1.64M", |b| {
+        b.iter(|| black_box(CompiledIndex::open(&path, None).expect("open").len()))
+    });
+    let loaded = CompiledIndex::open(&path, None).expect("open");
+    g.bench_function("validate/maltrail_1.64M", |b| {
+        b.iter(|| loaded.validate().expect("valid"))
     });
     g.finish();
 }

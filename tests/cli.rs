@@ -262,3 +262,40 @@ fn a_closed_stdout_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.success(), "{:?} {err}", out.status);
 }
+
+#[test]
+fn inspect_check_accepts_a_good_snapshot_and_a_flipped_byte_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "list.txt", LIST);
+    let snap = dir.path().join("set.cwnsnap").display().to_string();
+    let out = cwn(&["compile", &list, "-o", &snap]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = cwn(&["inspect", &snap]);
+    let checked = cwn(&["inspect", "--check", &snap]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(String::from_utf8_lossy(&checked.stderr).contains("invariants hold"));
+    // The report itself is the same with or without the check, but for the load time.
+    let strip = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.contains("loaded and checked"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&plain), strip(&checked));
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let last = bytes.len() - 20;
+    bytes[last] ^= 1;
+    std::fs::write(&snap, &bytes).unwrap();
+    let bad = cwn(&["inspect", "--check", &snap]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("refused"));
+}

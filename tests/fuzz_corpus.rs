@@ -68,6 +68,11 @@ fn telemetry_corpus() {
 }
 
 #[test]
+fn snapshot_sections_corpus() {
+    run("snapshot_sections", cwn::fuzzing::snapshot_sections);
+}
+
+#[test]
 fn frame_corpus() {
     run("frame", cwn::fuzzing::frame);
 }

@@ -10,10 +10,6 @@ use cwn::ingest::warninglist::{ListType, Suppression};
 use cwn::ingest::{self, Category, Detected, Ingest, SourceOptions, Warninglists};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/examples/warninglists");
-const REAL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/real/misp-warninglists.tar.gz"
-);
 
 const RESOLVERS: &str = "Synthetic public DNS resolvers (test data)";
 const BENIGN_HOSTS: &str = "Synthetic benign update hosts (test data)";
@@ -237,13 +233,7 @@ fn the_ingest_driver_reports_suppressions_per_list() {
 
 /// Extracts the upstream tarball (`lists/<name>/list.json`) into a temporary directory.
 fn extract_real() -> Option<(tempfile::TempDir, PathBuf)> {
-    let file = match fs::File::open(REAL) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("skipping: {REAL} is not available ({e})");
-            return None;
-        }
-    };
+    let file = fs::File::open(crate::util::shared_real("misp-warninglists.tar.gz")?).unwrap();
     let dir = tempfile::tempdir().unwrap();
     tar::Archive::new(flate2::read::GzDecoder::new(file))
         .unpack(dir.path())

@@ -1,7 +1,11 @@
 //! [`IndexBuilder`] → [`CompiledIndex`]: every lookup structure over one indicator set, and
 //! its snapshot form.
 
+use std::fs::File;
 use std::net::IpAddr;
+use std::path::Path;
+
+use bytes::Bytes;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use ipnet::IpNet;
@@ -12,7 +16,7 @@ use super::ip::{IpIndex, IpIndexBuilder};
 use super::meta::{MetaBuilder, MetaTable};
 use super::snapshot::{self, Header, SnapshotError};
 use super::substring::{SubstringBuilder, SubstringIndex, classes_of};
-use super::{FormatError, SectionReader, SectionWriter, Sections};
+use super::{FormatError, SectionReader, SectionWriter, Sections, array};
 use crate::indicator::normalize;
 use crate::indicator::{IndicatorSet, Kind, Tlp};
 
@@ -159,6 +163,7 @@ impl IndexBuilder {
                 ja3: ja3.build(),
                 ja3s: ja3s.build(),
                 substrings: subs.build(),
+                snapshot_bytes: 0,
             }
             .with_counts(),
             report,
@@ -233,6 +238,8 @@ pub struct CompiledIndex {
     ja3: ExactIndex<16>,
     ja3s: ExactIndex<16>,
     substrings: SubstringIndex,
+    /// Length of the snapshot it was loaded from, 0 when built.
+    snapshot_bytes: u64,
 }
 
 /// Bytes used by one part of the index, for `cwn inspect`.
@@ -385,7 +392,9 @@ impl CompiledIndex {
         ]
     }
 
-    /// Checks every structure's invariants and that all agree on the number of indicators.
+    /// Checks every structure's invariants, in O(n) (what `cwn inspect --check` runs; a load
+    /// checks only what is O(1) per structure, see [`from_shared`](Self::from_shared)), and
+    /// that all agree on the number of indicators.
     pub fn validate(&self) -> Result<(), FormatError> {
         self.meta.validate()?;
         self.ip.validate()?;
@@ -403,8 +412,7 @@ impl CompiledIndex {
         self.check_counts()
     }
 
-    /// Checks that the header counts agree with the metadata (the structures are validated
-    /// by their own `read_sections`).
+    /// Checks that the header counts agree with the metadata.
     fn check_counts(&self) -> Result<(), FormatError> {
         // Ordinals inside the structures are not cross-checked here (a flipped ordinal byte
         // breaks no structural invariant; the section digests catch corruption): the matcher
@@ -450,13 +458,54 @@ impl CompiledIndex {
         )
     }
 
-    /// Loads a snapshot, checking everything (see [`snapshot::decode`]) and every structure's
-    /// invariants; with `verify`, the file must be signed by that key.
+    /// Loads a snapshot held in memory: copies it once into an aligned buffer, then as
+    /// [`open`](Self::open).
     pub fn from_snapshot(
         bytes: &[u8],
         verify: Option<&VerifyingKey>,
     ) -> Result<CompiledIndex, SnapshotError> {
-        let (header, sections) = snapshot::decode(bytes, verify)?;
+        Self::from_shared(array::aligned_copy(bytes), verify)
+    }
+
+    /// Loads the snapshot file at `path` by mapping it into memory (read-only): the
+    /// structures' arrays are views of the mapped file, so the load reads each page once, to
+    /// check its digest, and copies nothing. Checks as [`from_shared`](Self::from_shared).
+    ///
+    /// The map is shared with whatever else maps the file: see the safety note in the code for
+    /// why that is sound as cwn writes snapshots, and what an outside writer could do.
+    #[allow(unsafe_code)]
+    pub fn open(path: &Path, verify: Option<&VerifyingKey>) -> Result<CompiledIndex, OpenError> {
+        let file = File::open(path).map_err(OpenError::Io)?;
+        // SAFETY: `Mmap` hands out `&[u8]` over the file's pages, which Rust assumes do not
+        // change while borrowed. cwn never changes a snapshot in place: every writer (`cwn
+        // compile`, the hub's distribution) writes a temporary file and renames it over the
+        // old name, which gives the name a new inode and leaves a mapped one untouched, so a
+        // mapped inode is not modified by cwn. The residual risk is an outside writer
+        // (another program, or an operator's `dd`) changing this very inode while it is
+        // mapped: the bytes under the index could then change after their digests were
+        // checked (a truncation would end the process with SIGBUS). That is no worse than a
+        // process with write access to the file could do anyway; the lookups never trust the
+        // bytes to stay well-formed (they are bounded against any content), and an operator
+        // who cannot exclude such writers can use `from_snapshot`, which copies.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(OpenError::Io)?;
+        Self::from_shared(Bytes::from_owner(map), verify).map_err(OpenError::Snapshot)
+    }
+
+    /// Loads a snapshot from a shared buffer, whose arrays the structures then view in place
+    /// (copying only a section that is not aligned for its values, which `to_snapshot` never
+    /// writes). Checks the whole container (see [`snapshot::decode`]: magic, version, header
+    /// digest, signature, every section's bounds, padding and digest, the exact length) and,
+    /// per structure, what costs O(1): array lengths consistent with each other and with the
+    /// header counts. The O(n) invariants are [`validate`](Self::validate)'s, which a load
+    /// does not run: lookups are bounded against any content, so a file that passes these
+    /// checks but breaks an invariant (which takes a valid digest and signature over crafted
+    /// sections) gives wrong answers, never a panic or a hang. With `verify`, the file must
+    /// be signed by that key.
+    pub fn from_shared(
+        backing: Bytes,
+        verify: Option<&VerifyingKey>,
+    ) -> Result<CompiledIndex, SnapshotError> {
+        let (header, ranges) = snapshot::decode_ranges(&backing, verify)?;
         if header.counts.len() != Kind::ALL.len() {
             return Err(FormatError::new(
                 "header",
@@ -468,71 +517,57 @@ impl CompiledIndex {
             )
             .into());
         }
-        // The structures validate themselves as they are read; the expensive ones (metadata,
-        // the name table) are read on other threads while the rest follow in order.
-        let meta_end = MetaTable::SECTIONS.min(sections.len());
-        let (meta, rest) = rayon::join(
-            || MetaTable::read_sections(&mut SectionReader::new(&sections[..meta_end])),
-            || -> Result<_, FormatError> {
-                let mut r = SectionReader::new(&sections[meta_end..]);
-                let ip = IpIndex::read_sections(&mut r)?;
-                let names_at = meta_end + r.position();
-                let names_end = (names_at + DomainIndex::SECTIONS).min(sections.len());
-                let (names, tail) = rayon::join(
-                    || {
-                        DomainIndex::read_sections(&mut SectionReader::new(
-                            &sections[names_at..names_end],
-                        ))
-                    },
-                    || -> Result<_, FormatError> {
-                        let mut r = SectionReader::new(&sections[names_end..]);
-                        let parts = (
-                            BytesIndex::read_sections(&mut r)?,
-                            BytesIndex::read_sections(&mut r)?,
-                            BytesIndex::read_sections(&mut r)?,
-                            ExactIndex::read_sections(&mut r)?,
-                            ExactIndex::read_sections(&mut r)?,
-                            ExactIndex::read_sections(&mut r)?,
-                            ExactIndex::read_sections(&mut r)?,
-                            ExactIndex::read_sections(&mut r)?,
-                            ExactIndex::read_sections(&mut r)?,
-                            SubstringIndex::read_sections(&mut r)?,
-                        );
-                        Ok((parts, names_end + r.position()))
-                    },
-                );
-                Ok((ip, names?, tail?))
-            },
-        );
-        let (ip, names, (parts, used)) = rest?;
-        let (urls, emails, ja4, md5, sha1, sha256, sha512, ja3, ja3s, substrings) = parts;
-        let index = CompiledIndex {
-            meta: meta?,
-            ip,
-            names,
-            urls,
-            emails,
-            ja4,
-            md5,
-            sha1,
-            sha256,
-            sha512,
-            ja3,
-            ja3s,
-            substrings,
-            header,
-        };
-        if used != sections.len() {
+        let snapshot_bytes = backing.len() as u64;
+        let mut r = SectionReader::over(backing, ranges);
+        let mut index = Self::read_sections(&mut r, header)?;
+        if r.position() != r.len() {
             return Err(FormatError::new(
                 "index",
-                format!("{} sections, {used} expected", sections.len()),
+                format!("{} sections, {} expected", r.len(), r.position()),
             )
             .into());
         }
-        // Every structure validated itself in `read_sections`; only the cross-check is left.
         index.check_counts()?;
+        index.snapshot_bytes = snapshot_bytes;
         Ok(index)
     }
+
+    /// Reads every structure from `r`, in [`write_sections`](Self::write_sections) order.
+    fn read_sections(r: &mut SectionReader, header: Header) -> Result<Self, FormatError> {
+        Ok(CompiledIndex {
+            meta: MetaTable::read_sections(r)?,
+            ip: IpIndex::read_sections(r)?,
+            names: DomainIndex::read_sections(r)?,
+            urls: BytesIndex::read_sections(r)?,
+            emails: BytesIndex::read_sections(r)?,
+            ja4: BytesIndex::read_sections(r)?,
+            md5: ExactIndex::read_sections(r)?,
+            sha1: ExactIndex::read_sections(r)?,
+            sha256: ExactIndex::read_sections(r)?,
+            sha512: ExactIndex::read_sections(r)?,
+            ja3: ExactIndex::read_sections(r)?,
+            ja3s: ExactIndex::read_sections(r)?,
+            substrings: SubstringIndex::read_sections(r)?,
+            header,
+            snapshot_bytes: 0,
+        })
+    }
+
+    /// The length of the snapshot this index was loaded from (0 for one built in memory).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot_bytes
+    }
+}
+
+/// Why [`CompiledIndex::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file could not be opened or mapped.
+    #[error("cannot read: {0}")]
+    Io(std::io::Error),
+    /// The file is not an acceptable snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 #[cfg(test)]
@@ -541,6 +576,139 @@ mod tests {
 
     use super::*;
     use crate::indicator::Indicator;
+
+    /// A set with an indicator of most kinds, IPv6 ones included (whose `u128` arrays need
+    /// 16-byte alignment).
+    fn mixed_set() -> IndicatorSet {
+        let src: Arc<str> = Arc::from("t");
+        let mut set = IndicatorSet::new();
+        for (i, (k, v)) in [
+            (Kind::Domain, "evil.example"),
+            (Kind::Hostname, "mail.bad.example"),
+            (Kind::Ipv4, "198.51.100.23"),
+            (Kind::Ipv6, "2001:db8::1"),
+            (Kind::Cidr, "2001:db8:1::/48"),
+            (Kind::Cidr, "203.0.113.0/28"),
+            (Kind::IpPort, "[2001:db8::2]:443"),
+            (Kind::Url, "http://evil.example/gate.php"),
+            (Kind::Uri, "/gate.php"),
+            (Kind::Sha256, &"ab".repeat(32)),
+            (Kind::Md5, &"cd".repeat(16)),
+            (Kind::Email, "a@evil.example"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            set.insert(Indicator::new(
+                format!("i{i}"),
+                k,
+                v,
+                src.clone(),
+                Tlp::Green,
+            ))
+            .unwrap();
+        }
+        set
+    }
+
+    /// Every lookup the set's values should answer, as one sorted list.
+    fn answers(index: &CompiledIndex) -> Vec<u32> {
+        let mut out = Vec::new();
+        index.lookup_name(b"a.evil.example", &mut out);
+        index.lookup_name(b"mail.bad.example", &mut out);
+        for ip in [
+            "198.51.100.23",
+            "2001:db8::1",
+            "2001:db8:1::9",
+            "203.0.113.9",
+        ] {
+            index.lookup_ip(ip.parse().unwrap(), None, &mut out);
+        }
+        index.lookup_ip("2001:db8::2".parse().unwrap(), Some(443), &mut out);
+        index.lookup_digest(Kind::Sha256, &"ab".repeat(32), &mut out);
+        index.lookup_digest(Kind::Md5, &"cd".repeat(16), &mut out);
+        index.lookup_bytes(Kind::Email, b"a@evil.example", &mut out);
+        index.find_substrings(
+            b"/x/gate.php?y",
+            crate::index::substring::CLASS_URL,
+            &mut out,
+        );
+        index.lookup_url(&normalize::url("EVIL.example/gate.php").unwrap(), &mut out);
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn open_maps_the_file_and_answers_as_the_built_index() {
+        let built = IndexBuilder::new().build(&mixed_set()).unwrap();
+        let want = answers(&built);
+        assert_eq!(want, (0..12).collect::<Vec<u32>>(), "every indicator found");
+        let bytes = built.to_snapshot(None);
+        assert_eq!(bytes.len() % snapshot::SECTION_ALIGN, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("set.cwnsnap");
+        std::fs::write(&path, &bytes).unwrap();
+        let opened = CompiledIndex::open(&path, None).unwrap();
+        opened.validate().unwrap();
+        assert_eq!(answers(&opened), want);
+        assert_eq!(opened.snapshot_bytes(), bytes.len() as u64);
+        assert_eq!(opened.to_snapshot(None), bytes, "deterministic round trip");
+        assert!(matches!(
+            CompiledIndex::open(&dir.path().join("missing"), None),
+            Err(OpenError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn a_misaligned_buffer_loads_through_copies() {
+        let built = IndexBuilder::new().build(&mixed_set()).unwrap();
+        let bytes = built.to_snapshot(None);
+        // The snapshot 8 bytes into a 16-aligned buffer: every u128 section is misaligned.
+        let mut shifted = vec![0u8; 8];
+        shifted.extend_from_slice(&bytes);
+        let backing = array::aligned_copy(&shifted).slice(8..);
+        let index = CompiledIndex::from_shared(backing.clone(), None).unwrap();
+        index.validate().unwrap();
+        assert_eq!(answers(&index), answers(&built));
+        assert!(
+            !index.ip.v6.exact_keys_view_of(&backing),
+            "u128 keys copied"
+        );
+        assert!(index.meta.kinds_view_of(&backing), "bytes viewed in place");
+    }
+
+    #[test]
+    fn a_flipped_byte_or_a_truncation_is_refused_by_both_loaders() {
+        let bytes = IndexBuilder::new()
+            .build(&mixed_set())
+            .unwrap()
+            .to_snapshot(None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.cwnsnap");
+        let step = bytes.len() / 97 + 1;
+        for i in (0..bytes.len()).step_by(step).chain([bytes.len() - 1]) {
+            let mut b = bytes.clone();
+            b[i] ^= 0x20;
+            assert!(
+                CompiledIndex::from_snapshot(&b, None).is_err(),
+                "flip at {i}"
+            );
+            std::fs::write(&path, &b).unwrap();
+            assert!(
+                CompiledIndex::open(&path, None).is_err(),
+                "flip at {i}, mapped"
+            );
+            assert!(
+                CompiledIndex::from_snapshot(&bytes[..i], None).is_err(),
+                "cut at {i}"
+            );
+            std::fs::write(&path, &bytes[..i]).unwrap();
+            assert!(
+                CompiledIndex::open(&path, None).is_err(),
+                "cut at {i}, mapped"
+            );
+        }
+    }
 
     #[test]
     fn snapshot_round_trip_reads_every_part_back() {

@@ -56,7 +56,7 @@
 
 use super::exact::sort_dedup_tail;
 use super::hash::hash64;
-use super::{FormatError, SectionReader, SectionWriter, Sections};
+use super::{Arr, FormatError, SectionReader, SectionWriter, Sections};
 
 const DOMAIN_INDEX: &str = "domain index";
 
@@ -109,25 +109,43 @@ fn put_varint(out: &mut Vec<u8>, mut v: u32) {
     out.push(v as u8);
 }
 
-/// Reads a LEB128 number at `pos` of a blob that `KeyTable::scan` accepted; returns it and the
-/// position after it.
+/// Reads a LEB128 number at `pos`; returns it and the position after it, or `None` where the
+/// blob ends first (never in a blob that `KeyTable::scan` accepted). At most five bytes are
+/// read, so the value fits 35 bits.
 #[inline]
-fn varint(buf: &[u8], pos: usize) -> (usize, usize) {
-    let b = buf[pos];
+fn varint(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let b = *buf.get(pos)?;
     if b < 0x80 {
-        return (usize::from(b), pos + 1);
+        return Some((usize::from(b), pos + 1));
     }
     let mut v = usize::from(b & 0x7f);
     let mut p = pos + 1;
     for shift in [7, 14, 21, 28] {
-        let b = buf[p];
+        let b = *buf.get(p)?;
         p += 1;
         v |= usize::from(b & 0x7f) << shift;
         if b < 0x80 {
             break;
         }
     }
-    (v, p)
+    Some((v, p))
+}
+
+/// The text of the record at `start`, its ordinals (as little-endian bytes) and the position
+/// after it; `None` where the blob ends first.
+#[inline]
+fn record_at(records: &[u8], start: usize) -> Option<(&[u8], &[u8], usize)> {
+    let (len, p) = varint(records, start)?;
+    let text = records.get(p..p.checked_add(len)?)?;
+    let (count, q) = varint(records, p + len)?;
+    let end = q.checked_add(count.checked_mul(4)?)?;
+    Some((text, records.get(q..end)?, end))
+}
+
+/// The record count whose table length ([`table_len`]) is `slots`, if any.
+fn count_for_table_len(slots: usize) -> Option<usize> {
+    let guess = slots.checked_sub(1)? / 5 * 4;
+    (guess.saturating_sub(4)..=guess + 4).find(|&n| table_len(n) == slots)
 }
 
 /// Reads a LEB128 `u32` at `pos`, refusing truncated, overlong and out-of-range encodings.
@@ -224,18 +242,17 @@ impl KeyTableBuilder {
             slots[i] = (u64::from(tag_of(h) | flags) << 32) | (start as u64 + 1);
         }
         KeyTable {
-            records,
-            slots,
+            records: records.into(),
+            slots: slots.into(),
             len: entries.len(),
         }
     }
 }
 
-/// The text of the record at `start` of a scanned blob.
+/// The text of the record at `start` (empty where the blob ends first, which `scan` refuses).
 #[inline]
 fn record_text(records: &[u8], start: usize) -> &[u8] {
-    let (len, p) = varint(records, start);
-    &records[p..p + len]
+    record_at(records, start).map_or(&[], |r| r.0)
 }
 
 /// Byte strings with flags and ordinals in an open-addressing table (see the module docs);
@@ -244,10 +261,10 @@ fn record_text(records: &[u8], start: usize) -> &[u8] {
 pub(crate) struct KeyTable {
     /// One record per entry, sorted by (text, domain flag): LEB128 text length, text, LEB128
     /// ordinal count (at least one), the ordinals as little-endian `u32`s, strictly ascending.
-    records: Vec<u8>,
+    records: Arr<u8>,
     /// `tag << 32 | (record start + 1)`, or 0 for an empty slot.
-    slots: Vec<u64>,
-    /// Number of records; derived, not stored.
+    slots: Arr<u64>,
+    /// Number of records; derived from the table length, not stored.
     len: usize,
 }
 
@@ -256,37 +273,38 @@ impl KeyTable {
         self.len
     }
 
-    /// The texts of the entries, in order.
-    pub(crate) fn texts(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    /// The records in order, as (text, ordinal bytes); ends early at a malformed record
+    /// (which `scan` refuses).
+    fn records(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let records = &self.records[..];
         let mut pos = 0;
         std::iter::from_fn(move || {
-            if pos >= self.records.len() {
-                return None;
-            }
-            let (len, p) = varint(&self.records, pos);
-            let (count, q) = varint(&self.records, p + len);
-            pos = q + 4 * count;
-            Some(&self.records[p..p + len])
+            let (text, ords, end) = record_at(records, pos)?;
+            pos = end;
+            Some((text, ords))
         })
+    }
+
+    /// The texts of the entries, in order.
+    pub(crate) fn texts(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.records().map(|r| r.0)
     }
 
     /// Number of (entry, ordinal) pairs.
     pub(crate) fn pairs(&self) -> usize {
-        let mut pos = 0;
-        let mut pairs = 0;
-        while pos < self.records.len() {
-            let (len, p) = varint(&self.records, pos);
-            let (count, q) = varint(&self.records, p + len);
-            pairs += count;
-            pos = q + 4 * count;
-        }
-        pairs
+        self.records().map(|r| r.1.len() / 4).sum()
+    }
+
+    /// Replaces the slots by `f` of a copy, for corruption tests.
+    #[cfg(test)]
+    pub(crate) fn edit_slots(&mut self, f: impl FnOnce(&mut Vec<u64>)) {
+        self.slots.edit(f);
     }
 
     /// The slots, for corruption tests.
     #[cfg(test)]
-    pub(crate) fn slots_mut(&mut self) -> &mut Vec<u64> {
-        &mut self.slots
+    pub(crate) fn slots(&self) -> &[u64] {
+        &self.slots
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -295,37 +313,43 @@ impl KeyTable {
 
     /// Appends the ordinals of the entries whose text is `key` (with hash `h`): all of them
     /// when `full`, else only the domain entry. Returns how many entries matched (0–2).
+    ///
+    /// Whatever the arrays hold, this visits at most every slot once and reads nothing out of
+    /// bounds: a malformed record matches nothing.
     #[inline]
     pub(crate) fn probe(&self, key: &[u8], h: u64, full: bool, out: &mut Vec<u32>) -> u32 {
         let want = tag_of(h) & TAG_MASK;
         let need = if full { 0 } else { DOMAIN };
-        let len = self.slots.len();
+        let (slots, records) = (&self.slots[..], &self.records[..]);
+        let len = slots.len();
         let mut i = home(h, len);
         let mut found = 0;
-        loop {
-            let slot = self.slots[i];
+        for _ in 0..len {
+            let Some(&slot) = slots.get(i) else {
+                return found;
+            };
             let record = slot as u32;
             if record == 0 {
                 return found;
             }
             let tag = (slot >> 32) as u32;
-            if tag & TAG_MASK == want && tag & need == need {
-                let (n, p) = varint(&self.records, (record - 1) as usize);
-                if n == key.len() && self.records[p..p + n] == *key {
-                    let (count, q) = varint(&self.records, p + n);
-                    out.extend(
-                        self.records[q..q + 4 * count]
-                            .chunks_exact(4)
-                            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                    );
-                    found += 1;
-                    if !full || tag & TWIN == 0 || found == 2 {
-                        return found;
-                    }
+            if tag & TAG_MASK == want
+                && tag & need == need
+                && let Some((text, ords, _)) = record_at(records, (record - 1) as usize)
+                && text == key
+            {
+                out.extend(
+                    ords.chunks_exact(4)
+                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+                found += 1;
+                if !full || tag & TWIN == 0 || found == 2 {
+                    return found;
                 }
             }
             i = if i + 1 == len { 0 } else { i + 1 };
         }
+        found
     }
 
     /// Parses the record blob, checking every length against its end, canonical LEB128,
@@ -391,9 +415,10 @@ impl KeyTable {
             return err("table without an empty slot");
         }
         let text = |e: usize| record_text(&self.records, starts[e] as usize);
+        let slots = &self.slots[..];
         // Every slot is empty (0) or names a record; an empty slot carries no tag.
         let mut occupied = 0usize;
-        for &slot in &self.slots {
+        for &slot in slots {
             if slot as u32 == 0 {
                 if slot != 0 {
                     return err("empty slot with a tag");
@@ -416,7 +441,7 @@ impl KeyTable {
             let want = start + 1;
             let mut p = home(h, len);
             let slot = loop {
-                let slot = self.slots[p];
+                let slot = slots[p];
                 if slot as u32 == 0 {
                     return err("record not reachable from its home slot");
                 }
@@ -457,22 +482,35 @@ impl KeyTable {
         w.put(&self.slots);
     }
 
-    /// Reads the arrays and validates them (`domains`: whether domain flags are allowed).
+    /// Takes the arrays and checks what is O(1): the record blob under 4 GiB, a table length
+    /// that some record count implies (which gives the count), and records exactly when
+    /// there are entries. `validate` checks the rest; `probe` relies on none of it.
     pub(crate) fn read(
-        r: &mut SectionReader<'_>,
-        domains: bool,
+        r: &mut SectionReader,
         structure: &'static str,
     ) -> Result<Self, FormatError> {
-        let records: Vec<u8> = r.take(structure)?;
-        let slots = r.take(structure)?;
-        let len = Self::scan(&records, structure)?.len();
-        let table = KeyTable {
+        let records: Arr<u8> = r.take(structure)?;
+        let slots: Arr<u64> = r.take(structure)?;
+        if records.len() >= u32::MAX as usize {
+            return Err(FormatError::new(structure, "records of 4 GiB or more"));
+        }
+        let Some(len) = count_for_table_len(slots.len()) else {
+            return Err(FormatError::new(
+                structure,
+                format!("no record count gives a table of {} slots", slots.len()),
+            ));
+        };
+        if (len == 0) != records.is_empty() {
+            return Err(FormatError::new(
+                structure,
+                "records without entries or entries without records",
+            ));
+        }
+        Ok(KeyTable {
             records,
             slots,
             len,
-        };
-        table.validate(domains, structure)?;
-        Ok(table)
+        })
     }
 }
 
@@ -487,7 +525,7 @@ const K_ENTRY: u32 = 3;
 /// and, if it is an entry, two "entry" bits. Derived from the hashes the table uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Bloom {
-    words: Vec<u64>,
+    words: Arr<u64>,
 }
 
 /// The word of `h` among `nwords`, and its closure and entry masks.
@@ -527,14 +565,17 @@ impl Bloom {
             let (w, closure, entry_bits) = filter_bits(h, nwords);
             words[w] |= closure | if entry { entry_bits } else { 0 };
         }
-        Bloom { words }
+        Bloom {
+            words: words.into(),
+        }
     }
 
     /// Whether `h` may be in the suffix closure, and whether it may be an entry.
     #[inline]
     fn check(&self, h: u64) -> (bool, bool) {
         let (w, closure, entry) = filter_bits(h, self.words.len());
-        let word = self.words[w];
+        // `w` is below the length (up to 2^32 words); a word past it would be absent.
+        let word = self.words.get_value(w).unwrap_or(0);
         (word & closure == closure, word & entry == entry)
     }
 
@@ -543,7 +584,9 @@ impl Bloom {
     pub(crate) fn may_contain_entry(&self, h: u64) -> bool {
         let (w, closure, entry) = filter_bits(h, self.words.len());
         let mask = closure | entry;
-        self.words[w] & mask == mask
+        self.words
+            .get_value(w)
+            .is_some_and(|word| word & mask == mask)
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -555,10 +598,10 @@ impl Bloom {
     }
 
     pub(crate) fn read(
-        r: &mut SectionReader<'_>,
+        r: &mut SectionReader,
         structure: &'static str,
     ) -> Result<Self, FormatError> {
-        let words: Vec<u64> = r.take(structure)?;
+        let words: Arr<u64> = r.take(structure)?;
         if words.is_empty() {
             return Err(FormatError::new(structure, "empty filter"));
         }
@@ -785,28 +828,36 @@ impl DomainIndex {
 }
 
 impl DomainIndex {
-    /// How many sections [`Sections::write_sections`] writes (records, slots, filter words).
-    pub const SECTIONS: usize = 3;
+    /// How many sections [`Sections::write_sections`] writes (records, slots, filter words,
+    /// flags).
+    pub const SECTIONS: usize = 4;
 }
+
+/// Flag word bit: some entry has a single label.
+const SINGLE_LABEL: u64 = 1;
 
 impl Sections for DomainIndex {
     fn write_sections(&self, w: &mut SectionWriter) {
         self.table.write(w);
         self.filter.write(w);
+        w.put(&[if self.single_label { SINGLE_LABEL } else { 0 }]);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
-        let table = KeyTable::read(r, true, DOMAIN_INDEX)?;
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
+        let table = KeyTable::read(r, DOMAIN_INDEX)?;
         let filter = Bloom::read(r, DOMAIN_INDEX)?;
-        // Derived, not stored.
-        let single_label = has_single_label(&table);
-        let idx = DomainIndex {
+        // Stored, since deriving it means reading every record.
+        let flags: Arr<u64> = r.take(DOMAIN_INDEX)?;
+        let single_label = match flags[..] {
+            [0] => false,
+            [SINGLE_LABEL] => true,
+            _ => return Err(FormatError::new(DOMAIN_INDEX, "bad flag word")),
+        };
+        Ok(DomainIndex {
             table,
             filter,
             single_label,
-        };
-        idx.validate_derived()?;
-        Ok(idx)
+        })
     }
 }
 
@@ -1118,9 +1169,23 @@ mod tests {
         w.sections
     }
 
+    /// Loads the sections, runs a lookup on whatever loads (it must not panic), then
+    /// validates.
     fn read(sections: &[Vec<u8>]) -> Result<DomainIndex, FormatError> {
         let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
-        DomainIndex::read_sections(&mut SectionReader::new(&slices))
+        let idx = DomainIndex::read_sections(&mut SectionReader::new(&slices))?;
+        let mut out = Vec::new();
+        for q in [
+            &b"www.h1.s1.example"[..],
+            b"solo",
+            b"x.solo",
+            b"h2.s2.example",
+        ] {
+            idx.lookup(q, &mut out);
+        }
+        let _ = (idx.len(), idx.pairs(), idx.table.texts().count());
+        idx.validate()?;
+        Ok(idx)
     }
 
     #[test]
@@ -1137,7 +1202,7 @@ mod tests {
     fn corrupted_sections_are_refused() {
         let (_, index) = sample_index();
         let good = sections(&index);
-        // Sections: records, slots, filter.
+        // Sections: records, slots, filter, flags.
         let texts: Vec<&[u8]> = index.table.texts().collect();
         for (s, section) in good.iter().enumerate() {
             // Truncation by one byte and by one value.
@@ -1170,15 +1235,17 @@ mod tests {
             (b"a.example".to_vec(), 1, true),
             (b"a.example".to_vec(), 2, false),
         ]);
-        let s = untwinned.table.slots.iter_mut().find(|s| **s != 0).unwrap();
-        *s &= !(u64::from(TWIN) << 32);
+        untwinned.table.edit_slots(|slots| {
+            let s = slots.iter_mut().find(|s| **s != 0).unwrap();
+            *s &= !(u64::from(TWIN) << 32);
+        });
         assert!(untwinned.validate().is_err());
     }
 
     #[test]
     fn slot_moved_out_of_reach_is_refused() {
         let (_, index) = sample_index();
-        let slots = &index.table.slots;
+        let slots = index.table.slots();
         let len = slots.len();
         // An occupied slot right after an empty one, moved to an empty slot before its home.
         let mut bad = index.clone();
@@ -1188,7 +1255,7 @@ mod tests {
                 let h = hash64(record_text(&index.table.records, start));
                 let target = (home(h, len) + len - 1) % len;
                 if slots[target] == 0 {
-                    bad.table.slots.swap(p, target);
+                    bad.table.edit_slots(|s| s.swap(p, target));
                     assert!(bad.validate().is_err());
                     return;
                 }

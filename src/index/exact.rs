@@ -39,7 +39,7 @@
 
 use super::domain::{Bloom, KeyTable, KeyTableBuilder};
 use super::hash::hash64;
-use super::{FormatError, SectionReader, SectionWriter, Sections};
+use super::{Arr, FormatError, SectionReader, SectionWriter, Sections};
 
 /// The ordinals of each key, as compressed sparse rows: key `i` owns
 /// `ords[ends[i - 1]..ends[i]]` (ascending, at least one). When every key has exactly one
@@ -47,11 +47,18 @@ use super::{FormatError, SectionReader, SectionWriter, Sections};
 /// `ords[i]`, which saves four bytes per key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Postings {
+    ends: Arr<u32>,
+    ords: Arr<u32>,
+}
+
+/// Builds [`Postings`].
+#[derive(Debug, Default)]
+pub(crate) struct PostingsBuilder {
     ends: Vec<u32>,
     ords: Vec<u32>,
 }
 
-impl Postings {
+impl PostingsBuilder {
     /// Appends `ord` to the group being built (callers push ascending, distinct ordinals).
     pub(crate) fn push(&mut self, ord: u32) {
         self.ords.push(ord);
@@ -63,24 +70,53 @@ impl Postings {
         self.ends.push(end);
     }
 
-    /// Drops `ends` when every group holds exactly one ordinal.
-    pub(crate) fn finish(mut self) -> Self {
+    /// The postings, without `ends` when every group holds exactly one ordinal.
+    pub(crate) fn finish(mut self) -> Postings {
         if self.ends.len() == self.ords.len() {
             self.ends = Vec::new();
         }
-        self
+        Postings {
+            ends: self.ends.into(),
+            ords: self.ords.into(),
+        }
     }
+}
 
-    /// The ordinals of key `i`. Panics if `i` is out of range, which `validate` rules out for
-    /// every `i` below the key count.
+impl Postings {
+    /// The ordinals of key `i`; empty if `i` is out of range or the offsets are out of order
+    /// (neither happens for `i` below the key count once `validate` accepted).
     #[inline]
     pub(crate) fn get(&self, i: usize) -> &[u32] {
-        if self.ends.is_empty() {
-            &self.ords[i..i + 1]
+        let (ends, ords) = (&self.ends[..], &self.ords[..]);
+        let range = if ends.is_empty() {
+            i..i + 1
         } else {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-            &self.ords[start..self.ends[i] as usize]
+            let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+            start..ends.get(i).map_or(0, |&e| e as usize)
+        };
+        ords.get(range).unwrap_or_default()
+    }
+
+    /// What loading checks, in O(1): one group per key (`ends` empty and one ordinal per
+    /// key, or one end per key, the last at the end of the ordinals).
+    pub(crate) fn check_shape(
+        &self,
+        keys: usize,
+        structure: &'static str,
+    ) -> Result<(), FormatError> {
+        let ok = if self.ends.is_empty() {
+            self.ords.len() == keys
+        } else {
+            self.ends.len() == keys
+                && self.ends.last().map(|&e| e as usize) == Some(self.ords.len())
+        };
+        if !ok {
+            return Err(FormatError::new(
+                structure,
+                "ordinal lists do not fit the keys",
+            ));
         }
+        Ok(())
     }
 
     /// Number of (key, ordinal) pairs.
@@ -109,7 +145,7 @@ impl Postings {
             return err("ordinal ends stored although every key has one ordinal");
         }
         let mut start = 0usize;
-        for &end in &self.ends {
+        for &end in self.ends.iter() {
             let end = end as usize;
             if end <= start || end > self.ords.len() {
                 return err("ordinal ends not strictly increasing within range");
@@ -131,7 +167,7 @@ impl Postings {
     }
 
     pub(crate) fn read(
-        r: &mut SectionReader<'_>,
+        r: &mut SectionReader,
         structure: &'static str,
     ) -> Result<Self, FormatError> {
         Ok(Postings {
@@ -238,7 +274,7 @@ impl<const N: usize> ExactIndexBuilder<N> {
         self.pairs.sort_unstable();
         self.pairs.dedup();
         let mut keys: Vec<[u8; N]> = Vec::new();
-        let mut postings = Postings::default();
+        let mut postings = PostingsBuilder::default();
         for (i, (key, ord)) in self.pairs.iter().enumerate() {
             if i > 0 && self.pairs[i - 1].0 != *key {
                 postings.close_group();
@@ -255,8 +291,8 @@ impl<const N: usize> ExactIndexBuilder<N> {
         let dir = directory(&keys);
         let filter = digest_filter(&keys);
         ExactIndex {
-            keys,
-            dir,
+            keys: keys.into(),
+            dir: dir.into(),
             postings: postings.finish(),
             filter,
         }
@@ -271,9 +307,9 @@ impl<const N: usize> ExactIndexBuilder<N> {
 /// bucket holds 4–8 of them and the whole directory costs under a byte per digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExactIndex<const N: usize> {
-    keys: Vec<[u8; N]>,
+    keys: Arr<[u8; N]>,
     /// `dir[j]` is the index of the first key whose bucket is `j` or above; `2^b + 1` entries.
-    dir: Vec<u32>,
+    dir: Arr<u32>,
     postings: Postings,
     /// Blocked Bloom filter over the digests, so that a miss usually stays in cache.
     filter: Bloom,
@@ -342,25 +378,29 @@ impl<const N: usize> ExactIndex<N> {
     /// Appends the ordinals of `digest` (ascending, each once) to `out`.
     #[inline]
     pub fn lookup(&self, digest: &[u8; N], out: &mut Vec<u32>) {
+        if let Some(i) = self.find(digest) {
+            out.extend_from_slice(self.postings.get(i));
+        }
+    }
+
+    /// The key index of `digest`. Whatever the arrays hold, a directory entry out of order or
+    /// range finds nothing rather than panicking.
+    #[inline]
+    fn find(&self, digest: &[u8; N]) -> Option<usize> {
         if !self.filter.may_contain_entry(digest_hash(digest)) {
-            return;
+            return None;
         }
-        let j = bucket(prefix(digest), dir_bits(self.keys.len()));
-        let (lo, hi) = (self.dir[j] as usize, self.dir[j + 1] as usize);
-        if let Ok(i) = self.keys[lo..hi].binary_search(digest) {
-            out.extend_from_slice(self.postings.get(lo + i));
-        }
+        let keys = &self.keys[..];
+        let j = bucket(prefix(digest), dir_bits(keys.len()));
+        let (lo, hi) = (*self.dir.get(j)? as usize, *self.dir.get(j + 1)? as usize);
+        let i = keys.get(lo..hi)?.binary_search(digest).ok()?;
+        Some(lo + i)
     }
 
     /// Whether `digest` is present.
     #[inline]
     pub fn contains(&self, digest: &[u8; N]) -> bool {
-        if !self.filter.may_contain_entry(digest_hash(digest)) {
-            return false;
-        }
-        let j = bucket(prefix(digest), dir_bits(self.keys.len()));
-        let (lo, hi) = (self.dir[j] as usize, self.dir[j + 1] as usize);
-        self.keys[lo..hi].binary_search(digest).is_ok()
+        self.find(digest).is_some()
     }
 
     /// Parses `hex` with [`parse_hex`] and looks it up; malformed text matches nothing.
@@ -404,7 +444,7 @@ impl<const N: usize> ExactIndex<N> {
         if !self.keys.windows(2).all(|w| w[0] < w[1]) {
             return Err(FormatError::new(EXACT, "digests not strictly ascending"));
         }
-        if self.dir != directory(&self.keys) {
+        if self.dir[..] != directory(&self.keys)[..] {
             return Err(FormatError::new(
                 EXACT,
                 "directory inconsistent with the digests",
@@ -430,33 +470,35 @@ impl<const N: usize> Sections for ExactIndex<N> {
         self.filter.write(w);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
+    /// Checks in O(1) the width, the directory's length for the key count and its first and
+    /// last entries, and one ordinal group per key.
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
         const { assert!(N > 0, "a digest has at least one byte") };
-        let width: Vec<u64> = r.take(EXACT)?;
-        if width != [N as u64] {
+        let width: Arr<u64> = r.take(EXACT)?;
+        if width[..] != [N as u64] {
             return Err(FormatError::new(
                 EXACT,
                 format!("not a {N}-byte digest table"),
             ));
         }
-        let flat: Vec<u8> = r.take(EXACT)?;
-        if !flat.len().is_multiple_of(N) {
-            return Err(FormatError::new(
-                EXACT,
-                "digest bytes not a whole number of digests",
-            ));
-        }
-        let keys = flat
-            .chunks_exact(N)
-            .map(|c| <[u8; N]>::try_from(c).expect("chunk of N bytes"))
-            .collect();
         let idx = ExactIndex {
-            keys,
+            keys: r.take(EXACT)?,
             dir: r.take(EXACT)?,
             postings: Postings::read(r, EXACT)?,
             filter: Bloom::read(r, EXACT)?,
         };
-        idx.validate()?;
+        let n = idx.keys.len();
+        if u32::try_from(n).is_err()
+            || idx.dir.len() != (1 << dir_bits(n)) + 1
+            || idx.dir.first() != Some(&0)
+            || idx.dir.last().map(|&d| d as usize) != Some(n)
+        {
+            return Err(FormatError::new(
+                EXACT,
+                "directory does not fit the digest count",
+            ));
+        }
+        idx.postings.check_shape(n, EXACT)?;
         Ok(idx)
     }
 }
@@ -582,13 +624,11 @@ impl Sections for BytesIndex {
         self.filter.write(w);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
-        let idx = BytesIndex {
-            table: KeyTable::read(r, false, BYTES)?,
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
+        Ok(BytesIndex {
+            table: KeyTable::read(r, BYTES)?,
             filter: Bloom::read(r, BYTES)?,
-        };
-        idx.validate_filter()?;
-        Ok(idx)
+        })
     }
 }
 
@@ -625,6 +665,29 @@ mod tests {
         x.write_sections(&mut w);
         let slices: Vec<&[u8]> = w.sections.iter().map(Vec::as_slice).collect();
         T::read_sections(&mut SectionReader::new(&slices))
+    }
+
+    /// Loads the sections, looks `probe` up in whatever loads (it must not panic), then
+    /// validates.
+    fn load_exact(s: &[Vec<u8>], probe: &[u8; 20]) -> Result<ExactIndex<20>, FormatError> {
+        let slices: Vec<&[u8]> = s.iter().map(Vec::as_slice).collect();
+        let idx = ExactIndex::<20>::read_sections(&mut SectionReader::new(&slices))?;
+        let mut out = Vec::new();
+        idx.lookup(probe, &mut out);
+        idx.lookup(&[0xff; 20], &mut out);
+        idx.validate()?;
+        Ok(idx)
+    }
+
+    /// [`load_exact`] for a [`BytesIndex`].
+    fn load_bytes(s: &[Vec<u8>], probe: &[u8]) -> Result<BytesIndex, FormatError> {
+        let slices: Vec<&[u8]> = s.iter().map(Vec::as_slice).collect();
+        let idx = BytesIndex::read_sections(&mut SectionReader::new(&slices))?;
+        let mut out = Vec::new();
+        idx.lookup(probe, &mut out);
+        let _ = (idx.len(), idx.pairs());
+        idx.validate()?;
+        Ok(idx)
     }
 
     /// 20-byte digests: uniform ones, and ones that share their leading bytes (so that one
@@ -730,10 +793,7 @@ mod tests {
         let mut w = SectionWriter::new();
         index.write_sections(&mut w);
         let good = w.sections;
-        let read = |s: &[Vec<u8>]| {
-            let slices: Vec<&[u8]> = s.iter().map(Vec::as_slice).collect();
-            ExactIndex::<20>::read_sections(&mut SectionReader::new(&slices))
-        };
+        let read = |s: &[Vec<u8>]| load_exact(s, &pairs[7].0);
         // Sections: width, digests, directory, ordinal ends, ordinals, filter.
         for (s, section) in good.iter().enumerate() {
             for cut in [1, 4] {
@@ -763,7 +823,7 @@ mod tests {
         );
         // Two digests swapped.
         let mut swapped = index.clone();
-        swapped.keys.swap(10, 11);
+        swapped.keys.edit(|k| k.swap(10, 11));
         assert!(swapped.validate().is_err());
     }
 
@@ -783,10 +843,7 @@ mod tests {
         let mut w = SectionWriter::new();
         index.write_sections(&mut w);
         let good = w.sections;
-        let read = |s: &[Vec<u8>]| {
-            let slices: Vec<&[u8]> = s.iter().map(Vec::as_slice).collect();
-            BytesIndex::read_sections(&mut SectionReader::new(&slices))
-        };
+        let read = |s: &[Vec<u8>]| load_bytes(s, b"user1@d1.example");
         // Sections: records, slots, filter.
         let texts: Vec<&[u8]> = index.table.texts().collect();
         for (s, section) in good.iter().enumerate() {
@@ -810,18 +867,13 @@ mod tests {
         }
         // A domain flag in a bytes table is refused.
         let mut flagged = index.clone();
-        let s = flagged
-            .table
-            .slots_mut()
-            .iter()
-            .position(|&s| s != 0)
-            .unwrap();
+        let s = flagged.table.slots().iter().position(|&s| s != 0).unwrap();
         let mut w = SectionWriter::new();
         flagged.write_sections(&mut w);
         let mut bad = w.sections;
         bad[1][s * 8 + 4] |= 1;
         assert!(read(&bad).is_err());
-        flagged.table.slots_mut()[s] |= 1 << 32;
+        flagged.table.edit_slots(|slots| slots[s] |= 1 << 32);
         assert!(flagged.validate().is_err());
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use roaring::RoaringBitmap;
 
-use super::{FormatError, SectionReader, SectionWriter, Sections};
+use super::{Arr, FormatError, SectionReader, SectionWriter, Sections};
 use crate::indicator::{Direction, Indicator, Kind, Tlp, Validity};
 
 const STRUCTURE: &str = "metadata";
@@ -33,14 +33,15 @@ const FLAG_DIR_DST: u8 = 8;
 /// Strings stored once: a blob and the end offset of each string.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StringPool {
-    blob: Vec<u8>,
-    ends: Vec<u32>,
+    blob: Arr<u8>,
+    ends: Arr<u32>,
 }
 
 /// Interns strings into a [`StringPool`].
 #[derive(Debug, Default)]
 pub struct StringPoolBuilder {
-    pool: StringPool,
+    blob: Vec<u8>,
+    ends: Vec<u32>,
     index: HashMap<Arc<str>, u32>,
 }
 
@@ -50,9 +51,7 @@ impl StringPoolBuilder {
         if let Some(&i) = self.index.get(s) {
             return i;
         }
-        let i = self.pool.ends.len() as u32;
-        self.pool.blob.extend_from_slice(s.as_bytes());
-        self.pool.ends.push(self.pool.blob.len() as u32);
+        let i = self.push_unique(s);
         self.index.insert(Arc::from(s), i);
         i
     }
@@ -60,27 +59,34 @@ impl StringPoolBuilder {
     /// Adds `s` without looking for an earlier copy (for strings known to be unique, such as
     /// indicator ids, where the lookup table would cost more than it saves).
     pub fn push_unique(&mut self, s: &str) -> u32 {
-        let i = self.pool.ends.len() as u32;
-        self.pool.blob.extend_from_slice(s.as_bytes());
-        self.pool.ends.push(self.pool.blob.len() as u32);
+        let i = self.ends.len() as u32;
+        self.blob.extend_from_slice(s.as_bytes());
+        self.ends.push(self.blob.len() as u32);
         i
     }
 
     /// The pool.
     pub fn build(self) -> StringPool {
-        self.pool
+        StringPool {
+            blob: self.blob.into(),
+            ends: self.ends.into(),
+        }
     }
 }
 
 impl StringPool {
-    /// The string with index `i`; `""` for an index out of range (never after `validate`).
+    /// The string with index `i`; `""` for an index out of range or a range that is not
+    /// UTF-8 inside the blob (never after `validate`).
     pub fn get(&self, i: u32) -> &str {
-        let i = i as usize;
-        let Some(&end) = self.ends.get(i) else {
+        let (ends, i) = (&self.ends[..], i as usize);
+        let Some(&end) = ends.get(i) else {
             return "";
         };
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        std::str::from_utf8(&self.blob[start as usize..end as usize]).unwrap_or("")
+        let start = if i == 0 { 0 } else { ends[i - 1] };
+        self.blob
+            .get(start as usize..end as usize)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 
     /// Number of strings.
@@ -93,9 +99,20 @@ impl StringPool {
         self.ends.is_empty()
     }
 
+    /// The O(1) part of `validate`.
+    fn check_shape(&self) -> Result<(), FormatError> {
+        if self.ends.last().map_or(0, |&e| e as usize) != self.blob.len() {
+            return Err(FormatError::new(
+                STRUCTURE,
+                "string blob length differs from the last string end",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), FormatError> {
         let mut prev = 0u32;
-        for &e in &self.ends {
+        for &e in self.ends.iter() {
             if e < prev || e as usize > self.blob.len() {
                 return Err(FormatError::new(
                     STRUCTURE,
@@ -148,22 +165,22 @@ pub struct Context {
 /// Per-indicator metadata of a compiled index, addressed by ordinal.
 #[derive(Clone, Debug, Default)]
 pub struct MetaTable {
-    kind: Vec<u8>,
-    tlp: Vec<u8>,
-    flags: Vec<u8>,
-    confidence: Vec<u8>,
-    id: Vec<u32>,
-    value: Vec<u32>,
-    context: Vec<u32>,
-    valid_from: Vec<u32>,
-    valid_until: Vec<u32>,
-    port: Vec<u16>,
-    tag_ends: Vec<u32>,
-    tag_ids: Vec<u32>,
-    ctx_source: Vec<u32>,
-    ctx_origin: Vec<u32>,
-    ctx_sharing_group: Vec<u32>,
-    ctx_distribution: Vec<u8>,
+    kind: Arr<u8>,
+    tlp: Arr<u8>,
+    flags: Arr<u8>,
+    confidence: Arr<u8>,
+    id: Arr<u32>,
+    value: Arr<u32>,
+    context: Arr<u32>,
+    valid_from: Arr<u32>,
+    valid_until: Arr<u32>,
+    port: Arr<u16>,
+    tag_ends: Arr<u32>,
+    tag_ids: Arr<u32>,
+    ctx_source: Arr<u32>,
+    ctx_origin: Arr<u32>,
+    ctx_sharing_group: Arr<u32>,
+    ctx_distribution: Arr<u8>,
     strings: StringPool,
     by_tlp: Vec<RoaringBitmap>,
     by_source: Vec<(u32, RoaringBitmap)>,
@@ -188,10 +205,32 @@ fn clamp_u32(s: i64) -> u32 {
     s.clamp(0, i64::from(u32::MAX)) as u32
 }
 
+/// The columns of a [`MetaTable`] while it is built.
+#[derive(Debug, Default)]
+struct Columns {
+    kind: Vec<u8>,
+    tlp: Vec<u8>,
+    flags: Vec<u8>,
+    confidence: Vec<u8>,
+    id: Vec<u32>,
+    value: Vec<u32>,
+    context: Vec<u32>,
+    valid_from: Vec<u32>,
+    valid_until: Vec<u32>,
+    port: Vec<u16>,
+    tag_ends: Vec<u32>,
+    tag_ids: Vec<u32>,
+    ctx_source: Vec<u32>,
+    ctx_origin: Vec<u32>,
+    ctx_sharing_group: Vec<u32>,
+    ctx_distribution: Vec<u8>,
+    by_tlp: Vec<RoaringBitmap>,
+}
+
 /// Builds a [`MetaTable`], one indicator at a time, in ordinal order.
 #[derive(Debug, Default)]
 pub struct MetaBuilder {
-    t: MetaTable,
+    t: Columns,
     strings: StringPoolBuilder,
     contexts: HashMap<Context, u32>,
     by_source: HashMap<u32, RoaringBitmap>,
@@ -274,15 +313,34 @@ impl MetaBuilder {
     }
 
     /// The finished table.
-    pub fn build(mut self) -> MetaTable {
-        self.t.strings = self.strings.build();
+    pub fn build(self) -> MetaTable {
         let mut by_source: Vec<_> = self.by_source.into_iter().collect();
         by_source.sort_by_key(|(k, _)| *k);
         let mut by_tag: Vec<_> = self.by_tag.into_iter().collect();
         by_tag.sort_by_key(|(k, _)| *k);
-        self.t.by_source = by_source;
-        self.t.by_tag = by_tag;
-        self.t
+        let t = self.t;
+        MetaTable {
+            kind: t.kind.into(),
+            tlp: t.tlp.into(),
+            flags: t.flags.into(),
+            confidence: t.confidence.into(),
+            id: t.id.into(),
+            value: t.value.into(),
+            context: t.context.into(),
+            valid_from: t.valid_from.into(),
+            valid_until: t.valid_until.into(),
+            port: t.port.into(),
+            tag_ends: t.tag_ends.into(),
+            tag_ids: t.tag_ids.into(),
+            ctx_source: t.ctx_source.into(),
+            ctx_origin: t.ctx_origin.into(),
+            ctx_sharing_group: t.ctx_sharing_group.into(),
+            ctx_distribution: t.ctx_distribution.into(),
+            strings: self.strings.build(),
+            by_tlp: t.by_tlp,
+            by_source,
+            by_tag,
+        }
     }
 }
 
@@ -301,17 +359,27 @@ impl MetaTable {
         self.kind.is_empty()
     }
 
-    /// The kind of indicator `ord`.
+    /// The kind of indicator `ord` (the first kind for an unknown code, which `validate`
+    /// refuses).
     ///
     /// # Panics
-    /// If `ord` is not below [`MetaTable::len`] (a caller bug: ordinals come from this index).
+    /// This and every accessor taking an ordinal panic if `ord` is not below
+    /// [`MetaTable::len`] (a caller bug: ordinals come from this index, and callers skip those
+    /// at or past `len()`). Every column has `len()` entries once loaded; what the columns
+    /// hold never makes an accessor panic.
     pub fn kind(&self, ord: u32) -> Kind {
-        Kind::ALL[self.kind[ord as usize] as usize]
+        let code = self.kind[ord as usize] as usize;
+        Kind::ALL.get(code).copied().unwrap_or(Kind::ALL[0])
     }
 
-    /// The TLP of indicator `ord`.
+    /// The TLP of indicator `ord` (the most restrictive level for an unknown code, which
+    /// `validate` refuses).
     pub fn tlp(&self, ord: u32) -> Tlp {
-        Tlp::ALL[self.tlp[ord as usize] as usize]
+        let code = self.tlp[ord as usize] as usize;
+        Tlp::ALL
+            .get(code)
+            .copied()
+            .unwrap_or(Tlp::ALL[Tlp::ALL.len() - 1])
     }
 
     /// The id of indicator `ord`.
@@ -326,37 +394,44 @@ impl MetaTable {
 
     /// The source of indicator `ord`.
     pub fn source(&self, ord: u32) -> &str {
-        let ctx = self.context[ord as usize] as usize;
-        self.strings.get(self.ctx_source[ctx])
+        let s = self.ctx_column(&self.ctx_source, ord).unwrap_or(NO_STRING);
+        self.strings.get(s)
+    }
+
+    /// Column `col` of the context table for indicator `ord`; `None` for a context id past
+    /// the table (which `validate` refuses).
+    #[inline]
+    fn ctx_column<T: bytemuck::Pod>(&self, col: &Arr<T>, ord: u32) -> Option<T> {
+        col.get(self.context[ord as usize] as usize).copied()
     }
 
     /// The producing organisation of indicator `ord`, if known.
     pub fn origin(&self, ord: u32) -> Option<&str> {
-        let ctx = self.context[ord as usize] as usize;
-        let o = self.ctx_origin[ctx];
+        let o = self.ctx_column(&self.ctx_origin, ord)?;
         (o != NO_STRING).then(|| self.strings.get(o))
     }
 
     /// The MISP distribution of indicator `ord`, if its source has one.
     pub fn distribution(&self, ord: u32) -> Option<u8> {
-        let ctx = self.context[ord as usize] as usize;
-        let d = self.ctx_distribution[ctx];
+        let d = self.ctx_column(&self.ctx_distribution, ord)?;
         (d != 255).then_some(d)
     }
 
     /// The sharing group of indicator `ord`, if any.
     pub fn sharing_group(&self, ord: u32) -> Option<&str> {
-        let ctx = self.context[ord as usize] as usize;
-        let g = self.ctx_sharing_group[ctx];
+        let g = self.ctx_column(&self.ctx_sharing_group, ord)?;
         (g != NO_STRING).then(|| self.strings.get(g))
     }
 
-    /// The tags of indicator `ord`.
+    /// The tags of indicator `ord` (none where the tag offsets are out of order or range,
+    /// which `validate` refuses).
     pub fn tags(&self, ord: u32) -> impl Iterator<Item = &str> {
         let i = ord as usize;
         let start = if i == 0 { 0 } else { self.tag_ends[i - 1] } as usize;
         let end = self.tag_ends[i] as usize;
-        self.tag_ids[start..end]
+        self.tag_ids
+            .get(start..end)
+            .unwrap_or_default()
             .iter()
             .map(|&t| self.strings.get(t))
     }
@@ -415,6 +490,7 @@ impl MetaTable {
 
     /// Ordinals per TLP level, least restrictive first.
     pub fn by_tlp(&self, tlp: Tlp) -> &RoaringBitmap {
+        // One bitmap per level, checked on load.
         &self.by_tlp[tlp_code(tlp) as usize]
     }
 
@@ -450,24 +526,17 @@ impl MetaTable {
                 .sum::<usize>()
     }
 
-    /// Checks every invariant the accessors rely on.
+    /// Whether the kind column is viewed in place in `backing` (for the alignment tests).
+    #[cfg(test)]
+    pub(crate) fn kinds_view_of(&self, backing: &bytes::Bytes) -> bool {
+        self.kind.is_view_of(backing)
+    }
+
+    /// Checks every invariant (O(n)): codes known, strings and tags in range, contexts
+    /// consistent, bitmaps agreeing with the columns.
     pub fn validate(&self) -> Result<(), FormatError> {
+        self.check_shape()?;
         let n = self.kind.len();
-        let cols = [
-            self.tlp.len(),
-            self.flags.len(),
-            self.confidence.len(),
-            self.id.len(),
-            self.value.len(),
-            self.context.len(),
-            self.valid_from.len(),
-            self.valid_until.len(),
-            self.port.len(),
-            self.tag_ends.len(),
-        ];
-        if cols.iter().any(|&c| c != n) {
-            return Err(FormatError::new(STRUCTURE, "columns of different lengths"));
-        }
         let nk = Kind::ALL.len() as u8;
         let nt = Tlp::ALL.len() as u8;
         if self.kind.iter().any(|&k| k >= nk) || self.tlp.iter().any(|&t| t >= nt) {
@@ -483,10 +552,7 @@ impl MetaTable {
             return Err(FormatError::new(STRUCTURE, "string index out of range"));
         }
         let nc = self.ctx_source.len();
-        if self.ctx_origin.len() != nc
-            || self.ctx_sharing_group.len() != nc
-            || self.ctx_distribution.len() != nc
-            || !str_ok(&self.ctx_source, false)
+        if !str_ok(&self.ctx_source, false)
             || !str_ok(&self.ctx_origin, true)
             || !str_ok(&self.ctx_sharing_group, true)
             || self.context.iter().any(|&c| c as usize >= nc)
@@ -494,20 +560,11 @@ impl MetaTable {
             return Err(FormatError::new(STRUCTURE, "context table inconsistent"));
         }
         let mut prev = 0;
-        for &e in &self.tag_ends {
+        for &e in self.tag_ends.iter() {
             if e < prev || e as usize > self.tag_ids.len() {
                 return Err(FormatError::new(STRUCTURE, "tag offsets out of order"));
             }
             prev = e;
-        }
-        if prev as usize != self.tag_ids.len() {
-            return Err(FormatError::new(
-                STRUCTURE,
-                "tag list longer than its offsets",
-            ));
-        }
-        if self.by_tlp.len() != Tlp::ALL.len() {
-            return Err(FormatError::new(STRUCTURE, "TLP bitmaps missing"));
         }
         for (code, b) in self.by_tlp.iter().enumerate() {
             if b.max().is_some_and(|m| m as usize >= n) {
@@ -539,6 +596,46 @@ impl MetaTable {
         }
         Ok(())
     }
+
+    /// What loading checks, in O(1): every column as long as the others, the context table's
+    /// columns alike, the string and tag blobs as long as their last offsets say, one bitmap
+    /// per TLP level. Accessors rely on nothing more.
+    fn check_shape(&self) -> Result<(), FormatError> {
+        let n = self.kind.len();
+        let cols = [
+            self.tlp.len(),
+            self.flags.len(),
+            self.confidence.len(),
+            self.id.len(),
+            self.value.len(),
+            self.context.len(),
+            self.valid_from.len(),
+            self.valid_until.len(),
+            self.port.len(),
+            self.tag_ends.len(),
+        ];
+        if cols.iter().any(|&c| c != n) {
+            return Err(FormatError::new(STRUCTURE, "columns of different lengths"));
+        }
+        let nc = self.ctx_source.len();
+        if self.ctx_origin.len() != nc
+            || self.ctx_sharing_group.len() != nc
+            || self.ctx_distribution.len() != nc
+        {
+            return Err(FormatError::new(STRUCTURE, "context table inconsistent"));
+        }
+        self.strings.check_shape()?;
+        if self.tag_ends.last().map_or(0, |&e| e as usize) != self.tag_ids.len() {
+            return Err(FormatError::new(
+                STRUCTURE,
+                "tag list longer than its offsets",
+            ));
+        }
+        if self.by_tlp.len() != Tlp::ALL.len() {
+            return Err(FormatError::new(STRUCTURE, "TLP bitmaps missing"));
+        }
+        Ok(())
+    }
 }
 
 fn put_bitmaps(w: &mut SectionWriter, keys: &[u32], maps: &[&RoaringBitmap]) {
@@ -554,16 +651,16 @@ fn put_bitmaps(w: &mut SectionWriter, keys: &[u32], maps: &[&RoaringBitmap]) {
     w.put(&blob);
 }
 
-fn take_bitmaps(r: &mut SectionReader<'_>) -> Result<(Vec<u32>, Vec<RoaringBitmap>), FormatError> {
-    let keys: Vec<u32> = r.take(STRUCTURE)?;
-    let ends: Vec<u64> = r.take(STRUCTURE)?;
-    let blob: Vec<u8> = r.take(STRUCTURE)?;
+fn take_bitmaps(r: &mut SectionReader) -> Result<(Arr<u32>, Vec<RoaringBitmap>), FormatError> {
+    let keys: Arr<u32> = r.take(STRUCTURE)?;
+    let ends: Arr<u64> = r.take(STRUCTURE)?;
+    let blob: Arr<u8> = r.take(STRUCTURE)?;
     if ends.len() != keys.len() {
         return Err(FormatError::new(STRUCTURE, "bitmap count mismatch"));
     }
     let mut maps = Vec::with_capacity(ends.len());
     let mut start = 0u64;
-    for &end in &ends {
+    for &end in ends.iter() {
         if end < start || end > blob.len() as u64 {
             return Err(FormatError::new(STRUCTURE, "bitmap offsets out of range"));
         }
@@ -609,7 +706,7 @@ impl Sections for MetaTable {
         put_bitmaps(w, &tk, &tm);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
         let mut t = MetaTable {
             kind: r.take(STRUCTURE)?,
             tlp: r.take(STRUCTURE)?,
@@ -635,10 +732,10 @@ impl Sections for MetaTable {
         };
         t.by_tlp = take_bitmaps(r)?.1;
         let (sk, sm) = take_bitmaps(r)?;
-        t.by_source = sk.into_iter().zip(sm).collect();
+        t.by_source = sk.iter().copied().zip(sm).collect();
         let (tk, tm) = take_bitmaps(r)?;
-        t.by_tag = tk.into_iter().zip(tm).collect();
-        t.validate()?;
+        t.by_tag = tk.iter().copied().zip(tm).collect();
+        t.check_shape()?;
         Ok(t)
     }
 }
@@ -714,14 +811,34 @@ mod tests {
         let back = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
         assert_eq!(back.value(1), "203.0.113.0/28");
         assert_eq!(back.by_tlp(Tlp::AmberStrict).len(), 1);
-        // A TLP code beyond the known levels.
+        // A TLP code beyond the known levels: loads (an O(1) check cannot see it), reads as
+        // the most restrictive level, and `validate` refuses it.
         let mut bad = w.sections.clone();
         bad[1][0] = 9;
         let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
-        assert!(MetaTable::read_sections(&mut SectionReader::new(&slices)).is_err());
-        // A string index past the pool.
+        let loaded = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
+        assert_eq!(loaded.tlp(0), Tlp::Red);
+        assert!(loaded.validate().is_err());
+        // A string index past the pool: reads as "", refused by `validate`.
         let mut bad = w.sections.clone();
         bad[5][0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
+        let loaded = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
+        assert_eq!(loaded.value(0), "");
+        assert!(loaded.validate().is_err());
+        // A context id past the table, tag offsets out of range: no panic.
+        let mut bad = w.sections.clone();
+        bad[6][0..4].copy_from_slice(&7u32.to_le_bytes());
+        bad[10][0..4].copy_from_slice(&99u32.to_le_bytes());
+        let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
+        let loaded = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
+        assert_eq!((loaded.source(0), loaded.origin(0)), ("", None));
+        assert_eq!(loaded.tags(0).count(), 0);
+        assert_eq!(loaded.tags(1).count(), 0);
+        assert!(loaded.validate().is_err());
+        // Columns of different lengths are refused on load.
+        let mut bad = w.sections.clone();
+        bad[3].pop();
         let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
         assert!(MetaTable::read_sections(&mut SectionReader::new(&slices)).is_err());
     }

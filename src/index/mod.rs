@@ -2,11 +2,15 @@
 //!
 //! Every structure here maps an observable (an address, a name, a digest, a piece of text) to
 //! the ordinals (`u32`) of the indicators that match it, and is stored in a snapshot as a few
-//! flat little-endian arrays ([`Sections`]), so that loading a snapshot is a handful of bulk
-//! copies and checks, never a per-entry deserialisation. This module owns those arrays and
-//! their invariants (each structure has a `validate()`); it knows nothing about files, TLP
-//! policy or telemetry formats.
+//! flat little-endian arrays ([`Sections`]). A loaded structure uses those arrays in place
+//! ([`Arr`], views into the mapped or copied file), so that loading a snapshot is its digest
+//! checks plus O(1) checks per structure, never a per-entry deserialisation. Each structure's
+//! full invariants are its `validate()` (O(n), for tests, fuzzers and `cwn inspect --check`);
+//! its lookups are bounded against any array content, so a snapshot that passes its digests
+//! but breaks an invariant yields wrong answers, never a panic or a hang. This module owns the
+//! arrays and their invariants; it knows nothing about TLP policy or telemetry formats.
 
+pub mod array;
 pub mod compiled;
 pub mod domain;
 pub mod exact;
@@ -17,8 +21,13 @@ pub mod snapshot;
 pub mod substring;
 
 use std::fmt;
+use std::ops::Range;
 
-pub use compiled::{BuildError, BuildReport, CompiledIndex, IndexBuilder};
+use bytes::Bytes;
+
+pub use array::Arr;
+
+pub use compiled::{BuildError, BuildReport, CompiledIndex, IndexBuilder, OpenError};
 
 #[cfg(target_endian = "big")]
 compile_error!("cwn snapshots are little-endian arrays; big-endian targets are not supported");
@@ -63,45 +72,75 @@ impl SectionWriter {
     }
 }
 
-/// Reads back, in the same order, the arrays a [`SectionWriter`] collected.
+/// Reads back, in the same order, the arrays a [`SectionWriter`] collected, as views into one
+/// shared buffer (see [`array`](mod@array)).
 #[derive(Debug)]
-pub struct SectionReader<'a> {
-    sections: &'a [&'a [u8]],
+pub struct SectionReader {
+    backing: Bytes,
+    sections: Vec<Range<usize>>,
     next: usize,
 }
 
-impl<'a> SectionReader<'a> {
-    /// A reader over the given sections.
-    pub fn new(sections: &'a [&'a [u8]]) -> Self {
-        SectionReader { sections, next: 0 }
+impl SectionReader {
+    /// A reader over copies of the given sections, each placed at a
+    /// [`SECTION_ALIGN`](snapshot::SECTION_ALIGN)-aligned offset of one buffer.
+    pub fn new(sections: &[&[u8]]) -> Self {
+        let mut buf = Vec::new();
+        let mut ranges = Vec::with_capacity(sections.len());
+        for s in sections {
+            buf.resize(buf.len().next_multiple_of(snapshot::SECTION_ALIGN), 0);
+            ranges.push(buf.len()..buf.len() + s.len());
+            buf.extend_from_slice(s);
+        }
+        Self::over(array::aligned_copy(&buf), ranges)
+    }
+
+    /// A reader over `sections`, ranges of `backing` (as [`snapshot::decode_ranges`] returns
+    /// them).
+    pub fn over(backing: Bytes, sections: Vec<Range<usize>>) -> Self {
+        SectionReader {
+            backing,
+            sections,
+            next: 0,
+        }
     }
 
     /// The next section as an array of `T`; an error if there is none or its length is not a
-    /// multiple of `size_of::<T>()`. Copies (one `memcpy`), so the bytes need no alignment.
-    pub fn take<T: bytemuck::Pod>(
+    /// multiple of `size_of::<T>()`. A view in place when the section is aligned for `T`, a
+    /// copy otherwise.
+    pub fn take<T: bytemuck::Pod + Send>(
         &mut self,
         structure: &'static str,
-    ) -> Result<Vec<T>, FormatError> {
-        let Some(bytes) = self.sections.get(self.next) else {
+    ) -> Result<Arr<T>, FormatError> {
+        let Some(range) = self.sections.get(self.next).cloned() else {
             return Err(FormatError::new(structure, "section missing"));
         };
         self.next += 1;
-        let size = std::mem::size_of::<T>();
-        if size != 0 && bytes.len() % size != 0 {
-            return Err(FormatError::new(
+        let len = range.len();
+        Arr::view(&self.backing, range).ok_or_else(|| {
+            FormatError::new(
                 structure,
                 format!(
-                    "section of {} bytes is not a whole number of {size}-byte values",
-                    bytes.len()
+                    "section of {len} bytes is not a whole number of {}-byte values",
+                    size_of::<T>()
                 ),
-            ));
-        }
-        Ok(bytemuck::pod_collect_to_vec(bytes))
+            )
+        })
     }
 
     /// How many sections have been taken.
     pub fn position(&self) -> usize {
         self.next
+    }
+
+    /// How many sections there are.
+    pub fn len(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// Whether there are no sections at all.
+    pub fn is_empty(&self) -> bool {
+        self.sections.is_empty()
     }
 }
 
@@ -109,9 +148,11 @@ impl<'a> SectionReader<'a> {
 pub trait Sections: Sized {
     /// Appends its arrays to `w`, always in the same order and number.
     fn write_sections(&self, w: &mut SectionWriter);
-    /// Rebuilds it from the arrays written by `write_sections`, then checks every invariant
-    /// (`validate`) so that a corrupt snapshot is refused rather than trusted.
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError>;
+    /// Takes back the arrays written by `write_sections` (views, not copies) and checks what
+    /// costs O(1) per array: lengths consistent with each other and with the shape they imply.
+    /// The full O(n) check is each structure's `validate()`; lookups never rely on more than
+    /// these cheap checks, so that no content of a snapshot can make them panic or loop.
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError>;
 }
 
 #[cfg(test)]
@@ -125,8 +166,8 @@ mod tests {
         w.put(&[7u64]);
         let slices: Vec<&[u8]> = w.sections.iter().map(|s| s.as_slice()).collect();
         let mut r = SectionReader::new(&slices);
-        assert_eq!(r.take::<u32>("t").unwrap(), vec![1, 2, 3]);
-        assert_eq!(r.take::<u64>("t").unwrap(), vec![7]);
+        assert_eq!(&r.take::<u32>("t").unwrap()[..], [1, 2, 3]);
+        assert_eq!(&r.take::<u64>("t").unwrap()[..], [7]);
         assert!(r.take::<u32>("t").is_err());
         let bad: [&[u8]; 1] = [&[1, 2, 3]];
         assert!(SectionReader::new(&bad).take::<u32>("t").is_err());

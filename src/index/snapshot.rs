@@ -1,6 +1,7 @@
 //! The snapshot container: a versioned header, a table of sections each with a BLAKE3 digest,
-//! an optional Ed25519 signature, and the sections themselves, 8-byte aligned so that the file
-//! could be memory-mapped and its arrays used in place.
+//! an optional Ed25519 signature, and the sections themselves, each at an offset that is a
+//! multiple of [`SECTION_ALIGN`] (16, the alignment of `u128`), so that a loaded or
+//! memory-mapped file's arrays are used in place (see [`array`](super::array)).
 //!
 //! ```text
 //! 0    magic "CWNSNAP\0"
@@ -10,13 +11,15 @@
 //! ..   section table: per section offset u64 · length u64 · BLAKE3 digest [32]
 //! ..   Ed25519 signature [64] over every byte before it (zeros when unsigned)
 //! ..   BLAKE3 digest [32] of every byte before it (header, table and signature)
-//! ..   zero padding to 8, then each section, zero-padded to 8; the file ends with the last
+//! ..   zero padding to 16, then each section, zero-padded to 16; the file ends with the last
 //! ```
 //!
 //! Since the section digests are in the signed table, the signature covers the whole file.
 //! [`decode`] checks all of it — magic, version, header digest, signature, every section's
 //! bounds, padding and digest, and the exact file length — and says which check failed.
 //! All integers are little-endian.
+
+use std::ops::Range;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rayon::prelude::*;
@@ -27,6 +30,8 @@ use crate::indicator::Kind;
 pub const MAGIC: [u8; 8] = *b"CWNSNAP\0";
 /// The format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// Every section starts at a multiple of this many bytes from the start of the file.
+pub const SECTION_ALIGN: usize = 16;
 
 const FLAG_SIGNED: u32 = 1;
 const FIXED: usize = 48;
@@ -131,8 +136,8 @@ pub enum SnapshotError {
     Structure(#[from] super::FormatError),
 }
 
-fn pad8(n: usize) -> usize {
-    (8 - n % 8) % 8
+fn pad(n: usize) -> usize {
+    n.next_multiple_of(SECTION_ALIGN) - n
 }
 
 /// Serialises sections into a snapshot, signed when `key` is given. The same inputs always
@@ -146,7 +151,7 @@ pub fn encode(
 ) -> Vec<u8> {
     let table_end = FIXED + counts.len() * 8 + sections.len() * ENTRY;
     let header_end = table_end + SIG + DIGEST;
-    let mut offset = header_end + pad8(header_end);
+    let mut offset = header_end + pad(header_end);
     let digests: Vec<[u8; 32]> = sections
         .par_iter()
         .map(|s| *blake3::hash(s).as_bytes())
@@ -167,17 +172,17 @@ pub fn encode(
         out.extend_from_slice(&(offset as u64).to_le_bytes());
         out.extend_from_slice(&(s.len() as u64).to_le_bytes());
         out.extend_from_slice(d);
-        offset += s.len() + pad8(s.len());
+        offset += s.len() + pad(s.len());
     }
     debug_assert_eq!(out.len(), table_end);
     let sig = key.map_or([0u8; SIG], |k| k.sign(&out).to_bytes());
     out.extend_from_slice(&sig);
     let digest = blake3::hash(&out);
     out.extend_from_slice(digest.as_bytes());
-    out.resize(out.len() + pad8(out.len()), 0);
+    out.resize(out.len() + pad(out.len()), 0);
     for s in sections {
         out.extend_from_slice(s);
-        out.resize(out.len() + pad8(s.len()), 0);
+        out.resize(out.len() + pad(s.len()), 0);
     }
     out
 }
@@ -207,6 +212,15 @@ pub fn decode<'a>(
     bytes: &'a [u8],
     verify: Option<&VerifyingKey>,
 ) -> Result<(Header, Vec<&'a [u8]>), SnapshotError> {
+    let (header, ranges) = decode_ranges(bytes, verify)?;
+    Ok((header, ranges.into_iter().map(|r| &bytes[r]).collect()))
+}
+
+/// [`decode`], returning the sections as byte ranges of `bytes`.
+pub fn decode_ranges(
+    bytes: &[u8],
+    verify: Option<&VerifyingKey>,
+) -> Result<(Header, Vec<Range<usize>>), SnapshotError> {
     need(bytes, "header", FIXED)?;
     if bytes[..8] != MAGIC {
         return Err(SnapshotError::BadMagic);
@@ -258,7 +272,7 @@ pub fn decode<'a>(
         let e = FIXED + n_kinds * 8 + i * ENTRY;
         let offset = u64_at(bytes, e);
         let len = u64_at(bytes, e + 8);
-        let aligned = pos + (8 - pos % 8) % 8;
+        let aligned = pos.next_multiple_of(SECTION_ALIGN as u64);
         // Padding before the section must be zero.
         if offset != aligned
             || offset
@@ -280,11 +294,11 @@ pub fn decode<'a>(
         }
         check_zero(bytes, pos as usize, offset as usize)?;
         let (start, end) = (offset as usize, (offset + len) as usize);
-        sections.push(&bytes[start..end]);
+        sections.push(start..end);
         digests.push(&bytes[e + 16..e + 48]);
         pos = end as u64;
     }
-    let end = pos as usize + pad8(pos as usize);
+    let end = pos as usize + pad(pos as usize);
     if bytes.len() < end {
         return Err(SnapshotError::Truncated {
             what: "final padding",
@@ -305,7 +319,7 @@ pub fn decode<'a>(
     let bad = sections
         .par_iter()
         .zip(digests.par_iter())
-        .position_first(|(s, d)| blake3::hash(s).as_bytes()[..] != d[..]);
+        .position_first(|(s, d)| blake3::hash(&bytes[s.clone()]).as_bytes()[..] != d[..]);
     if let Some(index) = bad {
         return Err(SnapshotError::SectionChecksum { index });
     }
@@ -414,7 +428,7 @@ mod tests {
     fn round_trip_signed_and_deterministic() {
         let bytes = sample(true);
         assert_eq!(bytes, sample(true));
-        assert_eq!(bytes.len() % 8, 0);
+        assert_eq!(bytes.len() % SECTION_ALIGN, 0);
         let vk = key(1).verifying_key();
         let (h, s) = decode(&bytes, Some(&vk)).unwrap();
         assert_eq!(

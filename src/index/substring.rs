@@ -42,8 +42,8 @@
 //! filter words, the slots and the entries (window key and offset, pattern head, pattern index
 //! and length); per pattern its blob range and classes; the pattern bytes; the ordinal lists in
 //! CSR form with the classes of each ordinal. The short-pattern automaton is *not* stored: it is
-//! rebuilt from the stored short patterns when a snapshot is read (it holds few, tiny patterns,
-//! so this costs microseconds). The window hash ([`window_hash`]), the window choice's
+//! built from the stored short patterns on the first search (it holds few, tiny patterns, so
+//! this costs microseconds, and a load that never searches does not pay for it). The window hash ([`window_hash`]), the window choice's
 //! constraints and the filter and table sizes are part of the format; `validate` recomputes the
 //! filters and slots from the entries and refuses any difference. What `validate` cannot see —
 //! another ordinal, another byte late in a long pattern, both consistent — is the snapshot
@@ -67,9 +67,11 @@
 //! assert!(hits.is_empty());
 //! ```
 
+use std::sync::OnceLock;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
-use super::{FormatError, SectionReader, SectionWriter, Sections};
+use super::{Arr, FormatError, SectionReader, SectionWriter, Sections};
 use crate::indicator::Kind;
 
 /// The haystack is probed at every `STRIDE`-th position; each pattern registers `STRIDE`
@@ -285,14 +287,12 @@ impl SubstringBuilder {
         let pat = |e: &(u32, u32, u8, u32)| &bytes[e.0 as usize..(e.0 + e.1) as usize];
         entries.sort_unstable_by(|a, b| pat(a).cmp(pat(b)).then(a.3.cmp(&b.3)));
 
-        let mut index = SubstringIndex {
-            tiers: Default::default(),
+        let mut index = Columns {
             patterns: Vec::new(),
             blob: Vec::with_capacity(bytes.len()),
             ord_start: vec![0],
             ords: Vec::with_capacity(entries.len()),
             ord_classes: Vec::with_capacity(entries.len()),
-            derived: Derived::default(),
         };
         // Distinct patterns in byte order, each with its ordinals ascending, classes merged.
         let mut previous: Option<&[u8]> = None;
@@ -319,11 +319,31 @@ impl SubstringBuilder {
             index.ord_start.push(index.ords.len() as u32);
         }
         let expand = expand_tiny(&index.patterns);
-        index.tiers = [0, 1, 2].map(|t| Tier::build(&index.patterns, &index.blob, t, expand));
+        let tiers = [0, 1, 2].map(|t| Tier::build(&index.patterns, &index.blob, t, expand));
+        let mut index = SubstringIndex {
+            tiers,
+            patterns: index.patterns.into(),
+            blob: index.blob.into(),
+            ord_start: index.ord_start.into(),
+            ords: index.ords.into(),
+            ord_classes: index.ord_classes.into(),
+            derived: Derived::default(),
+            short: OnceLock::new(),
+        };
         index.derived = index.derive().expect("the builder's own arrays are valid");
+        index.short();
         debug_assert_eq!(index.validate(), Ok(()));
         index
     }
+}
+
+/// The arrays of a [`SubstringIndex`] while it is built.
+struct Columns {
+    patterns: Vec<[u32; 3]>,
+    blob: Vec<u8>,
+    ord_start: Vec<u32>,
+    ords: Vec<u32>,
+    ord_classes: Vec<u8>,
 }
 
 /// A pattern of a tier while building: its index and bytes.
@@ -424,15 +444,15 @@ fn log2_16(n: u32) -> i64 {
 struct Tier {
     /// [`filter_words`] words; word [`filter_word`] of every entry's hash has its
     /// [`filter_mask`] bits set.
-    filter: Vec<u64>,
+    filter: Arr<u64>,
     /// [`table_slots`] slots, each [`EMPTY`] or `fingerprint << 32 | entry`: entry `e` sits
     /// at the first free slot at or after (cyclically) slot `hash >> (64 - log2(slots))`,
     /// entries inserted in order. Linear probing in a table at most half full, with 8-byte
     /// slots, keeps a lookup of an absent window to about one cache line.
-    slots: Vec<u64>,
+    slots: Arr<u64>,
     /// The entries (see [`Entry`]), in ascending order: [`STRIDE`] (adjacent offsets) per
     /// pattern of the tier.
-    entries: Vec<Entry>,
+    entries: Arr<Entry>,
 }
 
 /// `[key | offset << 56 (low half, high half), head (low half, high half), pattern, pattern
@@ -545,9 +565,9 @@ impl Tier {
         let (filter, slots) = Tier::index(&entries, shape);
         debug_assert!(entries.windows(2).all(|e| e[0] < e[1]));
         Tier {
-            filter,
-            slots,
-            entries,
+            filter: filter.into(),
+            slots: slots.into(),
+            entries: entries.into(),
         }
     }
 
@@ -576,7 +596,7 @@ impl Tier {
         w.put(&self.entries);
     }
 
-    fn read(r: &mut SectionReader<'_>) -> Result<Tier, FormatError> {
+    fn read(r: &mut SectionReader) -> Result<Tier, FormatError> {
         Ok(Tier {
             filter: r.take(STRUCTURE)?,
             slots: r.take(STRUCTURE)?,
@@ -623,7 +643,9 @@ impl Tier {
             let Some(&[start, end, _]) = patterns.get(p) else {
                 return err(format!("entry {i} names pattern {p} of {}", patterns.len()));
             };
-            let pattern = &blob[start as usize..end as usize];
+            let Some(pattern) = blob.get(start as usize..end as usize) else {
+                return err(format!("pattern {p} outside the blob"));
+            };
             let (key, offset) = entry_key_offset(e);
             let expected = if pattern.len() < shape.min_len && offset == BEFORE {
                 entry_before(pattern, p, key as u8)
@@ -641,10 +663,10 @@ impl Tier {
             windows.push((p, offset));
         }
         let (filter, slots) = Tier::index(&self.entries, shape);
-        if slots != self.slots {
+        if slots[..] != self.slots[..] {
             return err("slots are not those the entries make".into());
         }
-        if filter != self.filter {
+        if filter[..] != self.filter[..] {
             return err("filter is not the one the entries make".into());
         }
         // The windows of each pattern, against what the pattern's length requires.
@@ -690,14 +712,21 @@ struct TierDerived {
     on: bool,
 }
 
-/// Values computed from the stored arrays when the index is built or read.
+/// Values computed from the stored arrays' lengths when the index is built or read.
 #[derive(Clone, Debug, Default)]
 struct Derived {
     tiers: [TierDerived; 3],
+}
+
+/// The automaton over the patterns of at most [`SHORT_MAX_LEN`] bytes, built on first use
+/// (a load does not pay for it) from the stored patterns.
+#[derive(Clone, Debug, Default)]
+struct Short {
     /// The patterns of the automaton, in its order.
-    short_ids: Vec<u32>,
-    /// Over the short patterns.
-    short: Option<AhoCorasick>,
+    ids: Vec<u32>,
+    /// Over the short patterns; `None` when there are none (or, for a snapshot that
+    /// `validate` refuses, when they make no automaton).
+    ac: Option<AhoCorasick>,
 }
 
 /// An immutable set of substring patterns; see the [module docs](self).
@@ -707,16 +736,17 @@ pub struct SubstringIndex {
     tiers: [Tier; 3],
     /// Per pattern `[blob start, blob end, classes]`, distinct patterns in byte order; the
     /// classes are the union of those of its ordinals.
-    patterns: Vec<[u32; 3]>,
+    patterns: Arr<[u32; 3]>,
     /// The pattern bytes, back to back.
-    blob: Vec<u8>,
+    blob: Arr<u8>,
     /// CSR: the ordinals of pattern `p` are `ords[ord_start[p]..ord_start[p + 1]]`.
-    ord_start: Vec<u32>,
+    ord_start: Arr<u32>,
     /// Ordinals, strictly ascending within each pattern.
-    ords: Vec<u32>,
+    ords: Arr<u32>,
     /// The classes of each entry of `ords`.
-    ord_classes: Vec<u8>,
+    ord_classes: Arr<u8>,
     derived: Derived,
+    short: OnceLock<Short>,
 }
 
 /// Pattern ids found so far, kept in `out[base..]` and compacted when they pile up (a pattern
@@ -792,9 +822,10 @@ impl SubstringIndex {
             [false, false, true] => self.scan::<false, false, true>(h, c, f, o),
             [false, false, false] => {}
         }
-        if let Some(ac) = &self.derived.short {
+        let short = self.short();
+        if let Some(ac) = &short.ac {
             for m in ac.find_overlapping_iter(haystack) {
-                let Some(&p) = self.derived.short_ids.get(m.pattern().as_usize()) else {
+                let Some(&p) = short.ids.get(m.pattern().as_usize()) else {
                     continue;
                 };
                 if self
@@ -868,17 +899,22 @@ impl SubstringIndex {
         };
         let h = window_hash(key);
         let fp = fingerprint(h);
-        let mask = tier.slots.len().wrapping_sub(1);
+        let (slots, entries) = (&tier.slots[..], &tier.entries[..]);
+        let mask = slots.len().wrapping_sub(1);
         let mut s = h.checked_shr(derived.slot_shift).unwrap_or(0) as usize;
-        // The table always has a free slot, which ends the walk.
-        while let Some(&slot) = tier.slots.get(s)
+        // A valid table always has a free slot, which ends the walk; a crafted one without
+        // is walked once round.
+        let mut steps = slots.len();
+        while let Some(&slot) = slots.get(s)
             && slot != EMPTY
+            && steps > 0
         {
+            steps -= 1;
             s = (s + 1) & mask;
             if (slot >> 32) as u32 != fp {
                 continue;
             }
-            let Some(e) = tier.entries.get(slot as u32 as usize) else {
+            let Some(e) = entries.get(slot as u32 as usize) else {
                 continue;
             };
             let (k, offset) = entry_key_offset(e);
@@ -919,14 +955,20 @@ impl SubstringIndex {
         if np == 0 {
             return;
         }
+        let (ord_start, ords, ord_classes) =
+            (&self.ord_start[..], &self.ords[..], &self.ord_classes[..]);
         for k in 0..np {
             let p = out[base + k] as usize;
-            let lo = self.ord_start.get(p).copied().unwrap_or(0) as usize;
-            let hi = self.ord_start.get(p + 1).copied().unwrap_or(0) as usize;
-            for j in lo..hi {
-                if let (Some(&c), Some(&o)) = (self.ord_classes.get(j), self.ords.get(j))
-                    && c & classes != 0
-                {
+            let lo = ord_start.get(p).copied().unwrap_or(0) as usize;
+            let hi = ord_start.get(p + 1).copied().unwrap_or(0) as usize;
+            // Out of order or range only in a file `validate` refuses: then nothing or the
+            // part in range, never a walk over offsets that hold nothing.
+            let (Some(ords), Some(ord_classes)) = (ords.get(lo..hi), ord_classes.get(lo..hi))
+            else {
+                continue;
+            };
+            for (&o, &c) in ords.iter().zip(ord_classes) {
+                if c & classes != 0 {
                     out.push(o);
                 }
             }
@@ -955,27 +997,47 @@ impl SubstringIndex {
             + self.ord_start.len() * 4
             + self.ords.len() * 4
             + self.ord_classes.len()
-            + self.derived.short_ids.len() * 4
-            + self.derived.short.as_ref().map_or(0, |a| a.memory_usage())
+            + self.short().ids.len() * 4
+            + self.short().ac.as_ref().map_or(0, |a| a.memory_usage())
     }
 
-    /// Computes what lookups need beyond the arrays (and rebuilds the automaton); checks only
-    /// what that needs.
+    /// Computes what lookups need beyond the arrays, from their lengths; checks only what
+    /// that needs, and that the ordinal lists fit the patterns (O(1)).
     fn derive(&self) -> Result<Derived, FormatError> {
         let mut tiers = [TierDerived::default(); 3];
         for t in 0..3 {
             tiers[t] = self.tiers[t].shape(SHAPES[t])?;
         }
-        let mut short_ids = Vec::new();
+        if self.ord_start.len() != self.patterns.len() + 1
+            || self.ord_start.first() != Some(&0)
+            || self.ord_start.last().map(|&l| l as usize) != Some(self.ords.len())
+            || self.ord_classes.len() != self.ords.len()
+        {
+            return Err(FormatError::new(
+                STRUCTURE,
+                "ordinal lists do not match the patterns",
+            ));
+        }
+        Ok(Derived { tiers })
+    }
+
+    /// The short-pattern automaton, built on first use.
+    fn short(&self) -> &Short {
+        self.short
+            .get_or_init(|| self.build_short().unwrap_or_default())
+    }
+
+    fn build_short(&self) -> Result<Short, FormatError> {
+        let mut ids = Vec::new();
         let mut shorts: Vec<&[u8]> = Vec::new();
         for (p, &[start, end, _]) in self.patterns.iter().enumerate() {
             let bytes = self.blob.get(start as usize..end as usize).unwrap_or(&[]);
             if (1..=SHORT_MAX_LEN).contains(&bytes.len()) {
-                short_ids.push(p as u32);
+                ids.push(p as u32);
                 shorts.push(bytes);
             }
         }
-        let short = if shorts.is_empty() {
+        let ac = if shorts.is_empty() {
             None
         } else {
             Some(
@@ -985,11 +1047,7 @@ impl SubstringIndex {
                     .map_err(|e| FormatError::new(STRUCTURE, e))?,
             )
         };
-        Ok(Derived {
-            tiers,
-            short_ids,
-            short,
-        })
+        Ok(Short { ids, ac })
     }
 
     /// Checks every invariant [`find`](Self::find) relies on, and that the arrays are exactly
@@ -1002,6 +1060,7 @@ impl SubstringIndex {
 
     /// [`validate`](Self::validate), returning the derived values on success.
     fn check(&self) -> Result<Derived, FormatError> {
+        let d = self.derive()?;
         let err = |r: String| Err(FormatError::new(STRUCTURE, r));
         // Patterns: contiguous, non-empty blob ranges covering the blob, strictly ascending.
         let mut at = 0u32;
@@ -1023,13 +1082,6 @@ impl SubstringIndex {
             return err("patterns not distinct and in byte order".into());
         }
         // Ordinals: a non-empty, strictly ascending list per pattern, each in some class.
-        if self.ord_start.len() != self.patterns.len() + 1
-            || self.ord_start.first() != Some(&0)
-            || self.ord_start.last().map(|&l| l as usize) != Some(self.ords.len())
-            || self.ord_classes.len() != self.ords.len()
-        {
-            return err("ordinal lists do not match the patterns".into());
-        }
         if let Some(p) = self.ord_start.windows(2).position(|w| w[0] >= w[1]) {
             return err(format!("pattern {p} has no ordinal"));
         }
@@ -1049,7 +1101,7 @@ impl SubstringIndex {
                 ));
             }
         }
-        let d = self.derive()?;
+        self.build_short()?;
         let expand = expand_tiny(&self.patterns);
         for (t, tier) in self.tiers.iter().enumerate() {
             tier.validate(t, expand, &self.patterns, &self.blob)?;
@@ -1070,7 +1122,7 @@ impl Sections for SubstringIndex {
         w.put(&self.ord_classes);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
         let mut index = SubstringIndex {
             tiers: [Tier::read(r)?, Tier::read(r)?, Tier::read(r)?],
             patterns: r.take(STRUCTURE)?,
@@ -1079,8 +1131,9 @@ impl Sections for SubstringIndex {
             ords: r.take(STRUCTURE)?,
             ord_classes: r.take(STRUCTURE)?,
             derived: Derived::default(),
+            short: OnceLock::new(),
         };
-        index.derived = index.check()?;
+        index.derived = index.derive()?;
         Ok(index)
     }
 }
@@ -1125,9 +1178,19 @@ mod tests {
         w.sections
     }
 
+    /// Loads the sections, searches whatever loads (which must not panic), then validates.
     fn read(sections: &[Vec<u8>]) -> Result<SubstringIndex, FormatError> {
         let slices: Vec<&[u8]> = sections.iter().map(|s| s.as_slice()).collect();
-        SubstringIndex::read_sections(&mut SectionReader::new(&slices))
+        let index = SubstringIndex::read_sections(&mut SectionReader::new(&slices))?;
+        for h in [
+            &b"/x1/gate7.php/abcdef"[..],
+            b"/ab/abcd",
+            b"/x59/gate413.php~01~",
+        ] {
+            find(&index, h, CLASS_ALL);
+        }
+        index.validate()?;
+        Ok(index)
     }
 
     fn t(p: &[u8], c: u8, o: u32) -> (Vec<u8>, u8, u32) {
@@ -1420,7 +1483,7 @@ mod tests {
     fn validate_names_broken_invariants() {
         let index = corruption_fixture(false);
         let mut bad = index.clone();
-        bad.tiers[0].filter[0] ^= 1;
+        bad.tiers[0].filter.edit(|f| f[0] ^= 1);
         assert!(bad.validate().is_err());
         let mut bad = index.clone();
         let s = bad.tiers[0]
@@ -1429,19 +1492,21 @@ mod tests {
             .position(|&s| s != EMPTY)
             .expect("a slot");
         let n = bad.tiers[0].slots.len();
-        bad.tiers[0].slots.swap(s, (s + 1) % n);
+        bad.tiers[0].slots.edit(|slots| slots.swap(s, (s + 1) % n));
         assert!(bad.validate().is_err());
         let mut bad = index.clone();
-        bad.tiers[1].entries.pop();
+        bad.tiers[1].entries.edit(|e| {
+            e.pop();
+        });
         assert!(bad.validate().is_err());
         let mut bad = index.clone();
-        bad.patterns[0][2] = 0;
+        bad.patterns.edit(|p| p[0][2] = 0);
         assert!(bad.validate().is_err());
         let mut bad = index.clone();
-        bad.ord_classes[0] = 0;
+        bad.ord_classes.edit(|c| c[0] = 0);
         assert!(bad.validate().is_err());
         let mut bad = index.clone();
-        bad.patterns.swap(0, 1);
+        bad.patterns.edit(|p| p.swap(0, 1));
         assert!(bad.validate().is_err());
     }
 

@@ -52,7 +52,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{FormatError, SectionReader, SectionWriter, Sections};
+use super::{Arr, FormatError, SectionReader, SectionWriter, Sections};
 
 pub use port::{IpPortIndex, IpPortIndexBuilder};
 pub use v4::{Ipv4Index, Ipv4IndexBuilder};
@@ -71,11 +71,25 @@ const LIST: u32 = 1 << 31;
 /// 8-byte node, its outer part being shared with the ranges around it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct OrdChains {
+    ords: Arr<u32>,
+    rest: Arr<u32>,
+}
+
+/// Builds [`OrdChains`].
+#[derive(Debug, Default)]
+struct OrdChainsBuilder {
     ords: Vec<u32>,
     rest: Vec<u32>,
 }
 
-impl OrdChains {
+impl OrdChainsBuilder {
+    fn build(self) -> OrdChains {
+        OrdChains {
+            ords: self.ords.into(),
+            rest: self.rest.into(),
+        }
+    }
+
     /// The range value for `chain` (ordinals from the outermost network to the innermost).
     fn encode(&mut self, chain: &[u32], seen: &mut HashMap<(u32, u32), u32>) -> u32 {
         let mut v = NONE;
@@ -96,20 +110,43 @@ impl OrdChains {
         }
         v
     }
+}
 
+impl OrdChains {
     /// Appends the ordinals of range value `v` to `out`, innermost network first (the same
     /// ordinal may come twice if the caller added it for two nested networks).
+    ///
+    /// Whatever the arrays hold, this ends: a valid chain links strictly backwards, so it has
+    /// at most `len()` nodes, and the walk stops there or at a link out of range.
     #[inline]
     fn emit(&self, mut v: u32, out: &mut Vec<u32>) {
-        while v >= LIST && v != NONE {
-            // In bounds and strictly decreasing once `validate` and `check_value` accepted.
+        let (ords, rest) = (&self.ords[..], &self.rest[..]);
+        for _ in 0..=ords.len() {
+            if v < LIST {
+                out.push(v);
+                return;
+            }
+            if v == NONE {
+                return;
+            }
             let i = (v & !LIST) as usize;
-            out.push(self.ords[i]);
-            v = self.rest[i];
+            let (Some(&o), Some(&r)) = (ords.get(i), rest.get(i)) else {
+                return;
+            };
+            out.push(o);
+            v = r;
         }
-        if v < LIST {
-            out.push(v);
+    }
+
+    /// What loading checks: as many links as ordinals.
+    fn check_shape(&self, structure: &'static str) -> Result<(), FormatError> {
+        if self.ords.len() != self.rest.len() {
+            return Err(FormatError::new(
+                structure,
+                "chain ordinals and links differ in length",
+            ));
         }
+        Ok(())
     }
 
     fn len(&self) -> usize {
@@ -128,7 +165,7 @@ impl OrdChains {
         if self.ords.len() >= (LIST - 1) as usize {
             return err("too many ordinal chains".into());
         }
-        for (i, (&o, &r)) in self.ords.iter().zip(&self.rest).enumerate() {
+        for (i, (&o, &r)) in self.ords.iter().zip(self.rest.iter()).enumerate() {
             if r >= LIST && r != NONE && (r & !LIST) as usize >= i {
                 return err(format!("chain node {i} links forward"));
             }
@@ -157,11 +194,13 @@ impl OrdChains {
         w.put(&self.rest);
     }
 
-    fn read(r: &mut SectionReader<'_>, structure: &'static str) -> Result<Self, FormatError> {
-        Ok(OrdChains {
+    fn read(r: &mut SectionReader, structure: &'static str) -> Result<Self, FormatError> {
+        let chains = OrdChains {
             ords: r.take(structure)?,
             rest: r.take(structure)?,
-        })
+        };
+        chains.check_shape(structure)?;
+        Ok(chains)
     }
 }
 
@@ -375,7 +414,7 @@ impl Sections for IpIndex {
         self.ports.write_sections(w);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
         Ok(IpIndex {
             v4: Ipv4Index::read_sections(r)?,
             v6: Ipv6Index::read_sections(r)?,

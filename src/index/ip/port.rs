@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::index::{FormatError, SectionReader, SectionWriter, Sections};
+use crate::index::{Arr, FormatError, SectionReader, SectionWriter, Sections};
 
 const STRUCTURE: &str = "ip:port index";
 
@@ -34,11 +34,11 @@ impl IpPortIndexBuilder {
         self.v6.sort_unstable();
         self.v6.dedup();
         IpPortIndex {
-            v4_keys: self.v4.iter().map(|e| e.0).collect(),
-            v4_ords: self.v4.iter().map(|e| e.1).collect(),
-            v6_addrs: self.v6.iter().map(|e| e.0).collect(),
-            v6_ports: self.v6.iter().map(|e| e.1).collect(),
-            v6_ords: self.v6.iter().map(|e| e.2).collect(),
+            v4_keys: self.v4.iter().map(|e| e.0).collect::<Vec<_>>().into(),
+            v4_ords: self.v4.iter().map(|e| e.1).collect::<Vec<_>>().into(),
+            v6_addrs: self.v6.iter().map(|e| e.0).collect::<Vec<_>>().into(),
+            v6_ports: self.v6.iter().map(|e| e.1).collect::<Vec<_>>().into(),
+            v6_ords: self.v6.iter().map(|e| e.2).collect::<Vec<_>>().into(),
         }
     }
 }
@@ -54,11 +54,11 @@ fn v4_key(addr: u32, port: u16) -> u64 {
 /// are an address array and a port array sorted together (22 bytes per pair).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IpPortIndex {
-    v4_keys: Vec<u64>,
-    v4_ords: Vec<u32>,
-    v6_addrs: Vec<u128>,
-    v6_ports: Vec<u16>,
-    v6_ords: Vec<u32>,
+    v4_keys: Arr<u64>,
+    v4_ords: Arr<u32>,
+    v6_addrs: Arr<u128>,
+    v6_ports: Arr<u16>,
+    v6_ords: Arr<u32>,
 }
 
 impl IpPortIndex {
@@ -78,35 +78,42 @@ impl IpPortIndex {
     /// [`lookup`](Self::lookup) for an IPv4 address as `u32`.
     #[inline]
     pub fn lookup_v4(&self, addr: u32, port: u16, out: &mut Vec<u32>) {
-        if self.v4_keys.is_empty() {
+        // As many ordinals as keys, as loading checks; `zip` holds even without.
+        let (keys, ords) = (&self.v4_keys[..], &self.v4_ords[..]);
+        if keys.is_empty() {
             return;
         }
         let key = v4_key(addr, port);
-        let mut i = self.v4_keys.partition_point(|&k| k < key);
-        while i < self.v4_keys.len() && self.v4_keys[i] == key {
-            out.push(self.v4_ords[i]);
-            i += 1;
-        }
+        let i = keys.partition_point(|&k| k < key);
+        let run = keys
+            .get(i..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&k| k == key);
+        out.extend(run.zip(ords.get(i..).unwrap_or_default()).map(|(_, &o)| o));
     }
 
     /// [`lookup`](Self::lookup) for an IPv6 address as `u128` (not IPv4-mapped).
     #[inline]
     pub fn lookup_v6(&self, addr: u128, port: u16, out: &mut Vec<u32>) {
-        if self.v6_addrs.is_empty() {
+        let (addrs, ports, ords) = (&self.v6_addrs[..], &self.v6_ports[..], &self.v6_ords[..]);
+        // The three arrays are equally long once loaded; the shortest bounds the search.
+        let n = addrs.len().min(ports.len()).min(ords.len());
+        if n == 0 {
             return;
         }
         let key = (addr, port);
-        let (mut lo, mut hi) = (0, self.v6_addrs.len());
+        let (mut lo, mut hi) = (0, n);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if (self.v6_addrs[mid], self.v6_ports[mid]) < key {
+            if (addrs[mid], ports[mid]) < key {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
-        while lo < self.v6_addrs.len() && (self.v6_addrs[lo], self.v6_ports[lo]) == key {
-            out.push(self.v6_ords[lo]);
+        while lo < n && (addrs[lo], ports[lo]) == key {
+            out.push(ords[lo]);
             lo += 1;
         }
     }
@@ -129,12 +136,7 @@ impl IpPortIndex {
     /// Checks lengths and strict `(key, ordinal)` ordering, on which bisection relies.
     pub fn validate(&self) -> Result<(), FormatError> {
         let err = |reason: &str| Err(FormatError::new(STRUCTURE, reason));
-        if self.v4_keys.len() != self.v4_ords.len() {
-            return err("IPv4 keys and ordinals differ in length");
-        }
-        if self.v6_addrs.len() != self.v6_ports.len() || self.v6_addrs.len() != self.v6_ords.len() {
-            return err("IPv6 addresses, ports and ordinals differ in length");
-        }
+        self.check_shape()?;
         for i in 1..self.v4_keys.len() {
             if (self.v4_keys[i - 1], self.v4_ords[i - 1]) >= (self.v4_keys[i], self.v4_ords[i]) {
                 return err("IPv4 pairs are not strictly sorted");
@@ -150,6 +152,20 @@ impl IpPortIndex {
     }
 }
 
+impl IpPortIndex {
+    /// What loading checks, in O(1): the parallel arrays equally long.
+    fn check_shape(&self) -> Result<(), FormatError> {
+        let err = |reason: &str| Err(FormatError::new(STRUCTURE, reason));
+        if self.v4_keys.len() != self.v4_ords.len() {
+            return err("IPv4 keys and ordinals differ in length");
+        }
+        if self.v6_addrs.len() != self.v6_ports.len() || self.v6_addrs.len() != self.v6_ords.len() {
+            return err("IPv6 addresses, ports and ordinals differ in length");
+        }
+        Ok(())
+    }
+}
+
 impl Sections for IpPortIndex {
     fn write_sections(&self, w: &mut SectionWriter) {
         w.put(&self.v4_keys);
@@ -159,7 +175,7 @@ impl Sections for IpPortIndex {
         w.put(&self.v6_ords);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
         let ix = IpPortIndex {
             v4_keys: r.take(STRUCTURE)?,
             v4_ords: r.take(STRUCTURE)?,
@@ -167,7 +183,7 @@ impl Sections for IpPortIndex {
             v6_ports: r.take(STRUCTURE)?,
             v6_ords: r.take(STRUCTURE)?,
         };
-        ix.validate()?;
+        ix.check_shape()?;
         Ok(ix)
     }
 }
@@ -203,10 +219,14 @@ mod tests {
         assert_eq!(look(v6, 444), [] as [u32; 0]);
 
         let mut bad = ix.clone();
-        bad.v4_keys.swap(0, 1);
+        bad.v4_keys.edit(|k| k.swap(0, 1));
+        bad.lookup(a, 80, &mut Vec::new());
         assert!(bad.validate().is_err());
         let mut bad = ix.clone();
-        bad.v6_ports.pop();
+        bad.v6_ports.edit(|p| {
+            p.pop();
+        });
+        bad.lookup(v6, 443, &mut Vec::new());
         assert!(bad.validate().is_err());
 
         let mut w = SectionWriter::new();

@@ -7,8 +7,8 @@ use std::ops::Range;
 
 use ipnet::Ipv4Net;
 
-use super::{NONE, OrdChains, flatten, sort_tail};
-use crate::index::{FormatError, SectionReader, SectionWriter, Sections};
+use super::{NONE, OrdChains, OrdChainsBuilder, flatten, sort_tail};
+use crate::index::{Arr, FormatError, SectionReader, SectionWriter, Sections};
 
 const STRUCTURE: &str = "ipv4 index";
 /// 64-bit words of the /24 bitmap.
@@ -69,7 +69,7 @@ impl Ipv4IndexBuilder {
             u32::try_from(self.exact.len().max(flat.len())).is_ok(),
             "fewer than 2^32 entries"
         );
-        let mut chains = OrdChains::default();
+        let mut chains = OrdChainsBuilder::default();
         let mut seen = HashMap::new();
         let range_vals: Vec<u32> = flat
             .iter()
@@ -90,7 +90,7 @@ impl Ipv4IndexBuilder {
             groups[g][1] += prev[1];
         }
 
-        let mut blocks = zeroed_blocks();
+        let mut blocks = vec![0u64; BLOCK_WORDS];
         for &(a, _) in &self.exact {
             mark(&mut blocks[..], a >> 8, a >> 8);
         }
@@ -101,16 +101,27 @@ impl Ipv4IndexBuilder {
             }
         }
         Ipv4Index {
-            blocks,
-            groups: groups
-                .into_boxed_slice()
-                .try_into()
-                .expect("GROUPS + 1 entries"),
-            exact_lo: self.exact.iter().map(|&(a, _)| a as u16).collect(),
-            exact_ords: self.exact.iter().map(|&(_, o)| o).collect(),
-            range_lo: flat.iter().map(|&(s, _)| s as u16).collect(),
-            range_vals,
-            chains,
+            blocks: blocks.into(),
+            groups: groups.into(),
+            exact_lo: self
+                .exact
+                .iter()
+                .map(|&(a, _)| a as u16)
+                .collect::<Vec<_>>()
+                .into(),
+            exact_ords: self
+                .exact
+                .iter()
+                .map(|&(_, o)| o)
+                .collect::<Vec<_>>()
+                .into(),
+            range_lo: flat
+                .iter()
+                .map(|&(s, _)| s as u16)
+                .collect::<Vec<_>>()
+                .into(),
+            range_vals: range_vals.into(),
+            chains: chains.build(),
         }
     }
 }
@@ -146,39 +157,19 @@ fn mark(blocks: &mut [u64], first: u32, last: u32) {
 ///   its group's run, or else the last range of an earlier group (`groups[g].1 - 1`), which
 ///   the same subtraction yields. 6 bytes per range, about two ranges per network, plus
 ///   8 bytes per distinct set of nested networks.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// An index without entries has neither bitmap nor directory (every address misses).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Ipv4Index {
-    blocks: Box<[u64; BLOCK_WORDS]>,
-    groups: Box<[[u32; 2]; GROUPS + 1]>,
-    exact_lo: Vec<u16>,
-    exact_ords: Vec<u32>,
-    range_lo: Vec<u16>,
-    range_vals: Vec<u32>,
+    /// [`BLOCK_WORDS`] words, or none when the index is empty.
+    blocks: Arr<u64>,
+    /// `GROUPS + 1` entries, or none when the index is empty.
+    groups: Arr<[u32; 2]>,
+    exact_lo: Arr<u16>,
+    exact_ords: Arr<u32>,
+    range_lo: Arr<u16>,
+    range_vals: Arr<u32>,
     chains: OrdChains,
-}
-
-impl Default for Ipv4Index {
-    fn default() -> Self {
-        Ipv4Index {
-            blocks: zeroed_blocks(),
-            groups: vec![[0u32; 2]; GROUPS + 1]
-                .into_boxed_slice()
-                .try_into()
-                .expect("GROUPS + 1 entries"),
-            exact_lo: Vec::new(),
-            exact_ords: Vec::new(),
-            range_lo: Vec::new(),
-            range_vals: Vec::new(),
-            chains: OrdChains::default(),
-        }
-    }
-}
-
-fn zeroed_blocks() -> Box<[u64; BLOCK_WORDS]> {
-    vec![0u64; BLOCK_WORDS]
-        .into_boxed_slice()
-        .try_into()
-        .expect("BLOCK_WORDS words")
 }
 
 impl fmt::Debug for Ipv4Index {
@@ -212,8 +203,9 @@ impl Ipv4Index {
     /// /24 block of `addr` holds an exact address or meets a network.
     #[inline]
     pub fn may_contain(&self, addr: u32) -> bool {
-        let word = self.blocks[(addr >> 14) as usize];
-        (word >> ((addr >> 8) & 63)) & 1 != 0
+        self.blocks
+            .get_value((addr >> 14) as usize)
+            .is_some_and(|word| (word >> ((addr >> 8) & 63)) & 1 != 0)
     }
 
     /// Appends, for each address of `addrs` covered by some indicator, `(row, ordinal)` for
@@ -234,25 +226,31 @@ impl Ipv4Index {
     fn lookup_candidate(&self, addr: u32, out: &mut Vec<u32>) {
         let g = (addr >> 16) as usize;
         let lo = addr as u16;
-        let [e0, r0] = self.groups[g];
-        let [e1, r1] = self.groups[g + 1];
-        // `validate` guarantees e0 ≤ e1 ≤ exact length and r0 ≤ r1 ≤ range length.
+        let groups = &self.groups[..];
+        let (Some(&[e0, r0]), Some(&[e1, r1])) = (groups.get(g), groups.get(g + 1)) else {
+            return;
+        };
+        // `validate` guarantees e0 ≤ e1 ≤ exact length and r0 ≤ r1 ≤ range length; without
+        // it, a run out of order or range is empty.
         let from = out.len();
-        let keys = &self.exact_lo[e0 as usize..e1 as usize];
-        if !keys.is_empty() {
+        let run = e0 as usize..e1 as usize;
+        if let (Some(keys), Some(ords)) = (self.exact_lo.get(run.clone()), self.exact_ords.get(run))
+        {
             let mut i = keys.partition_point(|&k| k < lo);
-            let ords = &self.exact_ords[e0 as usize..e1 as usize];
             while i < keys.len() && keys[i] == lo {
                 out.push(ords[i]);
                 i += 1;
             }
         }
-        let starts = &self.range_lo[r0 as usize..r1 as usize];
+        let starts = self
+            .range_lo
+            .get(r0 as usize..r1 as usize)
+            .unwrap_or_default();
         // One past the last range starting at or before `addr`: in this group's run, or else
         // the last range of an earlier group.
         let j = r0 as usize + starts.partition_point(|&s| s <= lo);
-        if j > 0 {
-            self.chains.emit(self.range_vals[j - 1], out);
+        if let Some(&v) = j.checked_sub(1).and_then(|j| self.range_vals.get(j)) {
+            self.chains.emit(v, out);
         }
         if out.len() > from + 1 {
             sort_tail(out, from);
@@ -282,7 +280,7 @@ impl Ipv4Index {
     /// Bytes of the arrays whose size does not depend on the indicators: the /24 bitmap
     /// (2 MiB) and the /16 directory (512 KiB).
     pub fn fixed_bytes(&self) -> usize {
-        8 * BLOCK_WORDS + 8 * (GROUPS + 1)
+        8 * self.blocks.len() + 8 * self.groups.len()
     }
 
     /// Bytes of the arrays that grow with the indicators (exact table, ranges, chains).
@@ -317,8 +315,8 @@ impl Ipv4Index {
     }
 
     /// The /24 bitmap implied by the tables (built independently of `build`'s, as a check).
-    fn derive_blocks(&self) -> Box<[u64; BLOCK_WORDS]> {
-        let mut blocks = zeroed_blocks();
+    fn derive_blocks(&self) -> Vec<u64> {
+        let mut blocks = vec![0u64; BLOCK_WORDS];
         let mut starts = Vec::with_capacity(self.range_lo.len());
         self.each_group(|g, exact, ranges| {
             let base = (g as u32) << 8;
@@ -345,19 +343,10 @@ impl Ipv4Index {
     /// the one the tables imply (a cleared bit would hide indicators).
     pub fn validate(&self) -> Result<(), FormatError> {
         let err = |reason: String| Err(FormatError::new(STRUCTURE, reason));
-        if self.exact_lo.len() != self.exact_ords.len() {
-            return err("exact keys and ordinals differ in length".into());
-        }
-        if self.range_lo.len() != self.range_vals.len() {
-            return err("range starts and values differ in length".into());
-        }
+        self.check_shape()?;
         self.chains.validate(STRUCTURE)?;
-        if self.groups[0] != [0, 0] {
-            return err("the /16 directory does not start at 0".into());
-        }
-        let [e_end, r_end] = self.groups[GROUPS];
-        if e_end as usize != self.exact_lo.len() || r_end as usize != self.range_lo.len() {
-            return err("the /16 directory does not end at the table lengths".into());
+        if self.blocks.is_empty() {
+            return Ok(());
         }
         for g in 0..GROUPS {
             let ([e0, r0], [e1, r1]) = (self.groups[g], self.groups[g + 1]);
@@ -391,8 +380,45 @@ impl Ipv4Index {
         for &v in &self.range_vals {
             self.chains.check_value(v, STRUCTURE)?;
         }
-        if self.blocks != self.derive_blocks() {
+        if self.blocks[..] != self.derive_blocks()[..] {
             return err("the /24 bitmap does not match the tables".into());
+        }
+        Ok(())
+    }
+}
+
+impl Ipv4Index {
+    /// What loading checks, in O(1): a bitmap and a directory of the fixed sizes, or neither
+    /// and no entries; keys as many as their ordinals or values; the directory starting at 0
+    /// and ending at the table lengths.
+    fn check_shape(&self) -> Result<(), FormatError> {
+        let err = |reason: String| Err(FormatError::new(STRUCTURE, reason));
+        if self.exact_lo.len() != self.exact_ords.len() {
+            return err("exact keys and ordinals differ in length".into());
+        }
+        if self.range_lo.len() != self.range_vals.len() {
+            return err("range starts and values differ in length".into());
+        }
+        self.chains.check_shape(STRUCTURE)?;
+        if self.blocks.is_empty() && self.groups.is_empty() {
+            if !self.is_empty() {
+                return err("tables without a filter".into());
+            }
+            return Ok(());
+        }
+        if self.blocks.len() != BLOCK_WORDS || self.groups.len() != GROUPS + 1 {
+            return err(format!(
+                "bitmap of {} words, directory of {} groups",
+                self.blocks.len(),
+                self.groups.len()
+            ));
+        }
+        if self.groups[0] != [0, 0] {
+            return err("the /16 directory does not start at 0".into());
+        }
+        let [e_end, r_end] = self.groups[GROUPS];
+        if e_end as usize != self.exact_lo.len() || r_end as usize != self.range_lo.len() {
+            return err("the /16 directory does not end at the table lengths".into());
         }
         Ok(())
     }
@@ -415,36 +441,17 @@ impl Sections for Ipv4Index {
         self.chains.write(w);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
-        let blocks: Vec<u64> = r.take(STRUCTURE)?;
-        let groups: Vec<[u32; 2]> = r.take(STRUCTURE)?;
-        let mut ix = Ipv4Index {
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
+        let ix = Ipv4Index {
+            blocks: r.take(STRUCTURE)?,
+            groups: r.take(STRUCTURE)?,
             exact_lo: r.take(STRUCTURE)?,
             exact_ords: r.take(STRUCTURE)?,
             range_lo: r.take(STRUCTURE)?,
             range_vals: r.take(STRUCTURE)?,
             chains: OrdChains::read(r, STRUCTURE)?,
-            ..Ipv4Index::default()
         };
-        if blocks.is_empty() && groups.is_empty() {
-            if !ix.is_empty() {
-                return Err(FormatError::new(STRUCTURE, "tables without a filter"));
-            }
-        } else {
-            ix.blocks = blocks
-                .into_boxed_slice()
-                .try_into()
-                .map_err(|b: Box<[u64]>| {
-                    FormatError::new(STRUCTURE, format!("bitmap of {} words", b.len()))
-                })?;
-            ix.groups = groups
-                .into_boxed_slice()
-                .try_into()
-                .map_err(|g: Box<[_]>| {
-                    FormatError::new(STRUCTURE, format!("directory of {} groups", g.len()))
-                })?;
-        }
-        ix.validate()?;
+        ix.check_shape()?;
         Ok(ix)
     }
 }
@@ -523,43 +530,58 @@ mod tests {
     #[test]
     fn corruption_is_refused() {
         let good = sample();
+        // Each corruption is refused by `validate`, and lookups in it never panic or hang.
+        let refused = |ix: Ipv4Index, what: &str| {
+            for a in ["10.1.2.3", "192.0.2.1", "10.1.9.9", "255.255.255.255"] {
+                look(&ix, a);
+            }
+            assert!(ix.validate().is_err(), "{what}");
+        };
         let mut ix = good.clone();
-        ix.blocks[(ip("192.0.2.1") >> 14) as usize] = 0;
-        assert!(ix.validate().is_err(), "cleared filter bit");
+        ix.blocks.edit(|b| b[(ip("192.0.2.1") >> 14) as usize] = 0);
+        refused(ix, "cleared filter bit");
 
         let mut ix = good.clone();
-        ix.blocks[0] |= 1;
-        assert!(ix.validate().is_err(), "extra filter bit");
+        ix.blocks.edit(|b| b[0] |= 1);
+        refused(ix, "extra filter bit");
 
         let mut ix = good.clone();
         let g = (ip("10.1.2.0") >> 16) as usize;
         let r0 = ix.groups[g][1] as usize;
-        ix.range_lo.swap(r0, r0 + 1);
-        assert!(ix.validate().is_err(), "unsorted range starts");
+        ix.range_lo.edit(|r| r.swap(r0, r0 + 1));
+        refused(ix, "unsorted range starts");
 
         let mut ix = good.clone();
-        ix.groups[GROUPS][0] += 1;
-        assert!(ix.validate().is_err(), "directory past the end");
+        ix.groups.edit(|d| d[GROUPS][0] += 1);
+        refused(ix, "directory past the end");
 
         let mut ix = good.clone();
-        ix.groups[g][1] = ix.groups[g + 1][1] + 1;
-        assert!(ix.validate().is_err(), "directory decreases");
+        ix.groups.edit(|d| d[g][1] = d[g + 1][1] + 1);
+        refused(ix, "directory decreases");
 
         let mut ix = good.clone();
-        ix.chains.rest[0] = LIST;
-        assert!(ix.validate().is_err(), "chain linking to itself");
+        ix.chains.rest.edit(|r| r[0] = LIST);
+        refused(ix, "chain linking to itself");
 
         let mut ix = good.clone();
-        ix.range_vals[r0] = LIST | 1000;
-        assert!(ix.validate().is_err(), "missing chain node");
+        ix.chains
+            .rest
+            .edit(|r| r.iter_mut().for_each(|x| *x = LIST | 1));
+        refused(ix, "chains linking in a loop");
+
+        let mut ix = good.clone();
+        ix.range_vals.edit(|v| v[r0] = LIST | 1000);
+        refused(ix, "missing chain node");
 
         let mut ix = good.clone();
         let e = ix.groups[(ip("192.0.2.1") >> 16) as usize][0] as usize;
-        ix.exact_ords.swap(e, e + 1);
-        assert!(ix.validate().is_err(), "unsorted exact entries");
+        ix.exact_ords.edit(|o| o.swap(e, e + 1));
+        refused(ix, "unsorted exact entries");
 
         let mut ix = good;
-        ix.exact_ords.pop();
+        ix.exact_ords.edit(|o| {
+            o.pop();
+        });
         assert!(ix.validate().is_err(), "length mismatch");
     }
 

@@ -5,9 +5,9 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
-use super::{NONE, OrdChains, flatten, sort_tail};
+use super::{NONE, OrdChains, OrdChainsBuilder, flatten, sort_tail};
 use crate::index::hash::hash64;
-use crate::index::{FormatError, SectionReader, SectionWriter, Sections};
+use crate::index::{Arr, FormatError, SectionReader, SectionWriter, Sections};
 
 const STRUCTURE: &str = "ipv6 index";
 
@@ -43,19 +43,33 @@ impl Ipv6IndexBuilder {
     pub fn build(mut self) -> Ipv6Index {
         self.exact.sort_unstable();
         self.exact.dedup();
-        let mut ix = Ipv6Index {
-            exact_keys: self.exact.iter().map(|&(a, _)| a).collect(),
-            exact_ords: self.exact.iter().map(|&(_, o)| o).collect(),
-            ..Ipv6Index::default()
-        };
         let flat = flatten(self.nets);
         let mut seen = HashMap::new();
-        ix.range_starts = flat.iter().map(|(s, _)| *s).collect();
-        ix.range_vals = flat
+        let mut chains = OrdChainsBuilder::default();
+        let range_vals: Vec<u32> = flat
             .iter()
-            .map(|(_, set)| ix.chains.encode(set, &mut seen))
+            .map(|(_, set)| chains.encode(set, &mut seen))
             .collect();
-        (ix.filter, ix.spans) = ix.derive_filter();
+        let mut ix = Ipv6Index {
+            exact_keys: self
+                .exact
+                .iter()
+                .map(|&(a, _)| a)
+                .collect::<Vec<_>>()
+                .into(),
+            exact_ords: self
+                .exact
+                .iter()
+                .map(|&(_, o)| o)
+                .collect::<Vec<_>>()
+                .into(),
+            range_starts: flat.iter().map(|(s, _)| *s).collect::<Vec<_>>().into(),
+            range_vals: range_vals.into(),
+            chains: chains.build(),
+            ..Ipv6Index::default()
+        };
+        let (filter, spans) = ix.derive_filter();
+        (ix.filter, ix.spans) = (filter.into(), spans.into());
         ix
     }
 }
@@ -70,12 +84,12 @@ impl Ipv6IndexBuilder {
 ///   as coalesced intervals of /32 prefixes, searched only when there are any.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Ipv6Index {
-    filter: Vec<u64>,
-    spans: Vec<[u32; 2]>,
-    exact_keys: Vec<u128>,
-    exact_ords: Vec<u32>,
-    range_starts: Vec<u128>,
-    range_vals: Vec<u32>,
+    filter: Arr<u64>,
+    spans: Arr<[u32; 2]>,
+    exact_keys: Arr<u128>,
+    exact_ords: Arr<u32>,
+    range_starts: Arr<u128>,
+    range_vals: Arr<u32>,
     chains: OrdChains,
 }
 
@@ -109,30 +123,39 @@ impl Ipv6Index {
     #[inline]
     pub fn may_contain(&self, addr: u128) -> bool {
         let p = (addr >> 96) as u32;
-        if !self.filter.is_empty() {
-            let (a, b) = filter_bits(p, self.filter.len() * 64);
-            if (self.filter[a / 64] >> (a % 64)) & (self.filter[b / 64] >> (b % 64)) & 1 != 0 {
+        let filter = &self.filter[..];
+        if !filter.is_empty() {
+            // In range when the length is a power of two, as loading checks.
+            let (a, b) = filter_bits(p, filter.len() * 64);
+            if let (Some(wa), Some(wb)) = (filter.get(a / 64), filter.get(b / 64))
+                && (wa >> (a % 64)) & (wb >> (b % 64)) & 1 != 0
+            {
                 return true;
             }
         }
-        if self.spans.is_empty() {
+        let spans = &self.spans[..];
+        if spans.is_empty() {
             return false;
         }
-        let i = self.spans.partition_point(|s| s[0] <= p);
-        i > 0 && self.spans[i - 1][1] >= p
+        let i = spans.partition_point(|s| s[0] <= p);
+        i > 0 && spans[i - 1][1] >= p
     }
 
     #[inline(never)]
     fn lookup_candidate(&self, addr: u128, out: &mut Vec<u32>) {
         let from = out.len();
-        let mut i = self.exact_keys.partition_point(|&k| k < addr);
-        while i < self.exact_keys.len() && self.exact_keys[i] == addr {
-            out.push(self.exact_ords[i]);
+        // Keys and ordinals (starts and values) are as many, as loading checks.
+        let (keys, ords) = (&self.exact_keys[..], &self.exact_ords[..]);
+        let mut i = keys.partition_point(|&k| k < addr);
+        while i < keys.len() && keys[i] == addr {
+            if let Some(&o) = ords.get(i) {
+                out.push(o);
+            }
             i += 1;
         }
         let i = self.range_starts.partition_point(|&s| s <= addr);
-        if i > 0 {
-            self.chains.emit(self.range_vals[i - 1], out);
+        if let Some(&v) = i.checked_sub(1).and_then(|i| self.range_vals.get(i)) {
+            self.chains.emit(v, out);
         }
         if out.len() > from + 1 {
             sort_tail(out, from);
@@ -199,12 +222,7 @@ impl Ipv6Index {
     /// values, the ordinal chains, and that the filter is exactly the one the tables imply.
     pub fn validate(&self) -> Result<(), FormatError> {
         let err = |reason: &str| Err(FormatError::new(STRUCTURE, reason));
-        if self.exact_keys.len() != self.exact_ords.len() {
-            return err("exact keys and ordinals differ in length");
-        }
-        if self.range_starts.len() != self.range_vals.len() {
-            return err("range starts and values differ in length");
-        }
+        self.check_shape()?;
         for i in 1..self.exact_keys.len() {
             let prev = (self.exact_keys[i - 1], self.exact_ords[i - 1]);
             if prev >= (self.exact_keys[i], self.exact_ords[i]) {
@@ -224,10 +242,35 @@ impl Ipv6Index {
         for &v in &self.range_vals {
             self.chains.check_value(v, STRUCTURE)?;
         }
-        if (self.filter.clone(), self.spans.clone()) != self.derive_filter() {
+        let (filter, spans) = self.derive_filter();
+        if self.filter[..] != filter[..] || self.spans[..] != spans[..] {
             return err("the /32 filter does not match the tables");
         }
         Ok(())
+    }
+}
+
+impl Ipv6Index {
+    /// Whether the exact keys are viewed in place in `backing` (for the alignment tests).
+    #[cfg(test)]
+    pub(crate) fn exact_keys_view_of(&self, backing: &bytes::Bytes) -> bool {
+        self.exact_keys.is_view_of(backing)
+    }
+
+    /// What loading checks, in O(1): keys as many as their ordinals or values, and a filter
+    /// whose length is a power of two.
+    fn check_shape(&self) -> Result<(), FormatError> {
+        let err = |reason: &str| Err(FormatError::new(STRUCTURE, reason));
+        if self.exact_keys.len() != self.exact_ords.len() {
+            return err("exact keys and ordinals differ in length");
+        }
+        if self.range_starts.len() != self.range_vals.len() {
+            return err("range starts and values differ in length");
+        }
+        if !self.filter.is_empty() && !self.filter.len().is_power_of_two() {
+            return err("filter length not a power of two");
+        }
+        self.chains.check_shape(STRUCTURE)
     }
 }
 
@@ -242,7 +285,7 @@ impl Sections for Ipv6Index {
         self.chains.write(w);
     }
 
-    fn read_sections(r: &mut SectionReader<'_>) -> Result<Self, FormatError> {
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
         let ix = Ipv6Index {
             filter: r.take(STRUCTURE)?,
             spans: r.take(STRUCTURE)?,
@@ -252,7 +295,7 @@ impl Sections for Ipv6Index {
             range_vals: r.take(STRUCTURE)?,
             chains: OrdChains::read(r, STRUCTURE)?,
         };
-        ix.validate()?;
+        ix.check_shape()?;
         Ok(ix)
     }
 }
@@ -313,27 +356,31 @@ mod tests {
     #[test]
     fn corruption_is_refused() {
         let good = sample();
+        let refused = |ix: Ipv6Index, what: &str| {
+            for a in ["2001:db8:1::1", "::1", "3fff:ffff::1"] {
+                look(&ix, a);
+            }
+            assert!(ix.validate().is_err(), "{what}");
+        };
         let mut ix = good.clone();
-        for w in &mut ix.filter {
-            *w = 0;
-        }
-        assert!(ix.validate().is_err(), "cleared filter");
+        ix.filter.edit(|f| f.iter_mut().for_each(|w| *w = 0));
+        refused(ix, "cleared filter");
 
         let mut ix = good.clone();
-        ix.spans.clear();
-        assert!(ix.validate().is_err(), "missing span");
+        ix.spans.edit(Vec::clear);
+        refused(ix, "missing span");
 
         let mut ix = good.clone();
-        ix.range_starts.swap(0, 1);
-        assert!(ix.validate().is_err(), "unsorted starts");
+        ix.range_starts.edit(|r| r.swap(0, 1));
+        refused(ix, "unsorted starts");
 
         let mut ix = good.clone();
-        ix.chains.rest[0] = LIST;
-        assert!(ix.validate().is_err(), "chain linking to itself");
+        ix.chains.rest.edit(|r| r[0] = LIST);
+        refused(ix, "chain linking to itself");
 
         let mut ix = good;
-        ix.exact_ords.swap(0, 1);
-        assert!(ix.validate().is_err(), "unsorted exact entries");
+        ix.exact_ords.edit(|o| o.swap(0, 1));
+        refused(ix, "unsorted exact entries");
     }
 
     #[test]
