@@ -15,7 +15,9 @@
 //! - [`route`]: the entity registry, the constituency index and the TLP policy that decide
 //!   who may learn of a hit;
 //! - [`hub`]: the sans-IO distribution core — durable per-entity notification logs, acked
-//!   offsets, bounded subscriber queues, and the wire frames.
+//!   offsets, bounded subscriber queues, and the wire frames;
+//! - [`net`] (feature `net`): the hub as a QUIC server with mutual TLS, its clients and a
+//!   small PKI; [`net::config`] (the hub's `hub.toml`) is built without the feature too.
 //! - [`status`]: the hub's metrics registry, `/metrics`, the HTML status page and its listener.
 //!
 //! ```

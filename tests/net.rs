@@ -579,7 +579,13 @@ fn serve_stops_gracefully_on_sigterm() {
         .unwrap();
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "cwn serve ended early"
+        );
+    }
     let addr = line
         .trim()
         .rsplit(' ')
@@ -610,4 +616,78 @@ fn serve_stops_gracefully_on_sigterm() {
     assert!(matches!(ended, Ok(Ok(None))), "{ended:?}");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_pins_certificates_by_fingerprint() {
+    let net = Net::new();
+    let pem = std::fs::read_to_string(net.dir.path().join("pki/hospital.pem")).unwrap();
+    let der = pki::pem_certs(&pem).remove(0);
+    let real = pki::fingerprint(&der);
+    let hex = |fp: &[u8; 32]| fp.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let registry = net.dir.path().join("registry.toml");
+    for (fp, ok) in [([7u8; 32], false), (real, true)] {
+        let text = REGISTRY.replace(
+            "prefixes = [\"198.51.100.0/24\"]",
+            &format!(
+                "prefixes = [\"198.51.100.0/24\"]\nfingerprint = \"{}\"\nsubject = \"CN=hospital,OU=subscriber,O=cwn\"",
+                hex(&fp)
+            ),
+        );
+        std::fs::write(&registry, text).unwrap();
+        let server = Server::start(&net.cfg).await.unwrap();
+        let hub = server.local_addr().to_string();
+        let r = async {
+            Client::connect(&hub, &net.id("hospital"))
+                .await?
+                .subscribe(StartFrom::Acked)
+                .await
+        }
+        .await;
+        match (ok, r) {
+            (true, Ok(sub)) => sub.close().await,
+            (false, Err(e)) if e.is_forbidden() => {}
+            (ok, r) => panic!("fingerprint ok={ok}: {r:?}"),
+        }
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_stay_with_their_entity_when_the_registry_is_reordered() {
+    let net = Net::new();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let t = net.telemetry("a.jsonl", &[("x.evil.example", "198.51.100.1")]);
+    assert_eq!(stream(&net, &hub, &t).await.len(), 1);
+    server.shutdown().await;
+    // The water board now comes before the hospital in the file.
+    let (head, hospital) =
+        REGISTRY.split_at(REGISTRY.find("[[entities]]\nid = \"hospital\"").unwrap());
+    let (hospital, water) =
+        hospital.split_at(hospital.find("[[entities]]\nid = \"water\"").unwrap());
+    std::fs::write(
+        net.dir.path().join("registry.toml"),
+        format!("{head}{water}\n{hospital}"),
+    )
+    .unwrap();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let mut water = Client::connect(&hub, &net.id("water"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    quiet(&mut water).await;
+    let mut hospital = Client::connect(&hub, &net.id("hospital"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    assert_eq!(take(&mut hospital, 1).await[0].1["value"], "x.evil.example");
+    water.close().await;
+    hospital.close().await;
+    server.shutdown().await;
 }

@@ -45,6 +45,9 @@ pub enum ClientError {
     /// The hub broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// Telemetry could not be read or encoded.
+    #[error("input: {0}")]
+    Input(String),
     /// The hub rejected a pushed snapshot.
     #[error("snapshot {set_version} rejected: {reason}")]
     Rejected {
@@ -81,6 +84,24 @@ pub struct Client {
     send: quinn::SendStream,
     rd: FrameReader,
     role: Option<Role>,
+}
+
+async fn recv_frame(rd: &mut FrameReader, conn: &quinn::Connection) -> Result<Frame, ClientError> {
+    match rd.next().await {
+        Ok(Some(Frame::Error { code, message })) => Err(ClientError::Refused {
+            code: code.0,
+            message,
+        }),
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => Err(ClientError::Connection("the hub ended the stream".into())),
+        Err(e) => {
+            // A refused handshake shows up as a closed connection: say why.
+            if let Some(reason) = conn.close_reason() {
+                return Err(ClientError::Connection(reason.to_string()));
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Splits `host:port` into a resolved address and the name the hub's certificate must carry.
@@ -141,21 +162,7 @@ impl Client {
     }
 
     async fn recv(&mut self) -> Result<Frame, ClientError> {
-        match self.rd.next().await {
-            Ok(Some(Frame::Error { code, message })) => Err(ClientError::Refused {
-                code: code.0,
-                message,
-            }),
-            Ok(Some(f)) => Ok(f),
-            Ok(None) => Err(ClientError::Connection("the hub ended the stream".into())),
-            Err(e) => {
-                // A refused handshake shows up as a closed connection: say why.
-                if let Some(reason) = self.conn.close_reason() {
-                    return Err(ClientError::Connection(reason.to_string()));
-                }
-                Err(e.into())
-            }
-        }
+        recv_frame(&mut self.rd, &self.conn).await
     }
 
     async fn hello(&mut self, role: Role) -> Result<(), ClientError> {
@@ -251,6 +258,8 @@ impl Client {
     }
 
     /// Partner: sends one telemetry batch (from [`batch::encode_telemetry`]) without waiting.
+    /// Read the answers with [`recv_hits`](Self::recv_hits) as they come, or use
+    /// [`stream_batches`](Self::stream_batches), which does.
     ///
     /// # Errors
     /// Not a partner, or the connection failed.
@@ -286,6 +295,66 @@ impl Client {
             )),
             f => Err(ClientError::Protocol(format!("unexpected {f:?}"))),
         }
+    }
+
+    /// Partner: streams telemetry batches (Arrow IPC from [`batch::encode_telemetry`]) and
+    /// returns the hits of each, in order. Sending and receiving run together, with at most
+    /// [`STREAM_WINDOW`] batches unanswered: a client that only reads after it has sent
+    /// everything would stall once the hub's answers fill the flow-control window.
+    ///
+    /// # Errors
+    /// An input error from `batches`, the hub refused a batch, or the connection failed.
+    pub async fn stream_batches<I>(
+        &mut self,
+        batches: I,
+    ) -> Result<Vec<(u64, Vec<HitLine>)>, ClientError>
+    where
+        I: IntoIterator<Item = Result<Vec<u8>, ClientError>>,
+    {
+        self.hello(Role::Partner).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(STREAM_WINDOW);
+        let send = &mut self.send;
+        let (rd, conn) = (&mut self.rd, &self.conn);
+        let sender = async move {
+            for (id, b) in (0u64..).zip(batches) {
+                let arrow_ipc = b?;
+                tx.send(id)
+                    .await
+                    .map_err(|_| ClientError::Protocol("hit receiver ended".into()))?;
+                wire::send(
+                    send,
+                    &Frame::TelemetryBatch {
+                        batch_id: id,
+                        arrow_ipc,
+                    },
+                )
+                .await?;
+            }
+            Ok::<(), ClientError>(())
+        };
+        let receiver = async move {
+            let mut out = Vec::new();
+            while let Some(id) = rx.recv().await {
+                match recv_frame(rd, conn).await? {
+                    Frame::Hits {
+                        batch_id,
+                        arrow_ipc,
+                    } if batch_id == id => out.push((
+                        id,
+                        batch::decode_hits(&arrow_ipc)
+                            .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                    )),
+                    f => {
+                        return Err(ClientError::Protocol(format!(
+                            "expected Hits {id}, got {f:?}"
+                        )));
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let ((), out) = tokio::try_join!(sender, receiver)?;
+        Ok(out)
     }
 
     /// Subscriber: starts receiving this entity's notifications.
@@ -404,29 +473,31 @@ pub async fn stream_files(
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<(Vec<HitLine>, u64)> {
     let mut c = Client::connect(hub, id).await?;
-    let mut hits = Vec::new();
-    let mut in_flight = 0usize;
-    let mut next_id = 0u64;
     let mut rows = 0u64;
+    let mut readers = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        for tb in crate::telemetry::open(path, format, fields)? {
-            let tb = tb?;
-            rows += tb.batch.num_rows() as u64;
-            let ipc = batch::encode_telemetry(&tb.batch, fields, &name, tb.first_row)?;
-            c.send_batch(next_id, ipc).await?;
-            next_id += 1;
-            in_flight += 1;
-            if in_flight >= STREAM_WINDOW {
-                hits.extend(c.recv_hits().await?.1);
-                in_flight -= 1;
-            }
-        }
+        readers.push((name, crate::telemetry::open(path, format, fields)?));
     }
-    while in_flight > 0 {
-        hits.extend(c.recv_hits().await?.1);
-        in_flight -= 1;
-    }
+    let rows_ref = &mut rows;
+    let batches = readers.into_iter().flat_map(|(name, reader)| {
+        reader.map(move |tb| {
+            let tb = tb.map_err(|e| ClientError::Input(e.to_string()))?;
+            Ok((name.clone(), tb))
+        })
+    });
+    let batches = batches.map(|r: Result<_, ClientError>| {
+        let (name, tb) = r?;
+        *rows_ref += tb.batch.num_rows() as u64;
+        batch::encode_telemetry(&tb.batch, fields, &name, tb.first_row)
+            .map_err(|e| ClientError::Input(e.to_string()))
+    });
+    let hits = c
+        .stream_batches(batches)
+        .await?
+        .into_iter()
+        .flat_map(|(_, h)| h)
+        .collect();
     c.close().await;
     Ok((hits, rows))
 }

@@ -520,11 +520,11 @@ impl HubConfig {
         }
         if let Some(v) = &l.send_window {
             match parse_size(v.get_ref()) {
-                Ok(n) if ((64 << 10)..=(16 << 20)).contains(&n) => limits.send_window = n,
+                Ok(n) if ((256 << 10)..=(1 << 20)).contains(&n) => limits.send_window = n,
                 Ok(_) => p.at(
                     v.span(),
                     "limits.send_window",
-                    "must be 64KiB to 16MiB (256KiB-1MiB recommended)",
+                    "must be 256KiB to 1MiB (larger windows do not fit thousands of subscribers)",
                 ),
                 Err(m) => p.at(v.span(), "limits.send_window", m),
             }
@@ -626,7 +626,7 @@ verify_key = "verify.pem"
             ),
             (
                 "[limits]\nsend_window = \"64MiB\"\n",
-                "hub.toml:11: limits.send_window: must be 64KiB to 16MiB (256KiB-1MiB recommended)",
+                "hub.toml:11: limits.send_window: must be 256KiB to 1MiB (larger windows do not fit thousands of subscribers)",
             ),
             (
                 "[limits]\nmax_connections = \"many\"\n",

@@ -7,7 +7,8 @@
 //!
 //! An entity certificate carries:
 //! - the entity id as a subject alternative name URI `cwn://entity/ID` (what the hub reads),
-//!   and as the subject's common name;
+//!   and as the subject's common name: the subject reads `CN=ID,OU=ROLES,O=ORG`, which is
+//!   what a registry's `subject` key holds to pin it;
 //! - its roles as the subject's organisational unit, e.g. `OU=partner/subscriber`. The hub
 //!   trusts the registry for roles and the certificate only for identity; the OU is there for
 //!   people reading the certificate;
@@ -190,9 +191,10 @@ pub fn init(dir: &Path, opts: &CaOptions) -> Result<PathBuf, PkiError> {
 }
 
 fn ca_name(org: &str) -> DistinguishedName {
+    // Most significant first, so that the RFC 4514 text reads `CN=…,O=…`.
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("{org} network CA"));
     dn.push(DnType::OrganizationName, org);
+    dn.push(DnType::CommonName, format!("{org} network CA"));
     dn
 }
 
@@ -284,12 +286,13 @@ pub fn issue(dir: &Path, opts: &IssueOptions) -> Result<EntityFiles, PkiError> {
 
     let hub = opts.roles.iter().any(|r| r == HUB_ROLE);
     let mut params = CertificateParams::default();
+    // Most significant first: the subject reads `CN=ID,OU=ROLES,O=ORG` (RFC 4514).
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, opts.entity.as_str());
-    dn.push(DnType::OrganizationalUnitName, opts.roles.join("/"));
     if let Some(org) = ca_id.attr("O").next() {
         dn.push(DnType::OrganizationName, org);
     }
+    dn.push(DnType::OrganizationalUnitName, opts.roles.join("/"));
+    dn.push(DnType::CommonName, opts.entity.as_str());
     params.distinguished_name = dn;
     let uri = format!("{ENTITY_URI_PREFIX}{}", opts.entity);
     params.subject_alt_names.push(SanType::URI(

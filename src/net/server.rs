@@ -56,6 +56,13 @@ use crate::telemetry::FieldKind;
 /// File name of the last accepted snapshot in the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.cwnsnap";
 
+/// File in the data directory mapping entity ids (registry) to the numbers of their logs.
+///
+/// Registry ordinals follow the file's order and change when an entity is added in the
+/// middle; a log must stay with its entity whatever the registry's order, or a subscriber
+/// would be handed another entity's notifications. Numbers are assigned once and never reused.
+pub const ENTITY_IDS_FILE: &str = "entities.json";
+
 /// Bytes of snapshot per `PushSnapshot` frame.
 pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
@@ -117,6 +124,8 @@ struct Shared {
     index: ArcSwapOption<CompiledIndex>,
     verify_key: VerifyingKey,
     sign_key: Option<SigningKey>,
+    /// The core's id of each registry entity, by ordinal (see [`ENTITY_IDS_FILE`]).
+    entity_ids: Vec<EntityId>,
     /// The sans-IO distribution core: logs, offsets, sessions.
     hub: Mutex<core::Hub>,
     /// Wakes the connection task of each subscriber session.
@@ -198,6 +207,7 @@ impl Server {
                 index = Some(i);
             }
         }
+        let entity_ids = stable_ids(&cfg.data_dir, router.registry())?;
         let hub =
             core::Hub::open(core_config(cfg), now_ms()).map_err(|e| file_err(&cfg.data_dir, e))?;
         let audit = fs::OpenOptions::new()
@@ -222,6 +232,7 @@ impl Server {
             index: ArcSwapOption::new(index.map(Arc::new)),
             verify_key,
             sign_key,
+            entity_ids,
             hub: Mutex::new(hub),
             sessions: Mutex::new(HashMap::new()),
             timer: Notify::new(),
@@ -252,6 +263,11 @@ impl Server {
     /// The hub's counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The hub's counters, shared (for a task that reports them while the hub runs).
+    pub fn stats_handle(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// Stops accepting, closes every connection in order, makes logs durable and waits for
@@ -361,6 +377,7 @@ fn identify(conn: &quinn::Connection, reg: &Registry) -> Result<EntityOrd, Strin
         None => reg
             .by_fingerprint(&pc.fingerprint)
             .or_else(|| reg.by_subject(&pc.subject))
+            .or_else(|| reg.by_subject(&pc.subject_encoding_order))
             .ok_or_else(|| format!("certificate {:?} names no registered entity", pc.subject))?,
     };
     let e = reg.entity(ord);
@@ -372,8 +389,11 @@ fn identify(conn: &quinn::Connection, reg: &Registry) -> Result<EntityOrd, Strin
             e.id
         ));
     }
+    // Spaces after the commas are a matter of taste; the order may be either.
+    let squeeze = |s: &str| s.replace(", ", ",");
     if let Some(s) = &e.subject
-        && s != &pc.subject
+        && squeeze(s) != pc.subject
+        && squeeze(s) != pc.subject_encoding_order
     {
         return Err(format!(
             "certificate subject {:?} is not the registry's {s:?} for {:?}",
@@ -698,7 +718,7 @@ async fn subscriber(
     let session = {
         let mut hub = lock(&shared.hub);
         let sid = hub
-            .connect(EntityId(ord.as_u32()), from, now_ms())
+            .connect(shared.entity_ids[ord.as_usize()], from, now_ms())
             .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?;
         lock(&shared.sessions).insert(sid, signal.clone());
         sid
@@ -799,6 +819,40 @@ async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// The stable number of each registry entity, kept in [`ENTITY_IDS_FILE`].
+fn stable_ids(data_dir: &Path, reg: &Registry) -> Result<Vec<EntityId>, ServeError> {
+    let path = data_dir.join(ENTITY_IDS_FILE);
+    let mut map: std::collections::BTreeMap<String, u32> = match fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| file_err(&path, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(file_err(&path, e)),
+    };
+    let mut next = map.values().max().map_or(0, |m| m + 1);
+    let mut changed = false;
+    let ids = reg
+        .iter()
+        .map(|(_, e)| {
+            EntityId(*map.entry(e.id.clone()).or_insert_with(|| {
+                changed = true;
+                next += 1;
+                next - 1
+            }))
+        })
+        .collect();
+    if changed {
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(&map).map_err(|e| file_err(&path, e))?;
+        (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })()
+        .map_err(|e| file_err(&path, e))?;
+    }
+    Ok(ids)
 }
 
 /// The core's settings from the configuration.
@@ -1016,7 +1070,7 @@ impl Shared {
                 payload["partner"] = partner_id.into();
                 payload["rule"] = d.rule.name().into();
                 payload["capacity"] = d.capacity.names().collect::<Vec<_>>().into();
-                let entity = EntityId(d.recipient.as_u32());
+                let entity = self.entity_ids[d.recipient.as_usize()];
                 logged.push(Notification {
                     id: NotificationId::for_hit(
                         &line.indicator_id,

@@ -151,8 +151,10 @@ pub fn client_config(id: &Identity) -> Result<rustls::ClientConfig, TlsError> {
 pub struct PeerCert {
     /// The entity id of its `cwn://entity/ID` URI, if it has one.
     pub entity: Option<String>,
-    /// Its subject, RFC 4514 text.
+    /// Its subject, RFC 4514 text (`CN=…,O=…`, most significant attribute last).
     pub subject: String,
+    /// The subject with its attributes in encoding order (some tools print it this way).
+    pub subject_encoding_order: String,
     /// SHA-256 of the leaf certificate.
     pub fingerprint: [u8; 32],
 }
@@ -161,8 +163,15 @@ pub struct PeerCert {
 pub fn peer_cert(chain: &[CertificateDer<'_>]) -> Result<PeerCert, der::DerError> {
     let leaf = chain.first().ok_or(der::DerError("no certificate"))?;
     let id = der::identity(leaf.as_ref())?;
+    let subject_encoding_order = id
+        .subject_attrs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     Ok(PeerCert {
         entity: pki::entity_of(&id).map(str::to_string),
+        subject_encoding_order,
         subject: id.subject,
         fingerprint: pki::fingerprint(leaf.as_ref()),
     })
