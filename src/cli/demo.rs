@@ -254,7 +254,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     match hub {
         #[cfg(feature = "net")]
-        Some((h, _)) => super::demo_hub::print(&h),
+        // With --keep-running the report was printed before waiting for Ctrl-C.
+        Some((h, _)) if !args.keep_running => super::demo_hub::print(&h),
+        Some(_) => {}
         _ => print_sample(
             &report,
             &rejects,

@@ -211,6 +211,18 @@ async fn run_in(
     demo: &HubDemo,
 ) -> anyhow::Result<(serde_json::Value, bool)> {
     let t0 = Instant::now();
+    // Ctrl-C from here on ends the demo in order (the temporary directory goes too).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let (int_tx, mut int_rx) = watch::channel(false);
+    {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::Relaxed);
+                let _ = int_tx.send(true);
+            }
+        });
+    }
     // Registry, PKI, keys, configuration.
     let reg = registry(demo.entities)?;
     std::fs::write(dir.join("registry.toml"), registry_toml(&reg))?;
@@ -370,7 +382,6 @@ verify_key = "verify.pem"
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let interrupted = Arc::new(AtomicBool::new(false));
     let stream_start = Instant::now();
     let mut partner_tasks = tokio::task::JoinSet::new();
     let start = jiff::Timestamp::now();
@@ -400,7 +411,6 @@ verify_key = "verify.pem"
         });
     }
     let mut planted = 0u64;
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let show = |bar: &indicatif::ProgressBar| {
         bar.set_position(progress.rows.load(Ordering::Relaxed));
@@ -418,9 +428,7 @@ verify_key = "verify.pem"
                 }
             }
             _ = tick.tick() => show(&bar),
-            _ = &mut ctrl_c, if !interrupted.load(Ordering::Relaxed) => {
-                interrupted.store(true, Ordering::Relaxed);
-            }
+            _ = int_rx.changed(), if !interrupted.load(Ordering::Relaxed) => {}
         }
     }
     let stream_secs = stream_start.elapsed().as_secs_f64();
@@ -449,9 +457,7 @@ verify_key = "verify.pem"
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = &mut ctrl_c, if !interrupted.load(Ordering::Relaxed) => {
-                interrupted.store(true, Ordering::Relaxed);
-            }
+            _ = int_rx.changed(), if !interrupted.load(Ordering::Relaxed) => {}
         }
     };
     let drain_ms = drain_start.elapsed().as_millis() as u64;
@@ -510,10 +516,13 @@ verify_key = "verify.pem"
     });
 
     if demo.keep_running && !interrupted.load(Ordering::Relaxed) {
-        eprintln!(
-            "cwn demo: hub on {hub}, status page on {status_url}; Ctrl-C to stop (report follows on exit)"
-        );
-        let _ = ctrl_c.await;
+        if demo.progress {
+            print(&report);
+        }
+        eprintln!("cwn demo: hub on {hub}, status page on {status_url}; Ctrl-C to stop");
+        if !*int_rx.borrow() {
+            let _ = int_rx.changed().await;
+        }
     }
 
     // Orderly end: subscribers close, the hub drains and closes, the status page stops.
