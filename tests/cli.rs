@@ -175,7 +175,7 @@ fn stdin_is_a_source() {
 
 #[test]
 fn demo_runs_on_the_embedded_sample() {
-    let out = cwn(&["demo", "--json"]);
+    let out = cwn(&["demo", "--json", "--no-hub"]);
     assert!(
         out.status.success(),
         "{}",

@@ -731,7 +731,7 @@ fn cli_match_with_preset_auto_and_overrides() {
 
 #[test]
 fn the_demo_reads_each_example_with_its_preset() {
-    let out = cwn(&["demo", "--json"]);
+    let out = cwn(&["demo", "--json", "--no-hub"]);
     assert!(
         out.status.success(),
         "{}",

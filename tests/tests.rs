@@ -1,6 +1,8 @@
 //! The one integration-test binary: a module per area.
 
 mod cli;
+#[cfg(feature = "net")]
+mod demo;
 mod fuzz_corpus;
 mod r#gen;
 mod hub;

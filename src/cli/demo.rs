@@ -23,6 +23,25 @@ pub struct DemoArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Seconds of partner telemetry streamed to the hub.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    pub duration: u64,
+    /// Entities in the synthetic registry (subscribers with constituencies, a publisher, a
+    /// few partners); two streaming partners are added.
+    #[arg(long, default_value_t = 300, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub entities: u64,
+    /// Telemetry rows per second, over both partners.
+    #[arg(long, default_value_t = 20_000, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: u64,
+    /// Fraction of rows that carry an indicator.
+    #[arg(long, default_value_t = 0.002, value_name = "FRACTION")]
+    pub hit_rate: f64,
+    /// Keep the hub and its status page up after the report, until Ctrl-C.
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Only the sample set: ingest, compile, load and match the example telemetry; no hub.
+    #[arg(long)]
+    pub no_hub: bool,
 }
 
 macro_rules! embed {
@@ -142,7 +161,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     // Compile, write the snapshot, and load it back as a partner would.
     let t = Instant::now();
-    let index = IndexBuilder::new().created_at(1_741_860_000).build(&set)?;
+    let index = IndexBuilder::new()
+        .set_version(1)
+        .created_at(1_741_860_000)
+        .build(&set)?;
     let bytes = index.to_snapshot(None);
     let index = CompiledIndex::from_snapshot(&bytes, None)?;
     let snapshot_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -180,8 +202,42 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         matched.push((*name, *preset, rows, records));
     }
     let total_hits: usize = matched.iter().map(|m| m.3.len()).sum();
+    #[cfg(feature = "net")]
+    let hub = if args.no_hub {
+        None
+    } else {
+        if !args.json {
+            print_sample(
+                &report,
+                &rejects,
+                elapsed,
+                &set,
+                &index,
+                &bytes,
+                snapshot_ms,
+                &matched,
+            );
+        }
+        let demo = super::demo_hub::HubDemo {
+            entities: args.entities as usize,
+            rate: args.rate,
+            duration: args.duration,
+            hit_rate: args.hit_rate,
+            keep_running: args.keep_running,
+            progress: !args.json,
+        };
+        // The hub takes its own copy, loaded as a partner loads it.
+        let hub_index = CompiledIndex::from_snapshot(&bytes, None)?;
+        Some(super::demo_hub::run(hub_index, &demo)?)
+    };
+    #[cfg(not(feature = "net"))]
+    let hub: Option<(serde_json::Value, bool)> = None;
+    let code = match &hub {
+        Some((_, false)) => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    };
     if args.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "ingest": report,
             "indicators": index.len(),
             "snapshot_bytes": bytes.len(),
@@ -190,11 +246,46 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             })).collect::<Vec<_>>(),
             "hits": total_hits,
         });
+        if let Some((h, _)) = hub {
+            v["hub"] = h;
+        }
         outln!("{v}");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
+    match hub {
+        #[cfg(feature = "net")]
+        // With --keep-running the report was printed before waiting for Ctrl-C.
+        Some((h, _)) if !args.keep_running => super::demo_hub::print(&h),
+        Some(_) => {}
+        _ => print_sample(
+            &report,
+            &rejects,
+            elapsed,
+            &set,
+            &index,
+            &bytes,
+            snapshot_ms,
+            &matched,
+        ),
+    }
+    Ok(code)
+}
+
+/// Prints the first part: ingest, snapshot and the example telemetry.
+#[allow(clippy::too_many_arguments)]
+fn print_sample(
+    report: &ingest::IngestReport,
+    rejects: &[ingest::Reject],
+    elapsed: f64,
+    set: &crate::indicator::IndicatorSet,
+    index: &CompiledIndex,
+    bytes: &[u8],
+    snapshot_ms: f64,
+    matched: &[(&str, Preset, usize, Vec<String>)],
+) {
+    let total_hits: usize = matched.iter().map(|m| m.3.len()).sum();
     outln!("cwn demo: ingest of the embedded sample set (data/ in the repository)\n");
-    out!("{}", super::format_report(&report, &rejects, elapsed));
+    out!("{}", super::format_report(report, rejects, elapsed));
     outln!("\nsuppressed by warninglists (false positives kept out of the index):");
     for r in rejects
         .iter()
@@ -222,7 +313,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         bytes.len()
     );
     outln!("\nmatching the example telemetry (data/examples/telemetry, FORMATS.md §8.2):");
-    for (name, preset, rows, records) in &matched {
+    for (name, preset, rows, records) in matched {
         outln!(
             "  {name} (--preset {preset}): {rows} row(s), {} hit(s)",
             records.len()
@@ -234,5 +325,4 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     outln!(
         "\n{total_hits} hits. Next: `cwn compile`, `cwn inspect`, `cwn match` on your own data (README)."
     );
-    Ok(ExitCode::SUCCESS)
 }

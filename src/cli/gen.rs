@@ -271,6 +271,7 @@ fn run_telemetry(args: &TelemetryArgs) -> anyhow::Result<ExitCode> {
         start: args.start,
         duration_secs: args.duration,
         compression: args.compression,
+        internal: Vec::new(),
     };
     let started = Instant::now();
     let generator = TelemetryGenerator::new(&index, &fields, opts)?;

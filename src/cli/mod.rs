@@ -25,6 +25,8 @@ macro_rules! out {
 }
 
 mod demo;
+#[cfg(feature = "net")]
+mod demo_hub;
 mod r#gen;
 mod index;
 mod net;

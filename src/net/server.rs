@@ -51,6 +51,7 @@ use crate::matcher::Matcher;
 use crate::route::constituency::Observable;
 use crate::route::registry::{EntityOrd, Registry, Role};
 use crate::route::{AuditLog, RouteInput, RoutePolicy, Router, Sensitivity};
+use crate::status::{EntityInfo, Metrics, SnapshotInfo};
 use crate::telemetry::FieldKind;
 
 /// File name of the last accepted snapshot in the data directory.
@@ -137,6 +138,8 @@ struct Shared {
     data_dir: PathBuf,
     next_hit: AtomicU64,
     stats: Arc<Stats>,
+    /// The status page's figures, when the hub runs with one.
+    metrics: Option<Arc<Metrics>>,
     /// Serialises snapshot installs so that versions only go up.
     install: Mutex<()>,
 }
@@ -173,6 +176,19 @@ impl Server {
     /// A file that cannot be read or is refused (registry, keys, certificates, snapshot), or
     /// the address cannot be bound.
     pub async fn start(cfg: &HubConfig) -> Result<Server, ServeError> {
+        Self::start_with_metrics(cfg, None).await
+    }
+
+    /// [`start`](Self::start), feeding `metrics` (the status page's registry) as it serves:
+    /// registered entities and the snapshot at start, then rows, hits, queued and delivered
+    /// notifications, subscriber connections, backlogs and errors.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn start_with_metrics(
+        cfg: &HubConfig,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Server, ServeError> {
         let text = fs::read_to_string(&cfg.registry).map_err(|e| file_err(&cfg.registry, e))?;
         let registry = Registry::from_toml(&text, &cfg.registry.display().to_string())
             .map_err(|e| file_err(&cfg.registry, e))?;
@@ -226,6 +242,12 @@ impl Server {
             .local_addr()
             .map_err(|e| file_err(Path::new("listen"), e))?;
         let stats = Arc::new(Stats::default());
+        if let Some(m) = &metrics {
+            m.set_entities(registry_entities(router.registry()));
+            if let Some(i) = &index {
+                m.snapshot(SnapshotInfo::from_index(i));
+            }
+        }
         let shared = Arc::new(Shared {
             router,
             publisher,
@@ -241,6 +263,7 @@ impl Server {
             data_dir: cfg.data_dir.clone(),
             next_hit: AtomicU64::new(now_ms() << 16),
             stats: stats.clone(),
+            metrics,
             install: Mutex::new(()),
         });
         let (tx, rx) = watch::channel(false);
@@ -484,6 +507,9 @@ async fn connection(
         }
         Err(End::Error(code, message)) => {
             tracing::info!(%peer, "closing: {message}");
+            if let Some(m) = &shared.metrics {
+                m.error(jiff::Timestamp::now(), &message);
+            }
             if code == ErrorCode::FORBIDDEN {
                 shared.stats.forbidden.fetch_add(1, Ordering::Relaxed);
             }
@@ -724,7 +750,14 @@ async fn subscriber(
         sid
     };
     shared.pump();
-    let result = deliver(shared, session, &signal, send, rd, &mut shutdown).await;
+    let id = shared.router.registry().entity(ord).id.as_str();
+    if let Some(m) = &shared.metrics {
+        m.connected(id, jiff::Timestamp::now());
+    }
+    let result = deliver(shared, id, session, &signal, send, rd, &mut shutdown).await;
+    if let Some(m) = &shared.metrics {
+        m.disconnected(id, jiff::Timestamp::now());
+    }
     lock(&shared.sessions).remove(&session);
     if !signal.replaced.load(Ordering::Relaxed) {
         let _ = lock(&shared.hub).disconnect(session);
@@ -735,6 +768,7 @@ async fn subscriber(
 
 async fn deliver(
     shared: &Arc<Shared>,
+    entity: &str,
     session: SessionId,
     signal: &SessionSignal,
     send: &mut quinn::SendStream,
@@ -743,6 +777,8 @@ async fn deliver(
 ) -> Result<(), End> {
     let internal = |e: core::HubError| End::Error(ErrorCode::INTERNAL, e.to_string());
     let mut frames = Vec::new();
+    // Sent and not yet acknowledged, for the metrics: (offset, created_at_ms), ascending.
+    let mut unacked: std::collections::VecDeque<(u64, u64)> = Default::default();
     loop {
         if signal.replaced.load(Ordering::Relaxed) {
             return Err(End::Error(
@@ -770,6 +806,18 @@ async fn deliver(
                 .stats
                 .notifications_sent
                 .fetch_add(n as u64, Ordering::Relaxed);
+            if shared.metrics.is_some() {
+                for f in &frames {
+                    if let Frame::Notification {
+                        offset,
+                        notification,
+                    } = f
+                        && unacked.back().is_none_or(|&(last, _)| *offset > last)
+                    {
+                        unacked.push_back((*offset, notification.created_at_ms));
+                    }
+                }
+            }
             wire::send_all(send, &frames).await?;
             let full = frames.len() == 256;
             frames.clear();
@@ -790,6 +838,17 @@ async fn deliver(
                         Err(e) => return Err(internal(e)),
                     }
                     shared.pump();
+                    if let Some(m) = &shared.metrics {
+                        let now = now_ms();
+                        while let Some(&(o, created)) = unacked.front()
+                            && o <= offset
+                        {
+                            m.delivered(entity, Duration::from_millis(now.saturating_sub(created)));
+                            unacked.pop_front();
+                        }
+                        m.backlog(entity, unacked.len() as u64);
+                        m.seen(entity, jiff::Timestamp::now());
+                    }
                 }
                 Some(Frame::Close) | None => return Ok(()),
                 Some(f) => return Err(protocol("from a subscriber", &f)),
@@ -853,6 +912,29 @@ fn stable_ids(data_dir: &Path, reg: &Registry) -> Result<Vec<EntityId>, ServeErr
         .map_err(|e| file_err(&path, e))?;
     }
     Ok(ids)
+}
+
+/// The registry's entities as the metrics know them.
+fn registry_entities(reg: &Registry) -> Vec<EntityInfo> {
+    reg.iter()
+        .map(|(_, e)| {
+            EntityInfo::new(
+                e.id.clone(),
+                e.roles.iter().map(Role::name),
+                e.sector.as_deref(),
+            )
+        })
+        .collect()
+}
+
+/// What a telemetry input is, for the metrics: its name up to the first `-`, `_` or `.`
+/// (`zeek-conn.ndjson` → `zeek`, `eve.json` → `eve`).
+fn telemetry_kind(input: &str) -> &str {
+    let name = input.rsplit(['/', '\\']).next().unwrap_or(input);
+    name.split(['-', '_', '.'])
+        .next()
+        .filter(|k| !k.is_empty())
+        .unwrap_or("telemetry")
 }
 
 /// The core's settings from the configuration.
@@ -972,6 +1054,9 @@ impl Shared {
         if let Err(e) = written {
             return reject(format!("the hub could not store it: {e}"));
         }
+        if let Some(m) = &self.metrics {
+            m.snapshot(SnapshotInfo::from_index(&index));
+        }
         self.index.store(Some(Arc::new(index)));
         self.stats
             .snapshots_accepted
@@ -998,6 +1083,23 @@ impl Shared {
         self.stats
             .hits
             .fetch_add(hits.len() as u64, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            let partner_id = self.router.registry().entity(partner).id.as_str();
+            m.rows(
+                partner_id,
+                telemetry_kind(&t.input),
+                t.batch.num_rows() as u64,
+                now,
+            );
+            let mut by_kind: std::collections::BTreeMap<crate::indicator::Kind, u64> =
+                Default::default();
+            for h in &hits {
+                *by_kind.entry(index.meta().kind(h.ord)).or_default() += 1;
+            }
+            for (k, n) in by_kind {
+                m.hits(partner_id, k, n, now);
+            }
+        }
         let reg = self.router.registry();
         let partner_id = reg.entity(partner).id.as_str();
         let publisher = self.publisher.unwrap_or(partner);
@@ -1010,6 +1112,8 @@ impl Shared {
         let mut back = Vec::new();
         let mut decisions = Vec::new();
         let mut logged: Vec<Notification> = Vec::new();
+        // The recipient of each of `logged`, for the metrics.
+        let mut decisions_logged: Vec<EntityOrd> = Vec::new();
         let created_at_ms = now.as_millisecond().max(0) as u64;
         let mut texts: Vec<(usize, String)> = Vec::new();
         for h in &hits {
@@ -1071,6 +1175,7 @@ impl Shared {
                 payload["rule"] = d.rule.name().into();
                 payload["capacity"] = d.capacity.names().collect::<Vec<_>>().into();
                 let entity = self.entity_ids[d.recipient.as_usize()];
+                decisions_logged.push(d.recipient);
                 logged.push(Notification {
                     id: NotificationId::for_hit(
                         &line.indicator_id,
@@ -1094,6 +1199,15 @@ impl Shared {
             self.stats
                 .notifications_logged
                 .fetch_add(logged.len() as u64, Ordering::Relaxed);
+            if let Some(m) = &self.metrics {
+                let mut per_entity: HashMap<EntityOrd, u64> = HashMap::new();
+                for d in decisions_logged.iter() {
+                    *per_entity.entry(*d).or_default() += 1;
+                }
+                for (ord, n) in per_entity {
+                    m.queued(&reg.entity(ord).id, n);
+                }
+            }
             self.pump();
             self.timer.notify_one();
         }

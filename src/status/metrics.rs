@@ -409,6 +409,23 @@ impl Metrics {
         });
     }
 
+    /// Notifications queued for and delivered to each entity that had any, sorted by entity.
+    pub fn notifications_by_entity(&self) -> Vec<EntityNotifications> {
+        let mut v = self
+            .lock()
+            .entities
+            .iter()
+            .filter(|(_, e)| e.queued > 0 || e.delivered > 0)
+            .map(|(id, e)| EntityNotifications {
+                entity: id.clone(),
+                queued: e.queued,
+                delivered: e.delivered,
+            })
+            .collect::<Vec<_>>();
+        v.sort_by(|a, b| a.entity.cmp(&b.entity));
+        v
+    }
+
     /// Every figure at `now`, consistent with each other (taken under one lock).
     pub fn status(&self, now: Timestamp) -> Status {
         let st = self.lock();
@@ -663,6 +680,17 @@ fn bucket_mut(
         };
     }
     (b.index == index).then_some(b)
+}
+
+/// Notifications of one entity (see [`Metrics::notifications_by_entity`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EntityNotifications {
+    /// The entity id.
+    pub entity: String,
+    /// Notifications queued for it.
+    pub queued: u64,
+    /// Notifications it acknowledged.
+    pub delivered: u64,
 }
 
 /// Every figure of a [`Metrics`] registry at one moment. Serialised as `/api/status.json`.

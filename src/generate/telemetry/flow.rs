@@ -440,6 +440,7 @@ impl<'i> FlowSource<'i> {
         preset: Preset,
         seed: u64,
         now: i64,
+        internal: &[IpNet],
     ) -> Result<Self, NoBackground> {
         let matcher = Matcher::new(index, fields, now);
         let meta = index.meta();
@@ -487,16 +488,30 @@ impl<'i> FlowSource<'i> {
         };
         let ip = [FieldKind::Ip];
         let mut r = Rng::derive(seed, 21, 0);
-        let clients_v4 = ck.pool(4_000, &mut r, &ip, |r| match r.below(10) {
-            0..=5 => v4(0x0a00_0000 | (r.next_u32() & 0x00ff_ffff)),
-            6..=7 => v4(0xac10_0000 | (r.next_u32() & 0x000f_ffff)),
-            _ => v4(0xc0a8_0000 | (r.next_u32() & 0xffff)),
-        });
+        let (nets_v4, nets_v6): (Vec<IpNet>, Vec<IpNet>) =
+            internal.iter().partition(|n| matches!(n, IpNet::V4(_)));
+        let clients_v4 = if nets_v4.is_empty() {
+            ck.pool(4_000, &mut r, &ip, |r| match r.below(10) {
+                0..=5 => v4(0x0a00_0000 | (r.next_u32() & 0x00ff_ffff)),
+                6..=7 => v4(0xac10_0000 | (r.next_u32() & 0x000f_ffff)),
+                _ => v4(0xc0a8_0000 | (r.next_u32() & 0xffff)),
+            })
+        } else {
+            ck.pool(4_000, &mut r, &ip, |r| {
+                random_in(nets_v4[r.below(nets_v4.len() as u64) as usize], r).to_string()
+            })
+        };
         let mut r = Rng::derive(seed, 21, 1);
-        let clients_v6 = ck.pool(500, &mut r, &ip, |r| {
-            let prefix: u128 = 0xfd12_3456_789a << 80;
-            Ipv6Addr::from(prefix | u128::from(r.next_u64())).to_string()
-        });
+        let clients_v6 = if nets_v6.is_empty() {
+            ck.pool(500, &mut r, &ip, |r| {
+                let prefix: u128 = 0xfd12_3456_789a << 80;
+                Ipv6Addr::from(prefix | u128::from(r.next_u64())).to_string()
+            })
+        } else {
+            ck.pool(500, &mut r, &ip, |r| {
+                random_in(nets_v6[r.below(nets_v6.len() as u64) as usize], r).to_string()
+            })
+        };
         let mut r = Rng::derive(seed, 21, 2);
         let resolvers = ck.pool(3, &mut r, &ip, |r| {
             let net = r.pick(&[0x0a00_0000u32, 0xac10_0000, 0xc0a8_0000]);

@@ -113,6 +113,10 @@ pub struct TelemetryOptions {
     pub duration_secs: u64,
     /// Parquet / Arrow compression.
     pub compression: Compression,
+    /// The networks the partner's own (victim-side) addresses are drawn from, e.g. the
+    /// constituency prefixes of a registry, so that routing finds the victims; empty for the
+    /// private ranges (`10/8`, `172.16/12`, `192.168/16`, `fd12:3456:789a::/48`).
+    pub internal: Vec<ipnet::IpNet>,
 }
 
 impl Default for TelemetryOptions {
@@ -125,6 +129,7 @@ impl Default for TelemetryOptions {
             start: super::feed::default_now(),
             duration_secs: 86_400,
             compression: Compression::Zstd,
+            internal: Vec::new(),
         }
     }
 }
@@ -205,6 +210,7 @@ impl<'i> TelemetryGenerator<'i> {
             opts.preset,
             opts.seed,
             opts.start.as_second(),
+            &opts.internal,
         )?;
         let schema = schema(opts.preset);
         Ok(TelemetryGenerator {
@@ -334,6 +340,18 @@ impl<'i> TelemetryGenerator<'i> {
             b = end;
         }
         Ok(report)
+    }
+
+    /// Hands each generated record batch (up to [`GEN_BATCH_ROWS`] rows), in order, to
+    /// `sink`; an error from `sink` stops generation and is returned.
+    ///
+    /// # Errors
+    /// From `sink`, or building a batch.
+    pub fn for_each_batch(
+        &self,
+        sink: impl FnMut(RecordBatch) -> Result<(), GenError>,
+    ) -> Result<TelemetryReport, GenError> {
+        self.run(|flows| self.record_batch(flows), sink, |_| {})
     }
 
     /// Writes Parquet: dictionary encoding on, row groups of [`ROW_GROUP_ROWS`].
