@@ -568,10 +568,10 @@ impl<'a> Matcher<'a> {
                 return Some(IpAddr::V4(ip));
             }
             // Without a `:`, only digits and dots can make an address.
-            if b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
-                if let Ok(ip) = normalize::ip(v) {
-                    return Some(ip);
-                }
+            if b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+                && let Ok(ip) = normalize::ip(v)
+            {
+                return Some(ip);
             }
             if let Some(d) = normalize::domain_fast(v) {
                 self.index.lookup_name(d.as_bytes(), out);
