@@ -210,6 +210,55 @@ pub fn ip(raw: &str) -> Result<IpAddr, NormalizeError> {
     }
 }
 
+/// [`ip`] for a plain dotted quad, straight from the bytes: no trimming, no error values.
+/// `Some` only where [`ip`] gives the same address; `None` means "ask [`ip`]" (IPv6, spaces,
+/// leading zeros, anything unusual), not "invalid".
+#[inline]
+pub fn ipv4_fast(raw: &[u8]) -> Option<Ipv4Addr> {
+    if !(7..=15).contains(&raw.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut part = 0;
+    let mut val: u32 = 0;
+    let mut digits = 0;
+    for &b in raw {
+        match b {
+            b'0'..=b'9' => {
+                // std rejects leading zeros (`01`) and more than three digits.
+                if digits == 3 || (digits == 1 && val == 0) {
+                    return None;
+                }
+                val = val * 10 + u32::from(b - b'0');
+                digits += 1;
+            }
+            b'.' => {
+                if digits == 0 || val > 255 || part == 3 {
+                    return None;
+                }
+                octets[part] = val as u8;
+                part += 1;
+                val = 0;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    if part != 3 || digits == 0 || val > 255 {
+        return None;
+    }
+    octets[3] = val as u8;
+    Some(Ipv4Addr::from(octets))
+}
+
+/// Whether `raw` begins and ends with a byte that `str::trim` keeps, so that trimming it is a
+/// no-op (non-ASCII edges answer `false`: they might be Unicode white space).
+#[inline]
+pub fn untrimmed(raw: &[u8]) -> bool {
+    let keeps = |b: u8| b.is_ascii() && !char::from(b).is_whitespace();
+    matches!((raw.first(), raw.last()), (Some(&a), Some(&z)) if keeps(a) && keeps(z))
+}
+
 /// Parses a network in CIDR notation. Host bits are cleared (reported as
 /// [`Note::HostBitsCleared`]); a host-length prefix (`/32`, `/128`) yields an address kind;
 /// IPv4-mapped IPv6 networks become IPv4 networks.
@@ -409,6 +458,35 @@ pub fn domain(raw: &str) -> Result<String, NormalizeError> {
     Ok(ascii.into_owned())
 }
 
+/// [`domain`] for a name that is already canonical (lower-case ASCII labels, no trailing dot,
+/// no surrounding space): `Some(raw)` exactly when [`domain`] would return `raw` unchanged;
+/// `None` means "ask [`domain`]".
+#[inline]
+pub fn domain_fast(raw: &str) -> Option<&str> {
+    let b = raw.as_bytes();
+    if b.is_empty() || b.len() > 253 {
+        return None;
+    }
+    let (mut labels, mut len) = (1, 0);
+    for &c in b {
+        if c == b'.' {
+            if len == 0 {
+                return None;
+            }
+            labels += 1;
+            len = 0;
+        } else if valid_label_byte(c) {
+            len += 1;
+            if len > 63 {
+                return None;
+            }
+        } else {
+            return None;
+        }
+    }
+    (len > 0 && labels >= 2).then_some(raw)
+}
+
 /// A URL in canonical form with the match keys of FORMATS.md §6.4.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CanonicalUrl {
@@ -605,6 +683,24 @@ pub fn url(raw: &str) -> Result<CanonicalUrl, NormalizeError> {
         path,
         query: parsed.query().map(normalize_escapes),
     })
+}
+
+/// [`hash`] for a digest already in canonical form (lower-case hex of the kind's length):
+/// `Some(raw)` exactly when [`hash`] would return `raw`; `None` means "ask [`hash`]".
+#[inline]
+pub fn hash_fast(kind: Kind, raw: &str) -> Option<&str> {
+    let want = match kind {
+        Kind::Md5 | Kind::Ja3 | Kind::Ja3s => 32,
+        Kind::Sha1 => 40,
+        Kind::Sha256 => 64,
+        Kind::Sha512 => 128,
+        _ => return None,
+    };
+    let ok = raw.len() == want
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then_some(raw)
 }
 
 /// Normalises a digest of the given hash kind: whitespace, `0x` and `:` separators removed,

@@ -22,6 +22,7 @@ pub mod scan;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -60,91 +61,147 @@ pub struct Matcher<'a> {
     index: &'a CompiledIndex,
     fields: &'a FieldMap,
     now: i64,
+    /// Lookups per dictionary entry, kept across batches: the batches of one Parquet row group
+    /// share their dictionaries, so each distinct value is resolved once per row group rather
+    /// than once per batch. Taken out while a batch uses them, so threads never wait long.
+    dicts: Mutex<Vec<DictCache>>,
 }
 
 enum Column<'b> {
     Missing,
     Scalar(&'b ArrayRef),
-    /// A dictionary-encoded column: each distinct value is looked up once per batch.
+    /// A dictionary-encoded column: each distinct value is resolved once per dictionary.
     Dict(&'b ArrayRef),
     List(&'b ArrayRef),
 }
 
-/// Lookup results per dictionary entry of one column in one batch: candidate ordinals
-/// before the per-row validity and port checks.
-#[derive(Default)]
+/// What one dictionary entry resolved to.
+#[derive(Clone, Copy, Debug)]
+struct Resolved {
+    /// Whether the entry has text to match (not null).
+    text: bool,
+    /// Candidates that do not depend on the row's port: `ords[start..end]`.
+    start: u32,
+    end: u32,
+    /// An address still to look up with the row's port.
+    ip: Option<IpAddr>,
+}
+
+/// Resolutions of the entries of one dictionary for one field.
+#[derive(Debug)]
 struct DictCache {
-    /// Per key: `u32::MAX` when not looked up yet, else the index of its span.
-    slots: Vec<u32>,
-    /// Per (key, port) when the field has a port, whose value changes the lookup.
-    by_port: std::collections::HashMap<u64, u32, std::hash::BuildHasherDefault<KeyHasher>>,
-    spans: Vec<(u32, u32)>,
+    field: usize,
+    /// The dictionary itself: its identity is the cache key, and holding it keeps its address
+    /// from being reused by another dictionary while cached.
+    values: ArrayRef,
+    slots: Vec<Option<Resolved>>,
     ords: Vec<u32>,
 }
 
 impl DictCache {
-    /// The candidates for `key`, computing them with `lookup` the first time.
-    fn get(
-        &mut self,
-        key: usize,
-        port: Option<u16>,
-        with_port: bool,
-        lookup: impl FnOnce(&mut Vec<u32>),
-    ) -> &[u32] {
-        let slot = if with_port {
-            self.by_port.get(&port_key(key, port)).copied()
-        } else {
-            self.slots.get(key).copied().filter(|&s| s != u32::MAX)
-        };
-        let span = match slot {
-            Some(s) => s,
-            None => {
-                let start = self.ords.len();
-                lookup(&mut self.ords);
-                let s = self.spans.len() as u32;
-                self.spans.push((start as u32, self.ords.len() as u32));
-                if with_port {
-                    self.by_port.insert(port_key(key, port), s);
-                } else {
-                    if self.slots.len() <= key {
-                        self.slots.resize(key + 1, u32::MAX);
-                    }
-                    self.slots[key] = s;
-                }
-                s
-            }
-        };
-        let (a, b) = self.spans[span as usize];
-        &self.ords[a as usize..b as usize]
+    fn new(field: usize, values: &ArrayRef) -> Self {
+        DictCache {
+            field,
+            values: values.clone(),
+            slots: vec![None; values.len()],
+            ords: Vec::new(),
+        }
     }
 }
 
-/// One `u64` for a dictionary key and an optional port.
-fn port_key(key: usize, port: Option<u16>) -> u64 {
-    ((key as u64) << 17) | port.map_or(0, |p| (1 << 16) | u64::from(p))
+/// Typed access to a column of text, so that the type is matched once per column, not per
+/// value.
+enum TextCol<'b> {
+    Utf8(&'b arrow_array::StringArray),
+    LargeUtf8(&'b arrow_array::LargeStringArray),
+    Utf8View(&'b arrow_array::StringViewArray),
+    Other(&'b dyn Array),
 }
 
-/// A hasher for small integer keys that we make ourselves (no untrusted input chooses them):
-/// one multiplication instead of SipHash's rounds.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+impl<'b> TextCol<'b> {
+    fn new(a: &'b dyn Array) -> Self {
+        match a.data_type() {
+            DataType::Utf8 => TextCol::Utf8(a.as_string::<i32>()),
+            DataType::LargeUtf8 => TextCol::LargeUtf8(a.as_string::<i64>()),
+            DataType::Utf8View => TextCol::Utf8View(a.as_string_view()),
+            _ => TextCol::Other(a),
         }
     }
 
-    fn write_u64(&mut self, v: u64) {
-        // The table takes low bits for the bucket, high bits for the tag: fold them together.
-        let x = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = x ^ (x >> 32);
+    /// Value `i` as [`scalar_text`] gives it.
+    #[inline]
+    fn get(&self, i: usize) -> Option<Cow<'b, str>> {
+        match *self {
+            TextCol::Utf8(a) => (!a.is_null(i)).then(|| Cow::Borrowed(a.value(i))),
+            TextCol::LargeUtf8(a) => (!a.is_null(i)).then(|| Cow::Borrowed(a.value(i))),
+            TextCol::Utf8View(a) => (!a.is_null(i)).then(|| Cow::Borrowed(a.value(i))),
+            TextCol::Other(a) => scalar_text(a, i),
+        }
     }
+}
+
+/// Typed access to a port column.
+enum PortCol<'c, 'b> {
+    None,
+    Int64(&'b arrow_array::Int64Array),
+    Int32(&'b arrow_array::Int32Array),
+    UInt16(&'b arrow_array::UInt16Array),
+    UInt32(&'b arrow_array::UInt32Array),
+    Other(&'c Column<'b>),
+}
+
+impl<'c, 'b> PortCol<'c, 'b> {
+    fn new(col: Option<&'c Column<'b>>) -> Self {
+        let Some(col) = col else {
+            return PortCol::None;
+        };
+        match col {
+            Column::Scalar(a) => match a.data_type() {
+                DataType::Int64 => PortCol::Int64(a.as_primitive()),
+                DataType::Int32 => PortCol::Int32(a.as_primitive()),
+                DataType::UInt16 => PortCol::UInt16(a.as_primitive()),
+                DataType::UInt32 => PortCol::UInt32(a.as_primitive()),
+                _ => PortCol::Other(col),
+            },
+            _ => PortCol::Other(col),
+        }
+    }
+
+    /// The port in row `r`, as [`row_port`] reads it.
+    #[inline]
+    fn get(&self, r: usize) -> Option<u16> {
+        fn num<T: arrow_array::ArrowPrimitiveType>(
+            a: &arrow_array::PrimitiveArray<T>,
+            r: usize,
+        ) -> Option<u16>
+        where
+            T::Native: TryInto<u16>,
+        {
+            if a.is_null(r) {
+                return None;
+            }
+            a.value(r).try_into().ok()
+        }
+        match *self {
+            PortCol::None => None,
+            PortCol::Int64(a) => num(a, r),
+            PortCol::Int32(a) => num(a, r),
+            PortCol::UInt16(a) => num(a, r),
+            PortCol::UInt32(a) => num(a, r),
+            PortCol::Other(c) => row_port(c, r),
+        }
+    }
+}
+
+/// A row's field with candidates, before validity and port checks.
+struct Cand<'b> {
+    row: usize,
+    field: usize,
+    value: Cow<'b, str>,
+    port: Option<u16>,
+    /// The candidate ordinals: `ords[start..end]`.
+    start: usize,
+    end: usize,
 }
 
 /// Per-row state while a row's hits are collected.
@@ -196,7 +253,12 @@ impl RowHits<'_, '_> {
 impl<'a> Matcher<'a> {
     /// A matcher; `now` (Unix seconds) is the validity instant for rows without an event time.
     pub fn new(index: &'a CompiledIndex, fields: &'a FieldMap, now: i64) -> Self {
-        Matcher { index, fields, now }
+        Matcher {
+            index,
+            fields,
+            now,
+            dicts: Mutex::new(Vec::new()),
+        }
     }
 
     /// The field map it matches with.
@@ -214,12 +276,43 @@ impl<'a> Matcher<'a> {
         self.match_record_batch(&tb.batch, tb.first_row, out)
     }
 
+    /// The cache for `values` as field `field`'s dictionary, or a new one.
+    fn take_dict(&self, field: usize, values: &ArrayRef) -> DictCache {
+        let mut pool = self.dicts.lock().unwrap_or_else(|e| e.into_inner());
+        match pool
+            .iter()
+            .position(|c| c.field == field && Arc::ptr_eq(&c.values, values))
+        {
+            Some(i) => pool.swap_remove(i),
+            None => DictCache::new(field, values),
+        }
+    }
+
+    /// Gives caches back, keeping the most recent few per field (a row group's dictionaries
+    /// are not seen again once it is done).
+    fn put_dicts(&self, caches: Vec<DictCache>) {
+        if caches.is_empty() {
+            return;
+        }
+        let keep = 4 * caches.len();
+        let mut pool = self.dicts.lock().unwrap_or_else(|e| e.into_inner());
+        pool.extend(caches);
+        if pool.len() > keep {
+            let extra = pool.len() - keep;
+            pool.drain(..extra);
+        }
+    }
+
     /// Matches one record batch whose first row is `first_row` of its file.
     ///
     /// Columns may be `Utf8` (and its large and view forms), UTF-8 `Binary`, numbers,
     /// timestamps (for the time field), lists of these (each element matched), or
-    /// dictionaries of strings, whose distinct values are each looked up once per batch and
-    /// the result shared by every row that points at them.
+    /// dictionaries of strings, whose distinct values are each looked up once per dictionary
+    /// (which the batches of a Parquet row group share) and the result shared by every row that
+    /// points at them.
+    ///
+    /// Each column is matched on its own, top to bottom, collecting the few rows with
+    /// candidates; only those are then checked for validity and ports, in row order.
     pub fn match_record_batch(&self, batch: &RecordBatch, first_row: u64, out: &mut Vec<Hit>) {
         let specs = self.fields.fields();
         let cols: Vec<Column<'_>> = specs
@@ -234,35 +327,128 @@ impl<'a> Matcher<'a> {
             })
             .collect();
         let time_col = specs.iter().position(|f| f.kind == FieldKind::Time);
-        // For each address field, the column of its port (`port@ADDR`).
-        let port_of: Vec<Option<usize>> = specs
-            .iter()
-            .map(|f| {
-                specs
-                    .iter()
-                    .position(|p| matches!(&p.kind, FieldKind::Port(addr) if *addr == f.name))
-            })
-            .collect();
-        let matched = |f: &crate::telemetry::FieldSpec| {
-            !matches!(f.kind, FieldKind::Time | FieldKind::Port(_))
-        };
-        // Dictionary keys, resolved once per batch, and the lookups per distinct value.
-        let mut dicts: Vec<Option<(Vec<usize>, DictCache)>> = cols
-            .iter()
-            .zip(specs)
-            .map(|(c, f)| match c {
-                Column::Dict(a) if matched(f) => a
-                    .as_any_dictionary_opt()
-                    .map(|d| (d.normalized_keys(), DictCache::default())),
-                _ => None,
-            })
-            .collect();
+        let n = batch.num_rows();
+        let mut cands: Vec<Cand<'_>> = Vec::new();
+        let mut ords: Vec<u32> = Vec::new();
+        let mut caches = Vec::new();
+        for (fi, spec) in specs.iter().enumerate() {
+            if matches!(spec.kind, FieldKind::Time | FieldKind::Port(_)) {
+                continue;
+            }
+            // The column of the field's port (`port@ADDR`), if any.
+            let port_col = specs
+                .iter()
+                .position(|p| matches!(&p.kind, FieldKind::Port(addr) if *addr == spec.name))
+                .map(|p| &cols[p]);
+            let port_col = PortCol::new(port_col);
+            let kind = &spec.kind;
+            match cols[fi] {
+                Column::Missing => {}
+                Column::Scalar(a) => {
+                    let t = TextCol::new(a.as_ref());
+                    for r in 0..n {
+                        if let Some(v) = t.get(r) {
+                            let port = port_col.get(r);
+                            let start = ords.len();
+                            self.lookup(kind, &v, port, &mut ords);
+                            push_cand(&mut cands, r, fi, v, port, start, &ords);
+                        }
+                    }
+                }
+                Column::Dict(a) => {
+                    let Some(d) = a.as_any_dictionary_opt() else {
+                        continue;
+                    };
+                    let values = d.values();
+                    let t = TextCol::new(values.as_ref());
+                    let keys = d.normalized_keys();
+                    let mut cache = self.take_dict(fi, values);
+                    for (r, &key) in keys.iter().enumerate().take(n) {
+                        if a.is_null(r) {
+                            continue;
+                        }
+                        let Some(slot) = cache.slots.get_mut(key) else {
+                            continue;
+                        };
+                        let res = match *slot {
+                            Some(res) => res,
+                            None => {
+                                let v = t.get(key);
+                                let start = cache.ords.len();
+                                let ip = match &v {
+                                    Some(v) => self.resolve(kind, v, &mut cache.ords),
+                                    None => None,
+                                };
+                                let res = Resolved {
+                                    text: v.is_some(),
+                                    start: start as u32,
+                                    end: cache.ords.len() as u32,
+                                    ip,
+                                };
+                                cache.slots[key] = Some(res);
+                                res
+                            }
+                        };
+                        if !res.text {
+                            continue;
+                        }
+                        let port = port_col.get(r);
+                        let start = ords.len();
+                        match res.ip {
+                            Some(ip) => self.index.lookup_ip(ip, port, &mut ords),
+                            None => ords.extend_from_slice(
+                                &cache.ords[res.start as usize..res.end as usize],
+                            ),
+                        }
+                        if ords.len() > start
+                            && let Some(v) = t.get(key)
+                        {
+                            push_cand(&mut cands, r, fi, v, port, start, &ords);
+                        }
+                    }
+                    caches.push(cache);
+                }
+                Column::List(a) => {
+                    let (values, offsets): (&ArrayRef, Vec<usize>) = match a.data_type() {
+                        DataType::List(_) => {
+                            let l = a.as_list::<i32>();
+                            let o = l.value_offsets().iter().map(|&o| o as usize).collect();
+                            (l.values(), o)
+                        }
+                        DataType::LargeList(_) => {
+                            let l = a.as_list::<i64>();
+                            let o = l.value_offsets().iter().map(|&o| o as usize).collect();
+                            (l.values(), o)
+                        }
+                        _ => continue,
+                    };
+                    let t = TextCol::new(values.as_ref());
+                    for (r, w) in offsets.windows(2).enumerate().take(n) {
+                        if a.is_null(r) || w[0] >= w[1] {
+                            continue;
+                        }
+                        let port = port_col.get(r);
+                        for i in w[0]..w[1] {
+                            if let Some(v) = t.get(i) {
+                                let start = ords.len();
+                                self.lookup(kind, &v, port, &mut ords);
+                                push_cand(&mut cands, r, fi, v, port, start, &ords);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.put_dicts(caches);
+        if cands.is_empty() {
+            return;
+        }
+        // Stable: within a row, fields stay in map order and list elements in list order.
+        cands.sort_by_key(|c| c.row);
         let meta = self.index.meta();
-        let mut ords = Vec::new();
         let mut seen = Vec::new();
-        // Values borrow from the batch: no allocation per row, only per hit.
-        let mut vals: Vec<Cow<'_, str>> = Vec::new();
-        for r in 0..batch.num_rows() {
+        for group in cands.chunk_by(|a, b| a.row == b.row) {
+            let r = group[0].row;
             let time = || time_col.and_then(|t| row_time(&cols[t], r));
             let mut row = RowHits {
                 meta,
@@ -271,43 +457,31 @@ impl<'a> Matcher<'a> {
                 event_time: None,
                 out: &mut *out,
             };
-            for (fi, spec) in specs.iter().enumerate() {
-                if !matched(spec) {
-                    continue;
+            for (i, c) in group.iter().enumerate() {
+                if i == 0 || group[i - 1].field != c.field {
+                    seen.clear();
                 }
-                let port = || port_of[fi].and_then(|p| row_port(&cols[p], r));
-                seen.clear();
-                if let (Column::Dict(a), Some((keys, cache))) = (&cols[fi], &mut dicts[fi]) {
-                    if a.is_null(r) {
-                        continue;
-                    }
-                    let values = a.as_any_dictionary().values();
-                    let key = keys[r];
-                    let Some(v) = scalar_text(values.as_ref(), key) else {
-                        continue;
-                    };
-                    let port = port();
-                    let cands = cache.get(key, port, port_of[fi].is_some(), |o| {
-                        self.lookup(&spec.kind, &v, port, o)
-                    });
-                    if !cands.is_empty() {
-                        row.keep(fi, &v, port, cands, &mut seen, &time);
-                    }
-                    continue;
-                }
-                vals.clear();
-                texts(&cols[fi], r, &mut vals);
-                if vals.is_empty() {
-                    continue;
-                }
-                let port = port();
-                for v in &vals {
-                    ords.clear();
-                    self.lookup(&spec.kind, v, port, &mut ords);
-                    if !ords.is_empty() {
-                        row.keep(fi, v, port, &ords, &mut seen, &time);
-                    }
-                }
+                row.keep(
+                    c.field,
+                    &c.value,
+                    c.port,
+                    &ords[c.start..c.end],
+                    &mut seen,
+                    &time,
+                );
+            }
+        }
+    }
+
+    /// Resolves one value of a field as far as the row's port allows: appends the candidates
+    /// that do not depend on the port, and returns the address still to be looked up with it.
+    fn resolve(&self, kind: &FieldKind, v: &str, out: &mut Vec<u32>) -> Option<IpAddr> {
+        match kind {
+            FieldKind::Ip => parse_ip(v),
+            FieldKind::Domain => self.resolve_host(v, out),
+            _ => {
+                self.lookup(kind, v, None, out);
+                None
             }
         }
     }
@@ -317,11 +491,15 @@ impl<'a> Matcher<'a> {
         let idx = self.index;
         match kind {
             FieldKind::Ip => {
-                if let Ok(ip) = normalize::ip(v) {
+                if let Some(ip) = parse_ip(v) {
                     idx.lookup_ip(ip, port, out);
                 }
             }
-            FieldKind::Domain => self.lookup_host(v, port, out),
+            FieldKind::Domain => {
+                if let Some(ip) = self.resolve_host(v, out) {
+                    idx.lookup_ip(ip, port, out);
+                }
+            }
             FieldKind::Url => {
                 let t = v.trim();
                 if !t.starts_with('/')
@@ -373,14 +551,35 @@ impl<'a> Matcher<'a> {
     }
 
     fn digest(&self, kind: Kind, v: &str, out: &mut Vec<u32>) {
-        if let Ok(h) = normalize::hash(kind, v) {
+        if let Some(h) = normalize::hash_fast(kind, v) {
+            self.index.lookup_digest(kind, h, out);
+        } else if let Ok(h) = normalize::hash(kind, v) {
             self.index.lookup_digest(kind, &h, out);
         }
     }
 
     /// A DNS or host name as logged: a trailing `:port` (HTTP Host headers) is removed, and an
-    /// IP literal is looked up as an address.
-    fn lookup_host(&self, v: &str, port: Option<u16>, out: &mut Vec<u32>) {
+    /// IP literal is returned to be looked up as an address; names are looked up here.
+    fn resolve_host(&self, v: &str, out: &mut Vec<u32>) -> Option<IpAddr> {
+        let b = v.as_bytes();
+        // The common case, a bare name or address: nothing to trim or strip.
+        if normalize::untrimmed(b) && !b.iter().any(|&c| c == b':' || c == b'[') {
+            if let Some(ip) = normalize::ipv4_fast(b) {
+                return Some(IpAddr::V4(ip));
+            }
+            // Without a `:`, only digits and dots can make an address.
+            if b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+                && let Ok(ip) = normalize::ip(v)
+            {
+                return Some(ip);
+            }
+            if let Some(d) = normalize::domain_fast(v) {
+                self.index.lookup_name(d.as_bytes(), out);
+            } else if let Ok(d) = normalize::domain(v) {
+                self.index.lookup_name(d.as_bytes(), out);
+            }
+            return None;
+        }
         let t = v.trim();
         let host = match t.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -391,10 +590,42 @@ impl<'a> Matcher<'a> {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         if let Ok(ip) = normalize::ip(host) {
-            self.index.lookup_ip(ip, port, out);
+            return Some(ip);
         } else if let Ok(d) = normalize::domain(host) {
             self.index.lookup_name(d.as_bytes(), out);
         }
+        None
+    }
+}
+
+/// Records the candidates `ords[start..]` of one value, if any.
+fn push_cand<'b>(
+    cands: &mut Vec<Cand<'b>>,
+    row: usize,
+    field: usize,
+    value: Cow<'b, str>,
+    port: Option<u16>,
+    start: usize,
+    ords: &[u32],
+) {
+    if ords.len() > start {
+        cands.push(Cand {
+            row,
+            field,
+            value,
+            port,
+            start,
+            end: ords.len(),
+        });
+    }
+}
+
+/// An address field's value as [`normalize::ip`] reads it, dotted quads without its help.
+#[inline]
+fn parse_ip(v: &str) -> Option<IpAddr> {
+    match normalize::ipv4_fast(v.as_bytes()) {
+        Some(ip) => Some(IpAddr::V4(ip)),
+        None => normalize::ip(v).ok(),
     }
 }
 
