@@ -691,3 +691,287 @@ async fn logs_stay_with_their_entity_when_the_registry_is_reordered() {
     hospital.close().await;
     server.shutdown().await;
 }
+
+/// Starts `cwn serve --config hub.toml` in `net`'s directory; returns the child and its
+/// address once it listens.
+#[cfg(unix)]
+fn spawn_hub(net: &Net) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let cfg_path = net.dir.path().join("hub.toml");
+    std::fs::write(
+        &cfg_path,
+        "listen = \"127.0.0.1:0\"\nregistry = \"registry.toml\"\ndata_dir = \"var\"\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "cwn serve ended early"
+        );
+    }
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    // Keep draining stderr so that the hub never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (child, addr)
+}
+
+/// Partner: sends `batches` (id, Arrow IPC) with a few unanswered at a time, noting each
+/// batch the hub answered (and so made durable) in `answered`, with its hit count.
+#[cfg(unix)]
+async fn send_all(
+    hub: &str,
+    id: &Identity,
+    batches: &[(u64, Vec<u8>)],
+    answered: &std::sync::Mutex<std::collections::BTreeMap<u64, usize>>,
+    pause: Duration,
+) -> Result<(), ClientError> {
+    let mut partner = Client::connect(hub, id).await?;
+    let mut unanswered = 0;
+    for (batch_id, ipc) in batches {
+        partner.send_batch(*batch_id, ipc.clone()).await?;
+        unanswered += 1;
+        if unanswered == 4 {
+            let (b, hits) = partner.recv_hits().await?;
+            answered.lock().unwrap().insert(b, hits.len());
+            unanswered -= 1;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    while unanswered > 0 {
+        let (b, hits) = partner.recv_hits().await?;
+        answered.lock().unwrap().insert(b, hits.len());
+        unanswered -= 1;
+    }
+    partner.close().await;
+    Ok(())
+}
+
+/// Subscriber: receives from `hub`, writes `connection offset id row` to `journal` and only
+/// then acks, until the connection ends or `want` distinct ids were seen.
+#[cfg(unix)]
+async fn receive_into(
+    hub: &str,
+    id: &Identity,
+    connection: usize,
+    journal: &Path,
+    want: Option<usize>,
+) -> Result<(), ClientError> {
+    use std::io::Write as _;
+    let mut seen = std::collections::HashSet::new();
+    if want.is_some() {
+        for line in std::fs::read_to_string(journal).unwrap_or_default().lines() {
+            seen.insert(line.split(' ').nth(2).unwrap().to_string());
+        }
+    }
+    let mut sub = Client::connect(hub, id)
+        .await?
+        .subscribe(StartFrom::Acked)
+        .await?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal)
+        .unwrap();
+    while want.is_none_or(|w| seen.len() < w) {
+        let Some((offset, n)) = sub.next().await? else {
+            break;
+        };
+        let payload: serde_json::Value = serde_json::from_slice(&n.payload).unwrap();
+        writeln!(file, "{connection} {offset} {} {}", n.id, payload["row"]).unwrap();
+        file.flush().unwrap();
+        seen.insert(n.id.to_string());
+        sub.ack(offset).await?;
+    }
+    sub.close().await;
+    Ok(())
+}
+
+/// One round of the crash test: stream, `kill -9` the hub at a random point, restart it on
+/// the same data, re-send what was not answered, reconnect, and check the subscriber's
+/// journal.
+#[cfg(unix)]
+fn crash_round(round: usize) {
+    const BATCHES: u64 = 80;
+    const ROWS: u64 = 25;
+    let net = Net::new();
+    let fields = fields();
+    // Every row but each fifth hits the hospital; the others are benign.
+    let mut batches = Vec::new();
+    let mut hit_rows = std::collections::BTreeSet::new();
+    for b in 0..BATCHES {
+        let rows: Vec<(String, String)> = (0..ROWS)
+            .map(|i| {
+                let row = b * ROWS + i;
+                if row % 5 == 4 {
+                    (format!("r{row}.benign.example"), "198.51.100.9".to_string())
+                } else {
+                    hit_rows.insert(row);
+                    (format!("r{row}.evil.example"), "198.51.100.9".to_string())
+                }
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = rows.iter().map(|(q, c)| (q.as_str(), c.as_str())).collect();
+        let file = net.telemetry(&format!("b{b}.jsonl"), &refs);
+        let tb = cwn::telemetry::open(&file, None, &fields)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(tb.batch.num_rows() as u64, ROWS);
+        let ipc =
+            cwn::net::batch::encode_telemetry(&tb.batch, &fields, "crash.jsonl", b * ROWS).unwrap();
+        batches.push((b, ipc));
+    }
+    let journal = net.dir.path().join("journal.txt");
+    let answered = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let mut seed = [0u8; 2];
+    getrandom::fill(&mut seed).unwrap();
+    let kill_after = Duration::from_millis(30 + u64::from(u16::from_le_bytes(seed)) % 400);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (mut hub, addr) = spawn_hub(&net);
+    let answered_at_kill = rt.block_on(async {
+        let sub = {
+            let (addr, id, journal) = (addr.clone(), net.id("hospital"), journal.clone());
+            tokio::spawn(async move { receive_into(&addr, &id, 0, &journal, None).await })
+        };
+        // Let the subscription start before the stream does.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let partner = {
+            let (addr, id, b, a) = (
+                addr.clone(),
+                net.id("msp"),
+                batches.clone(),
+                answered.clone(),
+            );
+            tokio::spawn(
+                async move { send_all(&addr, &id, &b, &a, Duration::from_millis(5)).await },
+            )
+        };
+        tokio::time::sleep(kill_after).await;
+        hub.kill().unwrap();
+        hub.wait().unwrap();
+        let at_kill = answered.lock().unwrap().clone();
+        // A killed peer never says goodbye: stop waiting for it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sub.abort();
+        partner.abort();
+        at_kill
+    });
+    assert!(
+        (answered_at_kill.len() as u64) < BATCHES,
+        "round {round}: the kill after {kill_after:?} came after the stream ended"
+    );
+
+    let (mut hub, addr) = spawn_hub(&net);
+    rt.block_on(async {
+        let missing: Vec<(u64, Vec<u8>)> = batches
+            .iter()
+            .filter(|(b, _)| !answered.lock().unwrap().contains_key(b))
+            .cloned()
+            .collect();
+        send_all(&addr, &net.id("msp"), &missing, &answered, Duration::ZERO)
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            receive_into(
+                &addr,
+                &net.id("hospital"),
+                1,
+                &journal,
+                Some(hit_rows.len()),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: not everything arrived after the restart"))
+        .unwrap();
+    });
+    hub.kill().unwrap();
+    hub.wait().unwrap();
+
+    // The journal: every hit arrived, repeats only as the same id at the same or a later
+    // offset, and offsets in order within each connection.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut id_of_offset = std::collections::HashMap::new();
+    let mut row_of_id = std::collections::HashMap::new();
+    let mut last: Option<(usize, u64)> = None;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (conn, offset, id, row): (usize, u64, &str, u64) = (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[2],
+            f[3].parse().unwrap(),
+        );
+        assert!(
+            hit_rows.contains(&row),
+            "round {round}: row {row} is no hit: {line}"
+        );
+        if let Some(prev) = id_of_offset.insert(offset, id.to_string()) {
+            assert_eq!(
+                prev, id,
+                "round {round}: offset {offset} held two notifications"
+            );
+        }
+        if let Some(prev) = row_of_id.insert(id.to_string(), row) {
+            assert_eq!(prev, row, "round {round}: id {id} named two rows");
+        }
+        match last {
+            Some((c, o)) if c == conn => assert_eq!(
+                offset,
+                o + 1,
+                "round {round}: offsets out of order on connection {conn}"
+            ),
+            // A new connection resumes at the saved ack: never past what was received.
+            Some((_, o)) => assert!(offset <= o + 1, "round {round}: gap {o} -> {offset}"),
+            None => assert_eq!(offset, 0),
+        }
+        last = Some((conn, offset));
+    }
+    let rows: std::collections::BTreeSet<u64> = row_of_id.values().copied().collect();
+    for (b, hits) in &answered_at_kill {
+        let want = (b * ROWS..(b + 1) * ROWS).filter(|r| hit_rows.contains(r));
+        assert_eq!(*hits, want.clone().count());
+        for r in want {
+            assert!(
+                rows.contains(&r),
+                "round {round}: row {r} of acknowledged batch {b} lost"
+            );
+        }
+    }
+    assert_eq!(rows, hit_rows, "round {round}: not every hit arrived");
+    eprintln!(
+        "crash round {round}: killed after {kill_after:?} with {}/{BATCHES} batches answered; {} deliveries of {} notifications",
+        answered_at_kill.len(),
+        text.lines().count(),
+        hit_rows.len()
+    );
+}
+
+/// `kill -9` of the hub mid-stream loses no notification whose batch it answered.
+/// `CWN_CRASH_ROUNDS` (default 3) sets how many rounds run.
+#[cfg(unix)]
+#[test]
+fn sigkill_of_the_hub_loses_nothing_it_acknowledged() {
+    let rounds = std::env::var("CWN_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for round in 0..rounds {
+        crash_round(round);
+    }
+}

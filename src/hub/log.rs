@@ -166,6 +166,21 @@ pub struct Log {
     size: u64,
     recovery: Recovery,
     buf: Vec<u8>,
+    /// The state before the first record written but not yet `fsync`ed
+    /// ([`Log::write_batch`]); `None` when everything written is durable.
+    unsynced: Option<Unsynced>,
+}
+
+/// What [`Log::settle`] restores when the `fsync` of written records failed. Only the active
+/// segment can hold unsynced records: a roll makes the sealed segment durable first.
+#[derive(Debug, Clone, Copy)]
+struct Unsynced {
+    len: u64,
+    index_len: Option<usize>,
+    newest_ms: Option<u64>,
+    next: u64,
+    size: u64,
+    last_time: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -387,6 +402,7 @@ impl Log {
                 size: SEGMENT_HEADER,
                 recovery: Recovery::default(),
                 buf: Vec::new(),
+                unsynced: None,
             });
         };
         for &b in sealed {
@@ -465,6 +481,7 @@ impl Log {
             size,
             recovery,
             buf: Vec::new(),
+            unsynced: None,
         })
     }
 
@@ -535,6 +552,68 @@ impl Log {
         records: &[B],
         now_ms: u64,
     ) -> Result<Range<u64>, LogError> {
+        let range = self.write_batch(records, now_ms)?;
+        self.commit()?;
+        Ok(range)
+    }
+
+    /// Makes every record written by [`Log::write_batch`] durable; on failure they are cut off
+    /// again, as if never written. `sync_written` + `settle` in one.
+    pub fn commit(&mut self) -> Result<(), LogError> {
+        let synced = self.sync_written();
+        self.settle(synced)
+    }
+
+    /// Whether records were written but not yet made durable.
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced.is_some()
+    }
+
+    /// `fsync`s the records written by [`Log::write_batch`] since the last commit (nothing to
+    /// do when there are none). Takes `&self` so that several logs can be synced in parallel
+    /// (group commit across entities); pass the outcome to [`Log::settle`].
+    pub fn sync_written(&self) -> Result<(), LogError> {
+        if self.unsynced.is_none() {
+            return Ok(());
+        }
+        self.active
+            .sync_data()
+            .map_err(io_err(&segment_path(&self.dir, self.active_base())))
+    }
+
+    /// Ends a commit with the outcome of [`Log::sync_written`]: on success the written records
+    /// are durable; on failure they are cut off the file and forgotten (their offsets are used
+    /// again) and the error is returned.
+    pub fn settle(&mut self, synced: Result<(), LogError>) -> Result<(), LogError> {
+        let Some(before) = self.unsynced.take() else {
+            return synced;
+        };
+        if synced.is_err() {
+            let _ = self.active.set_len(before.len);
+            let _ = self.active.seek(SeekFrom::Start(before.len));
+            let seg = self.active_mut();
+            seg.len = before.len;
+            match (seg.index.as_mut(), before.index_len) {
+                (Some(index), Some(len)) => index.truncate(len),
+                _ => seg.index = None,
+            }
+            seg.newest_ms = before.newest_ms;
+            self.next = before.next;
+            self.size = before.size;
+            self.last_time = before.last_time;
+        }
+        synced
+    }
+
+    /// Appends records like [`Log::append_batch`] but does not wait for `fsync` (except when
+    /// a segment fills up and is sealed): the records count as appended at once, and become
+    /// durable with [`Log::commit`] (or [`Log::sync_written`] + [`Log::settle`]), which cuts
+    /// them off again if the `fsync` fails. A caller must not hand them to anyone before then.
+    pub fn write_batch<B: AsRef<[u8]>>(
+        &mut self,
+        records: &[B],
+        now_ms: u64,
+    ) -> Result<Range<u64>, LogError> {
         for r in records {
             let len = r.as_ref().len();
             if len > self.opts.max_record_bytes as usize {
@@ -596,18 +675,22 @@ impl Log {
         }
         let path = segment_path(&self.dir, self.active_base());
         let before = self.active_mut().len;
-        let written = self.active.write_all(chunk).and_then(|()| {
-            if self.opts.sync {
-                self.active.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
+        if let Err(e) = self.active.write_all(chunk) {
             // Cut off whatever part reached the file, so that the next append starts clean.
             let _ = self.active.set_len(before);
             let _ = self.active.seek(SeekFrom::Start(before));
             return Err(io_err(&path)(e));
+        }
+        if self.opts.sync && self.unsynced.is_none() {
+            let seg = &self.segments[&self.active_base()];
+            self.unsynced = Some(Unsynced {
+                len: seg.len,
+                index_len: seg.index.as_ref().map(Vec::len),
+                newest_ms: seg.newest_ms,
+                next: self.next,
+                size: self.size,
+                last_time: self.last_time,
+            });
         }
         let seg = self.active_mut();
         seg.len += chunk.len() as u64;
@@ -623,6 +706,8 @@ impl Log {
 
     /// Seals the active segment and starts a new one at the next offset.
     fn roll(&mut self) -> Result<(), LogError> {
+        // A sealed segment holds only durable records.
+        self.commit()?;
         let base = self.next;
         self.active = create_segment(&self.dir, base, self.opts.sync)?;
         self.segments.insert(
@@ -838,6 +923,44 @@ mod tests {
         log.read(log.start(), usize::MAX, usize::MAX, &mut v)
             .unwrap();
         v
+    }
+
+    #[test]
+    fn a_failed_sync_cuts_the_written_records_off_again() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("e");
+        let sync_opts = LogOptions {
+            sync: true,
+            ..opts(512)
+        };
+        let mut log = Log::open(&dir, sync_opts.clone()).unwrap();
+        log.append_batch(&[payload(0), payload(1)], 10).unwrap();
+        // Enough to roll once: the sealed part is made durable by the roll, the rest waits.
+        let batch: Vec<Vec<u8>> = (2..40).map(payload).collect();
+        let r = log.write_batch(&batch, 20).unwrap();
+        assert_eq!(r, 2..40);
+        assert!(log.has_unsynced());
+        let sealed_end = log.active_base();
+        assert!(sealed_end > 2, "the batch rolled a segment");
+        let failed = LogError::Corrupt {
+            path: dir.clone(),
+            position: 0,
+            reason: "simulated fsync failure",
+        };
+        assert!(log.settle(Err(failed)).is_err());
+        assert!(!log.has_unsynced());
+        assert_eq!(log.next_offset(), sealed_end);
+        log.validate().unwrap();
+        // The offsets are used again, and a reopen sees the same log.
+        let r = log.write_batch(&[payload(99)], 30).unwrap();
+        assert_eq!(r, sealed_end..sealed_end + 1);
+        log.commit().unwrap();
+        drop(log);
+        let mut log = Log::open(&dir, sync_opts).unwrap();
+        let all = read_all(&mut log);
+        assert_eq!(all.len() as u64, sealed_end + 1);
+        assert_eq!(all.last().unwrap().data, payload(99));
+        log.validate().unwrap();
     }
 
     #[test]

@@ -319,6 +319,57 @@ fn entity_dir(data: &Path, e: EntityId) -> PathBuf {
     data.join(format!("{:010}", e.0))
 }
 
+/// At most this many threads `fsync` at once in a group commit. The syncs wait on the disk,
+/// not the CPU, and the file system folds concurrent ones into fewer journal commits, so
+/// there are more of them than cores.
+const MAX_PARALLEL_SYNCS: usize = 32;
+
+/// [`Log::sync_written`] for every log, in parallel; the outcomes in the order of `logs`.
+fn sync_logs(logs: &[&Log]) -> Vec<Result<(), LogError>> {
+    let pending: Vec<usize> = (0..logs.len())
+        .filter(|&i| logs[i].has_unsynced())
+        .collect();
+    let mut out: Vec<Result<(), LogError>> = logs.iter().map(|_| Ok(())).collect();
+    if pending.len() <= 1 {
+        for &i in &pending {
+            out[i] = logs[i].sync_written();
+        }
+        return out;
+    }
+    let per_thread = pending.len().div_ceil(MAX_PARALLEL_SYNCS);
+    let results: Vec<(usize, Result<(), LogError>)> = std::thread::scope(|scope| {
+        let sync = move |chunk: &[usize]| -> Vec<(usize, Result<(), LogError>)> {
+            chunk.iter().map(|&i| (i, logs[i].sync_written())).collect()
+        };
+        let mut chunks = pending.chunks(per_thread);
+        let here = chunks.next().unwrap_or_default();
+        let mut inline = Vec::new();
+        let mut threads = Vec::new();
+        for chunk in chunks {
+            match std::thread::Builder::new()
+                .name("cwn-fsync".into())
+                .spawn_scoped(scope, move || sync(chunk))
+            {
+                Ok(t) => threads.push(t),
+                // No thread to spare: sync this share here instead.
+                Err(_) => inline.push(chunk),
+            }
+        }
+        let mut results = sync(here);
+        for chunk in inline {
+            results.extend(sync(chunk));
+        }
+        for t in threads {
+            results.extend(t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        results
+    });
+    for (i, r) in results {
+        out[i] = r;
+    }
+    out
+}
+
 impl Hub {
     /// Opens the hub's data folder (creating it), recovering every entity's log and acked
     /// offset. `now_ms` starts the retention timer.
@@ -406,10 +457,13 @@ impl Hub {
         Ok(self.publish_batch(std::slice::from_ref(n), now_ms)?[0])
     }
 
-    /// Publishes notifications with one `fsync` per entity touched (group commit) and returns
-    /// their offsets in input order. On error, the groups of entities handled before the
-    /// failing one are stored; publishing them again stores repeats, which receivers drop by
-    /// id.
+    /// Publishes notifications and returns their offsets in input order, durable when it
+    /// returns: every entity's records are written first, then all the touched logs are
+    /// `fsync`ed at once, in parallel (group commit across entities: a batch over 16 entities
+    /// waits for about one `fsync`, not 16 in a row). Subscribers see a notification only
+    /// after its `fsync` returned. On error, the entities whose records were written and
+    /// synced keep them (and deliver them); the others hold none of the batch. Publishing the
+    /// batch again stores repeats, which receivers drop by id.
     pub fn publish_batch(
         &mut self,
         batch: &[Notification],
@@ -425,6 +479,9 @@ impl Hub {
             });
             groups[g].1.push(i);
         }
+        // 1. Write: every entity's records reach its file, none is synced yet.
+        let mut failed: Option<HubError> = None;
+        let mut written: Vec<(EntityId, Vec<usize>, u64)> = Vec::with_capacity(groups.len());
         let mut buf = std::mem::take(&mut self.scratch);
         for (entity, idx) in groups {
             buf.clear();
@@ -441,13 +498,38 @@ impl Hub {
                     Some(s)
                 })
                 .collect();
-            let capacity = self.config.queue_capacity;
-            let state = self.entity(entity)?;
-            let range = state.log.append_batch(&slices, now_ms)?;
+            let appended = self
+                .entity(entity)
+                .and_then(|state| Ok(state.log.write_batch(&slices, now_ms)?));
+            match appended {
+                Ok(range) => written.push((entity, idx, range.start)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.scratch = buf;
+        // 2. Sync: all touched files together.
+        let synced = {
+            let logs: Vec<&Log> = written
+                .iter()
+                .map(|(e, _, _)| &self.entities[e].log)
+                .collect();
+            sync_logs(&logs)
+        };
+        // 3. Deliver what is durable; cut off what is not.
+        let capacity = self.config.queue_capacity;
+        for ((entity, idx, start), synced) in written.into_iter().zip(synced) {
+            let state = self.entities.get_mut(&entity).expect("written entity");
+            if let Err(e) = state.log.settle(synced) {
+                failed.get_or_insert(e.into());
+                continue;
+            }
             let session = state.session;
             self.stats.published += idx.len() as u64;
             for (k, &i) in idx.iter().enumerate() {
-                offsets[i] = range.start + k as u64;
+                offsets[i] = start + k as u64;
             }
             let Some(sid) = session else { continue };
             let s = self
@@ -460,7 +542,7 @@ impl Hub {
                 }
                 if s.queue.len() < capacity {
                     s.queue.push_back(Queued {
-                        offset: range.start + k as u64,
+                        offset: start + k as u64,
                         appended_ms: now_ms,
                         notification: batch[i].clone(),
                     });
@@ -474,8 +556,10 @@ impl Hub {
                 self.events.push_back(HubEvent::Wake(sid));
             }
         }
-        self.scratch = buf;
-        Ok(offsets)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(offsets),
+        }
     }
 
     /// Starts a session for `entity`'s subscriber, replacing the entity's previous session if
