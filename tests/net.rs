@@ -563,35 +563,8 @@ async fn connections_over_the_limit_are_refused() {
 #[cfg(unix)]
 #[test]
 fn serve_stops_gracefully_on_sigterm() {
-    use std::io::BufRead as _;
     let net = Net::new();
-    let cfg_path = net.dir.path().join("hub.toml");
-    std::fs::write(
-        &cfg_path,
-        "listen = \"127.0.0.1:0\"\nregistry = \"registry.toml\"\ndata_dir = \"var\"\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n",
-    )
-    .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
-        .args(["serve", "--config"])
-        .arg(&cfg_path)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "cwn serve ended early"
-        );
-    }
-    let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .expect("cwn: hub listening on ADDR")
-        .to_string();
+    let (mut child, addr) = spawn_hub(&net);
     // A subscriber is connected when the signal comes: it is told Close, not cut off.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
