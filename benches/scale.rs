@@ -23,29 +23,18 @@
 //! the hub's data goes (default: the system's temp dir, on disk here).
 //! Not a criterion benchmark: the figures wanted are times, percentiles and memory.
 
+#[path = "common/hub_net.rs"]
+mod hub_net;
+use hub_net::{addr, env};
+
 use std::io::BufRead as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cwn::hub::StartFrom;
-use cwn::index::IndexBuilder;
-use cwn::index::snapshot::keys;
-use cwn::indicator::{Indicator, IndicatorSet, Kind, Tlp};
 use cwn::net::client::Client;
-use cwn::net::pki;
 use cwn::net::tls::Identity;
 use cwn::telemetry::FieldMap;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn addr(i: usize) -> String {
-    format!("198.18.{}.{}", i / 256, i % 256)
-}
 
 fn now_ms() -> u64 {
     jiff::Timestamp::now().as_millisecond() as u64
@@ -79,61 +68,10 @@ fn main() {
     let batch_rows = env("CWN_BENCH_BATCH", 1000);
     let pause_secs = env("CWN_BENCH_PAUSE_SECS", 5) as u64;
     let pause_from_ms = 2000u64;
-    let dir = match std::env::var_os("CWN_BENCH_DIR") {
-        Some(d) => tempfile::tempdir_in(d).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    };
-    let p = dir.path();
-    let pki_dir = p.join("pki");
     let t_setup = Instant::now();
-    pki::init(&pki_dir, &pki::CaOptions::default()).unwrap();
-    let issue = |id: &str, role: &str| {
-        pki::issue(
-            &pki_dir,
-            &pki::IssueOptions {
-                entity: id.into(),
-                roles: vec![role.into()],
-                dns: vec![],
-                ips: vec![],
-                days: 2,
-                force: false,
-            },
-        )
-        .unwrap();
-    };
-    issue("hub", "hub");
-    issue("msp", "partner");
-    let mut registry = String::from(
-        "[[entities]]\nid = \"ncsc\"\nname = \"NCSC\"\nroles = [\"publisher\"]\n\n[[entities]]\nid = \"msp\"\nname = \"MSP\"\nroles = [\"partner\"]\n",
-    );
-    for i in 0..subscribers {
-        issue(&format!("s{i}"), "subscriber");
-        registry.push_str(&format!(
-            "\n[[entities]]\nid = \"s{i}\"\nname = \"S{i}\"\nroles = [\"subscriber\"]\nprefixes = [\"{}\"]\n",
-            addr(i)
-        ));
-    }
-    std::fs::write(p.join("registry.toml"), registry).unwrap();
-    let key = keys::generate().unwrap();
-    std::fs::write(
-        p.join("verify.pem"),
-        keys::verify_pem(&key.verifying_key()).unwrap(),
-    )
-    .unwrap();
-    let mut set = IndicatorSet::new();
-    let _ = set.insert(Indicator::new(
-        "c2",
-        Kind::Domain,
-        "evil.example",
-        Arc::from("bench"),
-        Tlp::Green,
-    ));
-    let snap = IndexBuilder::new()
-        .set_version(1)
-        .build(&set)
-        .unwrap()
-        .to_snapshot(Some(&key));
-    std::fs::write(p.join("set.cwnsnap"), snap).unwrap();
+    let net = hub_net::BenchNet::new(subscribers);
+    let p = net.path();
+    let pki_dir = net.pki_dir.clone();
     std::fs::write(
         p.join("hub.toml"),
         format!(

@@ -1,0 +1,99 @@
+//! The network the hub benches run against: a PKI, a registry of a publisher, a partner and
+//! `subscribers` subscribers (one address each, see [`addr`]), and a signed snapshot holding one
+//! domain indicator, `evil.example`, in a fresh directory (`CWN_BENCH_DIR` picks its parent;
+//! `/dev/shm` takes the disk's fsync out of the figures).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cwn::index::IndexBuilder;
+use cwn::index::snapshot::keys;
+use cwn::indicator::{Indicator, IndicatorSet, Kind, Tlp};
+use cwn::net::pki;
+
+/// A numeric setting from the environment, else `default`.
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The one address in subscriber `i`'s constituency.
+pub fn addr(i: usize) -> String {
+    format!("198.18.{}.{}", i / 256, i % 256)
+}
+
+/// The directory holding `pki/`, `registry.toml`, `verify.pem` and `set.cwnsnap`.
+pub struct BenchNet {
+    /// Removed on drop.
+    pub dir: tempfile::TempDir,
+    /// `dir/pki`.
+    pub pki_dir: PathBuf,
+}
+
+impl BenchNet {
+    /// Issues every certificate and writes the registry and the snapshot.
+    pub fn new(subscribers: usize) -> Self {
+        let dir = match std::env::var_os("CWN_BENCH_DIR") {
+            Some(d) => tempfile::tempdir_in(d).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
+        let p = dir.path();
+        let pki_dir = p.join("pki");
+        pki::init(&pki_dir, &pki::CaOptions::default()).unwrap();
+        let issue = |id: &str, role: &str| {
+            pki::issue(
+                &pki_dir,
+                &pki::IssueOptions {
+                    entity: id.into(),
+                    roles: vec![role.into()],
+                    dns: vec![],
+                    ips: vec![],
+                    days: 2,
+                    force: false,
+                },
+            )
+            .unwrap();
+        };
+        issue("hub", "hub");
+        issue("msp", "partner");
+        let mut registry = String::from(
+            "[[entities]]\nid = \"ncsc\"\nname = \"NCSC\"\nroles = [\"publisher\"]\n\n[[entities]]\nid = \"msp\"\nname = \"MSP\"\nroles = [\"partner\"]\n",
+        );
+        for i in 0..subscribers {
+            issue(&format!("s{i}"), "subscriber");
+            registry.push_str(&format!(
+                "\n[[entities]]\nid = \"s{i}\"\nname = \"S{i}\"\nroles = [\"subscriber\"]\nprefixes = [\"{}\"]\n",
+                addr(i)
+            ));
+        }
+        std::fs::write(p.join("registry.toml"), registry).unwrap();
+        let key = keys::generate().unwrap();
+        std::fs::write(
+            p.join("verify.pem"),
+            keys::verify_pem(&key.verifying_key()).unwrap(),
+        )
+        .unwrap();
+        let mut set = IndicatorSet::new();
+        let _ = set.insert(Indicator::new(
+            "c2",
+            Kind::Domain,
+            "evil.example",
+            Arc::from("bench"),
+            Tlp::Green,
+        ));
+        let snap = IndexBuilder::new()
+            .set_version(1)
+            .build(&set)
+            .unwrap()
+            .to_snapshot(Some(&key));
+        std::fs::write(p.join("set.cwnsnap"), snap).unwrap();
+        BenchNet { dir, pki_dir }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
