@@ -39,6 +39,7 @@ pub mod indicator;
 pub mod ingest;
 pub mod matcher;
 pub mod net;
+pub mod outfile;
 pub mod route;
 pub mod status;
 pub mod telemetry;

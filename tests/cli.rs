@@ -299,3 +299,53 @@ fn inspect_check_accepts_a_good_snapshot_and_a_flipped_byte_is_refused() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("refused"));
 }
+
+/// `-o /dev/null` (or any device or FIFO) must be written into, never renamed over: run as
+/// root, a rename would replace the machine's `/dev/null` with a regular file. A FIFO in a
+/// temporary directory stands in for the device here.
+#[cfg(unix)]
+#[test]
+fn output_to_a_fifo_is_written_through_not_replaced() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "list.txt", LIST);
+    let fifo = dir.path().join("out.pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            std::fs::File::open(&fifo)
+                .unwrap()
+                .read_to_string(&mut s)
+                .unwrap();
+            s
+        })
+    };
+    let out = cwn(&["ingest", "-o", fifo.to_str().unwrap(), &list]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Checked before joining the reader: had the FIFO been replaced, the reader would wait
+    // for a writer forever.
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "the FIFO must still be a FIFO");
+    let text = reader.join().unwrap();
+    assert_eq!(
+        text.lines().count(),
+        4,
+        "the four accepted indicators: {text}"
+    );
+    assert!(text.contains("evil.example.com"));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 2, "no temporary file left beside the FIFO");
+}

@@ -237,20 +237,15 @@ fn write_file_atomically<T>(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let tmp = sibling(path, "tmp")?;
     let result = (|| -> anyhow::Result<T> {
-        let f = File::create(&tmp)?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let (file, pending) = crate::outfile::OutputFile::create(path, 0o644)?.into_parts();
+        let mut w = BufWriter::with_capacity(1 << 20, file);
         let v = write(&mut w)?;
         w.flush()?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        pending.commit(&file)?;
         Ok(v)
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
     result.map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
 }
 

@@ -451,38 +451,17 @@ pub fn write_atomically(
 /// private key is never readable by others, not even for a moment).
 pub fn write_atomically_mode(
     path: &Path,
-    #[cfg_attr(not(unix), allow(unused_variables))] mode: u32,
+    mode: u32,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow::anyhow!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     let result = (|| -> io::Result<()> {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
-        let f = opts.open(&tmp)?;
-        let mut w = io::BufWriter::with_capacity(1 << 20, f);
+        let (file, pending) = crate::outfile::OutputFile::create(path, mode)?.into_parts();
+        let mut w = io::BufWriter::with_capacity(1 << 20, file);
         write(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        pending.commit(&file)
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow::anyhow!("{}: {e}", path.display()));
-    }
-    Ok(())
+    result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn write_indicators(w: &mut dyn Write, set: &IndicatorSet) -> io::Result<()> {

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
@@ -16,6 +16,7 @@ use parquet::file::properties::WriterProperties;
 use super::{HitRecord, record};
 use crate::index::CompiledIndex;
 use crate::matcher::Hit;
+use crate::outfile::{OutputFile, Pending};
 use crate::telemetry::FieldMap;
 
 /// Hits per record batch (and Parquet row group slice) in the columnar formats.
@@ -155,14 +156,14 @@ enum Sink {
 pub struct HitWriter {
     sink: Sink,
     builder: HitBatchBuilder,
-    /// (temporary, destination) for a file.
-    paths: Option<(PathBuf, PathBuf)>,
+    /// The flush and rename still to do, for a file.
+    pending: Option<Pending>,
 }
 
 impl std::fmt::Debug for HitWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HitWriter")
-            .field("paths", &self.paths)
+            .field("pending", &self.pending)
             .finish_non_exhaustive()
     }
 }
@@ -178,19 +179,8 @@ impl HitWriter {
         if path.as_os_str() == "-" {
             return Ok(Self::jsonl(Box::new(io::stdout())));
         }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path.file_name().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "the output is not a file name")
-        })?;
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let (file, pending) = OutputFile::create(path, 0o644)?.into_parts();
+        let w = BufWriter::with_capacity(1 << 20, file);
         let sink = match HitFormat::for_path(path) {
             HitFormat::Jsonl => Sink::Jsonl(w),
             HitFormat::Parquet => {
@@ -199,24 +189,18 @@ impl HitWriter {
                     .build();
                 match ArrowWriter::try_new(w, hit_schema(), Some(props)) {
                     Ok(w) => Sink::Parquet(Box::new(w)),
-                    Err(e) => {
-                        let _ = std::fs::remove_file(&tmp);
-                        return Err(to_io(e));
-                    }
+                    Err(e) => return Err(to_io(e)),
                 }
             }
             HitFormat::Arrow => match arrow_ipc::writer::FileWriter::try_new(w, &hit_schema()) {
                 Ok(w) => Sink::Arrow(Box::new(w)),
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(to_io(e));
-                }
+                Err(e) => return Err(to_io(e)),
             },
         };
         Ok(HitWriter {
             sink,
             builder: HitBatchBuilder::default(),
-            paths: Some((tmp, path.to_path_buf())),
+            pending: Some(pending),
         })
     }
 
@@ -225,7 +209,7 @@ impl HitWriter {
         HitWriter {
             sink: Sink::Stream(BufWriter::with_capacity(1 << 16, w)),
             builder: HitBatchBuilder::default(),
-            paths: None,
+            pending: None,
         }
     }
 
@@ -281,23 +265,10 @@ impl HitWriter {
                 Some(w.into_inner().map_err(to_io)?)
             }
         };
-        if let Some(w) = file {
-            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        }
-        if let Some((tmp, dest)) = self.paths.take()
-            && let Err(e) = std::fs::rename(&tmp, &dest)
-        {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+        if let (Some(w), Some(pending)) = (file, self.pending.take()) {
+            let file = w.into_inner().map_err(|e| e.into_error())?;
+            pending.commit(&file)?;
         }
         Ok(())
-    }
-}
-
-impl Drop for HitWriter {
-    fn drop(&mut self) {
-        if let Some((tmp, _)) = self.paths.take() {
-            let _ = std::fs::remove_file(tmp);
-        }
     }
 }

@@ -103,20 +103,12 @@ fn write_file(path: &Path, contents: &str, private: bool, force: bool) -> Result
     if path.exists() && !force {
         return Err(PkiError::Exists(path.to_path_buf()));
     }
-    let tmp = path.with_extension("tmp");
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(contents.as_bytes()).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
+    let mut out = crate::outfile::OutputFile::create(path, if private { 0o600 } else { 0o644 })
+        .map_err(io_err(path))?;
+    out.file
+        .write_all(contents.as_bytes())
+        .map_err(io_err(path))?;
+    out.commit().map_err(io_err(path))
 }
 
 /// A calendar day `days` from today (negative: in the past), as rcgen wants it.
