@@ -298,6 +298,19 @@ impl CompiledIndex {
         }
     }
 
+    /// Whether any `ip:port` indicator has address `addr`, whatever its port.
+    #[inline]
+    pub fn has_port_pairs(&self, ip: IpAddr) -> bool {
+        self.ip.has_port_pairs(ip)
+    }
+
+    /// `ip:port` indicators equal to `(ip, port)` only; [`lookup_ip`](Self::lookup_ip) gives
+    /// those and the address ones together.
+    #[inline]
+    pub fn lookup_ip_port(&self, ip: IpAddr, port: u16, out: &mut Vec<u32>) {
+        self.ip.lookup_ip_port(ip, port, out);
+    }
+
     /// Domain indicators equal to or above `name`, hostname indicators equal to it. `name`
     /// must be canonical (lower case, no trailing dot).
     #[inline]

@@ -78,8 +78,6 @@ enum Column<'b> {
 /// What one dictionary entry resolved to.
 #[derive(Clone, Copy, Debug)]
 struct Resolved {
-    /// Whether the entry has text to match (not null).
-    text: bool,
     /// Candidates that do not depend on the row's port: `ords[start..end]`.
     start: u32,
     end: u32,
@@ -88,13 +86,19 @@ struct Resolved {
 }
 
 /// Resolutions of the entries of one dictionary for one field.
+///
+/// Almost every entry resolves to nothing, so what each row touches is two bits per entry
+/// (resolved, and live: something to look at), cache-resident even for dictionaries of a
+/// hundred thousand entries; the few live entries keep their [`Resolved`] in a side table.
 #[derive(Debug)]
 struct DictCache {
     field: usize,
     /// The dictionary itself: its identity is the cache key, and holding it keeps its address
     /// from being reused by another dictionary while cached.
     values: ArrayRef,
-    slots: Vec<Option<Resolved>>,
+    /// Per entry: bit `2k` resolved, bit `2k + 1` live.
+    bits: Vec<u64>,
+    live: std::collections::HashMap<usize, Resolved>,
     ords: Vec<u32>,
 }
 
@@ -103,8 +107,51 @@ impl DictCache {
         DictCache {
             field,
             values: values.clone(),
-            slots: vec![None; values.len()],
+            bits: vec![0; (2 * values.len()).div_ceil(64)],
+            live: std::collections::HashMap::new(),
             ords: Vec::new(),
+        }
+    }
+
+    /// Entry `key`'s two bits: `Some(live)` once resolved, `None` before; `None` also past the
+    /// end, where [`DictCache::set`] does nothing.
+    #[inline]
+    fn state(&self, key: usize) -> Option<bool> {
+        let w = *self.bits.get(2 * key / 64)?;
+        let b = (w >> (2 * key % 64)) & 3;
+        (b & 1 != 0).then_some(b & 2 != 0)
+    }
+
+    /// Takes in what `other`, a cache of the same dictionary filled by a batch that ran at
+    /// the same time, resolved and this one did not.
+    fn absorb(&mut self, other: DictCache) {
+        for (&key, r) in &other.live {
+            if self.state(key).is_none() {
+                let start = self.ords.len() as u32;
+                self.ords
+                    .extend_from_slice(&other.ords[r.start as usize..r.end as usize]);
+                let res = Resolved {
+                    start,
+                    end: self.ords.len() as u32,
+                    ip: r.ip,
+                };
+                self.live.insert(key, res);
+            }
+        }
+        const RESOLVED: u64 = 0x5555_5555_5555_5555;
+        for (w, o) in self.bits.iter_mut().zip(&other.bits) {
+            let take = o & RESOLVED & !*w;
+            *w |= o & (take | take << 1);
+        }
+    }
+
+    fn set(&mut self, key: usize, res: Resolved) {
+        let live = res.start != res.end || res.ip.is_some();
+        if let Some(w) = self.bits.get_mut(2 * key / 64) {
+            *w |= (1 | u64::from(live) << 1) << (2 * key % 64);
+            if live {
+                self.live.insert(key, res);
+            }
         }
     }
 }
@@ -136,6 +183,44 @@ impl<'b> TextCol<'b> {
             TextCol::LargeUtf8(a) => (!a.is_null(i)).then(|| Cow::Borrowed(a.value(i))),
             TextCol::Utf8View(a) => (!a.is_null(i)).then(|| Cow::Borrowed(a.value(i))),
             TextCol::Other(a) => scalar_text(a, i),
+        }
+    }
+}
+
+/// The keys of a dictionary column, typed once per batch, with its key nulls.
+enum DictKeys<'b> {
+    Int32(&'b [i32], Option<&'b arrow_buffer::NullBuffer>),
+    Other(Vec<usize>, Option<&'b arrow_buffer::NullBuffer>),
+}
+
+impl<'b> DictKeys<'b> {
+    fn new(a: &'b dyn Array, d: &'b dyn arrow_array::AnyDictionaryArray) -> Self {
+        match a.data_type() {
+            DataType::Dictionary(k, _) if **k == DataType::Int32 => {
+                let keys = a.as_dictionary::<Int32Type>().keys();
+                DictKeys::Int32(keys.values(), keys.nulls())
+            }
+            _ => DictKeys::Other(d.normalized_keys(), d.keys().nulls()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            DictKeys::Int32(k, _) => k.len(),
+            DictKeys::Other(k, _) => k.len(),
+        }
+    }
+
+    /// The key of row `r`, or `None` when the row is null.
+    #[inline]
+    fn get(&self, r: usize) -> Option<usize> {
+        let (key, nulls) = match self {
+            DictKeys::Int32(k, n) => (usize::try_from(k[r]).ok()?, n),
+            DictKeys::Other(k, n) => (k[r], n),
+        };
+        match nulls {
+            Some(n) if n.is_null(r) => None,
+            _ => Some(key),
         }
     }
 }
@@ -296,7 +381,27 @@ impl<'a> Matcher<'a> {
         }
         let keep = 4 * caches.len();
         let mut pool = self.dicts.lock().unwrap_or_else(|e| e.into_inner());
-        pool.extend(caches);
+        for c in caches {
+            // A batch of the same row group matched meanwhile may have put its own back.
+            match pool
+                .iter()
+                .position(|p| p.field == c.field && Arc::ptr_eq(&p.values, &c.values))
+            {
+                Some(i) => {
+                    let mut mine = c;
+                    let theirs = pool.swap_remove(i);
+                    if theirs.live.len() > mine.live.len() {
+                        let mut t = theirs;
+                        t.absorb(mine);
+                        mine = t;
+                    } else {
+                        mine.absorb(theirs);
+                    }
+                    pool.push(mine);
+                }
+                None => pool.push(c),
+            }
+        }
         if pool.len() > keep {
             let extra = pool.len() - keep;
             pool.drain(..extra);
@@ -361,44 +466,45 @@ impl<'a> Matcher<'a> {
                     };
                     let values = d.values();
                     let t = TextCol::new(values.as_ref());
-                    let keys = d.normalized_keys();
+                    let keys = DictKeys::new(a.as_ref(), d);
                     let mut cache = self.take_dict(fi, values);
-                    for (r, &key) in keys.iter().enumerate().take(n) {
-                        if a.is_null(r) {
-                            continue;
-                        }
-                        let Some(slot) = cache.slots.get_mut(key) else {
+                    for r in 0..n.min(keys.len()) {
+                        let Some(key) = keys.get(r) else {
                             continue;
                         };
-                        let res = match *slot {
-                            Some(res) => res,
+                        let res = match cache.state(key) {
+                            Some(false) => continue,
+                            Some(true) => match cache.live.get(&key) {
+                                Some(&res) => res,
+                                None => continue,
+                            },
                             None => {
-                                let v = t.get(key);
+                                if key >= values.len() {
+                                    continue;
+                                }
                                 let start = cache.ords.len();
-                                let ip = match &v {
-                                    Some(v) => self.resolve(kind, v, &mut cache.ords),
+                                let ip = match t.get(key) {
+                                    Some(v) => self.resolve(kind, &v, &mut cache.ords),
                                     None => None,
                                 };
                                 let res = Resolved {
-                                    text: v.is_some(),
                                     start: start as u32,
                                     end: cache.ords.len() as u32,
                                     ip,
                                 };
-                                cache.slots[key] = Some(res);
+                                cache.set(key, res);
                                 res
                             }
                         };
-                        if !res.text {
+                        // Almost every row: a value no indicator concerns.
+                        if res.start == res.end && res.ip.is_none() {
                             continue;
                         }
                         let port = port_col.get(r);
                         let start = ords.len();
-                        match res.ip {
-                            Some(ip) => self.index.lookup_ip(ip, port, &mut ords),
-                            None => ords.extend_from_slice(
-                                &cache.ords[res.start as usize..res.end as usize],
-                            ),
+                        ords.extend_from_slice(&cache.ords[res.start as usize..res.end as usize]);
+                        if let (Some(ip), Some(p)) = (res.ip, port) {
+                            self.index.lookup_ip_port(ip, p, &mut ords);
                         }
                         if ords.len() > start
                             && let Some(v) = t.get(key)
@@ -473,17 +579,20 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    /// Resolves one value of a field as far as the row's port allows: appends the candidates
-    /// that do not depend on the port, and returns the address still to be looked up with it.
+    /// Resolves one value of a field as far as it can without the row's port: appends the
+    /// candidates that do not depend on the port, and returns the address when `ip:port`
+    /// indicators with that address exist, to be looked up again with each row's port.
     fn resolve(&self, kind: &FieldKind, v: &str, out: &mut Vec<u32>) -> Option<IpAddr> {
-        match kind {
+        let ip = match kind {
             FieldKind::Ip => parse_ip(v),
             FieldKind::Domain => self.resolve_host(v, out),
             _ => {
                 self.lookup(kind, v, None, out);
                 None
             }
-        }
+        }?;
+        self.index.lookup_ip(ip, None, out);
+        self.index.has_port_pairs(ip).then_some(ip)
     }
 
     /// Looks one value of a field up; appends candidate ordinals (validity not yet checked).

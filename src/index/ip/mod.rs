@@ -394,6 +394,12 @@ impl IpIndex {
         self.ports.lookup(addr, port, out);
     }
 
+    /// Whether any `ip:port` indicator has address `addr` (see [`IpPortIndex::has_addr`]).
+    #[inline]
+    pub fn has_port_pairs(&self, addr: IpAddr) -> bool {
+        !self.ports.is_empty() && self.ports.has_addr(addr)
+    }
+
     /// Checks every invariant of the three parts.
     pub fn validate(&self) -> Result<(), FormatError> {
         self.v4.validate()?;

@@ -166,6 +166,24 @@ impl IpPortIndex {
         }
     }
 
+    /// Whether any pair has address `addr`, whatever its port: when not, a column of such
+    /// addresses needs no per-row port lookup. An IPv4-mapped IPv6 address counts as IPv4.
+    pub fn has_addr(&self, addr: IpAddr) -> bool {
+        match addr.to_canonical() {
+            IpAddr::V4(a) => {
+                let lo = v4_key(a.into(), 0);
+                let keys = &self.v4_keys[..];
+                keys.get(keys.partition_point(|&k| k < lo))
+                    .is_some_and(|&k| k >> 16 == lo >> 16)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                let addrs = &self.v6_addrs[..];
+                addrs.get(addrs.partition_point(|&x| x < a)) == Some(&a)
+            }
+        }
+    }
+
     /// Number of stored pairs (with their ordinals).
     pub fn len(&self) -> usize {
         self.v4_keys.len() + self.v6_addrs.len()
@@ -241,6 +259,27 @@ impl Sections for IpPortIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_addr_ignores_the_port() {
+        let mut b = IpPortIndexBuilder::new();
+        b.add("192.0.2.7".parse().unwrap(), 443, 0);
+        b.add("2001:db8::1".parse().unwrap(), 22, 1);
+        let ix = b.build();
+        for yes in ["192.0.2.7", "::ffff:192.0.2.7", "2001:db8::1"] {
+            assert!(ix.has_addr(yes.parse().unwrap()), "{yes}");
+        }
+        for no in [
+            "192.0.2.6",
+            "192.0.2.8",
+            "0.0.0.0",
+            "2001:db8::2",
+            "255.255.255.255",
+        ] {
+            assert!(!ix.has_addr(no.parse().unwrap()), "{no}");
+        }
+        assert!(!IpPortIndex::default().has_addr("192.0.2.7".parse().unwrap()));
+    }
 
     #[test]
     fn pairs() {
