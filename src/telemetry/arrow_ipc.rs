@@ -139,16 +139,32 @@ pub(crate) fn resolve_all(
     path: &str,
 ) -> Result<Vec<FieldPath>, TelemetryError> {
     let mut out = Vec::new();
+    let mut missing = Vec::new();
     for name in fields.names() {
         match resolve(schema, name) {
             Ok(Some(p)) => out.push(p),
-            Ok(None) => tracing::warn!("{path}: no column `{name}`; its values are empty"),
+            Ok(None) => missing.push(name),
             Err(reason) => {
                 return Err(TelemetryError::Format {
                     path: path.to_string(),
                     reason,
                 });
             }
+        }
+    }
+    // A preset maps every field its schema may have and a file holds some of them: one line
+    // for all that are absent, a warning only when nothing mapped is there at all.
+    if !missing.is_empty() {
+        let list = missing.join(", ");
+        if out.is_empty() {
+            tracing::warn!(
+                "{path}: none of the mapped fields is a column here ({list}); nothing can match"
+            );
+        } else {
+            tracing::info!(
+                "{path}: {} mapped fields have no column and read as empty: {list}",
+                missing.len()
+            );
         }
     }
     Ok(out)

@@ -101,7 +101,10 @@ impl ParquetInput {
             }
             if groups.iter().all(|g| all_dictionary(g.column(leaf))) {
                 let changed = with_dictionary_leaf(&schema_fields, &p.segments);
-                hinted |= changed != schema_fields;
+                if changed != schema_fields {
+                    tracing::debug!("{name}: `{}` is read as a dictionary", p.segments.join("."));
+                    hinted = true;
+                }
                 schema_fields = changed;
             }
         }
