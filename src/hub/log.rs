@@ -519,6 +519,11 @@ impl Log {
         self.segments.len()
     }
 
+    /// The file records are appended to now (the hub's checkpoint `fsync`s it by path).
+    pub fn active_path(&self) -> PathBuf {
+        segment_path(&self.dir, self.active_base())
+    }
+
     fn active_base(&self) -> u64 {
         *self.segments.keys().next_back().expect("active segment")
     }
@@ -706,8 +711,13 @@ impl Log {
 
     /// Seals the active segment and starts a new one at the next offset.
     fn roll(&mut self) -> Result<(), LogError> {
-        // A sealed segment holds only durable records.
+        // A sealed segment holds only durable records, also those that the hub's journal
+        // made durable without syncing this file (`settle` without `sync_written`).
         self.commit()?;
+        if self.opts.sync {
+            let path = segment_path(&self.dir, self.active_base());
+            self.active.sync_data().map_err(io_err(&path))?;
+        }
         let base = self.next;
         self.active = create_segment(&self.dir, base, self.opts.sync)?;
         self.segments.insert(

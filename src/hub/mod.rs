@@ -54,16 +54,18 @@
 //! ```
 
 pub mod frame;
+pub mod journal;
 pub mod log;
 pub mod notification;
 pub mod offsets;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use frame::{Frame, FrameError};
+pub use journal::Journal;
 pub use log::{Log, LogError, LogOptions, Record, Retention};
 pub use notification::{Notification, NotificationId, NotificationKind};
 
@@ -124,12 +126,15 @@ pub struct HubConfig {
     pub ack_timeout_ms: u64,
     /// When acks reach the disk.
     pub ack_sync: AckSync,
+    /// With `fsync` on, a checkpoint (the entity logs synced, the journal files they cover
+    /// deleted) starts once the journal file holds this many bytes.
+    pub journal_checkpoint_bytes: u64,
 }
 
 impl HubConfig {
     /// Defaults for a hub keeping its data in `data_dir`: 64 MiB segments, 1,024 queued and
     /// 256 in flight per session, 30 s ack timeout, acks saved within a second, 7 days' and
-    /// 1 GiB per entity retention checked every minute.
+    /// 1 GiB per entity retention checked every minute, a journal checkpoint every 32 MiB.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         HubConfig {
             data_dir: data_dir.into(),
@@ -145,6 +150,7 @@ impl HubConfig {
             read_bytes: 1 << 20,
             ack_timeout_ms: 30_000,
             ack_sync: AckSync::Interval(1000),
+            journal_checkpoint_bytes: 32 << 20,
         }
     }
 }
@@ -313,6 +319,51 @@ pub struct Hub {
     latency: Vec<u64>,
     latency_seen: u64,
     scratch: Vec<u8>,
+    /// The write-ahead journal, when logs are synced: one `fdatasync` per published batch.
+    journal: Option<Journal>,
+    /// Entities whose logs took records, durable only through the journal, since the last
+    /// checkpoint began.
+    unsynced: HashSet<EntityId>,
+    /// Closed journal files that no finished checkpoint has covered yet.
+    retired: Vec<PathBuf>,
+    /// The checkpoint running in the background.
+    checkpoint: Option<std::thread::JoinHandle<Checkpointed>>,
+}
+
+/// What a background checkpoint did: the journal files it covered and deleted, or those it
+/// could not cover and why.
+type Checkpointed = Result<(), (Vec<PathBuf>, LogError)>;
+
+/// `fdatasync`s files by path, in parallel; a file deleted meanwhile (retention) is skipped.
+fn sync_paths(paths: &[PathBuf]) -> Result<(), LogError> {
+    let sync = |chunk: &[PathBuf]| -> Result<(), LogError> {
+        for p in chunk {
+            match fs::File::open(p).and_then(|f| f.sync_data()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(LogError::Io {
+                        path: p.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    };
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let per_thread = paths.len().div_ceil(MAX_PARALLEL_SYNCS);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = paths
+            .chunks(per_thread)
+            .map(|chunk| (chunk, scope.spawn(move || sync(chunk))))
+            .collect();
+        threads
+            .into_iter()
+            .try_for_each(|(_, t)| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })
 }
 
 fn entity_dir(data: &Path, e: EntityId) -> PathBuf {
@@ -409,11 +460,116 @@ impl Hub {
             latency: Vec::new(),
             latency_seen: 0,
             scratch: Vec::new(),
+            journal: None,
+            unsynced: HashSet::new(),
+            retired: Vec::new(),
+            checkpoint: None,
         };
         for id in ids {
             hub.entity(id)?;
         }
+        if hub.config.log.sync {
+            hub.replay_journal()?;
+        }
         Ok(hub)
+    }
+
+    /// Opens the journal and writes into each entity's log the journaled records that it
+    /// lacks (a crash before the checkpoint that would have synced it), syncs those logs and
+    /// deletes the replayed journal files.
+    fn replay_journal(&mut self) -> Result<(), HubError> {
+        let (journal, recovery) = Journal::open(self.config.data_dir.join("journal"))?;
+        for (path, at) in &recovery.torn {
+            tracing::warn!(
+                "journal {}: damaged record at byte {at}; replay of that file stops there \
+                 (an append interrupted by a crash, never acknowledged)",
+                path.display()
+            );
+        }
+        let mut touched = Vec::new();
+        let mut replayed = 0u64;
+        for r in recovery.records {
+            let id = EntityId(r.entity);
+            let state = self.entity(id)?;
+            let next = state.log.next_offset();
+            if r.offset == next {
+                state.log.write_batch(&[&r.payload], r.time_ms)?;
+                touched.push(id);
+                replayed += 1;
+            } else if r.offset > next {
+                tracing::warn!(
+                    "journal: entity {} record {} lies past its log's end {next}; not replayed",
+                    id.0,
+                    r.offset
+                );
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let synced = {
+            let logs: Vec<&Log> = touched.iter().map(|e| &self.entities[e].log).collect();
+            sync_logs(&logs)
+        };
+        for (e, synced) in touched.iter().zip(synced) {
+            self.entities
+                .get_mut(e)
+                .expect("touched entity")
+                .log
+                .settle(synced)?;
+        }
+        journal::remove_files(&recovery.files)?;
+        if replayed > 0 {
+            tracing::info!(
+                "journal: {replayed} records replayed into {} entity logs",
+                touched.len()
+            );
+        }
+        self.journal = Some(journal);
+        Ok(())
+    }
+
+    /// Collects a finished checkpoint and, once the journal file is big enough, starts the
+    /// next: the journal moves to a new file, and a background thread `fsync`s every log
+    /// written since the last checkpoint and then deletes the closed journal files. Records
+    /// written after the switch are in the new file, so nothing waits for this.
+    fn checkpoint(&mut self) -> Result<(), HubError> {
+        if self.checkpoint.as_ref().is_some_and(|t| t.is_finished()) {
+            let done = self.checkpoint.take().expect("checked").join();
+            match done.unwrap_or_else(|p| std::panic::resume_unwind(p)) {
+                Ok(()) => {}
+                Err((files, e)) => {
+                    tracing::warn!("journal checkpoint failed (retried with the next): {e}");
+                    self.retired.splice(0..0, files);
+                }
+            }
+        }
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        if journal.len() < self.config.journal_checkpoint_bytes || self.checkpoint.is_some() {
+            return Ok(());
+        }
+        self.retired.push(journal.rotate()?);
+        let files = std::mem::take(&mut self.retired);
+        let paths: Vec<PathBuf> = self
+            .unsynced
+            .drain()
+            .filter_map(|e| self.entities.get(&e).map(|s| s.log.active_path()))
+            .collect();
+        let work = move || match sync_paths(&paths).and_then(|()| journal::remove_files(&files)) {
+            Ok(()) => Ok(()),
+            Err(e) => Err((files, e)),
+        };
+        self.checkpoint = Some(
+            std::thread::Builder::new()
+                .name("cwn-checkpoint".into())
+                .spawn(work)
+                .map_err(|source| LogError::Io {
+                    path: self.config.data_dir.join("journal"),
+                    source,
+                })?,
+        );
+        Ok(())
     }
 
     /// The entity's state, opening (or creating) its log on first use.
@@ -502,7 +658,14 @@ impl Hub {
                 .entity(entity)
                 .and_then(|state| Ok(state.log.write_batch(&slices, now_ms)?));
             match appended {
-                Ok(range) => written.push((entity, idx, range.start)),
+                Ok(range) => {
+                    if let Some(j) = self.journal.as_mut() {
+                        for (k, rec) in slices.iter().enumerate() {
+                            j.stage(entity.0, range.start + k as u64, now_ms, rec);
+                        }
+                    }
+                    written.push((entity, idx, range.start))
+                }
                 Err(e) => {
                     failed = Some(e);
                     break;
@@ -510,13 +673,34 @@ impl Hub {
             }
         }
         self.scratch = buf;
-        // 2. Sync: all touched files together.
-        let synced = {
-            let logs: Vec<&Log> = written
-                .iter()
-                .map(|(e, _, _)| &self.entities[e].log)
-                .collect();
-            sync_logs(&logs)
+        // 2. Sync: one journal append for the whole batch (or, without a journal, all
+        // touched files together).
+        let synced: Vec<Result<(), LogError>> = match self.journal.as_mut() {
+            Some(j) => match j.commit() {
+                Ok(()) => {
+                    self.unsynced.extend(written.iter().map(|(e, _, _)| *e));
+                    written.iter().map(|_| Ok(())).collect()
+                }
+                Err(e) => {
+                    let (path, msg) = (j.path(), e.to_string());
+                    written
+                        .iter()
+                        .map(|_| {
+                            Err(LogError::Io {
+                                path: path.clone(),
+                                source: std::io::Error::other(msg.clone()),
+                            })
+                        })
+                        .collect()
+                }
+            },
+            None => {
+                let logs: Vec<&Log> = written
+                    .iter()
+                    .map(|(e, _, _)| &self.entities[e].log)
+                    .collect();
+                sync_logs(&logs)
+            }
         };
         // 3. Deliver what is durable; cut off what is not.
         let capacity = self.config.queue_capacity;
@@ -556,10 +740,33 @@ impl Hub {
                 self.events.push_back(HubEvent::Wake(sid));
             }
         }
+        if let Err(e) = self.checkpoint() {
+            failed.get_or_insert(e);
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(offsets),
         }
+    }
+
+    /// Waits for a running checkpoint to end and collects it; returns how many journal files
+    /// remain (the current one included). For tests and shutdown.
+    pub fn finish_checkpoint(&mut self) -> Result<usize, HubError> {
+        if let Some(t) = self.checkpoint.as_ref() {
+            while !t.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        self.checkpoint()?;
+        let dir = self.config.data_dir.join("journal");
+        let n = fs::read_dir(&dir)
+            .map_err(|source| LogError::Io { path: dir, source })?
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal"))
+            })
+            .count();
+        Ok(n)
     }
 
     /// Starts a session for `entity`'s subscriber, replacing the entity's previous session if
