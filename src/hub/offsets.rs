@@ -5,6 +5,15 @@
 //! ```text
 //! magic "CWNACK\0\x01" · next offset u64 · XXH3-64 of the 16 bytes before
 //! ```
+//!
+//! The periodic save of every changed offset writes them all to one table in the hub's data
+//! folder instead, replaced the same way: one file and two `fsync`s a second for 7,000
+//! entities rather than 14,000. On load, an entity's offset is the larger of the two (acks
+//! only move forward, so the larger was written later).
+//!
+//! ```text
+//! magic "CWNACKT\x01" · count u32 · (entity u32 · next offset u64) × count · XXH3-64 of all before
+//! ```
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -19,6 +28,12 @@ pub const ACKED_MAGIC: [u8; 8] = *b"CWNACK\0\x01";
 
 /// Name of the acked-offset file inside an entity's folder.
 pub const ACKED_FILE: &str = "acked";
+
+/// The first eight bytes of the acked-offset table.
+pub const TABLE_MAGIC: [u8; 8] = *b"CWNACKT\x01";
+
+/// Name of the acked-offset table in the hub's data folder.
+pub const ACKED_TABLE: &str = "acked.table";
 
 fn io_err(path: &Path, source: io::Error) -> LogError {
     LogError::Io {
@@ -51,6 +66,59 @@ pub fn load(path: &Path) -> Result<Option<u64>, LogError> {
     )))
 }
 
+/// Reads the acked-offset table in `path`: `None` when the file does not exist.
+pub fn load_table(path: &Path) -> Result<Option<Vec<(u32, u64)>>, LogError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let corrupt = |reason| LogError::Corrupt {
+        path: path.to_owned(),
+        position: 0,
+        reason,
+    };
+    if bytes.len() < 20 || bytes[..8] != TABLE_MAGIC {
+        return Err(corrupt("not an acked-offset table"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    if xxh3_64(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+        return Err(corrupt("acked-offset table checksum mismatch"));
+    }
+    let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
+    let entries = &body[12..];
+    if entries.len() != count * 12 {
+        return Err(corrupt(
+            "acked-offset table length does not match its count",
+        ));
+    }
+    Ok(Some(
+        entries
+            .chunks_exact(12)
+            .map(|c| {
+                (
+                    u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
+                    u64::from_le_bytes(c[4..].try_into().expect("8 bytes")),
+                )
+            })
+            .collect(),
+    ))
+}
+
+/// Replaces the acked-offset table in `path` with `entries` atomically; with `sync`, durably.
+pub fn store_table(path: &Path, entries: &[(u32, u64)], sync: bool) -> Result<(), LogError> {
+    let mut bytes = Vec::with_capacity(20 + entries.len() * 12);
+    bytes.extend_from_slice(&TABLE_MAGIC);
+    bytes.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (e, next) in entries {
+        bytes.extend_from_slice(&e.to_le_bytes());
+        bytes.extend_from_slice(&next.to_le_bytes());
+    }
+    let sum = xxh3_64(&bytes);
+    bytes.extend_from_slice(&sum.to_le_bytes());
+    replace(path, &bytes, sync)
+}
+
 /// Replaces the acked offset in `path` with `next` atomically; with `sync`, durably.
 pub fn store(path: &Path, next: u64, sync: bool) -> Result<(), LogError> {
     let mut bytes = [0u8; 24];
@@ -58,9 +126,14 @@ pub fn store(path: &Path, next: u64, sync: bool) -> Result<(), LogError> {
     bytes[8..16].copy_from_slice(&next.to_le_bytes());
     let sum = xxh3_64(&bytes[..16]);
     bytes[16..].copy_from_slice(&sum.to_le_bytes());
+    replace(path, &bytes, sync)
+}
+
+/// Writes `bytes` to a temporary file and renames it over `path`; with `sync`, durably.
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<(), LogError> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
     if sync {
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
     }
@@ -92,5 +165,25 @@ mod tests {
         assert!(matches!(load(&p), Err(LogError::Corrupt { .. })));
         fs::write(&p, b"short").unwrap();
         assert!(matches!(load(&p), Err(LogError::Corrupt { .. })));
+
+        let t = d.path().join(ACKED_TABLE);
+        assert_eq!(load_table(&t).unwrap(), None);
+        let entries = vec![(1, 10), (7, 0), (4_000_000_000, u64::MAX)];
+        store_table(&t, &entries, true).unwrap();
+        assert_eq!(load_table(&t).unwrap(), Some(entries));
+        store_table(&t, &[], false).unwrap();
+        assert_eq!(load_table(&t).unwrap(), Some(vec![]));
+        store_table(&t, &[(3, 5)], false).unwrap();
+        let good = fs::read(&t).unwrap();
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x10;
+            fs::write(&t, &b).unwrap();
+            assert!(load_table(&t).is_err(), "flip at {i} refused");
+        }
+        for cut in 0..good.len() {
+            fs::write(&t, &good[..cut]).unwrap();
+            assert!(load_table(&t).is_err(), "cut at {cut} refused");
+        }
     }
 }
