@@ -223,31 +223,31 @@ fn main() {
             }));
         }
 
-        // The partner: one batch every batch_rows / rate seconds, at most 64 unanswered.
+        // The partner: one batch every batch_rows / rate seconds, fed through a channel so
+        // that it reads the hub's answers while it sends (at most STREAM_WINDOW unanswered).
         let partner_id = Identity::from_pki_dir(&pki_dir, "msp").unwrap();
         let mut partner = Client::connect(&hub_addr, &partner_id).await.unwrap();
         let period = Duration::from_secs_f64(batch_rows as f64 / rate as f64);
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let mut peak_kib = 0u64;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let pacer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut peak_kib = 0u64;
+            for (k, b) in ipc.into_iter().enumerate() {
+                tick.tick().await;
+                if tx.send(Ok(b)).await.is_err() {
+                    break;
+                }
+                if k % 50 == 0 {
+                    peak_kib = peak_kib.max(memory_kib(hub_pid).1);
+                }
+            }
+            peak_kib
+        });
         let t_stream = Instant::now();
-        let mut unanswered = 0usize;
-        for (k, b) in ipc.into_iter().enumerate() {
-            tick.tick().await;
-            partner.send_batch(k as u64, b).await.unwrap();
-            unanswered += 1;
-            while unanswered > 64 {
-                partner.recv_hits().await.unwrap();
-                unanswered -= 1;
-            }
-            if k % 50 == 0 {
-                peak_kib = peak_kib.max(memory_kib(hub_pid).1);
-            }
-        }
-        while unanswered > 0 {
-            partner.recv_hits().await.unwrap();
-            unanswered -= 1;
-        }
+        let answered = partner.stream_channel(rx, |_, _| {}).await.unwrap();
+        assert_eq!(answered as usize, batches);
+        let peak_kib = pacer.await.unwrap();
         let stream_secs = t_stream.elapsed().as_secs_f64();
         println!(
             "scale/stream: {total_rows} rows in {batches} batches sent and answered (durable) in {stream_secs:.2} s = {:.0} notifications/s (target {rate}/s)",

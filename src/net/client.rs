@@ -311,12 +311,40 @@ impl Client {
     where
         I: IntoIterator<Item = Result<Vec<u8>, ClientError>>,
     {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_WINDOW);
+        let feed = async move {
+            for b in batches {
+                if tx.send(b).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), ClientError>(())
+        };
+        let mut out = Vec::new();
+        let streamed = self.stream_channel(rx, |id, hits| out.push((id, hits)));
+        tokio::try_join!(feed, streamed)?;
+        Ok(out)
+    }
+
+    /// Partner: [`Client::stream_batches`] for batches that arrive over time (a live source
+    /// sending at its own pace): sends each batch as it comes out of `batches`, reads the
+    /// answers meanwhile and hands each batch's hits to `on_hits` in order; returns the
+    /// number of batches once the channel is closed and every batch is answered.
+    ///
+    /// # Errors
+    /// An input error from `batches`, the hub refused a batch, or the connection failed.
+    pub async fn stream_channel(
+        &mut self,
+        mut batches: tokio::sync::mpsc::Receiver<Result<Vec<u8>, ClientError>>,
+        mut on_hits: impl FnMut(u64, Vec<HitLine>),
+    ) -> Result<u64, ClientError> {
         self.hello(Role::Partner).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(STREAM_WINDOW);
         let send = &mut self.send;
         let (rd, conn) = (&mut self.rd, &self.conn);
         let sender = async move {
-            for (id, b) in (0u64..).zip(batches) {
+            let mut id = 0u64;
+            while let Some(b) = batches.recv().await {
                 let arrow_ipc = b?;
                 tx.send(id)
                     .await
@@ -329,32 +357,34 @@ impl Client {
                     },
                 )
                 .await?;
+                id += 1;
             }
             Ok::<(), ClientError>(())
         };
         let receiver = async move {
-            let mut out = Vec::new();
+            let mut n = 0u64;
             while let Some(id) = rx.recv().await {
                 match recv_frame(rd, conn).await? {
                     Frame::Hits {
                         batch_id,
                         arrow_ipc,
-                    } if batch_id == id => out.push((
+                    } if batch_id == id => on_hits(
                         id,
                         batch::decode_hits(&arrow_ipc)
                             .map_err(|e| ClientError::Protocol(e.to_string()))?,
-                    )),
+                    ),
                     f => {
                         return Err(ClientError::Protocol(format!(
                             "expected Hits {id}, got {f:?}"
                         )));
                     }
                 }
+                n += 1;
             }
-            Ok(out)
+            Ok(n)
         };
-        let ((), out) = tokio::try_join!(sender, receiver)?;
-        Ok(out)
+        let ((), n) = tokio::try_join!(sender, receiver)?;
+        Ok(n)
     }
 
     /// Subscriber: starts receiving this entity's notifications.
