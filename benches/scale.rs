@@ -20,7 +20,9 @@
 //! Environment: `CWN_BENCH_SUBSCRIBERS` (7000), `CWN_BENCH_RATE` notifications/s (50000),
 //! `CWN_BENCH_SECS` of streaming (10), `CWN_BENCH_BATCH` rows per partner batch (1000),
 //! `CWN_BENCH_PAUSE_SECS` (5; the pause starts 2 s into the stream), `CWN_BENCH_DIR` where
-//! the hub's data goes (default: the system's temp dir, on disk here).
+//! the hub's data goes (default: the system's temp dir, on disk here), `CWN_BENCH_ACK_MS`
+//! (0: each subscriber acks as soon as it has read what arrived together, as `cwn subscribe`
+//! does; N: it acks at most every N ms or 64 notifications, which halves the packets).
 //! Not a criterion benchmark: the figures wanted are times, percentiles and memory.
 
 #[path = "common/hub_net.rs"]
@@ -67,6 +69,7 @@ fn main() {
     let secs = env("CWN_BENCH_SECS", 10);
     let batch_rows = env("CWN_BENCH_BATCH", 1000);
     let pause_secs = env("CWN_BENCH_PAUSE_SECS", 5) as u64;
+    let ack_every_ms = env("CWN_BENCH_ACK_MS", 0) as u64;
     let pause_from_ms = 2000u64;
     let t_setup = Instant::now();
     let net = hub_net::BenchNet::new(subscribers);
@@ -183,6 +186,7 @@ fn main() {
                 let mut lat: Vec<(u32, u32)> = Vec::with_capacity(want as usize);
                 let mut got = 0u64;
                 let mut paused = false;
+                let (mut unacked, mut acked_at) = (0u32, now_ms());
                 while got < want {
                     if let Some(at) = pause
                         && !paused
@@ -216,7 +220,16 @@ fn main() {
                             _ => break,
                         }
                     }
-                    sub.ack(last).await.unwrap();
+                    unacked += 1;
+                    let now = now_ms();
+                    if ack_every_ms == 0
+                        || got == want
+                        || unacked >= 64
+                        || now >= acked_at + ack_every_ms
+                    {
+                        sub.ack(last).await.unwrap();
+                        (unacked, acked_at) = (0, now);
+                    }
                 }
                 sub.close().await;
                 (lat, got, want)

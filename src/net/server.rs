@@ -821,7 +821,9 @@ async fn deliver(
             wire::send_all(send, &frames).await?;
             let full = frames.len() == 256;
             frames.clear();
-            shared.timer.notify_one();
+            // No timer wake-up here: the ack deadline this send may have started is picked
+            // up by the timer loop within TIMER_MAX_WAIT (a wake-up per send made the loop
+            // scan every session's deadline ~20,000 times a second with 7,000 subscribers).
             if full {
                 continue;
             }
@@ -859,13 +861,19 @@ async fn deliver(
     }
 }
 
+/// The timer loop looks at the core's deadlines at least this often, so that sessions need
+/// not wake it for each send: an ack timeout fires at most this late.
+const TIMER_MAX_WAIT: Duration = Duration::from_millis(250);
+
 /// Runs the core's timers: ack timeouts (re-sends), saving acked offsets, retention.
 async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let deadline = lock(&shared.hub).poll_timeout();
-        let wait = deadline.map_or(Duration::from_secs(3600), |d| {
-            Duration::from_millis(d.saturating_sub(now_ms()))
-        });
+        let wait = deadline
+            .map_or(TIMER_MAX_WAIT, |d| {
+                Duration::from_millis(d.saturating_sub(now_ms()))
+            })
+            .min(TIMER_MAX_WAIT);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
                 let r = lock(&shared.hub).handle_timeout(now_ms());
