@@ -22,7 +22,9 @@
 //! `CWN_BENCH_PAUSE_SECS` (5; the pause starts 2 s into the stream), `CWN_BENCH_DIR` where
 //! the hub's data goes (default: the system's temp dir, on disk here), `CWN_BENCH_ACK_MS`
 //! (0: each subscriber acks as soon as it has read what arrived together, as `cwn subscribe`
-//! does; N: it acks at most every N ms or 64 notifications, which halves the packets).
+//! does; N: it acks at most every N ms or 64 notifications), `CWN_BENCH_SOCKETS` (0: each
+//! subscriber on its own UDP socket; N: all of them on N shared client sockets, which takes
+//! most of the client process's per-socket work off the 2 cores the hub shares with it).
 //! Not a criterion benchmark: the figures wanted are times, percentiles and memory.
 
 #[path = "common/hub_net.rs"]
@@ -70,6 +72,7 @@ fn main() {
     let batch_rows = env("CWN_BENCH_BATCH", 1000);
     let pause_secs = env("CWN_BENCH_PAUSE_SECS", 5) as u64;
     let ack_every_ms = env("CWN_BENCH_ACK_MS", 0) as u64;
+    let sockets = env("CWN_BENCH_SOCKETS", 0);
     let pause_from_ms = 2000u64;
     let t_setup = Instant::now();
     let net = hub_net::BenchNet::new(subscribers);
@@ -147,17 +150,27 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        // Connect everyone, 64 handshakes at a time.
+        // Connect everyone, 64 handshakes at a time, spread over `sockets` client sockets
+        // (0: a socket per subscriber, as 7,000 separate machines would have).
         let t_connect = Instant::now();
         let gate = Arc::new(tokio::sync::Semaphore::new(64));
+        let remote: std::net::SocketAddr = hub_addr.parse().unwrap();
+        let endpoints: Vec<quinn::Endpoint> = (0..sockets)
+            .map(|_| cwn::net::endpoint::shared_client_endpoint(remote).unwrap())
+            .collect();
         let mut pending = Vec::with_capacity(subscribers);
         for i in 0..subscribers {
             let id = Identity::from_pki_dir(&pki_dir, &format!("s{i}")).unwrap();
             let (gate, hub_addr) = (gate.clone(), hub_addr.clone());
+            let ep = (!endpoints.is_empty()).then(|| endpoints[i % endpoints.len()].clone());
             pending.push(tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await.unwrap();
-                Client::connect(&hub_addr, &id)
-                    .await
+                let transport = cwn::net::endpoint::Transport::default();
+                let client = match &ep {
+                    Some(ep) => Client::connect_on(ep, &hub_addr, &id, &transport).await,
+                    None => Client::connect_with(&hub_addr, &id, &transport).await,
+                };
+                client
                     .unwrap()
                     .subscribe(StartFrom::Acked)
                     .await

@@ -79,7 +79,8 @@ impl From<WireError> for ClientError {
 /// A connection to the hub.
 #[derive(Debug)]
 pub struct Client {
-    endpoint: quinn::Endpoint,
+    /// The endpoint when this client owns it (it waits for it to go idle on close).
+    endpoint: Option<quinn::Endpoint>,
     conn: quinn::Connection,
     send: quinn::SendStream,
     rd: FrameReader,
@@ -143,8 +144,36 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let (addr, name) = resolve(hub).await?;
         let endpoint = endpoint::client_endpoint(id, transport, addr)?;
+        let cfg = endpoint::client_config(id, transport)?;
+        Self::open(endpoint, cfg, addr, &name, true).await
+    }
+
+    /// [`connect_with`](Self::connect_with) over an endpoint that other clients share (from
+    /// [`endpoint::shared_client_endpoint`]): a load generator holds thousands of
+    /// connections on a few sockets instead of one socket each.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_on(
+        endpoint: &quinn::Endpoint,
+        hub: &str,
+        id: &Identity,
+        transport: &Transport,
+    ) -> Result<Client, ClientError> {
+        let (addr, name) = resolve(hub).await?;
+        let cfg = endpoint::client_config(id, transport)?;
+        Self::open(endpoint.clone(), cfg, addr, &name, false).await
+    }
+
+    async fn open(
+        endpoint: quinn::Endpoint,
+        cfg: quinn::ClientConfig,
+        addr: std::net::SocketAddr,
+        name: &str,
+        own_endpoint: bool,
+    ) -> Result<Client, ClientError> {
         let conn = endpoint
-            .connect(addr, &name)
+            .connect_with(cfg, addr, name)
             .map_err(|e| ClientError::Connection(e.to_string()))?
             .await
             .map_err(|e| ClientError::Connection(e.to_string()))?;
@@ -153,7 +182,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Connection(e.to_string()))?;
         Ok(Client {
-            endpoint,
+            endpoint: own_endpoint.then_some(endpoint),
             conn,
             send,
             rd: FrameReader::new(recv),
@@ -405,7 +434,9 @@ impl Client {
         let drain = async { while let Ok(Some(_)) = self.rd.next().await {} };
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
         self.conn.close(close_code::OK.into(), b"");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        if let Some(ep) = &self.endpoint {
+            let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+        }
     }
 
     /// The underlying QUIC connection (for its statistics).

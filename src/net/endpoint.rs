@@ -97,16 +97,31 @@ pub fn client_endpoint(
     transport: &Transport,
     remote: SocketAddr,
 ) -> Result<quinn::Endpoint, TlsError> {
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls::client_config(id)?)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
-    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport.config()));
+    let mut ep = shared_client_endpoint(remote)?;
+    ep.set_default_client_config(client_config(id, transport)?);
+    Ok(ep)
+}
+
+/// A client endpoint on an ephemeral port with no identity of its own, for many connections
+/// each with its own [`client_config`] (a load generator holding thousands of subscribers on a
+/// few sockets).
+pub fn shared_client_endpoint(remote: SocketAddr) -> Result<quinn::Endpoint, TlsError> {
     let local: SocketAddr = if remote.is_ipv6() {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     } else {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     };
-    let mut ep = endpoint(local, None).map_err(|e| TlsError::Quic(format!("bind: {e}")))?;
-    ep.set_default_client_config(cfg);
-    Ok(ep)
+    endpoint(local, None).map_err(|e| TlsError::Quic(format!("bind: {e}")))
+}
+
+/// The QUIC client settings presenting `id`, with mutual TLS.
+pub fn client_config(
+    id: &Identity,
+    transport: &Transport,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls::client_config(id)?)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport.config()));
+    Ok(cfg)
 }
