@@ -360,11 +360,11 @@ fn sync_paths(paths: &[PathBuf]) -> Result<(), LogError> {
     std::thread::scope(|scope| {
         let threads: Vec<_> = paths
             .chunks(per_thread)
-            .map(|chunk| (chunk, scope.spawn(move || sync(chunk))))
+            .map(|chunk| scope.spawn(move || sync(chunk)))
             .collect();
         threads
             .into_iter()
-            .try_for_each(|(_, t)| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
 }
 
