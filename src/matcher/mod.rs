@@ -22,6 +22,7 @@ pub mod scan;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
@@ -63,8 +64,9 @@ pub struct Matcher<'a> {
     now: i64,
     /// Lookups per dictionary entry, kept across batches: the batches of one Parquet row group
     /// share their dictionaries, so each distinct value is resolved once per row group rather
-    /// than once per batch. Taken out while a batch uses them, so threads never wait long.
-    dicts: Mutex<Vec<DictCache>>,
+    /// than once per batch — also when two threads match batches of the same row group at
+    /// once, since they share one cache.
+    dicts: Mutex<Vec<Arc<DictCache>>>,
 }
 
 enum Column<'b> {
@@ -85,11 +87,13 @@ struct Resolved {
     ip: Option<IpAddr>,
 }
 
-/// Resolutions of the entries of one dictionary for one field.
+/// Resolutions of the entries of one dictionary for one field, shared by every batch (and
+/// thread) reading that dictionary.
 ///
 /// Almost every entry resolves to nothing, so what each row touches is two bits per entry
 /// (resolved, and live: something to look at), cache-resident even for dictionaries of a
-/// hundred thousand entries; the few live entries keep their [`Resolved`] in a side table.
+/// hundred thousand entries; the few live entries keep their [`Resolved`] in a side table
+/// behind a lock. An entry's bits are set only after its side-table entry is in place.
 #[derive(Debug)]
 struct DictCache {
     field: usize,
@@ -97,8 +101,14 @@ struct DictCache {
     /// from being reused by another dictionary while cached.
     values: ArrayRef,
     /// Per entry: bit `2k` resolved, bit `2k + 1` live.
-    bits: Vec<u64>,
-    live: std::collections::HashMap<usize, Resolved>,
+    bits: Vec<AtomicU64>,
+    live: Mutex<LiveEntries>,
+}
+
+/// The live entries of a [`DictCache`]: their resolutions and the candidates they point at.
+#[derive(Debug, Default)]
+struct LiveEntries {
+    map: std::collections::HashMap<usize, Resolved>,
     ords: Vec<u32>,
 }
 
@@ -107,9 +117,10 @@ impl DictCache {
         DictCache {
             field,
             values: values.clone(),
-            bits: vec![0; (2 * values.len()).div_ceil(64)],
-            live: std::collections::HashMap::new(),
-            ords: Vec::new(),
+            bits: (0..(2 * values.len()).div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            live: Mutex::new(LiveEntries::default()),
         }
     }
 
@@ -117,42 +128,41 @@ impl DictCache {
     /// end, where [`DictCache::set`] does nothing.
     #[inline]
     fn state(&self, key: usize) -> Option<bool> {
-        let w = *self.bits.get(2 * key / 64)?;
+        let w = self.bits.get(2 * key / 64)?.load(Ordering::Acquire);
         let b = (w >> (2 * key % 64)) & 3;
         (b & 1 != 0).then_some(b & 2 != 0)
     }
 
-    /// Takes in what `other`, a cache of the same dictionary filled by a batch that ran at
-    /// the same time, resolved and this one did not.
-    fn absorb(&mut self, other: DictCache) {
-        for (&key, r) in &other.live {
-            if self.state(key).is_none() {
-                let start = self.ords.len() as u32;
-                self.ords
-                    .extend_from_slice(&other.ords[r.start as usize..r.end as usize]);
-                let res = Resolved {
-                    start,
-                    end: self.ords.len() as u32,
-                    ip: r.ip,
-                };
-                self.live.insert(key, res);
+    /// Records what entry `key` resolved to: `cands`, the candidates that do not depend on
+    /// the row's port, and `ip`, an address to look up with it. A thread that resolved the
+    /// same entry at the same time may have recorded it first; the answers are the same.
+    fn set(&self, key: usize, cands: &[u32], ip: Option<IpAddr>) {
+        let Some(w) = self.bits.get(2 * key / 64) else {
+            return;
+        };
+        let live = !cands.is_empty() || ip.is_some();
+        if live {
+            let mut l = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            if !l.map.contains_key(&key) {
+                let start = l.ords.len() as u32;
+                l.ords.extend_from_slice(cands);
+                let end = l.ords.len() as u32;
+                l.map.insert(key, Resolved { start, end, ip });
             }
         }
-        const RESOLVED: u64 = 0x5555_5555_5555_5555;
-        for (w, o) in self.bits.iter_mut().zip(&other.bits) {
-            let take = o & RESOLVED & !*w;
-            *w |= o & (take | take << 1);
-        }
+        w.fetch_or(
+            (1 | u64::from(live) << 1) << (2 * key % 64),
+            Ordering::Release,
+        );
     }
 
-    fn set(&mut self, key: usize, res: Resolved) {
-        let live = res.start != res.end || res.ip.is_some();
-        if let Some(w) = self.bits.get_mut(2 * key / 64) {
-            *w |= (1 | u64::from(live) << 1) << (2 * key % 64);
-            if live {
-                self.live.insert(key, res);
-            }
-        }
+    /// A live entry's candidates appended to `out`, and its address to look up with the
+    /// row's port; `None` if the entry is not live.
+    fn live_into(&self, key: usize, out: &mut Vec<u32>) -> Option<Option<IpAddr>> {
+        let l = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let r = l.map.get(&key)?;
+        out.extend_from_slice(&l.ords[r.start as usize..r.end as usize]);
+        Some(r.ip)
     }
 }
 
@@ -361,51 +371,23 @@ impl<'a> Matcher<'a> {
         self.match_record_batch(&tb.batch, tb.first_row, out)
     }
 
-    /// The cache for `values` as field `field`'s dictionary, or a new one.
-    fn take_dict(&self, field: usize, values: &ArrayRef) -> DictCache {
+    /// The cache for `values` as field `field`'s dictionary, or a new one, kept among the
+    /// most recent `keep` (a row group's dictionaries are not seen again once it is done).
+    fn dict_cache(&self, field: usize, values: &ArrayRef, keep: usize) -> Arc<DictCache> {
         let mut pool = self.dicts.lock().unwrap_or_else(|e| e.into_inner());
-        match pool
+        if let Some(c) = pool
             .iter()
-            .position(|c| c.field == field && Arc::ptr_eq(&c.values, values))
+            .find(|c| c.field == field && Arc::ptr_eq(&c.values, values))
         {
-            Some(i) => pool.swap_remove(i),
-            None => DictCache::new(field, values),
+            return c.clone();
         }
-    }
-
-    /// Gives caches back, keeping the most recent few per field (a row group's dictionaries
-    /// are not seen again once it is done).
-    fn put_dicts(&self, caches: Vec<DictCache>) {
-        if caches.is_empty() {
-            return;
-        }
-        let keep = 4 * caches.len();
-        let mut pool = self.dicts.lock().unwrap_or_else(|e| e.into_inner());
-        for c in caches {
-            // A batch of the same row group matched meanwhile may have put its own back.
-            match pool
-                .iter()
-                .position(|p| p.field == c.field && Arc::ptr_eq(&p.values, &c.values))
-            {
-                Some(i) => {
-                    let mut mine = c;
-                    let theirs = pool.swap_remove(i);
-                    if theirs.live.len() > mine.live.len() {
-                        let mut t = theirs;
-                        t.absorb(mine);
-                        mine = t;
-                    } else {
-                        mine.absorb(theirs);
-                    }
-                    pool.push(mine);
-                }
-                None => pool.push(c),
-            }
-        }
+        let c = Arc::new(DictCache::new(field, values));
+        pool.push(c.clone());
         if pool.len() > keep {
             let extra = pool.len() - keep;
             pool.drain(..extra);
         }
+        c
     }
 
     /// Matches one record batch whose first row is `first_row` of its file.
@@ -435,7 +417,9 @@ impl<'a> Matcher<'a> {
         let n = batch.num_rows();
         let mut cands: Vec<Cand<'_>> = Vec::new();
         let mut ords: Vec<u32> = Vec::new();
-        let mut caches = Vec::new();
+        // Dictionaries kept: those of the last few row groups (a row group has one per field).
+        let keep_dicts = 4 * specs.len();
+        let mut scratch: Vec<u32> = Vec::new();
         for (fi, spec) in specs.iter().enumerate() {
             if matches!(spec.kind, FieldKind::Time | FieldKind::Port(_)) {
                 continue;
@@ -467,43 +451,38 @@ impl<'a> Matcher<'a> {
                     let values = d.values();
                     let t = TextCol::new(values.as_ref());
                     let keys = DictKeys::new(a.as_ref(), d);
-                    let mut cache = self.take_dict(fi, values);
+                    let cache = self.dict_cache(fi, values, keep_dicts);
                     for r in 0..n.min(keys.len()) {
                         let Some(key) = keys.get(r) else {
                             continue;
                         };
-                        let res = match cache.state(key) {
+                        let start = ords.len();
+                        let ip = match cache.state(key) {
+                            // Almost every row: a value no indicator concerns.
                             Some(false) => continue,
-                            Some(true) => match cache.live.get(&key) {
-                                Some(&res) => res,
+                            Some(true) => match cache.live_into(key, &mut ords) {
+                                Some(ip) => ip,
                                 None => continue,
                             },
                             None => {
                                 if key >= values.len() {
                                     continue;
                                 }
-                                let start = cache.ords.len();
+                                scratch.clear();
                                 let ip = match t.get(key) {
-                                    Some(v) => self.resolve(kind, &v, &mut cache.ords),
+                                    Some(v) => self.resolve(kind, &v, &mut scratch),
                                     None => None,
                                 };
-                                let res = Resolved {
-                                    start: start as u32,
-                                    end: cache.ords.len() as u32,
-                                    ip,
-                                };
-                                cache.set(key, res);
-                                res
+                                cache.set(key, &scratch, ip);
+                                if scratch.is_empty() && ip.is_none() {
+                                    continue;
+                                }
+                                ords.extend_from_slice(&scratch);
+                                ip
                             }
                         };
-                        // Almost every row: a value no indicator concerns.
-                        if res.start == res.end && res.ip.is_none() {
-                            continue;
-                        }
                         let port = port_col.get(r);
-                        let start = ords.len();
-                        ords.extend_from_slice(&cache.ords[res.start as usize..res.end as usize]);
-                        if let (Some(ip), Some(p)) = (res.ip, port) {
+                        if let (Some(ip), Some(p)) = (ip, port) {
                             self.index.lookup_ip_port(ip, p, &mut ords);
                         }
                         if ords.len() > start
@@ -512,7 +491,6 @@ impl<'a> Matcher<'a> {
                             push_cand(&mut cands, r, fi, v, port, start, &ords);
                         }
                     }
-                    caches.push(cache);
                 }
                 Column::List(a) => {
                     let (values, offsets): (&ArrayRef, Vec<usize>) = match a.data_type() {
@@ -545,7 +523,6 @@ impl<'a> Matcher<'a> {
                 }
             }
         }
-        self.put_dicts(caches);
         if cands.is_empty() {
             return;
         }
