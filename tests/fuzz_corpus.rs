@@ -76,3 +76,36 @@ fn snapshot_sections_corpus() {
 fn frame_corpus() {
     run("frame", cwn::fuzzing::frame);
 }
+
+#[test]
+fn hub_files_corpus() {
+    run("hub_files", cwn::fuzzing::hub_files);
+    // The seeds reach the paths that matter: intact files parse whole, damage is caught.
+    let seed = |name: &str| {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus/hub_files")
+            .join(name);
+        std::fs::read(p).unwrap()[1..].to_vec()
+    };
+    let mut records = Vec::new();
+    assert_eq!(
+        cwn::hub::journal::parse(&seed("journal-two-records"), &mut records),
+        None
+    );
+    assert_eq!(records.len(), 2);
+    records.clear();
+    assert_eq!(
+        cwn::hub::journal::parse(&seed("journal-torn-tail"), &mut records),
+        Some(8 + 32 + 27 + 32 + 6)
+    );
+    assert_eq!(records.len(), 2);
+    records.clear();
+    assert_eq!(
+        cwn::hub::journal::parse(&seed("journal-flipped"), &mut records),
+        Some(8)
+    );
+    let table = |name| cwn::hub::offsets::parse_table(&seed(name), Path::new(name));
+    assert_eq!(table("table-three").unwrap().len(), 3);
+    assert_eq!(table("table-empty").unwrap(), vec![]);
+    assert!(table("table-short-count").is_err());
+}

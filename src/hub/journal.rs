@@ -91,13 +91,19 @@ fn read_file(path: &Path, out: &mut Vec<JournalRecord>) -> Result<Option<u64>, L
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io_err(path))?;
+    Ok(parse(&bytes, out))
+}
+
+/// The intact records of a journal file's bytes, appended to `out`; `Some(byte)` when reading
+/// stopped at damage (a torn or corrupt record, or a file without the magic: byte 0).
+pub fn parse(bytes: &[u8], out: &mut Vec<JournalRecord>) -> Option<u64> {
     if bytes.len() < JOURNAL_MAGIC.len() || bytes[..8] != JOURNAL_MAGIC {
-        return Ok(Some(0));
+        return Some(0);
     }
     let mut pos = JOURNAL_MAGIC.len();
     while pos < bytes.len() {
         let Some(header) = bytes.get(pos..pos + JOURNAL_RECORD_HEADER) else {
-            return Ok(Some(pos as u64));
+            return Some(pos as u64);
         };
         let word = |at: usize, n: usize| {
             let mut b = [0u8; 8];
@@ -107,10 +113,10 @@ fn read_file(path: &Path, out: &mut Vec<JournalRecord>) -> Result<Option<u64>, L
         let len = word(0, 4) as usize;
         let start = pos + JOURNAL_RECORD_HEADER;
         let Some(payload) = bytes.get(start..start + len) else {
-            return Ok(Some(pos as u64));
+            return Some(pos as u64);
         };
         if checksum(header, payload) != word(24, 8) {
-            return Ok(Some(pos as u64));
+            return Some(pos as u64);
         }
         out.push(JournalRecord {
             entity: word(4, 4) as u32,
@@ -120,7 +126,19 @@ fn read_file(path: &Path, out: &mut Vec<JournalRecord>) -> Result<Option<u64>, L
         });
         pos = start + len;
     }
-    Ok(None)
+    None
+}
+
+/// Appends one record in the journal's format to `out` (what [`parse`] reads back).
+pub fn encode(out: &mut Vec<u8>, entity: u32, offset: u64, time_ms: u64, payload: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&entity.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&time_ms.to_le_bytes());
+    let sum = checksum(&out[start..], payload);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out.extend_from_slice(payload);
 }
 
 /// Deletes journal files a checkpoint has covered, and makes the deletion durable.
@@ -210,15 +228,7 @@ impl Journal {
 
     /// Adds one record to the next [`Journal::commit`].
     pub fn stage(&mut self, entity: u32, offset: u64, time_ms: u64, payload: &[u8]) {
-        let start = self.staged.len();
-        self.staged
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.staged.extend_from_slice(&entity.to_le_bytes());
-        self.staged.extend_from_slice(&offset.to_le_bytes());
-        self.staged.extend_from_slice(&time_ms.to_le_bytes());
-        let sum = checksum(&self.staged[start..], payload);
-        self.staged.extend_from_slice(&sum.to_le_bytes());
-        self.staged.extend_from_slice(payload);
+        encode(&mut self.staged, entity, offset, time_ms, payload);
     }
 
     /// Forgets the staged records.

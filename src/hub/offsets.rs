@@ -73,6 +73,11 @@ pub fn load_table(path: &Path) -> Result<Option<Vec<(u32, u64)>>, LogError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path, e)),
     };
+    parse_table(&bytes, path).map(Some)
+}
+
+/// The entries of an acked-offset table's bytes (`path` names it in errors).
+pub fn parse_table(bytes: &[u8], path: &Path) -> Result<Vec<(u32, u64)>, LogError> {
     let corrupt = |reason| LogError::Corrupt {
         path: path.to_owned(),
         position: 0,
@@ -92,21 +97,24 @@ pub fn load_table(path: &Path) -> Result<Option<Vec<(u32, u64)>>, LogError> {
             "acked-offset table length does not match its count",
         ));
     }
-    Ok(Some(
-        entries
-            .chunks_exact(12)
-            .map(|c| {
-                (
-                    u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
-                    u64::from_le_bytes(c[4..].try_into().expect("8 bytes")),
-                )
-            })
-            .collect(),
-    ))
+    Ok(entries
+        .chunks_exact(12)
+        .map(|c| {
+            (
+                u32::from_le_bytes(c[..4].try_into().expect("4 bytes")),
+                u64::from_le_bytes(c[4..].try_into().expect("8 bytes")),
+            )
+        })
+        .collect())
 }
 
 /// Replaces the acked-offset table in `path` with `entries` atomically; with `sync`, durably.
 pub fn store_table(path: &Path, entries: &[(u32, u64)], sync: bool) -> Result<(), LogError> {
+    replace(path, &encode_table(entries), sync)
+}
+
+/// The bytes of an acked-offset table holding `entries` (what [`parse_table`] reads back).
+pub fn encode_table(entries: &[(u32, u64)]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(20 + entries.len() * 12);
     bytes.extend_from_slice(&TABLE_MAGIC);
     bytes.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -116,7 +124,7 @@ pub fn store_table(path: &Path, entries: &[(u32, u64)], sync: bool) -> Result<()
     }
     let sum = xxh3_64(&bytes);
     bytes.extend_from_slice(&sum.to_le_bytes());
-    replace(path, &bytes, sync)
+    bytes
 }
 
 /// Replaces the acked offset in `path` with `next` atomically; with `sync`, durably.
