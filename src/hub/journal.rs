@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::log::{LogError, sync_dir};
+use super::log::{LogError, io_err, sync_dir};
 
 /// The first eight bytes of every journal file.
 pub const JOURNAL_MAGIC: [u8; 8] = *b"CWNJRNL\x01";
@@ -65,13 +65,6 @@ pub struct Journal {
     file: File,
     len: u64,
     staged: Vec<u8>,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
-    move |source| LogError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 fn file_path(dir: &Path, seq: u64) -> PathBuf {

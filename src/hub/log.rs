@@ -183,7 +183,8 @@ struct Unsynced {
     last_time: u64,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+/// Turns an I/O error on `path` into a [`LogError::Io`] naming it.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     move |source| LogError::Io {
         path: path.to_owned(),
         source,
