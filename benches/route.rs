@@ -143,12 +143,12 @@ fn bench(c: &mut Criterion) {
                         hit_id: i as u64,
                         indicator_id: "bench",
                         sensitivity: Sensitivity::new(tlp),
-                        publisher,
+                        publisher: Some(publisher),
                         partner,
                         observables: &obs,
                     };
                     out.clear();
-                    router.route(black_box(&input), &mut out);
+                    let _ = router.route(black_box(&input), &mut out);
                     allowed += out.iter().filter(|d| d.allowed).count();
                 }
                 allowed

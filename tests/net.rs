@@ -520,17 +520,36 @@ fn config_check_names_key_and_line() {
             p.display()
         )
     );
+    // The example is valid, and names the files `cwn pki` and `cwn keygen` make: until they
+    // exist, each is reported with its key and path, all at once, and nothing else is.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/hub.example.toml");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
         .args(["config", "check"])
         .arg(&example)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let keys: Vec<&str> = err
+        .lines()
+        .map(|l| {
+            assert!(l.contains("No such file"), "{l}");
+            l.split(": ").nth(1).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "tls.cert",
+            "tls.key",
+            "tls.ca",
+            "snapshot.verify_key",
+            "snapshot.sign_key",
+            "snapshot.path"
+        ],
+        "{err}"
     );
+    assert!(err.contains("pki/hub.pem"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -947,4 +966,271 @@ fn sigkill_of_the_hub_loses_nothing_it_acknowledged() {
     for round in 0..rounds {
         crash_round(round);
     }
+}
+
+// ---- hardening -------------------------------------------------------------------------
+
+/// A hub configuration like [`Net`]'s with more keys at the top and in `[limits]`.
+fn config_with(net: &Net, top: &str, limits: &str) -> HubConfig {
+    let toml = format!(
+        r#"
+listen = "127.0.0.1:0"
+registry = "registry.toml"
+data_dir = "var"
+{top}
+
+[tls]
+cert = "pki/hub.pem"
+key = "pki/hub.key"
+ca = "pki/ca.pem"
+
+[snapshot]
+path = "set.cwnsnap"
+verify_key = "verify.pem"
+
+[limits]
+idle_timeout = "10s"
+keep_alive_interval = "1s"
+{limits}
+"#
+    );
+    HubConfig::from_toml(&toml, "hub.toml", net.dir.path()).unwrap()
+}
+
+fn error_code(f: &cwn::hub::Frame) -> Option<(u16, String)> {
+    match f {
+        cwn::hub::Frame::Error { code, message } => Some((code.0, message.clone())),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_publisher_internal_cases_reach_nobody_and_are_audited() {
+    let net = Net::new();
+    let p = net.dir.path();
+    // The same network with its publisher taken out of the registry.
+    std::fs::write(
+        p.join("registry.toml"),
+        REGISTRY.replace(
+            "id = \"ncsc\"\nname = \"NCSC\"\nroles = [\"publisher\"]",
+            "id = \"ncsc\"\nname = \"NCSC\"\nroles = [\"subscriber\"]",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("set.cwnsnap"),
+        snapshot(
+            1,
+            &[
+                ("strict.example", Tlp::AmberStrict),
+                ("amber.example", Tlp::Amber),
+            ],
+            &net.signing,
+        ),
+    )
+    .unwrap();
+    // Refused unless the operator says so.
+    let err = Server::start(&config_with(&net, "", ""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("allow_no_publisher") && err.contains("registry.toml"),
+        "{err}"
+    );
+    let cfg = config_with(&net, "allow_no_publisher = true", "");
+    let server = Server::start(&cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    // AMBER+STRICT, and AMBER with no victim in the row: internal cases both.
+    let t = net.telemetry(
+        "dns.jsonl",
+        &[
+            ("strict.example", "192.0.2.1"),
+            ("amber.example", "192.0.2.2"),
+        ],
+    );
+    let hits = stream(&net, &hub, &t).await;
+    assert!(
+        hits.is_empty(),
+        "internal cases went back to the partner: {hits:?}"
+    );
+    server.shutdown().await;
+    let audit = std::fs::read_to_string(&cfg.audit_log).unwrap();
+    let no_publisher = audit
+        .lines()
+        .filter(|l| l.contains("\"internal_case_no_publisher\""))
+        .count();
+    assert_eq!(no_publisher, 2, "{audit}");
+    assert!(!audit.contains("\"rule\":\"internal_case\""), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_cases_go_to_the_publisher_that_pushed_the_snapshot() {
+    let net = Net::new();
+    let p = net.dir.path();
+    // Two publishers; the snapshot of the configuration is nobody's until one pushes.
+    let two = format!(
+        "{REGISTRY}\n[[entities]]\nid = \"cert-b\"\nname = \"CERT B\"\nroles = [\"publisher\", \"subscriber\"]\n"
+    );
+    std::fs::write(p.join("registry.toml"), two).unwrap();
+    pki::issue(
+        &p.join("pki"),
+        &pki::IssueOptions {
+            entity: "cert-b".into(),
+            roles: vec!["publisher".into()],
+            dns: vec![],
+            ips: vec![],
+            days: 30,
+            force: false,
+        },
+    )
+    .unwrap();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let v2 = snapshot(2, &[("strict.example", Tlp::AmberStrict)], &net.signing);
+    let mut b = Client::connect(&hub, &net.id("cert-b")).await.unwrap();
+    assert_eq!(b.push_snapshot(&v2).await.unwrap(), 2);
+    b.close().await;
+    let t = net.telemetry("dns.jsonl", &[("strict.example", "192.0.2.1")]);
+    assert!(stream(&net, &hub, &t).await.is_empty());
+    let mut sub = Client::connect(&hub, &net.id("cert-b"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    let got = take(&mut sub, 1).await;
+    assert_eq!(got[0].1["rule"], "internal_case");
+    assert_eq!(got[0].1["indicator"], "strict.example");
+    sub.close().await;
+    server.shutdown().await;
+}
+
+/// A telemetry batch whose zstd-compressed Arrow buffers expand to `expanded` bytes.
+fn bomb(expanded: usize) -> Vec<u8> {
+    use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
+    let mut b = arrow_array::builder::StringBuilder::new();
+    b.append_value("a".repeat(expanded));
+    let col: arrow_array::ArrayRef = Arc::new(b.finish());
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("cwn.fields".to_string(), "[\"query=domain\"]".to_string());
+    meta.insert("cwn.input".to_string(), "bomb.jsonl".to_string());
+    meta.insert("cwn.first_row".to_string(), "0".to_string());
+    let schema = Arc::new(
+        arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "query",
+            arrow_schema::DataType::Utf8,
+            true,
+        )])
+        .with_metadata(meta),
+    );
+    let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![col]).unwrap();
+    let opts = IpcWriteOptions::default()
+        .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut w = StreamWriter::try_new_with_options(&mut out, &schema, opts).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    drop(w);
+    out
+}
+
+#[test]
+fn the_expansion_of_a_compressed_batch_is_measured_before_it_is_expanded() {
+    let b = bomb(8 << 20);
+    assert!(b.len() < 64 << 10, "{}", b.len());
+    let n = cwn::net::batch::expanded_size(&b, u64::MAX).unwrap();
+    assert!(n >= 8 << 20, "{n}");
+    let err = cwn::net::batch::decode_telemetry(&b, 1 << 20).unwrap_err();
+    assert!(err.to_string().contains("over the limit"), "{err}");
+    assert!(cwn::net::batch::decode_telemetry(&b, 16 << 20).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decompression_bomb_is_refused_and_the_hub_serves_on() {
+    let net = Net::new();
+    let server = Server::start(&config_with(&net, "", "max_batch_size = \"4MiB\""))
+        .await
+        .unwrap();
+    let hub = server.local_addr().to_string();
+    let mut c = Client::connect(&hub, &net.id("msp")).await.unwrap();
+    c.send_batch(1, bomb(64 << 20)).await.unwrap();
+    let err = c.recv_hits().await.unwrap_err().to_string();
+    assert!(err.contains("over the limit"), "{err}");
+    // The hub goes on: another partner connection matches as ever.
+    let t = net.telemetry("dns.jsonl", &[("www.evil.example", "198.51.100.20")]);
+    assert_eq!(stream(&net, &hub, &t).await.len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_peers_and_oversized_frames_are_refused_before_they_are_read() {
+    let net = Net::new();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    // 16 MiB announced, 64 KiB sent: a CA-signed stranger is refused at once, without the
+    // hub waiting for (or buffering) the rest.
+    let mut big = (16u32 << 20).to_le_bytes().to_vec();
+    big.extend(std::iter::repeat_n(0u8, 64 << 10));
+    big[4] = cwn::hub::frame::PROTOCOL_VERSION;
+    let mut c = Client::connect(&hub, &net.id("stranger")).await.unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(3), c.send_raw(&big))
+        .await
+        .expect("refused in time")
+        .unwrap();
+    let (code, message) = error_code(&f).unwrap();
+    assert_eq!(code, cwn::hub::frame::ErrorCode::FORBIDDEN.0, "{message}");
+    // A registered partner may not send MiB before its Hello either.
+    let mut c = Client::connect(&hub, &net.id("msp")).await.unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(3), c.send_raw(&big))
+        .await
+        .expect("refused in time")
+        .unwrap();
+    let (_, message) = error_code(&f).unwrap();
+    assert!(message.contains("exceeds the limit of 1024"), "{message}");
+    // Nor a subscriber after it.
+    let mut c = Client::connect(&hub, &net.id("hospital")).await.unwrap();
+    c.hello(cwn::hub::frame::Role::Subscriber).await.unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(3), c.send_raw(&big))
+        .await
+        .expect("refused in time")
+        .unwrap();
+    assert!(error_code(&f).is_some(), "{f:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_entity_cannot_take_every_connection_nor_hold_one_without_a_request() {
+    let net = Net::new();
+    let server = Server::start(&config_with(
+        &net,
+        "",
+        "max_connections = 6\nmax_connections_per_entity = 3\nfirst_request_timeout = \"1s\"",
+    ))
+    .await
+    .unwrap();
+    let hub = server.local_addr().to_string();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::connect(&hub, &net.id("msp")).await.unwrap();
+        c.hello(cwn::hub::frame::Role::Partner).await.unwrap();
+        held.push(c);
+    }
+    let mut fourth = Client::connect(&hub, &net.id("msp")).await.unwrap();
+    let r = fourth.hello(cwn::hub::frame::Role::Partner).await;
+    assert!(r.as_ref().is_err_and(|e| e.is_forbidden()), "{r:?}");
+    // The publisher can still push.
+    let v2 = snapshot(2, &[("evil.example", Tlp::Green)], &net.signing);
+    let mut p = Client::connect(&hub, &net.id("ncsc")).await.unwrap();
+    let pushed = tokio::time::timeout(Duration::from_secs(10), p.push_snapshot(&v2)).await;
+    assert_eq!(pushed.expect("pushed in time").unwrap(), 2);
+    p.close().await;
+    // A connection that never asks anything is closed after the first-request deadline,
+    // keep-alives or not.
+    let silent = Client::connect(&hub, &net.id("water")).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.connection().closed()).await;
+    assert!(closed.is_ok(), "a silent connection was kept");
+    drop(held);
+    server.shutdown().await;
 }

@@ -3,6 +3,7 @@
 mod cli;
 #[cfg(feature = "net")]
 mod demo;
+mod formats;
 mod fuzz_corpus;
 mod r#gen;
 mod hub;

@@ -26,23 +26,69 @@ pub(super) fn run_config(cmd: &ConfigCommand) -> anyhow::Result<ExitCode> {
     let ConfigCommand::Check { file } = cmd;
     match HubConfig::load(file) {
         Ok(cfg) => {
-            if let Ok(text) = std::fs::read_to_string(&cfg.registry)
-                && let Err(e) = crate::route::registry::Registry::from_toml(
-                    &text,
-                    &cfg.registry.display().to_string(),
-                )
-            {
-                eprintln!("{e}");
-                return Ok(ExitCode::from(1));
+            let problems = check_files(&cfg);
+            if problems.is_empty() {
+                outln!("{}: ok", file.display());
+                return Ok(ExitCode::SUCCESS);
             }
-            outln!("{}: ok", file.display());
-            Ok(ExitCode::SUCCESS)
+            for p in &problems {
+                eprintln!("{}: {p}", file.display());
+            }
+            Ok(ExitCode::from(1))
         }
         Err(e) => {
             eprintln!("{e}");
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Every problem with the files a valid configuration names: each that does not exist or
+/// cannot be read (with its key), and the registry's own problems — among them a registry
+/// with no publisher, unless `allow_no_publisher` is set.
+pub fn check_files(cfg: &HubConfig) -> Vec<String> {
+    use crate::route::registry::{Registry, Role};
+    let mut out = Vec::new();
+    let mut need = |key: &str, path: &std::path::Path| -> bool {
+        match std::fs::metadata(path) {
+            Ok(_) => true,
+            Err(e) => {
+                out.push(format!("{key}: {}: {}", path.display(), e));
+                false
+            }
+        }
+    };
+    let registry_exists = need("registry", &cfg.registry);
+    need("tls.cert", &cfg.tls.cert);
+    need("tls.key", &cfg.tls.key);
+    need("tls.ca", &cfg.tls.ca);
+    need("snapshot.verify_key", &cfg.snapshot.verify_key);
+    if let Some(p) = &cfg.snapshot.sign_key {
+        need("snapshot.sign_key", p);
+    }
+    if let Some(p) = &cfg.snapshot.path {
+        need("snapshot.path", p);
+    }
+    if registry_exists {
+        let name = cfg.registry.display().to_string();
+        match std::fs::read_to_string(&cfg.registry) {
+            Err(e) => out.push(format!("registry: {name}: {}", e)),
+            Ok(text) => match Registry::from_toml(&text, &name) {
+                Err(e) => out.push(format!("registry: {e}")),
+                Ok(reg) => {
+                    if !cfg.allow_no_publisher && reg.with_role(Role::Publisher).next().is_none() {
+                        out.push(format!(
+                            "registry: {name}: no entity has the publisher role, so internal \
+                             cases (TLP:AMBER+STRICT, MISP distribution 0/1, hits that reach \
+                             nobody) would reach nobody; add one, or set \
+                             `allow_no_publisher = true` to only audit them"
+                        ));
+                    }
+                }
+            },
+        }
+    }
+    out
 }
 
 #[cfg(feature = "net")]

@@ -8,7 +8,7 @@ pub use writer::{HitFormat, HitWriter, hit_schema};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::index::CompiledIndex;
 use crate::matcher::Hit;
@@ -62,8 +62,59 @@ pub fn record<'a>(
             .and_then(|t| jiff::Timestamp::from_second(t).ok())
             .map(|t| t.to_string()),
         tlp: m.tlp(hit.ord).name(),
-        source: m.source(hit.ord),
+        // TLP:EX:CHR: the source is named nowhere outside the publisher.
+        source: if m.no_attribution(hit.ord) {
+            ""
+        } else {
+            m.source(hit.ord)
+        },
         tags: m.tags(hit.ord).collect(),
+    }
+}
+
+/// One hit as a partner receives it over the network and writes it: the fields of
+/// [`HitRecord`], owned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HitLine {
+    /// The indicator's id.
+    pub indicator_id: String,
+    /// The indicator's kind.
+    pub kind: String,
+    /// The indicator's normalised value.
+    pub indicator: String,
+    /// The telemetry field that matched.
+    pub field: String,
+    /// The telemetry value as seen.
+    pub value: String,
+    /// 0-based data row within its input.
+    pub row: u64,
+    /// The input.
+    pub input: String,
+    /// The row's event time (RFC 3339).
+    pub event_time: Option<String>,
+    /// The indicator's TLP.
+    pub tlp: String,
+    /// The indicator's source (empty when it must not be named).
+    pub source: String,
+    /// The indicator's tags.
+    pub tags: Vec<String>,
+}
+
+impl From<HitRecord<'_>> for HitLine {
+    fn from(r: HitRecord<'_>) -> Self {
+        HitLine {
+            indicator_id: r.indicator_id.to_string(),
+            kind: r.kind.to_string(),
+            indicator: r.indicator.to_string(),
+            field: r.field.to_string(),
+            value: r.value.to_string(),
+            row: r.row,
+            input: r.input.to_string(),
+            event_time: r.event_time,
+            tlp: r.tlp.to_string(),
+            source: r.source.to_string(),
+            tags: r.tags.iter().map(|s| s.to_string()).collect(),
+        }
     }
 }
 

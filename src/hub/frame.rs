@@ -223,16 +223,20 @@ mod ty {
 /// `Ok(None)` when more bytes are needed, or an error as soon as the prefix shows the frame is
 /// unacceptable (too large, wrong version) — before the body is buffered or allocated.
 pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    check_within(buf, MAX_FRAME_LEN)
+}
+
+/// [`check`] with a lower limit than [`MAX_FRAME_LEN`]: what a peer may send in its role and
+/// phase (a `Hello` or an `Ack` is bytes, not MiB).
+pub fn check_within(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
+    let max = max.min(MAX_FRAME_LEN);
     let Some(prefix) = buf.get(..PREFIX) else {
         return Ok(None);
     };
     let body = u32::from_le_bytes(prefix.try_into().expect("4 bytes")) as usize;
     let total = PREFIX + body;
-    if total > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge {
-            len: total,
-            max: MAX_FRAME_LEN,
-        });
+    if total > max {
+        return Err(FrameError::TooLarge { len: total, max });
     }
     if body < 2 {
         return Err(FrameError::Truncated);

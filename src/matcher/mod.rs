@@ -26,19 +26,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
-};
+use arrow_array::types::{Int32Type, Int64Type, UInt16Type, UInt32Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_buffer::ArrowNativeType;
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::DataType;
 
 use crate::index::CompiledIndex;
 use crate::index::substring::{CLASS_ALL, CLASS_URL, CLASS_USER_AGENT};
 use crate::indicator::Kind;
 use crate::indicator::normalize;
+use crate::telemetry::cell::{self, scalar_text, timestamp_seconds};
 use crate::telemetry::{FieldKind, FieldMap, TelemetryBatch, parse_time};
 
 /// One match of an indicator in a telemetry row.
@@ -718,12 +714,7 @@ fn parse_ip(v: &str) -> Option<IpAddr> {
 fn first_text<'b>(col: &Column<'b>, r: usize) -> Option<Cow<'b, str>> {
     match *col {
         Column::Missing => None,
-        Column::Scalar(a) | Column::Dict(a) => scalar_text(a.as_ref(), r),
-        Column::List(_) => {
-            let mut v = Vec::new();
-            texts(col, r, &mut v);
-            v.into_iter().next()
-        }
+        Column::Scalar(a) | Column::Dict(a) | Column::List(a) => cell::first_text(a.as_ref(), r),
     }
 }
 
@@ -758,114 +749,4 @@ fn row_port(col: &Column<'_>, r: usize) -> Option<u16> {
         }
     }
     first_text(col, r).and_then(|p| p.trim().parse::<u16>().ok())
-}
-
-/// Unix seconds of a timestamp array's row `r` (not null), rounded down.
-fn timestamp_seconds(a: &dyn Array, unit: &TimeUnit, r: usize) -> i64 {
-    match unit {
-        TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(r),
-        TimeUnit::Millisecond => a
-            .as_primitive::<TimestampMillisecondType>()
-            .value(r)
-            .div_euclid(1_000),
-        TimeUnit::Microsecond => a
-            .as_primitive::<TimestampMicrosecondType>()
-            .value(r)
-            .div_euclid(1_000_000),
-        TimeUnit::Nanosecond => a
-            .as_primitive::<TimestampNanosecondType>()
-            .value(r)
-            .div_euclid(1_000_000_000),
-    }
-}
-
-/// The values of row `r` as text: one for a scalar, each element for a list. Strings are
-/// borrowed from the array; only numbers are formatted.
-fn texts<'b>(col: &Column<'b>, r: usize, out: &mut Vec<Cow<'b, str>>) {
-    match *col {
-        Column::Missing => {}
-        Column::Scalar(a) | Column::Dict(a) => out.extend(scalar_text(a.as_ref(), r)),
-        Column::List(a) => {
-            if a.is_null(r) {
-                return;
-            }
-            let (values, range) = match a.data_type() {
-                DataType::List(_) => {
-                    let l = a.as_list::<i32>();
-                    let o = l.value_offsets();
-                    (l.values(), o[r] as usize..o[r + 1] as usize)
-                }
-                DataType::LargeList(_) => {
-                    let l = a.as_list::<i64>();
-                    let o = l.value_offsets();
-                    (l.values(), o[r] as usize..o[r + 1] as usize)
-                }
-                _ => return,
-            };
-            for i in range {
-                out.extend(scalar_text(values.as_ref(), i));
-            }
-        }
-    }
-}
-
-/// The key of row `r` of a dictionary array, whatever its key type.
-fn dict_key(a: &dyn Array, r: usize) -> Option<usize> {
-    let DataType::Dictionary(k, _) = a.data_type() else {
-        return None;
-    };
-    Some(match k.as_ref() {
-        DataType::Int8 => a.as_dictionary::<Int8Type>().keys().value(r).as_usize(),
-        DataType::Int16 => a.as_dictionary::<Int16Type>().keys().value(r).as_usize(),
-        DataType::Int32 => a.as_dictionary::<Int32Type>().keys().value(r).as_usize(),
-        DataType::Int64 => a.as_dictionary::<Int64Type>().keys().value(r).as_usize(),
-        DataType::UInt8 => a.as_dictionary::<UInt8Type>().keys().value(r).as_usize(),
-        DataType::UInt16 => a.as_dictionary::<UInt16Type>().keys().value(r).as_usize(),
-        DataType::UInt32 => a.as_dictionary::<UInt32Type>().keys().value(r).as_usize(),
-        DataType::UInt64 => a.as_dictionary::<UInt64Type>().keys().value(r).as_usize(),
-        _ => return None,
-    })
-}
-
-fn number<T>(a: &dyn Array, r: usize) -> Cow<'_, str>
-where
-    T: arrow_array::ArrowPrimitiveType,
-    T::Native: ToString,
-{
-    Cow::Owned(a.as_primitive::<T>().value(r).to_string())
-}
-
-fn scalar_text(a: &dyn Array, r: usize) -> Option<Cow<'_, str>> {
-    if a.is_null(r) {
-        return None;
-    }
-    Some(match a.data_type() {
-        DataType::Utf8 => Cow::Borrowed(a.as_string::<i32>().value(r)),
-        DataType::LargeUtf8 => Cow::Borrowed(a.as_string::<i64>().value(r)),
-        DataType::Utf8View => Cow::Borrowed(a.as_string_view().value(r)),
-        // Parquet strings written without the UTF8 annotation arrive as bytes.
-        DataType::Binary => Cow::Borrowed(std::str::from_utf8(a.as_binary::<i32>().value(r)).ok()?),
-        DataType::LargeBinary => {
-            Cow::Borrowed(std::str::from_utf8(a.as_binary::<i64>().value(r)).ok()?)
-        }
-        DataType::BinaryView => {
-            Cow::Borrowed(std::str::from_utf8(a.as_binary_view().value(r)).ok()?)
-        }
-        DataType::Dictionary(_, _) => {
-            let values = a.as_any_dictionary().values();
-            return scalar_text(values.as_ref(), dict_key(a, r)?);
-        }
-        DataType::Int8 => number::<Int8Type>(a, r),
-        DataType::Int16 => number::<Int16Type>(a, r),
-        DataType::Int32 => number::<Int32Type>(a, r),
-        DataType::Int64 => number::<Int64Type>(a, r),
-        DataType::UInt8 => number::<UInt8Type>(a, r),
-        DataType::UInt16 => number::<UInt16Type>(a, r),
-        DataType::UInt32 => number::<UInt32Type>(a, r),
-        DataType::UInt64 => number::<UInt64Type>(a, r),
-        DataType::Float32 => number::<Float32Type>(a, r),
-        DataType::Float64 => number::<Float64Type>(a, r),
-        DataType::Timestamp(unit, _) => Cow::Owned(timestamp_seconds(a, unit, r).to_string()),
-        _ => return None,
-    })
 }

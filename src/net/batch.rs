@@ -9,7 +9,6 @@ use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use serde::{Deserialize, Serialize};
 
 use crate::telemetry::{FieldMap, FieldSpec};
 
@@ -29,6 +28,90 @@ pub enum BatchError {
     /// Metadata missing or wrong.
     #[error("{0}")]
     Meta(String),
+    /// The batch would expand past the limit (a decompression bomb, or simply too large).
+    #[error(
+        "the batch expands to {expanded} bytes, over the limit of {limit}; send smaller batches"
+    )]
+    TooLarge {
+        /// Bytes the batch's buffers would take once decompressed (at least; counting stops
+        /// past the limit).
+        expanded: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// The bytes an Arrow IPC stream's record and dictionary batches take once their buffers are
+/// decompressed, read from the message headers and each compressed buffer's length prefix
+/// without decompressing anything. Stops counting past `limit`.
+///
+/// # Errors
+/// A stream whose framing or headers are malformed, or whose expansion is over `limit`.
+pub fn expanded_size(bytes: &[u8], limit: u64) -> Result<u64, BatchError> {
+    let bad = |m: &str| BatchError::Meta(format!("Arrow IPC stream: {m}"));
+    let mut at = 0usize;
+    let mut total = 0u64;
+    while at < bytes.len() {
+        let word = |i: usize| -> Result<u32, BatchError> {
+            bytes
+                .get(i..i + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .ok_or_else(|| bad("truncated message length"))
+        };
+        let mut len = word(at)?;
+        at += 4;
+        if len == 0xFFFF_FFFF {
+            len = word(at)?;
+            at += 4;
+        }
+        if len == 0 {
+            break; // end of stream
+        }
+        let meta = bytes
+            .get(at..at + len as usize)
+            .ok_or_else(|| bad("truncated message header"))?;
+        at += len as usize;
+        let msg = arrow_ipc::root_as_message(meta).map_err(|e| bad(&e.to_string()))?;
+        let body_len =
+            usize::try_from(msg.bodyLength()).map_err(|_| bad("negative body length"))?;
+        let body = bytes
+            .get(at..at.saturating_add(body_len))
+            .ok_or_else(|| bad("truncated message body"))?;
+        at += body_len;
+        let rb = msg
+            .header_as_record_batch()
+            .or_else(|| msg.header_as_dictionary_batch().and_then(|d| d.data()));
+        let Some(rb) = rb else {
+            continue; // the schema
+        };
+        let compressed = rb.compression().is_some();
+        for b in rb.buffers().iter().flatten() {
+            let (off, len) = (b.offset(), b.length());
+            let (Ok(off), Ok(len)) = (usize::try_from(off), u64::try_from(len)) else {
+                return Err(bad("negative buffer offset or length"));
+            };
+            let size = if compressed && len >= 8 {
+                let prefix = body
+                    .get(off..off + 8)
+                    .ok_or_else(|| bad("buffer past the message body"))?;
+                match i64::from_le_bytes(prefix.try_into().expect("8 bytes")) {
+                    // Stored as is.
+                    -1 => len - 8,
+                    n => u64::try_from(n).map_err(|_| bad("negative decompressed length"))?,
+                }
+            } else {
+                len
+            };
+            total = total.saturating_add(size);
+            if total > limit {
+                return Err(BatchError::TooLarge {
+                    expanded: total,
+                    limit,
+                });
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// A telemetry batch as the hub receives it.
@@ -86,8 +169,10 @@ fn read_ipc(bytes: &[u8]) -> Result<(Arc<Schema>, Vec<RecordBatch>), BatchError>
     Ok((schema, batches))
 }
 
-/// Decodes a telemetry batch (several IPC batches are concatenated).
-pub fn decode_telemetry(bytes: &[u8]) -> Result<Telemetry, BatchError> {
+/// Decodes a telemetry batch (several IPC batches are concatenated), refusing one whose
+/// buffers would expand past `max_expanded` bytes before expanding any of them.
+pub fn decode_telemetry(bytes: &[u8], max_expanded: u64) -> Result<Telemetry, BatchError> {
+    expanded_size(bytes, max_expanded)?;
     let (schema, batches) = read_ipc(bytes)?;
     let meta = schema.metadata();
     let get = |k: &str| {
@@ -128,32 +213,7 @@ fn arrow_select_concat(
     }
 }
 
-/// One hit as the partner receives it and writes it (the fields of `cwn match -o`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HitLine {
-    /// The indicator's id.
-    pub indicator_id: String,
-    /// The indicator's kind.
-    pub kind: String,
-    /// The indicator's normalised value.
-    pub indicator: String,
-    /// The telemetry field that matched.
-    pub field: String,
-    /// The telemetry value as seen.
-    pub value: String,
-    /// 0-based data row within its input.
-    pub row: u64,
-    /// The input.
-    pub input: String,
-    /// The row's event time (RFC 3339).
-    pub event_time: Option<String>,
-    /// The indicator's TLP.
-    pub tlp: String,
-    /// The indicator's source (empty when it must not be named).
-    pub source: String,
-    /// The indicator's tags.
-    pub tags: Vec<String>,
-}
+pub use crate::hits::HitLine;
 
 fn str_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::StringArray, BatchError> {
     b.column_by_name(name)

@@ -194,7 +194,13 @@ impl Client {
         recv_frame(&mut self.rd, &self.conn).await
     }
 
-    async fn hello(&mut self, role: Role) -> Result<(), ClientError> {
+    /// Opens the session in `role` (the `Hello` exchange); the other calls do it themselves.
+    /// Idempotent for the same role.
+    ///
+    /// # Errors
+    /// The connection already acts in another role, the hub refused the role (not in the
+    /// registry, role not held, too many connections), or the connection failed.
+    pub async fn hello(&mut self, role: Role) -> Result<(), ClientError> {
         if let Some(r) = self.role {
             if r == role {
                 return Ok(());
@@ -217,6 +223,24 @@ impl Client {
                 Ok(())
             }
             f => Err(ClientError::Protocol(format!("expected Hello, got {f:?}"))),
+        }
+    }
+
+    /// Writes raw bytes on the session stream and returns the next frame the hub answers:
+    /// for tests of what the hub does with bytes no well-behaved client sends.
+    ///
+    /// # Errors
+    /// The connection failed, or the hub's answer is not a frame.
+    #[doc(hidden)]
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<Frame, ClientError> {
+        self.send
+            .write_all(bytes)
+            .await
+            .map_err(|e| ClientError::Connection(e.to_string()))?;
+        match self.rd.next().await {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => Err(ClientError::Connection("the hub ended the stream".into())),
+            Err(e) => Err(ClientError::Connection(e.to_string())),
         }
     }
 

@@ -120,6 +120,15 @@ pub struct Limits {
     pub retention_age: Duration,
     /// Bytes kept per entity log; the oldest segments go first.
     pub retention_bytes: u64,
+    /// Decompressed bytes of one telemetry batch (its Arrow buffers after zstd or LZ4); a
+    /// batch that would expand past it is refused before it is expanded.
+    pub max_batch_bytes: u64,
+    /// Connections one entity (one certificate) may hold at once; more are refused, so that
+    /// no one participant can take every slot.
+    pub max_connections_per_entity: usize,
+    /// A connection that has not sent its first request (`Hello`) within this is closed;
+    /// keep-alives do not count.
+    pub first_request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -132,6 +141,9 @@ impl Default for Limits {
             send_window: 1 << 20,
             retention_age: Duration::from_secs(30 * 86_400),
             retention_bytes: 1 << 30,
+            max_batch_bytes: 64 << 20,
+            max_connections_per_entity: 8,
+            first_request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -157,6 +169,10 @@ pub struct HubConfig {
     pub limits: Limits,
     /// The disclosure audit log (JSON lines); `DATA_DIR/audit.jsonl` by default.
     pub audit_log: PathBuf,
+    /// Run with a registry that names no publisher. Internal cases (TLP:AMBER+STRICT, MISP
+    /// distribution 0/1, hits that reach nobody) then go to nobody and are only written to
+    /// the audit log. Off by default: such a registry is refused.
+    pub allow_no_publisher: bool,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +183,8 @@ struct Raw {
     data_dir: Spanned<String>,
     #[serde(default)]
     arm_red: bool,
+    #[serde(default)]
+    allow_no_publisher: bool,
     #[serde(default)]
     status_listen: Option<Spanned<String>>,
     #[serde(default)]
@@ -205,6 +223,9 @@ struct RawLimits {
     send_window: Option<Spanned<String>>,
     retention_age: Option<Spanned<String>>,
     retention_size: Option<Spanned<String>>,
+    max_batch_size: Option<Spanned<String>>,
+    max_connections_per_entity: Option<Spanned<i64>>,
+    first_request_timeout: Option<Spanned<String>>,
 }
 
 /// Keys known per table, for "did you mean".
@@ -216,6 +237,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "registry",
             "data_dir",
             "arm_red",
+            "allow_no_publisher",
             "status_listen",
             "audit_log",
             "tls",
@@ -235,6 +257,9 @@ const KEYS: &[(&str, &[&str])] = &[
             "send_window",
             "retention_age",
             "retention_size",
+            "max_batch_size",
+            "max_connections_per_entity",
+            "first_request_timeout",
         ],
     ),
 ];
@@ -498,6 +523,22 @@ impl HubConfig {
             &mut p,
         );
         dur(
+            &l.first_request_timeout,
+            "limits.first_request_timeout",
+            &mut limits.first_request_timeout,
+            &mut p,
+        );
+        if let Some(v) = &l.max_connections_per_entity {
+            match usize::try_from(*v.get_ref()) {
+                Ok(n) if (1..=1_000_000).contains(&n) => limits.max_connections_per_entity = n,
+                _ => p.at(
+                    v.span(),
+                    "limits.max_connections_per_entity",
+                    "must be 1 to 1000000",
+                ),
+            }
+        }
+        dur(
             &l.retention_age,
             "limits.retention_age",
             &mut limits.retention_age,
@@ -536,6 +577,13 @@ impl HubConfig {
                 Err(m) => p.at(v.span(), "limits.retention_size", m),
             }
         }
+        if let Some(v) = &l.max_batch_size {
+            match parse_size(v.get_ref()) {
+                Ok(n) if ((1 << 20)..=(1 << 32)).contains(&n) => limits.max_batch_bytes = n,
+                Ok(_) => p.at(v.span(), "limits.max_batch_size", "must be 1MiB to 4GiB"),
+                Err(m) => p.at(v.span(), "limits.max_batch_size", m),
+            }
+        }
         if !p.list.is_empty() {
             p.list.sort_by_key(|x| x.line);
             return Err(fail(p.list));
@@ -550,6 +598,7 @@ impl HubConfig {
                 .map_or_else(|| data_dir.join("audit.jsonl"), path),
             data_dir,
             arm_red: raw.arm_red,
+            allow_no_publisher: raw.allow_no_publisher,
             status_listen: status_listen.flatten(),
             tls: TlsConfig {
                 cert: path(&raw.tls.cert),

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufWriter, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::batch::{self, HitLine};
+use super::batch;
 use super::config::{HubConfig, Limits};
 use super::endpoint::{self, Transport};
 use super::tls::{self, Identity};
@@ -48,14 +48,26 @@ use crate::hub::{self as core, EntityId, HubEvent, SessionId};
 use crate::index::CompiledIndex;
 use crate::index::snapshot::keys;
 use crate::matcher::Matcher;
-use crate::route::constituency::Observable;
 use crate::route::registry::{EntityOrd, Registry, Role};
-use crate::route::{AuditLog, RouteInput, RoutePolicy, Router, Sensitivity};
+use crate::route::{
+    self, BatchParties, MatchedBatch, RoutePolicy, Router, SightingsAggregator, route_batch,
+};
 use crate::status::{EntityInfo, Metrics, SnapshotInfo};
-use crate::telemetry::FieldKind;
 
 /// File name of the last accepted snapshot in the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.cwnsnap";
+/// Beside [`SNAPSHOT_FILE`]: the registry id of the publisher that pushed it, who owns its
+/// indicators and receives their internal cases.
+pub const SNAPSHOT_OWNER_FILE: &str = "snapshot.publisher";
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+fn outfile_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
 
 /// File in the data directory mapping entity ids (registry) to the numbers of their logs.
 ///
@@ -121,7 +133,6 @@ pub struct Stats {
 /// Everything the connection tasks share.
 struct Shared {
     router: Router,
-    publisher: Option<EntityOrd>,
     index: ArcSwapOption<CompiledIndex>,
     verify_key: VerifyingKey,
     sign_key: Option<SigningKey>,
@@ -133,7 +144,15 @@ struct Shared {
     sessions: Mutex<HashMap<SessionId, Arc<SessionSignal>>>,
     /// Wakes the timer task when the core's next deadline may have moved.
     timer: Notify,
-    audit: Mutex<AuditLog<BufWriter<fs::File>>>,
+    /// The disclosure audit log; each batch's lines are written in one piece, and synced
+    /// before any notification they describe is.
+    audit: Mutex<fs::File>,
+    /// The publisher that owns the snapshot in use (it pushed it), who receives internal cases.
+    publisher: Mutex<Option<EntityOrd>>,
+    /// Sightings not yet handed to the publisher.
+    sightings: Mutex<SightingsAggregator>,
+    /// Connections held per entity.
+    per_entity: Mutex<HashMap<EntityOrd, usize>>,
     limits: Limits,
     data_dir: PathBuf,
     next_hit: AtomicU64,
@@ -192,7 +211,15 @@ impl Server {
         let text = fs::read_to_string(&cfg.registry).map_err(|e| file_err(&cfg.registry, e))?;
         let registry = Registry::from_toml(&text, &cfg.registry.display().to_string())
             .map_err(|e| file_err(&cfg.registry, e))?;
-        let publisher = registry.with_role(Role::Publisher).next();
+        let publishers: Vec<EntityOrd> = registry.with_role(Role::Publisher).collect();
+        if publishers.is_empty() && !cfg.allow_no_publisher {
+            return Err(file_err(
+                &cfg.registry,
+                "no entity has the publisher role, so internal cases would reach nobody; add \
+                 one, or set `allow_no_publisher = true` in the hub configuration to only \
+                 audit them",
+            ));
+        }
         let router = Router::new(
             registry,
             RoutePolicy {
@@ -211,6 +238,13 @@ impl Server {
         // The newer of the configured snapshot and the last one pushed.
         let mut index: Option<CompiledIndex> = None;
         let pushed = cfg.data_dir.join(SNAPSHOT_FILE);
+        // The snapshot's owner: the publisher that pushed it, as recorded beside it; for a
+        // snapshot the operator configured, the registry's publisher when there is one only.
+        let only_publisher = match publishers.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        };
+        let mut publisher = None;
         for p in cfg.snapshot.path.iter().chain(Some(&pushed)) {
             if !p.exists() {
                 continue;
@@ -221,7 +255,22 @@ impl Server {
                 .is_none_or(|cur| i.header().set_version > cur.header().set_version)
             {
                 index = Some(i);
+                publisher = if *p == pushed {
+                    fs::read_to_string(cfg.data_dir.join(SNAPSHOT_OWNER_FILE))
+                        .ok()
+                        .and_then(|id| router.registry().by_id(id.trim()))
+                        .filter(|o| publishers.contains(o))
+                        .or(only_publisher)
+                } else {
+                    only_publisher
+                };
             }
+        }
+        if index.is_some() && publisher.is_none() {
+            tracing::warn!(
+                "no publisher owns the snapshot in use (several in the registry, none recorded \
+                 as its pusher): its internal cases are only audited until a publisher pushes"
+            );
         }
         let entity_ids = stable_ids(&cfg.data_dir, router.registry())?;
         let hub =
@@ -250,7 +299,9 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             router,
-            publisher,
+            publisher: Mutex::new(publisher),
+            sightings: Mutex::new(SightingsAggregator::new()),
+            per_entity: Mutex::new(HashMap::new()),
             index: ArcSwapOption::new(index.map(Arc::new)),
             verify_key,
             sign_key,
@@ -258,7 +309,7 @@ impl Server {
             hub: Mutex::new(hub),
             sessions: Mutex::new(HashMap::new()),
             timer: Notify::new(),
-            audit: Mutex::new(AuditLog::new(BufWriter::new(audit))),
+            audit: Mutex::new(audit),
             limits: cfg.limits.clone(),
             data_dir: cfg.data_dir.clone(),
             next_hit: AtomicU64::new(now_ms() << 16),
@@ -379,11 +430,49 @@ async fn accept_loop(
     if let Err(e) = flushed {
         tracing::error!("saving acked offsets at shutdown: {e}");
     }
-    if let Err(e) = lock(&shared.audit).flush() {
+    if let Err(e) = lock(&shared.audit).sync_data() {
         tracing::error!("flushing the audit log at shutdown: {e}");
     }
     ep.close(close_code::SHUTDOWN.into(), b"hub shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+}
+
+/// One of an entity's connection slots ([`Limits::max_connections_per_entity`]), given back
+/// when dropped.
+struct EntitySlot {
+    shared: Arc<Shared>,
+    ord: EntityOrd,
+}
+
+impl EntitySlot {
+    fn take(shared: &Arc<Shared>, ord: EntityOrd) -> Result<EntitySlot, String> {
+        let mut held = lock(&shared.per_entity);
+        let n = held.entry(ord).or_insert(0);
+        let max = shared.limits.max_connections_per_entity;
+        if *n >= max {
+            return Err(format!(
+                "entity {:?} already holds {max} connections, its limit",
+                shared.router.registry().entity(ord).id
+            ));
+        }
+        *n += 1;
+        Ok(EntitySlot {
+            shared: shared.clone(),
+            ord,
+        })
+    }
+}
+
+impl Drop for EntitySlot {
+    fn drop(&mut self) {
+        let mut held = lock(&self.shared.per_entity);
+        if let Some(n) = held.get_mut(&self.ord) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ord);
+            }
+        }
+    }
 }
 
 /// Who the peer is, from its verified certificate and the registry.
@@ -489,17 +578,27 @@ async fn connection(
         }
     };
     let peer = conn.remote_address();
-    let who = identify(&conn, shared.router.registry());
-    let (mut send, recv) =
-        match tokio::time::timeout(shared.limits.idle_timeout, conn.accept_bi()).await {
-            Ok(Ok(s)) => s,
-            _ => {
-                conn.close(close_code::PROTOCOL.into(), b"no stream");
-                return;
-            }
-        };
+    // Who it is, and whether it may hold one more connection, before anything is read.
+    let who = identify(&conn, shared.router.registry())
+        .and_then(|ord| EntitySlot::take(&shared, ord).map(|slot| (ord, slot)));
+    let deadline = shared.limits.first_request_timeout;
+    let (mut send, recv) = match tokio::time::timeout(deadline, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            conn.close(close_code::PROTOCOL.into(), b"no request");
+            return;
+        }
+    };
     let mut rd = FrameReader::new(recv);
-    let result = session(&conn, &shared, who, &mut send, &mut rd, shutdown).await;
+    rd.set_max(wire::MAX_HELLO_FRAME);
+    let result = match who {
+        // Refused before reading a byte of what it sends.
+        Err(m) => {
+            tracing::info!(%peer, "refused: {m}");
+            Err(End::Error(ErrorCode::FORBIDDEN, m))
+        }
+        Ok((ord, _slot)) => session(&conn, &shared, ord, &mut send, &mut rd, shutdown).await,
+    };
     let code = match result {
         Ok(()) => {
             let _ = wire::send(&mut send, &Frame::Close).await;
@@ -531,12 +630,12 @@ async fn connection(
 async fn session(
     _conn: &quinn::Connection,
     shared: &Arc<Shared>,
-    who: Result<EntityOrd, String>,
+    ord: EntityOrd,
     send: &mut quinn::SendStream,
     rd: &mut FrameReader,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), End> {
-    let hello = match tokio::time::timeout(shared.limits.idle_timeout, rd.next()).await {
+    let hello = match tokio::time::timeout(shared.limits.first_request_timeout, rd.next()).await {
         Ok(r) => r?,
         Err(_) => return Err(End::Error(ErrorCode::PROTOCOL, "no Hello".into())),
     };
@@ -553,7 +652,6 @@ async fn session(
         Some(f) => return Err(protocol("before Hello", &f)),
         None => return Err(End::Lost("closed before Hello".into())),
     };
-    let ord = who.map_err(|m| End::Error(ErrorCode::FORBIDDEN, m))?;
     let entity = shared.router.registry().entity(ord);
     if !entity.roles.contains(registry_role(role)) {
         return Err(End::Error(
@@ -565,6 +663,11 @@ async fn session(
             ),
         ));
     }
+    rd.set_max(match role {
+        WireRole::Subscriber => wire::MAX_SUBSCRIBER_FRAME,
+        WireRole::Partner | WireRole::Publisher => frame::MAX_FRAME_LEN,
+    });
+    tracing::info!(entity = %entity.id, role = registry_role(role).name(), "session");
     wire::send(
         send,
         &Frame::Hello {
@@ -574,7 +677,7 @@ async fn session(
     )
     .await?;
     match role {
-        WireRole::Publisher => publisher(shared, send, rd, shutdown).await,
+        WireRole::Publisher => publisher(shared, ord, send, rd, shutdown).await,
         WireRole::Partner => partner(shared, ord, send, rd, shutdown).await,
         WireRole::Subscriber => subscriber(shared, ord, send, rd, shutdown).await,
     }
@@ -596,6 +699,7 @@ async fn next_or_shutdown(
 
 async fn publisher(
     shared: &Arc<Shared>,
+    ord: EntityOrd,
     send: &mut quinn::SendStream,
     rd: &mut FrameReader,
     mut shutdown: watch::Receiver<bool>,
@@ -616,7 +720,8 @@ async fn publisher(
                             format!("snapshot of {total_len} bytes is over the limit"),
                         ));
                     }
-                    buf = Vec::with_capacity(total_len as usize);
+                    // Grown as chunks arrive: an announced length is a claim, not bytes.
+                    buf = Vec::with_capacity((total_len as usize).min(4 * SNAPSHOT_CHUNK));
                 }
                 if position != buf.len() as u64 || buf.len() as u64 + data.len() as u64 > total_len
                 {
@@ -629,9 +734,10 @@ async fn publisher(
                 if buf.len() as u64 == total_len {
                     let bytes = std::mem::take(&mut buf);
                     let s = shared.clone();
-                    let reply = tokio::task::spawn_blocking(move || s.install(&bytes, set_version))
-                        .await
-                        .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?;
+                    let reply =
+                        tokio::task::spawn_blocking(move || s.install(ord, &bytes, set_version))
+                            .await
+                            .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?;
                     wire::send(send, &reply).await?;
                 }
             }
@@ -968,26 +1074,6 @@ enum BatchFailure {
     Internal(String),
 }
 
-fn cell_text(col: &dyn arrow_array::Array, r: usize, out: &mut Vec<String>) {
-    use arrow_array::cast::AsArray;
-    use arrow_schema::DataType;
-    if r >= col.len() || col.is_null(r) {
-        return;
-    }
-    match col.data_type() {
-        DataType::Utf8 => out.push(col.as_string::<i32>().value(r).to_string()),
-        DataType::LargeUtf8 => out.push(col.as_string::<i64>().value(r).to_string()),
-        DataType::Utf8View => out.push(col.as_string_view().value(r).to_string()),
-        DataType::List(_) => {
-            let l = col.as_list::<i32>().value(r);
-            for i in 0..l.len() {
-                cell_text(l.as_ref(), i, out);
-            }
-        }
-        _ => {}
-    }
-}
-
 impl Shared {
     /// Hands the core's events to the connection tasks.
     fn pump(&self) {
@@ -1026,7 +1112,7 @@ impl Shared {
         }
     }
 
-    fn install(&self, bytes: &[u8], announced: u64) -> Frame {
+    fn install(&self, owner: EntityOrd, bytes: &[u8], announced: u64) -> Frame {
         let _one = lock(&self.install);
         let reject = |reason: String| {
             self.stats
@@ -1047,21 +1133,25 @@ impl Shared {
             && cur.header().set_version >= v
         {
             return reject(format!(
-                "set version {v} is not newer than the one in use ({})",
-                cur.header().set_version
+                "set version {v} is not newer than the one in use ({cur}); compile it again with \
+                 `--set-version N` above {cur} (or leave the option out: the version then \
+                 follows the creation time)",
+                cur = cur.header().set_version
             ));
         }
         let path = self.data_dir.join(SNAPSHOT_FILE);
-        let tmp = path.with_extension("tmp");
-        let written = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
+        let written = outfile_sync(&path, bytes);
+        let owner_id = &self.router.registry().entity(owner).id;
+        let written = written.and_then(|()| {
+            outfile_sync(
+                &self.data_dir.join(SNAPSHOT_OWNER_FILE),
+                owner_id.as_bytes(),
+            )
+        });
         if let Err(e) = written {
             return reject(format!("the hub could not store it: {e}"));
         }
+        *lock(&self.publisher) = Some(owner);
         if let Some(m) = &self.metrics {
             m.snapshot(SnapshotInfo::from_index(&index));
         }
@@ -1076,7 +1166,8 @@ impl Shared {
     /// Matches one telemetry batch of `partner`, routes and logs the notifications (durably),
     /// and returns the hits the partner may see, as Arrow IPC.
     fn match_batch(&self, partner: EntityOrd, ipc: &[u8]) -> Result<Vec<u8>, BatchFailure> {
-        let t = batch::decode_telemetry(ipc).map_err(|e| BatchFailure::Bad(e.to_string()))?;
+        let t = batch::decode_telemetry(ipc, self.limits.max_batch_bytes)
+            .map_err(|e| BatchFailure::Bad(e.to_string()))?;
         let Some(index) = self.index.load_full() else {
             return Err(BatchFailure::Internal("the hub has no snapshot yet".into()));
         };
@@ -1109,96 +1200,54 @@ impl Shared {
             }
         }
         let reg = self.router.registry();
-        let partner_id = reg.entity(partner).id.as_str();
-        let publisher = self.publisher.unwrap_or(partner);
-        let meta = index.meta();
-        let specs = t.fields.fields();
-        let cols: Vec<Option<&arrow_array::ArrayRef>> = specs
-            .iter()
-            .map(|f| t.batch.column_by_name(&f.name))
-            .collect();
-        let mut back = Vec::new();
-        let mut decisions = Vec::new();
-        let mut logged: Vec<Notification> = Vec::new();
-        // The recipient of each of `logged`, for the metrics.
-        let mut decisions_logged: Vec<EntityOrd> = Vec::new();
-        let created_at_ms = now.as_millisecond().max(0) as u64;
-        let mut texts: Vec<(usize, String)> = Vec::new();
-        for h in &hits {
-            let r = (h.row - t.first_row) as usize;
-            texts.clear();
-            for (fi, spec) in specs.iter().enumerate() {
-                if fi == h.field || matches!(spec.kind, FieldKind::Time | FieldKind::Port(_)) {
-                    continue;
-                }
-                if let Some(c) = cols[fi] {
-                    let mut v = Vec::new();
-                    cell_text(c.as_ref(), r, &mut v);
-                    texts.extend(v.into_iter().map(|s| (fi, s)));
-                }
-            }
-            let observables: Vec<Observable<'_>> = texts
-                .iter()
-                .filter_map(|(fi, s)| Observable::from_field(&specs[*fi].kind, s))
-                .collect();
-            let input = RouteInput {
-                hit_id: self.next_hit.fetch_add(1, Ordering::Relaxed),
-                indicator_id: meta.id(h.ord),
-                sensitivity: Sensitivity::of_meta(meta, h.ord),
-                publisher,
-                partner,
-                observables: &observables,
-            };
-            decisions.clear();
-            self.router.route(&input, &mut decisions);
-            lock(&self.audit)
-                .write(now, reg, &input, &decisions)
+        let matched = MatchedBatch {
+            index: &index,
+            fields: &t.fields,
+            batch: &t.batch,
+            first_row: t.first_row,
+            input: &t.input,
+            hits: &hits,
+            digest: route::batch::batch_digest(ipc),
+        };
+        let parties = BatchParties {
+            partner,
+            publisher: *lock(&self.publisher),
+        };
+        let first_hit = self
+            .next_hit
+            .fetch_add(hits.len() as u64, Ordering::Relaxed);
+        let routed = route_batch(&self.router, &matched, parties, first_hit, now);
+        if !routed.audit.is_empty() {
+            let mut audit = lock(&self.audit);
+            audit
+                .write_all(&routed.audit)
+                .and_then(|()| {
+                    // The record of a disclosure is durable before the disclosure is.
+                    if routed.notifications.is_empty() {
+                        Ok(())
+                    } else {
+                        audit.sync_data()
+                    }
+                })
                 .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
-            let rec = crate::hits::record(&index, &t.fields, &t.input, h);
-            let no_attribution = meta.no_attribution(h.ord);
-            let line = HitLine {
-                indicator_id: rec.indicator_id.to_string(),
-                kind: rec.kind.to_string(),
-                indicator: rec.indicator.to_string(),
-                field: rec.field.to_string(),
-                value: rec.value.to_string(),
-                row: rec.row,
-                input: rec.input.to_string(),
-                event_time: rec.event_time.clone(),
-                tlp: rec.tlp.to_string(),
-                source: if no_attribution {
-                    String::new()
-                } else {
-                    rec.source.to_string()
-                },
-                tags: rec.tags.iter().map(|s| s.to_string()).collect(),
-            };
-            for d in decisions.iter().filter(|d| d.allowed) {
-                if d.recipient == partner {
-                    back.push(line.clone());
-                    continue;
-                }
-                let mut payload = serde_json::to_value(&line).unwrap_or_default();
-                payload["partner"] = partner_id.into();
-                payload["rule"] = d.rule.name().into();
-                payload["capacity"] = d.capacity.names().collect::<Vec<_>>().into();
-                let entity = self.entity_ids[d.recipient.as_usize()];
-                decisions_logged.push(d.recipient);
-                logged.push(Notification {
-                    id: NotificationId::for_hit(
-                        &line.indicator_id,
-                        entity,
-                        partner_id,
-                        &format!("{}:{}", line.input, line.row),
-                    ),
-                    created_at_ms,
-                    entity,
-                    tlp: meta.tlp(h.ord),
-                    kind: NotificationKind::Hit,
-                    payload: serde_json::to_vec(&payload).unwrap_or_default(),
-                });
-            }
         }
+        lock(&self.sightings).merge(&routed.sightings);
+        let created_at_ms = now.as_millisecond().max(0) as u64;
+        let decisions_logged: Vec<EntityOrd> =
+            routed.notifications.iter().map(|n| n.recipient).collect();
+        let logged: Vec<Notification> = routed
+            .notifications
+            .into_iter()
+            .map(|n| Notification {
+                id: NotificationId(n.id),
+                created_at_ms,
+                entity: self.entity_ids[n.recipient.as_usize()],
+                tlp: n.tlp,
+                kind: NotificationKind::Hit,
+                payload: n.payload,
+            })
+            .collect();
+        let back = routed.back_to_partner;
         if !logged.is_empty() {
             // Durable (one fsync per entity) before the partner hears the batch is done.
             lock(&self.hub)
@@ -1219,9 +1268,6 @@ impl Shared {
             self.pump();
             self.timer.notify_one();
         }
-        lock(&self.audit)
-            .flush()
-            .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
         batch::encode_hits(&back).map_err(|e| BatchFailure::Internal(e.to_string()))
     }
 }

@@ -24,15 +24,28 @@ pub enum WireError {
 pub struct FrameReader {
     recv: quinn::RecvStream,
     buf: Vec<u8>,
+    max: usize,
 }
+
+/// The largest frame a peer may send before it is known and its role checked: a `Hello`.
+pub const MAX_HELLO_FRAME: usize = 1024;
+/// The largest frame a subscriber sends (`Subscribe`, `Ack`, `Close`).
+pub const MAX_SUBSCRIBER_FRAME: usize = 4096;
 
 impl FrameReader {
     /// A reader over `recv`.
     pub fn new(recv: quinn::RecvStream) -> Self {
         FrameReader {
             recv,
-            buf: Vec::with_capacity(64 << 10),
+            buf: Vec::new(),
+            max: frame::MAX_FRAME_LEN,
         }
+    }
+
+    /// Sets the largest frame accepted from now on; a larger one is an error as soon as its
+    /// length prefix arrives, before its body is buffered.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
     }
 
     /// The next frame, or `None` when the peer finished the stream between frames.
@@ -40,12 +53,14 @@ impl FrameReader {
     /// Cancel-safe: bytes read before a cancellation stay buffered.
     pub async fn next(&mut self) -> Result<Option<Frame>, WireError> {
         loop {
-            if let Some(n) = frame::check(&self.buf)? {
+            if let Some(n) = frame::check_within(&self.buf, self.max)? {
                 let f = frame::decode(&self.buf[..n]);
                 self.buf.drain(..n);
                 return Ok(Some(f?));
             }
-            match self.recv.read_chunk(1 << 20, true).await? {
+            // Never more than the rest of the largest acceptable frame.
+            let room = self.max.saturating_sub(self.buf.len()).max(1);
+            match self.recv.read_chunk(room.min(1 << 20), true).await? {
                 Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
                 None if self.buf.is_empty() => return Ok(None),
                 None => return Err(WireError::Truncated),

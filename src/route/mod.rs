@@ -10,6 +10,8 @@
 //!   [`Router::route`] turns one hit ([`RouteInput`]) into [`Decision`]s, allowed or blocked,
 //!   each naming its [`Rule`]; [`Router::clearance`] is the cut of a compiled index that one
 //!   entity may hold (`cwn compile --for`);
+//! - [`route_batch`]: a whole matched telemetry batch to the partner's hits, the
+//!   notifications, the audit lines and the sightings ([`Routed`]), for the hub to store;
 //! - [`AuditLog`]: one JSON line per decision, the audit trail for the source;
 //! - [`SightingsAggregator`]: what the publisher receives instead of telemetry — counts per
 //!   indicator, partner and day.
@@ -66,7 +68,7 @@
 //!     hit_id: 1,
 //!     indicator_id: "c2-1",
 //!     sensitivity: Sensitivity::new(Tlp::Amber),
-//!     publisher: reg.by_id("ncsc").unwrap(),
+//!     publisher: reg.by_id("ncsc"),
 //!     partner: reg.by_id("msp").unwrap(),
 //!     observables: &victim_side,
 //! };
@@ -79,8 +81,11 @@
 //! assert_eq!((out[1].allowed, out[1].rule), (true, Rule::AmberAffectedParty));
 //! ```
 
+pub mod batch;
 pub mod constituency;
 pub mod registry;
+
+pub use batch::{BatchParties, MatchedBatch, Routed, RoutedNotification, route_batch};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -181,8 +186,11 @@ pub struct RouteInput<'a> {
     pub indicator_id: &'a str,
     /// The indicator's handling rules.
     pub sensitivity: Sensitivity<'a>,
-    /// The entity that published the indicator; its analysts receive internal cases.
-    pub publisher: EntityOrd,
+    /// The publisher that owns the indicator (the one that pushed the snapshot in use); its
+    /// analysts receive internal cases. `None`: nobody does, and an internal case due is only
+    /// written to the audit log ([`Routing::unowned_internal_case`]) — never sent to anyone
+    /// else in its place.
+    pub publisher: Option<EntityOrd>,
     /// The partner whose telemetry batch matched.
     pub partner: EntityOrd,
     /// The other observables of the hit row — the victim side (the internal address that
@@ -386,6 +394,15 @@ impl Decision {
     }
 }
 
+/// What [`Router::route`] found beside its decisions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Routing {
+    /// An internal case was due (the hit reached nobody, or its rules keep it inside) but the
+    /// indicator has no publisher to receive it: the case exists only in the audit log.
+    pub unowned_internal_case: bool,
+}
+
 /// The routing policy over one registry. Immutable, `Send + Sync`.
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -460,10 +477,10 @@ impl Router {
     ///
     /// # Panics
     /// If `input.partner` or `input.publisher` is not an ordinal of this registry.
-    pub fn route(&self, input: &RouteInput<'_>, out: &mut Vec<Decision>) {
+    pub fn route(&self, input: &RouteInput<'_>, out: &mut Vec<Decision>) -> Routing {
         let mut victims = RoaringBitmap::new();
         self.victims(input.observables, &mut victims);
-        self.route_victims(input, &victims, out);
+        self.route_victims(input, &victims, out)
     }
 
     /// [`route`](Self::route) with the victims already known (the hub may cache them per row).
@@ -475,7 +492,7 @@ impl Router {
         input: &RouteInput<'_>,
         victims: &RoaringBitmap,
         out: &mut Vec<Decision>,
-    ) {
+    ) -> Routing {
         let first = out.len();
         let partner = self.registry.entity(input.partner);
         let mut partner_caps = Capacities::SUBMITTER;
@@ -497,20 +514,32 @@ impl Router {
         }
         let s = &input.sensitivity;
         let reached = out[first..].iter().any(|d| d.allowed);
+        let Some(publisher) = input.publisher else {
+            // Nobody to hand an internal case to: it is written to the audit log only, never
+            // sent to another party instead.
+            let due = match s.tlp {
+                Tlp::Red => false,
+                _ => !reached,
+            };
+            return Routing {
+                unowned_internal_case: due,
+            };
+        };
         let internal_case = match s.tlp {
-            Tlp::Red => self.policy.arm_red && self.in_group(s.sharing_group, input.publisher),
+            Tlp::Red => self.policy.arm_red && self.in_group(s.sharing_group, publisher),
             _ => !reached,
         };
         let publisher_reached = out[first..]
             .iter()
-            .any(|d| d.allowed && d.recipient == input.publisher);
+            .any(|d| d.allowed && d.recipient == publisher);
         if internal_case && !publisher_reached {
             out.push(Decision::new(
-                input.publisher,
+                publisher,
                 Capacities::INTERNAL,
                 Rule::InternalCase,
             ));
         }
+        Routing::default()
     }
 
     /// The decision for one candidate.
@@ -627,10 +656,11 @@ struct AuditRecord<'a> {
     distribution: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sharing_group: Option<&'a str>,
-    entity: &'a str,
+    /// `None`: an internal case with no publisher to receive it.
+    entity: Option<&'a str>,
     capacity: Vec<&'static str>,
     allowed: bool,
-    rule: Rule,
+    rule: &'static str,
     reason: &'static str,
 }
 
@@ -661,22 +691,42 @@ impl<W: Write> AuditLog<W> {
         registry: &Registry,
         input: &RouteInput<'_>,
         decisions: &[Decision],
+        routing: Routing,
     ) -> io::Result<()> {
         let ts = now.to_string();
+        let record = |entity, capacity, allowed, rule, reason| AuditRecord {
+            ts: ts.clone(),
+            hit: input.hit_id,
+            indicator: input.indicator_id,
+            tlp: input.sensitivity.tlp.name(),
+            distribution: input.sensitivity.distribution,
+            sharing_group: input.sensitivity.sharing_group,
+            entity,
+            capacity,
+            allowed,
+            rule,
+            reason,
+        };
         for d in decisions {
-            let rec = AuditRecord {
-                ts: ts.clone(),
-                hit: input.hit_id,
-                indicator: input.indicator_id,
-                tlp: input.sensitivity.tlp.name(),
-                distribution: input.sensitivity.distribution,
-                sharing_group: input.sensitivity.sharing_group,
-                entity: &registry.entity(d.recipient).id,
-                capacity: d.capacity.names().collect(),
-                allowed: d.allowed,
-                rule: d.rule,
-                reason: d.reason,
-            };
+            let rec = record(
+                Some(&registry.entity(d.recipient).id),
+                d.capacity.names().collect(),
+                d.allowed,
+                d.rule.name(),
+                d.reason,
+            );
+            serde_json::to_writer(&mut self.w, &rec)?;
+            self.w.write_all(b"\n")?;
+            self.records += 1;
+        }
+        if routing.unowned_internal_case {
+            let rec = record(
+                None,
+                vec!["internal"],
+                false,
+                "internal_case_no_publisher",
+                "internal case, but no publisher owns the indicator: recorded here only",
+            );
             serde_json::to_writer(&mut self.w, &rec)?;
             self.w.write_all(b"\n")?;
             self.records += 1;
@@ -740,6 +790,19 @@ impl SightingsAggregator {
             None => self.counts.entry(indicator_id.to_string()).or_default(),
         };
         *per.entry((partner, day)).or_insert(0) += 1;
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &SightingsAggregator) {
+        for (id, per) in &other.counts {
+            let mine = match self.counts.get_mut(id) {
+                Some(m) => m,
+                None => self.counts.entry(id.clone()).or_default(),
+            };
+            for (k, n) in per {
+                *mine.entry(*k).or_insert(0) += n;
+            }
+        }
     }
 
     /// Number of (indicator, partner, day) rows.

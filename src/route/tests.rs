@@ -89,12 +89,12 @@ fn route(r: &Router, s: Sensitivity<'_>, partner: &str, obs: &[Observable<'_>]) 
         hit_id: 1,
         indicator_id: "ind-1",
         sensitivity: s,
-        publisher: reg.by_id("ncsc").unwrap(),
+        publisher: reg.by_id("ncsc"),
         partner: reg.by_id(partner).unwrap(),
         observables: obs,
     };
     let mut out = Vec::new();
-    r.route(&input, &mut out);
+    let _ = r.route(&input, &mut out);
     out.iter()
         .map(|d| {
             assert_eq!(d.allowed, d.rule.allows());
@@ -439,12 +439,12 @@ fn on_behalf_of_is_per_victim_and_per_submitter() {
         hit_id: 7,
         indicator_id: "x",
         sensitivity: Sensitivity::new(Tlp::Amber),
-        publisher: reg.by_id("ncsc").unwrap(),
+        publisher: reg.by_id("ncsc"),
         partner: reg.by_id("msp").unwrap(),
         observables: &[ip("198.51.100.5"), ip("198.51.100.200")],
     };
     let mut out = Vec::new();
-    r.route(&input, &mut out);
+    let _ = r.route(&input, &mut out);
     assert_eq!(
         out[0].capacity,
         Capacities::SUBMITTER | Capacities::ON_BEHALF
@@ -462,7 +462,7 @@ fn on_behalf_of_is_per_victim_and_per_submitter() {
         ..input
     };
     out.clear();
-    r.route(&input, &mut out);
+    let _ = r.route(&input, &mut out);
     let ids: Vec<_> = out
         .iter()
         .map(|d| reg.entity(d.recipient).id.as_str())
@@ -544,15 +544,15 @@ fn audit_log_has_one_record_per_decision() {
             sharing_group: Some("sg-1"),
             ..Sensitivity::new(Tlp::Amber)
         },
-        publisher: reg.by_id("ncsc").unwrap(),
+        publisher: reg.by_id("ncsc"),
         partner: reg.by_id("isp").unwrap(),
         observables: &[ip("203.0.113.70")],
     };
     let mut decisions = Vec::new();
-    r.route(&input, &mut decisions);
+    let routing = r.route(&input, &mut decisions);
     let mut log = AuditLog::new(Vec::new());
     let now: Timestamp = "2025-03-01T12:00:00Z".parse().unwrap();
-    log.write(now, reg, &input, &decisions).unwrap();
+    log.write(now, reg, &input, &decisions, routing).unwrap();
     assert_eq!(log.records(), decisions.len() as u64);
     let text = String::from_utf8(log.into_inner()).unwrap();
     let lines: Vec<serde_json::Value> = text

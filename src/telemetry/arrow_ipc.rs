@@ -140,7 +140,7 @@ pub(crate) fn resolve_all(
 ) -> Result<Vec<FieldPath>, TelemetryError> {
     let mut out = Vec::new();
     let mut missing = Vec::new();
-    for name in fields.names() {
+    for name in fields.input_columns() {
         match resolve(schema, name) {
             Ok(Some(p)) => out.push(p),
             Ok(None) => missing.push(name),
@@ -419,13 +419,13 @@ pub(crate) fn open_file(
         .with_projection(top_projection(&paths))
         .build(r)
         .map_err(|e| format_error(path, "file", e))?;
-    Ok(Box::new(Batches::new(
+    Ok(fields.project_batches(Box::new(Batches::new(
         reader,
         path,
         paths,
         0,
         Place::IpcBatch,
-    )))
+    ))))
 }
 
 /// Reads an Arrow IPC stream from any reader: the stream format, or the file format read

@@ -17,6 +17,7 @@
 //! This module knows nothing about indicators: it only produces columns.
 
 mod arrow_ipc;
+pub mod cell;
 mod csv_reader;
 mod json;
 mod parquet;

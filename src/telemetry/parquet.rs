@@ -32,6 +32,8 @@ pub(crate) struct ParquetInput {
     mask: ProjectionMask,
     paths: Vec<FieldPath>,
     row_starts: Vec<u64>,
+    /// To make the joined columns of each batch.
+    fields: FieldMap,
 }
 
 fn all_dictionary(c: &ColumnChunkMetaData) -> bool {
@@ -133,6 +135,7 @@ impl ParquetInput {
             mask,
             paths,
             row_starts,
+            fields: fields.clone(),
         })
     }
 
@@ -164,12 +167,12 @@ impl ParquetInput {
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(|e| format_error(&self.name, format!("row group {g}: {e}")))?;
-        Ok(Box::new(Batches::new(
+        Ok(self.fields.project_batches(Box::new(Batches::new(
             reader,
             &self.name,
             self.paths.clone(),
             self.first_row(g),
             Place::RowGroup(g),
-        )))
+        ))))
     }
 }

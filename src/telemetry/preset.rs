@@ -44,7 +44,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::{DataType, Field, Schema};
 
@@ -665,44 +664,18 @@ impl FieldMap {
 fn join_column(host: Option<&ArrayRef>, target: Option<&ArrayRef>, rows: usize) -> ArrayRef {
     let mut b = StringBuilder::with_capacity(rows, rows * 32);
     for r in 0..rows {
-        let h = host.and_then(|a| text_at(a.as_ref(), r));
-        let t = target.and_then(|a| text_at(a.as_ref(), r));
-        b.append_option(join_url(h, t));
+        let h = host.and_then(|a| super::cell::first_text(a.as_ref(), r));
+        let t = target.and_then(|a| super::cell::first_text(a.as_ref(), r));
+        b.append_option(join_url(h.as_deref(), t.as_deref()));
     }
     Arc::new(b.finish())
-}
-
-/// A row's text: a string, or a list's first string.
-fn text_at(a: &dyn Array, r: usize) -> Option<&str> {
-    if a.is_null(r) {
-        return None;
-    }
-    match a.data_type() {
-        DataType::Utf8 => Some(a.as_string::<i32>().value(r)),
-        DataType::LargeUtf8 => Some(a.as_string::<i64>().value(r)),
-        DataType::Utf8View => Some(a.as_string_view().value(r)),
-        DataType::List(_) => {
-            let l = a.as_list::<i32>();
-            let start = l.value_offsets()[r] as usize;
-            (l.value_length(r) > 0)
-                .then(|| text_at(l.values().as_ref(), start))
-                .flatten()
-        }
-        DataType::LargeList(_) => {
-            let l = a.as_list::<i64>();
-            let start = l.value_offsets()[r] as usize;
-            (l.value_length(r) > 0)
-                .then(|| text_at(l.values().as_ref(), start))
-                .flatten()
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::telemetry::read_all;
+    use arrow_array::cast::AsArray;
 
     fn spec(s: &str) -> FieldSpec {
         s.parse().unwrap()
@@ -959,7 +932,11 @@ mod tests {
                 );
             }
             let resp_p = b.batch.column_by_name("id.resp_p").unwrap();
-            assert_eq!(text_at(resp_p.as_ref(), 0), Some("443"), "{format}");
+            assert_eq!(
+                super::super::cell::first_text(resp_p.as_ref(), 0).as_deref(),
+                Some("443"),
+                "{format}"
+            );
         }
     }
 
