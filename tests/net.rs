@@ -688,11 +688,18 @@ async fn logs_stay_with_their_entity_when_the_registry_is_reordered() {
 /// address once it listens.
 #[cfg(unix)]
 fn spawn_hub(net: &Net) -> (std::process::Child, String) {
+    let (child, addr, _) = spawn_hub_with(net, "");
+    (child, addr)
+}
+
+/// `cwn serve` on a configuration like [`Net`]'s with `top` added to its top level; returns
+/// the process, the hub's address and the status page's, when it has one.
+fn spawn_hub_with(net: &Net, top: &str) -> (std::process::Child, String, Option<String>) {
     use std::io::BufRead as _;
     let cfg_path = net.dir.path().join("hub.toml");
     std::fs::write(
         &cfg_path,
-        "listen = \"127.0.0.1:0\"\nregistry = \"registry.toml\"\ndata_dir = \"var\"\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n",
+        format!("listen = \"127.0.0.1:0\"\nregistry = \"registry.toml\"\ndata_dir = \"var\"\n{top}\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n"),
     )
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
@@ -703,17 +710,81 @@ fn spawn_hub(net: &Net) -> (std::process::Child, String) {
         .unwrap();
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    while !line.contains("listening on") {
+    let mut status = None;
+    let mut addr = None;
+    while addr.is_none() {
         line.clear();
         assert!(
             err.read_line(&mut line).unwrap() > 0,
             "cwn serve ended early"
         );
+        if line.contains("listening on") {
+            addr = Some(line.trim().rsplit(' ').next().unwrap().to_string());
+        }
     }
-    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    if !top.is_empty() && top.contains("status_listen") {
+        line.clear();
+        err.read_line(&mut line).unwrap();
+        let url = line
+            .split("http://")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no status page line: {line}"));
+        status = Some(url.split('/').next().unwrap().to_string());
+    }
     // Keep draining stderr so that the hub never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    (child, addr)
+    (child, addr.unwrap(), status)
+}
+
+/// `GET path` over plain HTTP/1.1; the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
+    out.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_runs_the_status_page_that_its_configuration_names() {
+    let net = Net::new();
+    let (mut child, hub, status) = spawn_hub_with(&net, "status_listen = \"127.0.0.1:0\"");
+    let status = status.expect("a status page");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = net.telemetry("dns.jsonl", &[("www.evil.example", "198.51.100.20")]);
+    let hits = rt.block_on(stream(&net, &hub, &t));
+    assert_eq!(hits.len(), 1);
+    let metrics = http_get(&status, "/metrics");
+    let rows: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("cwn_telemetry_rows_total{"))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(rows, 1.0, "{metrics}");
+    assert!(metrics.contains("cwn_snapshot_version 1"), "{metrics}");
+    let json: serde_json::Value =
+        serde_json::from_str(&http_get(&status, "/api/status.json")).unwrap();
+    assert!(json.is_object(), "{json}");
+    assert!(http_get(&status, "/").contains("<html"));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
 }
 
 /// Partner: sends `batches` (id, Arrow IPC) with a few unanswered at a time, noting each
@@ -1232,5 +1303,43 @@ async fn one_entity_cannot_take_every_connection_nor_hold_one_without_a_request(
     let closed = tokio::time::timeout(Duration::from_secs(5), silent.connection().closed()).await;
     assert!(closed.is_ok(), "a silent connection was kept");
     drop(held);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_receives_aggregated_sightings_never_rows() {
+    let net = Net::new();
+    let server = Server::start(&config_with(&net, "", "sightings_interval = \"200ms\""))
+        .await
+        .unwrap();
+    let hub = server.local_addr().to_string();
+    let t = net.telemetry(
+        "dns.jsonl",
+        &[
+            ("www.evil.example", "198.51.100.20"),
+            ("a.evil.example", "198.51.100.21"),
+            ("fine.example", "198.51.100.22"),
+        ],
+    );
+    assert_eq!(stream(&net, &hub, &t).await.len(), 2);
+    let mut sub = Client::connect(&hub, &net.id("ncsc"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    let got = take(&mut sub, 1).await;
+    let rows = got[0].1["sightings"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["indicator_id"], "ind-0");
+    assert_eq!(rows[0]["partner"], "msp");
+    assert_eq!(rows[0]["count"], 2);
+    // Counts only: nothing of the rows themselves.
+    let text = got[0].1.to_string();
+    assert!(
+        !text.contains("198.51.100") && !text.contains("evil.example"),
+        "{text}"
+    );
+    sub.close().await;
     server.shutdown().await;
 }

@@ -38,9 +38,11 @@ pub struct CompileArgs {
     /// The entity registry (TOML) in which `--for` finds the entity.
     #[arg(long, value_name = "FILE", requires = "for_entity")]
     pub registry: Option<PathBuf>,
-    /// Version of the set written into the header.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub set_version: u64,
+    /// Version of the set written into the header; a hub takes only a newer one. Default:
+    /// the creation time in Unix seconds (below), so that each compile of changed sources
+    /// is newer than the last.
+    #[arg(long, value_name = "N")]
+    pub set_version: Option<u64>,
     /// Creation time (Unix seconds) written into the header. Default: `SOURCE_DATE_EPOCH`
     /// if set, else the newest modification time of the sources, so that the same input
     /// gives the same bytes.
@@ -106,7 +108,10 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
     let t = Instant::now();
     let (index, build) = IndexBuilder::new()
         .arm_red(args.arm_red)
-        .set_version(args.set_version)
+        .set_version(
+            args.set_version
+                .unwrap_or_else(|| u64::try_from(created_at).unwrap_or(0).max(1)),
+        )
         .created_at(created_at)
         .build_with_report(&set)?;
     let bytes = index.to_snapshot(key.as_ref());

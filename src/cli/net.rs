@@ -278,12 +278,28 @@ mod with_net {
         /// The signed snapshot to push.
         #[arg(value_name = "SNAPSHOT")]
         pub snapshot: PathBuf,
+        /// The verify key the hub checks snapshots with: the snapshot is checked against it
+        /// here first, so that a wrongly signed or damaged file is not uploaded to be refused.
+        #[arg(long, value_name = "KEY")]
+        pub verify_key: Option<PathBuf>,
     }
 
     pub(in crate::cli) fn run_push(args: &PushArgs) -> anyhow::Result<ExitCode> {
         let id = args.id.load()?;
         let bytes = std::fs::read(&args.snapshot)
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.snapshot.display()))?;
+        // Every check the hub makes but the version: digests, structure, signature.
+        let vk = args
+            .verify_key
+            .as_deref()
+            .map(|p| {
+                crate::index::snapshot::keys::read_verify(p)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+            })
+            .transpose()?;
+        if let Err(e) = crate::index::CompiledIndex::from_snapshot(&bytes, vk.as_ref()) {
+            anyhow::bail!("{}: not pushed: {e}", args.snapshot.display());
+        }
         let v = runtime()?.block_on(async {
             let mut c = Client::connect(&args.id.hub, &id).await?;
             let r = c.push_snapshot(&bytes).await;

@@ -129,6 +129,9 @@ pub struct Limits {
     /// A connection that has not sent its first request (`Hello`) within this is closed;
     /// keep-alives do not count.
     pub first_request_timeout: Duration,
+    /// How often the hits of partners' telemetry go to the publisher as aggregated
+    /// sightings (counts per indicator, partner and UTC day; never rows).
+    pub sightings_interval: Duration,
 }
 
 impl Default for Limits {
@@ -144,6 +147,7 @@ impl Default for Limits {
             max_batch_bytes: 64 << 20,
             max_connections_per_entity: 8,
             first_request_timeout: Duration::from_secs(10),
+            sightings_interval: Duration::from_secs(60),
         }
     }
 }
@@ -226,6 +230,7 @@ struct RawLimits {
     max_batch_size: Option<Spanned<String>>,
     max_connections_per_entity: Option<Spanned<i64>>,
     first_request_timeout: Option<Spanned<String>>,
+    sightings_interval: Option<Spanned<String>>,
 }
 
 /// Keys known per table, for "did you mean".
@@ -260,6 +265,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "max_batch_size",
             "max_connections_per_entity",
             "first_request_timeout",
+            "sightings_interval",
         ],
     ),
 ];
@@ -520,6 +526,12 @@ impl HubConfig {
             &l.keep_alive_interval,
             "limits.keep_alive_interval",
             &mut limits.keep_alive_interval,
+            &mut p,
+        );
+        dur(
+            &l.sightings_interval,
+            "limits.sightings_interval",
+            &mut limits.sightings_interval,
             &mut p,
         );
         dur(

@@ -357,11 +357,36 @@ impl Server {
 /// # Errors
 /// When it cannot start (see [`Server::start`]).
 pub async fn serve(cfg: &HubConfig) -> Result<(), ServeError> {
-    let server = Server::start(cfg).await?;
+    // The status page (`/`, `/metrics`, `/api/status.json`) when the configuration asks.
+    let status = match cfg.status_listen {
+        Some(addr) => {
+            let metrics = Arc::new(Metrics::default());
+            let page = crate::status::StatusServer::bind(addr, metrics.clone())
+                .await
+                .map_err(|e| file_err(Path::new("status_listen"), format!("{addr}: {e}")))?;
+            let bound = page
+                .local_addr()
+                .map_err(|e| file_err(Path::new("status_listen"), e))?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(page.run(async {
+                let _ = stopped.await;
+            }));
+            Some((metrics, bound, stop, task))
+        }
+        None => None,
+    };
+    let server = Server::start_with_metrics(cfg, status.as_ref().map(|s| s.0.clone())).await?;
     eprintln!("cwn: hub listening on {}", server.local_addr());
+    if let Some((_, addr, _, _)) = &status {
+        eprintln!("cwn: status page on http://{addr}/ (metrics at /metrics)");
+    }
     wait_for_signal().await;
     eprintln!("cwn: shutting down");
     server.shutdown().await;
+    if let Some((_, _, stop, task)) = status {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     Ok(())
 }
 
@@ -426,6 +451,7 @@ async fn accept_loop(
     {
         tasks.abort_all();
     }
+    shared.flush_sightings();
     let flushed = lock(&shared.hub).flush();
     if let Err(e) = flushed {
         tracing::error!("saving acked offsets at shutdown: {e}");
@@ -653,7 +679,10 @@ async fn session(
         None => return Err(End::Lost("closed before Hello".into())),
     };
     let entity = shared.router.registry().entity(ord);
-    if !entity.roles.contains(registry_role(role)) {
+    // A publisher reads its own log too: internal cases and sightings land there.
+    let may = entity.roles.contains(registry_role(role))
+        || (role == WireRole::Subscriber && entity.roles.contains(Role::Publisher));
+    if !may {
         return Err(End::Error(
             ErrorCode::FORBIDDEN,
             format!(
@@ -973,7 +1002,13 @@ const TIMER_MAX_WAIT: Duration = Duration::from_millis(250);
 
 /// Runs the core's timers: ack timeouts (re-sends), saving acked offsets, retention.
 async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut next_sightings = now_ms() + shared.limits.sightings_interval.as_millis() as u64;
     loop {
+        if now_ms() >= next_sightings {
+            next_sightings = now_ms() + shared.limits.sightings_interval.as_millis() as u64;
+            let s = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || s.flush_sightings()).await;
+        }
         let deadline = lock(&shared.hub).poll_timeout();
         let wait = deadline
             .map_or(TIMER_MAX_WAIT, |d| {
@@ -1075,6 +1110,61 @@ enum BatchFailure {
 }
 
 impl Shared {
+    /// Hands the sightings counted since the last call to the publisher that owns the
+    /// snapshot, as one notification in its log (kept for the next call when there is no
+    /// publisher, or the log cannot take it).
+    fn flush_sightings(&self) {
+        let Some(publisher) = *lock(&self.publisher) else {
+            return;
+        };
+        let taken = lock(&self.sightings).take();
+        if taken.is_empty() {
+            return;
+        }
+        let reg = self.router.registry();
+        let rows: Vec<serde_json::Value> = taken
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "indicator_id": s.indicator_id,
+                    "partner": reg.entity(s.partner).id,
+                    "day": s.day.to_string(),
+                    "count": s.count,
+                })
+            })
+            .collect();
+        let payload =
+            serde_json::to_vec(&serde_json::json!({ "sightings": rows })).unwrap_or_default();
+        let now = now_ms();
+        let mut key = payload.clone();
+        key.extend_from_slice(&now.to_le_bytes());
+        let n = Notification {
+            id: NotificationId(route::batch::batch_digest(&key)),
+            created_at_ms: now,
+            entity: self.entity_ids[publisher.as_usize()],
+            // Counts of indicators of every TLP: as restrictive as the most restrictive.
+            tlp: crate::indicator::Tlp::AmberStrict,
+            kind: NotificationKind::Sighting,
+            payload,
+        };
+        let r = lock(&self.hub).publish_batch(std::slice::from_ref(&n), now);
+        match r {
+            Ok(_) => {
+                tracing::info!(rows = taken.len(), "sightings sent to the publisher");
+                self.pump();
+                self.timer.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!("sightings kept for the next round: {e}");
+                let mut back = SightingsAggregator::new();
+                for s in &taken {
+                    back.add_count(&s.indicator_id, s.partner, s.day, s.count);
+                }
+                lock(&self.sightings).merge(&back);
+            }
+        }
+    }
+
     /// Hands the core's events to the connection tasks.
     fn pump(&self) {
         let mut hub = lock(&self.hub);
@@ -1232,6 +1322,11 @@ impl Shared {
                 .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
         }
         lock(&self.sightings).merge(&routed.sightings);
+        if let Some(m) = &self.metrics
+            && !hits.is_empty()
+        {
+            m.sightings(&reg.entity(partner).id, hits.len() as u64);
+        }
         let created_at_ms = now.as_millisecond().max(0) as u64;
         let decisions_logged: Vec<EntityOrd> =
             routed.notifications.iter().map(|n| n.recipient).collect();

@@ -792,6 +792,22 @@ impl SightingsAggregator {
         *per.entry((partner, day)).or_insert(0) += 1;
     }
 
+    /// Adds `count` hits of `indicator_id` by `partner` on `day` (a row of
+    /// [`sightings`](Self::sightings) given back).
+    pub fn add_count(
+        &mut self,
+        indicator_id: &str,
+        partner: EntityOrd,
+        day: jiff::civil::Date,
+        count: u64,
+    ) {
+        let day = day
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map_or(0, |z| z.timestamp().as_second().div_euclid(SECONDS_PER_DAY));
+        let per = self.counts.entry(indicator_id.to_string()).or_default();
+        *per.entry((partner, day)).or_insert(0) += count;
+    }
+
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &SightingsAggregator) {
         for (id, per) in &other.counts {
