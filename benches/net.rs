@@ -115,7 +115,7 @@ fn main() {
                 }
             });
         }
-        let (hits, rows) = stream_files(&hub, &partner, &fields, None, &[tpath])
+        let cwn::net::client::Streamed { hits, rows, .. } = stream_files(&hub, &partner, &fields, None, &[tpath])
             .await
             .unwrap();
         let stream_secs = t0.elapsed().as_secs_f64();

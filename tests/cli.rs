@@ -349,3 +349,80 @@ fn output_to_a_fifo_is_written_through_not_replaced() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 2, "no temporary file left beside the FIFO");
 }
+
+/// A snapshot of `evil.example.com` and friends in `dir`.
+fn small_snapshot(dir: &Path) -> String {
+    let list = write(dir, "list.txt", LIST);
+    let snap = dir.join("set.cwnsnap").display().to_string();
+    let out = cwn(&["compile", &list, "--default-tlp", "GREEN", "-o", &snap]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    snap
+}
+
+#[test]
+fn a_torn_first_line_does_not_turn_json_lines_into_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = small_snapshot(dir.path());
+    // A file cut in the middle of a record, as a log shipper's partial write leaves it.
+    let torn = write(
+        dir.path(),
+        "torn.jsonl",
+        "y\":\"a.evil.example.com\"}\n{\"query\":\"www.evil.example.com\"}\n{\"query\":\"ok.example\"}\n",
+    );
+    let out = cwn(&["match", "--index", &snap, "--field", "query=domain", &torn]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let hits: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["row"], 1);
+    // The torn line is reported, not silently dropped.
+    assert!(
+        err.contains("torn.jsonl") && err.contains("line 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_map_of_which_no_field_exists_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = small_snapshot(dir.path());
+    let good = write(
+        dir.path(),
+        "good.jsonl",
+        "{\"query\":\"www.evil.example.com\"}\n",
+    );
+    let other = write(
+        dir.path(),
+        "other.jsonl",
+        "{\"qname\":\"www.evil.example.com\"}\n",
+    );
+    let out = cwn(&[
+        "match",
+        "--index",
+        &snap,
+        "--field",
+        "query=domain",
+        "--field",
+        "answer=domain",
+        &good,
+        &other,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("other.jsonl") && err.contains("none of the mapped fields"),
+        "{err}"
+    );
+    assert!(!err.contains("good.jsonl: 1 row"), "{err}");
+    // The good file's hit is written all the same.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // A field that no input has is a warning.
+    assert!(err.contains("no input has the field(s) answer"), "{err}");
+}

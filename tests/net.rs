@@ -173,7 +173,7 @@ async fn stream(net: &Net, hub: &str, file: &Path) -> Vec<cwn::net::batch::HitLi
     stream_files(hub, &net.id("msp"), &fields(), None, &[file.to_path_buf()])
         .await
         .unwrap()
-        .0
+        .hits
 }
 
 /// Receives `n` notifications, acknowledging each; panics if they take over 5 s.
@@ -1341,5 +1341,26 @@ async fn the_publisher_receives_aggregated_sightings_never_rows() {
         "{text}"
     );
     sub.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_an_input_without_any_mapped_field_is_reported() {
+    let net = Net::new();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let good = net.telemetry("dns.jsonl", &[("www.evil.example", "198.51.100.20")]);
+    let other = net.dir.path().join("other.jsonl");
+    std::fs::write(&other, "{\"qname\":\"www.evil.example\"}\n").unwrap();
+    let s = stream_files(&hub, &net.id("msp"), &fields(), None, &[good, other])
+        .await
+        .unwrap();
+    assert_eq!(s.hits.len(), 1);
+    assert_eq!(s.empty_inputs.len(), 1, "{:?}", s.empty_inputs);
+    assert!(
+        s.empty_inputs[0].contains("other.jsonl"),
+        "{:?}",
+        s.empty_inputs
+    );
     server.shutdown().await;
 }

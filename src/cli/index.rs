@@ -17,7 +17,7 @@ use crate::matcher::Matcher;
 use crate::matcher::scan::{ScannedBatch, Scanner};
 use crate::route::registry::Registry;
 use crate::route::{RoutePolicy, Router, Sensitivity};
-use crate::telemetry::{FieldMap, FieldSpec, InputFormat, PresetChoice, preset};
+use crate::telemetry::{FieldMap, FieldPresence, FieldSpec, InputFormat, PresetChoice, preset};
 
 /// Arguments of `cwn compile`.
 #[derive(Debug, Args)]
@@ -386,6 +386,8 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
     let pb = row_progress();
     let mut hits_seen = 0u64;
     let (mut rows, mut hits_total, mut bad_rows) = (0u64, 0u64, 0u64);
+    let mut failed_inputs = 0usize;
+    let mut absent_everywhere = std::collections::BTreeMap::<String, usize>::new();
     for path in &args.telemetry {
         let name = path.display().to_string();
         let auto: FieldMap;
@@ -401,7 +403,9 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let matcher = Matcher::new(&index, fields, now);
+        let mut present = FieldPresence::new(fields);
         let mut sink = |b: &ScannedBatch<'_>| -> io::Result<bool> {
+            present.merge(b.present);
             for e in b.errors {
                 tracing::warn!("{}: line {}: {}", b.input, e.line, e.reason);
             }
@@ -426,6 +430,37 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
         rows += stats.rows;
         hits_total += stats.hits;
         bad_rows += stats.bad_rows;
+        // An input none of whose mapped fields exists is an error (the others' hits stay).
+        if let Err(e) = present.check(&name, fields) {
+            pb.suspend(|| eprintln!("cwn: {e}"));
+            failed_inputs += 1;
+        }
+        for f in present.absent(fields) {
+            *absent_everywhere.entry(f.to_string()).or_insert(0) += 1;
+        }
+    }
+    // A field no input has: a typo in --field, or the wrong schema.
+    let inputs = args.telemetry.len();
+    let missing: Vec<&str> = absent_everywhere
+        .iter()
+        .filter(|(_, n)| **n == inputs)
+        .map(|(f, _)| f.as_str())
+        .collect();
+    if !missing.is_empty() {
+        let explicit: Vec<&str> = missing
+            .iter()
+            .copied()
+            .filter(|m| args.fields.iter().any(|f| f.name == *m))
+            .collect();
+        if !explicit.is_empty() {
+            tracing::warn!("no input has the field(s) {}", explicit.join(", "));
+        }
+        if explicit.len() < missing.len() {
+            tracing::info!(
+                "the preset maps {} field(s) no input has (a preset covers every log of its schema)",
+                missing.len() - explicit.len()
+            );
+        }
     }
     out.finish()
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
@@ -452,6 +487,10 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
     }
     for (name, p) in &chosen {
         eprintln!("  preset auto: {name}: {p}");
+    }
+    if failed_inputs > 0 {
+        eprintln!("cwn: {failed_inputs} input(s) had none of the mapped fields (see above)");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

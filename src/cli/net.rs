@@ -379,13 +379,14 @@ mod with_net {
             choice => preset::merge(choice.and_then(PresetChoice::preset), &args.fields)
                 .map_err(anyhow::Error::msg)?,
         };
-        let (hits, rows) = runtime()?.block_on(crate::net::client::stream_files(
+        let streamed = runtime()?.block_on(crate::net::client::stream_files(
             &args.id.hub,
             &id,
             &fields,
             args.input_format,
             &args.telemetry,
         ))?;
+        let (hits, rows) = (streamed.hits, streamed.rows);
         let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
             for h in &hits {
                 serde_json::to_writer(&mut *w, h)?;
@@ -402,6 +403,12 @@ mod with_net {
             write_atomically(&args.output, write)?;
         }
         eprintln!("streamed {rows} row(s): {} hit(s)", hits.len());
+        for e in &streamed.empty_inputs {
+            eprintln!("cwn: {e}");
+        }
+        if !streamed.empty_inputs.is_empty() {
+            return Ok(ExitCode::from(1));
+        }
         Ok(ExitCode::SUCCESS)
     }
 

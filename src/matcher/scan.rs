@@ -21,7 +21,9 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use super::{Hit, Matcher};
-use crate::telemetry::{self, BatchIter, InputFormat, Part, RowError, TelemetryError};
+use crate::telemetry::{
+    self, BatchIter, FieldPresence, InputFormat, Part, RowError, TelemetryError,
+};
 
 /// One matched batch, as the sink sees it.
 #[derive(Debug)]
@@ -36,6 +38,9 @@ pub struct ScannedBatch<'s> {
     pub errors: &'s [RowError],
     /// The hits, in row order.
     pub hits: &'s [Hit],
+    /// Which mapped fields the batch holds, to tell a field the input lacks from one
+    /// without hits.
+    pub present: &'s FieldPresence,
 }
 
 /// Where a scan's results go. Batches arrive in input order, one file after the other.
@@ -112,6 +117,7 @@ struct Matched {
     rows: usize,
     errors: Vec<RowError>,
     hits: Vec<Hit>,
+    present: FieldPresence,
 }
 
 enum Event {
@@ -238,6 +244,7 @@ impl Scanner {
                                 rows: m.rows,
                                 errors: &m.errors,
                                 hits: &m.hits,
+                                present: &m.present,
                             })
                             .map_err(ScanError::Sink)?;
                         if !go_on {
@@ -347,11 +354,14 @@ fn decode<'s>(
             scope.spawn(move |_| {
                 let mut hits = Vec::new();
                 matcher.match_batch(&b, &mut hits);
+                let mut present = FieldPresence::new(matcher.fields());
+                present.observe(matcher.fields(), &b.batch);
                 let result = Matched {
                     first_row: b.first_row,
                     rows: b.batch.num_rows(),
                     errors: b.errors,
                     hits,
+                    present,
                 };
                 let _ = tx.send(Event::Matched { part, seq, result });
             });

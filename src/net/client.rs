@@ -556,7 +556,8 @@ pub async fn stream_files(
     fields: &crate::telemetry::FieldMap,
     format: Option<crate::telemetry::InputFormat>,
     files: &[std::path::PathBuf],
-) -> anyhow::Result<(Vec<HitLine>, u64)> {
+) -> anyhow::Result<Streamed> {
+    use crate::telemetry::FieldPresence;
     let mut c = Client::connect(hub, id).await?;
     let mut rows = 0u64;
     let mut readers = Vec::new();
@@ -564,16 +565,25 @@ pub async fn stream_files(
         let name = path.display().to_string();
         readers.push((name, crate::telemetry::open(path, format, fields)?));
     }
+    let mut presence: Vec<(String, FieldPresence)> = readers
+        .iter()
+        .map(|(n, _)| (n.clone(), FieldPresence::new(fields)))
+        .collect();
     let rows_ref = &mut rows;
-    let batches = readers.into_iter().flat_map(|(name, reader)| {
-        reader.map(move |tb| {
-            let tb = tb.map_err(|e| ClientError::Input(e.to_string()))?;
-            Ok((name.clone(), tb))
-        })
-    });
+    let presence_ref = &mut presence;
+    let batches = readers
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, (name, reader))| {
+            reader.map(move |tb| {
+                let tb = tb.map_err(|e| ClientError::Input(e.to_string()))?;
+                Ok((i, name.clone(), tb))
+            })
+        });
     let batches = batches.map(|r: Result<_, ClientError>| {
-        let (name, tb) = r?;
+        let (i, name, tb) = r?;
         *rows_ref += tb.batch.num_rows() as u64;
+        presence_ref[i].1.observe(fields, &tb.batch);
         batch::encode_telemetry(&tb.batch, fields, &name, tb.first_row)
             .map_err(|e| ClientError::Input(e.to_string()))
     });
@@ -584,5 +594,25 @@ pub async fn stream_files(
         .flat_map(|(_, h)| h)
         .collect();
     c.close().await;
-    Ok((hits, rows))
+    let empty_inputs = presence
+        .iter()
+        .filter_map(|(name, p)| p.check(name, fields).err().map(|e| e.to_string()))
+        .collect();
+    Ok(Streamed {
+        hits,
+        rows,
+        empty_inputs,
+    })
+}
+
+/// What [`stream_files`] did.
+#[derive(Debug)]
+pub struct Streamed {
+    /// The hits the hub sent back, in input order.
+    pub hits: Vec<HitLine>,
+    /// Rows streamed.
+    pub rows: u64,
+    /// One message per input that had rows but none of the mapped fields, so that nothing
+    /// in it could match (streamed all the same; the caller reports them).
+    pub empty_inputs: Vec<String>,
 }

@@ -157,9 +157,8 @@ pub(crate) fn resolve_all(
     if !missing.is_empty() {
         let list = missing.join(", ");
         if out.is_empty() {
-            tracing::warn!(
-                "{path}: none of the mapped fields is a column here ({list}); nothing can match"
-            );
+            // The run reports it as an error once it has seen the rows (FieldPresence).
+            tracing::debug!("{path}: none of the mapped fields is a column here ({list})");
         } else {
             tracing::info!(
                 "{path}: {} mapped fields have no column and read as empty: {list}",

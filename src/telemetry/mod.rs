@@ -278,17 +278,128 @@ pub fn detect(head: &[u8]) -> InputFormat {
     if head.starts_with(b"ARROW1") || head.starts_with(&[0xff, 0xff, 0xff, 0xff]) {
         return InputFormat::Arrow;
     }
-    if head.starts_with(b"#separator") {
+    // The first lines, not the first byte: a torn first line (a partial write, a file cut
+    // from the middle of a log) must not turn JSON lines into CSV with no mapped column.
+    let lines: Vec<&[u8]> = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.trim_ascii_start())
+        .filter(|l| !l.is_empty())
+        .take(DETECT_LINES)
+        .collect();
+    if lines
+        .iter()
+        .any(|l| l.starts_with(b"#separator") || l.starts_with(b"#fields\t"))
+    {
         return InputFormat::Zeek;
     }
-    let first = head
+    // `[` too: a JSON array is no CSV, and as JSON lines each record that is not an object
+    // is reported instead of read as empty columns.
+    let json = lines
         .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map(|i| head[i]);
-    if first == Some(b'{') {
+        .filter(|l| l.starts_with(b"{") || l.starts_with(b"["))
+        .count();
+    if json > 0 && 2 * json >= lines.len() {
         return InputFormat::Jsonl;
     }
     InputFormat::Csv
+}
+
+/// Lines [`detect`] looks at.
+const DETECT_LINES: usize = 16;
+
+/// Which mapped fields an input holds: a field is present once a batch has its column with a
+/// value in it. Readers give every mapped column, all nulls where the input lacks it; this
+/// is how a run tells "the input has no such field" from "no row had a value", whatever
+/// the format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldPresence {
+    present: Vec<bool>,
+    rows: u64,
+}
+
+impl FieldPresence {
+    /// Nothing seen yet, for the fields of `fields`.
+    pub fn new(fields: &FieldMap) -> Self {
+        FieldPresence {
+            present: vec![false; fields.fields().len()],
+            rows: 0,
+        }
+    }
+
+    /// Notes the columns of one batch of `fields`' mapped columns.
+    pub fn observe(&mut self, fields: &FieldMap, batch: &RecordBatch) {
+        self.rows += batch.num_rows() as u64;
+        for (i, f) in fields.fields().iter().enumerate() {
+            if !self.present[i]
+                && let Some(c) = batch.column_by_name(&f.name)
+                && arrow_array::Array::null_count(c.as_ref()) < c.len()
+            {
+                self.present[i] = true;
+            }
+        }
+    }
+
+    /// Adds what `other` (of the same map) saw.
+    pub fn merge(&mut self, other: &FieldPresence) {
+        self.rows += other.rows;
+        for (a, b) in self.present.iter_mut().zip(&other.present) {
+            *a |= *b;
+        }
+    }
+
+    /// Rows seen.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Whether field `i` was seen.
+    pub fn is_present(&self, i: usize) -> bool {
+        self.present.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether any field that can match (not a time or a port) was seen.
+    pub fn any_matchable(&self, fields: &FieldMap) -> bool {
+        fields
+            .fields()
+            .iter()
+            .zip(&self.present)
+            .any(|(f, &p)| p && !matches!(f.kind, FieldKind::Time | FieldKind::Port(_)))
+    }
+
+    /// The names of the fields never seen.
+    pub fn absent<'f>(&self, fields: &'f FieldMap) -> Vec<&'f str> {
+        fields
+            .fields()
+            .iter()
+            .zip(&self.present)
+            .filter(|(_, p)| !**p)
+            .map(|(f, _)| f.name.as_str())
+            .collect()
+    }
+
+    /// The error for an input with rows of which no field that can match has a value:
+    /// nothing in it can ever hit, which is never what was meant.
+    pub fn check(&self, input: &str, fields: &FieldMap) -> Result<(), TelemetryError> {
+        if self.rows == 0 || self.any_matchable(fields) {
+            return Ok(());
+        }
+        let names: Vec<&str> = fields
+            .fields()
+            .iter()
+            .filter(|f| !matches!(f.kind, FieldKind::Time | FieldKind::Port(_)))
+            .map(|f| f.name.as_str())
+            .collect();
+        Err(TelemetryError::Format {
+            path: input.to_string(),
+            reason: format!(
+                "{} row(s) but none of the mapped fields ({}) in any of them, so nothing can \
+                 match; check --preset/--field against the input's columns, or its format \
+                 (--input-format)",
+                self.rows,
+                names.join(", ")
+            ),
+        })
+    }
 }
 
 /// A telemetry file that could not be read at all.
@@ -810,6 +921,20 @@ mod tests {
         assert_eq!(detect(b"#separator \\x09\n"), InputFormat::Zeek);
         assert_eq!(detect(b"  {\"a\":1}\n"), InputFormat::Jsonl);
         assert_eq!(detect(b"ts,query\n"), InputFormat::Csv);
+        // A torn first line, and a JSON array, are not CSV.
+        assert_eq!(
+            detect(b"ery\":\"x.test\"}\n{\"query\":\"a.test\"}\n{\"query\":\"b.test\"}\n"),
+            InputFormat::Jsonl
+        );
+        assert_eq!(detect(b"[{\"query\":\"a.test\"}]\n"), InputFormat::Jsonl);
+        assert_eq!(
+            detect(b"#close\tx\n#fields\tts\tquery\n"),
+            InputFormat::Zeek
+        );
+        assert_eq!(
+            detect(b"ts,query\n1,{weird}\n2,a.test\n3,b.test\n"),
+            InputFormat::Csv
+        );
     }
 
     #[test]
