@@ -32,12 +32,14 @@ id = "hospital"
 name = "Hospital"
 roles = ["subscriber"]
 prefixes = ["198.51.100.0/24"]
+trusts = ["msp"]
 
 [[entities]]
 id = "water"
 name = "Waterboard"
 roles = ["subscriber"]
 prefixes = ["203.0.113.0/24"]
+trusts = ["msp"]
 "#;
 
 /// A PKI, a registry, signing keys, a first snapshot and a hub configuration in a temporary

@@ -59,7 +59,7 @@ impl BenchNet {
         issue("hub", "hub");
         issue("msp", "partner");
         let mut registry = String::from(
-            "[[entities]]\nid = \"ncsc\"\nname = \"NCSC\"\nroles = [\"publisher\"]\n\n[[entities]]\nid = \"msp\"\nname = \"MSP\"\nroles = [\"partner\"]\n",
+            "[[entities]]\nid = \"ncsc\"\nname = \"NCSC\"\nroles = [\"publisher\"]\n\n[[entities]]\nid = \"msp\"\nname = \"MSP\"\nroles = [\"partner\"]\ntrusted_by_all = true\n",
         );
         for i in 0..subscribers {
             issue(&format!("s{i}"), "subscriber");

@@ -106,6 +106,8 @@ fn registry(n: usize) -> anyhow::Result<Registry> {
         );
         e.sector = Some("digital-infrastructure".into());
         e.sharing_groups.push("sg-partners".into());
+        // They stand for national sensors: their telemetry may notify every entity.
+        e.trusted_by_all = true;
         entities.push(e);
     }
     Ok(Registry::from_entities(entities)?)
@@ -147,6 +149,13 @@ fn registry_toml(reg: &Registry) -> String {
         );
         if !behalf.is_empty() {
             out += &format!("on_behalf_of = {}\n", toml_list(behalf));
+        }
+        if !e.trusts.is_empty() {
+            let trusts = e.trusts.iter().map(|o| reg.entity(*o).id.as_str());
+            out += &format!("trusts = {}\n", toml_list(trusts));
+        }
+        if e.trusted_by_all {
+            out += "trusted_by_all = true\n";
         }
         out.push('\n');
     }

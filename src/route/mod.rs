@@ -31,6 +31,12 @@
 //! | RED, not armed (default) | no | no | no |
 //! | RED, armed | only if named in the indicator's sharing group | same | internal case if the publisher is named |
 //!
+//! Who a partner's rows may notify at all comes first: its own estate, the entities it
+//! streams for (`on_behalf_of`), entities that list it in `trusts`, and every entity when it
+//! is a national sensor (`trusted_by_all`). Any other victim in its rows is blocked
+//! ([`Rule::NotServed`]): otherwise a partner could make the hub send an entity TLP:AMBER
+//! intelligence by streaming a made-up row with that entity's address.
+//!
 //! Then MISP distribution narrows further (the audiences intersect): 0 and 1 (and 5,
 //! "inherit", when it reaches routing unresolved, and any unknown value) keep everything
 //! inside — an internal case; 4 requires membership of the indicator's sharing group (no group
@@ -60,6 +66,7 @@
 //! name = "Hospital"
 //! roles = ["subscriber"]
 //! prefixes = ["198.51.100.0/24"]
+//! trusts = ["msp"]
 //! "#, "registry.toml").unwrap();
 //! let router = Router::new(reg, RoutePolicy::default());
 //! let reg = router.registry();
@@ -74,7 +81,8 @@
 //! };
 //! let mut out = Vec::new();
 //! router.route(&input, &mut out);
-//! // The MSP streams for nobody in the registry: AMBER reaches only the hospital.
+//! // The MSP streams for nobody (no `on_behalf_of`), so it is no affected party: AMBER
+//! // reaches only the hospital, which trusts the MSP's telemetry.
 //! assert_eq!(out[0].recipient, reg.by_id("msp").unwrap());
 //! assert_eq!((out[0].allowed, out[0].rule), (false, Rule::AmberNotAffected));
 //! assert_eq!(out[1].recipient, reg.by_id("hospital").unwrap());
@@ -299,6 +307,9 @@ pub enum Rule {
     NotSubscriber,
     /// Blocked: a submitter without the `partner` role.
     NotPartner,
+    /// Blocked: the reporting partner does not serve the victim (no `on_behalf_of`, not
+    /// trusted by it, no national sensor).
+    NotServed,
 }
 
 impl Rule {
@@ -318,6 +329,7 @@ impl Rule {
             Rule::InternalCase => "internal_case",
             Rule::NotSubscriber => "not_subscriber",
             Rule::NotPartner => "not_partner",
+            Rule::NotServed => "partner_does_not_serve",
         }
     }
 
@@ -357,6 +369,9 @@ impl Rule {
             }
             Rule::NotSubscriber => "the entity is not a subscriber",
             Rule::NotPartner => "the submitting entity is not a partner",
+            Rule::NotServed => {
+                "the reporting partner neither streams on this entity's behalf nor is trusted by it"
+            }
         }
     }
 }
@@ -508,8 +523,14 @@ impl Router {
         }
         out.push(self.decide(input, input.partner, partner_caps));
         for v in victims.iter() {
-            if v != input.partner.as_u32() {
-                out.push(self.decide(input, EntityOrd::new(v), Capacities::VICTIM));
+            if v == input.partner.as_u32() {
+                continue;
+            }
+            let v = EntityOrd::new(v);
+            if self.serves(input.partner, v) {
+                out.push(self.decide(input, v, Capacities::VICTIM));
+            } else {
+                out.push(Decision::new(v, Capacities::VICTIM, Rule::NotServed));
             }
         }
         let s = &input.sensitivity;
@@ -540,6 +561,19 @@ impl Router {
             ));
         }
         Routing::default()
+    }
+
+    /// Whether `partner`'s telemetry may notify `victim`: it streams on the victim's behalf,
+    /// the victim trusts it, or it is a sensor every entity trusts (`trusted_by_all`).
+    ///
+    /// # Panics
+    /// If either is not an ordinal of this registry.
+    pub fn serves(&self, partner: EntityOrd, victim: EntityOrd) -> bool {
+        let p = self.registry.entity(partner);
+        partner == victim
+            || p.trusted_by_all
+            || p.on_behalf_of.contains(&victim)
+            || self.registry.entity(victim).trusts.contains(&partner)
     }
 
     /// The decision for one candidate.

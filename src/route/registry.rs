@@ -188,8 +188,17 @@ pub struct Entity {
     /// Subject of the entity's client certificate, as the CA issues it.
     pub subject: Option<String>,
     /// For partners: the entities whose telemetry this partner streams (an MSP's customers).
-    /// Such a partner is part of the affected party for TLP:AMBER hits on those entities.
+    /// Such a partner is part of the affected party for TLP:AMBER hits on those entities,
+    /// and its telemetry may notify them.
     pub on_behalf_of: Vec<EntityOrd>,
+    /// Partners whose telemetry may notify this entity although they do not stream on its
+    /// behalf (a sectoral CERT's sensor, say).
+    pub trusts: Vec<EntityOrd>,
+    /// For partners: a national sensor (such as the NDN) whose telemetry may notify every
+    /// entity. Without it (or `on_behalf_of`, or the victim's `trusts`) a partner's rows
+    /// notify no one but itself: otherwise any partner could make the hub send an entity
+    /// AMBER intelligence by streaming a made-up row with that entity's address.
+    pub trusted_by_all: bool,
 }
 
 impl Entity {
@@ -206,6 +215,8 @@ impl Entity {
             fingerprint: None,
             subject: None,
             on_behalf_of: Vec::new(),
+            trusts: Vec::new(),
+            trusted_by_all: false,
         }
     }
 
@@ -287,6 +298,10 @@ struct RawEntity {
     subject: Option<Spanned<String>>,
     #[serde(default)]
     on_behalf_of: Vec<Spanned<String>>,
+    #[serde(default)]
+    trusts: Vec<Spanned<String>>,
+    #[serde(default)]
+    trusted_by_all: Option<Spanned<bool>>,
 }
 
 /// The registry: entities in file order, addressed by [`EntityOrd`], with lookups by id and
@@ -598,6 +613,33 @@ impl Registry {
                     Some(&(ord, _)) => {
                         if !entity.on_behalf_of.contains(&ord) {
                             entity.on_behalf_of.push(ord);
+                        }
+                    }
+                }
+            }
+            if let Some(t) = &e.trusted_by_all {
+                entity.trusted_by_all = *t.get_ref();
+                if entity.trusted_by_all && !roles.contains(Role::Partner) {
+                    problems.at(
+                        t.span(),
+                        at("trusted_by_all"),
+                        "only a partner's telemetry can be trusted (add \"partner\" to roles)"
+                            .into(),
+                    );
+                }
+            }
+            for (j, r) in e.trusts.iter().enumerate() {
+                let path = format!("entities[{i}].trusts[{j}]");
+                match ids.get(r.get_ref().as_str()) {
+                    None => problems.at(r.span(), path, format!("no entity {:?}", r.get_ref())),
+                    Some(&(ord, _)) if ord.as_usize() == i => problems.at(
+                        r.span(),
+                        path,
+                        "an entity's own telemetry always concerns it; trust others".into(),
+                    ),
+                    Some(&(ord, _)) => {
+                        if !entity.trusts.contains(&ord) {
+                            entity.trusts.push(ord);
                         }
                     }
                 }

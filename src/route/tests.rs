@@ -46,6 +46,7 @@ name = "Hoster"
 roles = ["subscriber"]
 prefixes = ["203.0.113.0/24", "2001:db8:d::/48"]
 domains = ["hoster.example"]
+trusts = ["msp"]
 
 [[entities]]
 id = "shop"
@@ -54,12 +55,14 @@ roles = ["subscriber"]
 prefixes = ["203.0.113.64/26", "2001:db8:d:e::/64"]
 domains = ["shop.hoster.example"]
 sharing_groups = ["sg-1"]
+trusts = ["msp"]
 
 [[entities]]
 id = "isp"
 name = "ISP"
 roles = ["partner"]
 prefixes = ["192.0.2.128/26"]
+trusted_by_all = true
 
 [[entities]]
 id = "lab"
@@ -451,10 +454,13 @@ fn on_behalf_of_is_per_victim_and_per_submitter() {
     );
     assert!(out[0].allowed);
     assert_eq!(out[1].capacity, Capacities::VICTIM);
-    // The water board is a victim too; the MSP does not stream for it, but it streams for
-    // the hospital in the same row, so it is affected.
+    // The water board is in the row too, but the MSP neither streams for it nor is trusted
+    // by it: its rows cannot make the hub notify the water board (a made-up row would).
+    // The MSP itself is affected through the hospital, so it sees the hit.
     assert_eq!(out.len(), 3);
-    assert!(out.iter().all(|d| d.allowed));
+    assert!(out[0].allowed && out[1].allowed);
+    assert_eq!(reg.entity(out[2].recipient).id, "water");
+    assert_eq!((out[2].allowed, out[2].rule), (false, Rule::NotServed));
     // Only the submitting partner: another partner acting for the hospital is not told.
     let input = RouteInput {
         partner: reg.by_id("isp").unwrap(),
@@ -832,4 +838,52 @@ proptest! {
         index.victims(&obs, &mut all);
         prop_assert_eq!(all, naive_all);
     }
+}
+
+#[test]
+fn a_partner_notifies_only_whom_it_serves_or_who_trusts_it() {
+    let text = format!(
+        "{REGISTRY}\n[[entities]]\nid = \"rogue\"\nname = \"Rogue\"\nroles = [\"partner\"]\n\n\
+         [[entities]]\nid = \"ndn\"\nname = \"NDN\"\nroles = [\"partner\"]\ntrusted_by_all = true\n"
+    );
+    let r = Router::new(
+        Registry::from_toml(&text, "t.toml").unwrap(),
+        RoutePolicy::default(),
+    );
+    let victim = [ip("198.51.100.200")]; // the water board's
+    for tlp in [Tlp::Clear, Tlp::Green, Tlp::Amber] {
+        // A partner with no tie to the water board makes up a row with its address: nobody
+        // is told, and the audit says why.
+        let got = route(&r, Sensitivity::new(tlp), "rogue", &victim);
+        assert!(
+            got.contains(&("water".into(), false, Rule::NotServed)),
+            "{tlp:?}: {got:?}"
+        );
+        assert!(
+            !got.iter().any(|(id, ok, _)| id == "water" && *ok),
+            "{got:?}"
+        );
+        // A national sensor's telemetry reaches it.
+        let got = route(&r, Sensitivity::new(tlp), "ndn", &victim);
+        assert!(
+            got.iter().any(|(id, ok, _)| id == "water" && *ok),
+            "{tlp:?}: {got:?}"
+        );
+    }
+    // The shop trusts the MSP although the MSP does not stream for it.
+    let got = route(
+        &r,
+        Sensitivity::new(Tlp::Green),
+        "msp",
+        &[ip("203.0.113.70")],
+    );
+    assert!(got.iter().any(|(id, ok, _)| id == "shop" && *ok), "{got:?}");
+    assert!(r.serves(
+        r.registry().by_id("msp").unwrap(),
+        r.registry().by_id("hospital").unwrap()
+    ));
+    assert!(!r.serves(
+        r.registry().by_id("rogue").unwrap(),
+        r.registry().by_id("hospital").unwrap()
+    ));
 }

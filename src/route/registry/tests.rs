@@ -59,7 +59,7 @@ fn problems_name_the_line_the_key_and_the_value() {
         ),
         (
             "prefixs = [\"198.51.100.0/24\"]",
-            "f:15: entities[2].prefixs: unknown field `prefixs`, expected one of `id`, `name`, `roles`, `sector`, `prefixes`, `domains`, `sharing_groups`, `fingerprint`, `subject`, `on_behalf_of`",
+            "f:15: entities[2].prefixs: unknown field `prefixs`, expected one of `id`, `name`, `roles`, `sector`, `prefixes`, `domains`, `sharing_groups`, `fingerprint`, `subject`, `on_behalf_of`, `trusts`, `trusted_by_all`",
         ),
         (
             "domains = [\"hospital-b.example\", \"bad..example\"]",
