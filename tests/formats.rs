@@ -786,3 +786,45 @@ proptest! {
         assert_same_everywhere(dir.path(), &rows, &explicit_map());
     }
 }
+
+#[test]
+fn a_huge_value_in_a_row_makes_a_bounded_notification() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut row = fixed_rows()[5].clone(); // the shop's row, a user-agent hit
+    row.user_agent = Some(format!("Loader {}", "é".repeat(100_000)));
+    row.uri = Some(format!("/{}", "a".repeat(200_000)));
+    let files = write_all_formats(dir.path(), &[row]);
+    let index = indicators();
+    let router = router();
+    let fields = zeek_map();
+    let reg = router.registry();
+    for b in telemetry::open(&files[0].1, None, &fields).unwrap() {
+        let b = b.unwrap();
+        let mut found = Vec::new();
+        Matcher::new(&index, &fields, NOW).match_batch(&b, &mut found);
+        let routed = route_batch(
+            &router,
+            &MatchedBatch {
+                index: &index,
+                fields: &fields,
+                batch: &b.batch,
+                first_row: b.first_row,
+                input: "x",
+                hits: &found,
+                digest: 7,
+            },
+            BatchParties {
+                partner: reg.by_id("msp").unwrap(),
+                publisher: reg.by_id("ncsc"),
+            },
+            0,
+            jiff::Timestamp::from_second(NOW).unwrap(),
+        );
+        assert!(!routed.notifications.is_empty());
+        for n in &routed.notifications {
+            assert!(n.payload.len() < 8 << 10, "{} bytes", n.payload.len());
+            let v: serde_json::Value = serde_json::from_slice(&n.payload).unwrap();
+            assert!(v["value"].as_str().unwrap().ends_with('…'), "{v}");
+        }
+    }
+}

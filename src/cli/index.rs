@@ -146,8 +146,8 @@ fn cut_for(
     let mut cut = IndicatorSet::new();
     for (_, ind) in set.iter() {
         if router.may_hold(ord, &Sensitivity::of_indicator(ind)) {
-            // The set was de-duplicated already, so every insert succeeds.
-            let _ = cut.insert(ind.clone());
+            // The set was de-duplicated already; withheld sources may collapse a few.
+            let _ = cut.insert(ind.clone().for_sharing());
         }
     }
     eprintln!(

@@ -64,7 +64,7 @@ pub fn record<'a>(
         tlp: m.tlp(hit.ord).name(),
         // TLP:EX:CHR: the source is named nowhere outside the publisher.
         source: if m.no_attribution(hit.ord) {
-            ""
+            crate::indicator::WITHHELD_SOURCE
         } else {
             m.source(hit.ord)
         },

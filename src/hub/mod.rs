@@ -632,6 +632,16 @@ impl Hub {
         batch: &[Notification],
         now_ms: u64,
     ) -> Result<Vec<u64>, HubError> {
+        // All or nothing: a record no log would take fails the batch before anything is
+        // written, instead of half way with some entities served and a resend failing again.
+        let max = self.config.log.max_record_bytes as usize;
+        if let Some(n) = batch.iter().find(|n| n.encoded_len() > max) {
+            return Err(LogError::RecordTooLarge {
+                len: n.encoded_len(),
+                max: self.config.log.max_record_bytes,
+            }
+            .into());
+        }
         let mut offsets = vec![0; batch.len()];
         let mut groups: Vec<(EntityId, Vec<usize>)> = Vec::new();
         let mut group_of: HashMap<EntityId, usize> = HashMap::new();
@@ -680,6 +690,21 @@ impl Hub {
             }
         }
         self.scratch = buf;
+        // A write failed half way: cut off what the others wrote, so that the batch is all
+        // or nothing and its resend does not deliver twice.
+        if let Some(e) = failed {
+            if let Some(j) = self.journal.as_mut() {
+                j.discard();
+            }
+            for (entity, _, _) in written {
+                let state = self.entities.get_mut(&entity).expect("written entity");
+                let _ = state.log.settle(Err(LogError::Io {
+                    path: state.log.dir().to_path_buf(),
+                    source: std::io::Error::other("another entity's write failed"),
+                }));
+            }
+            return Err(e);
+        }
         // 2. Sync: one journal append for the whole batch (or, without a journal, all
         // touched files together).
         let synced: Vec<Result<(), LogError>> = match self.journal.as_mut() {
@@ -1216,6 +1241,29 @@ mod tests {
         assert_eq!(hub.acked_offset(e), Some(6));
         assert_eq!(hub.stats().delivered, 6);
         assert_eq!(hub.take_latency_samples().len(), 6);
+    }
+
+    #[test]
+    fn a_batch_with_an_oversized_record_is_refused_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = config(d.path());
+        c.log.max_record_bytes = 256;
+        let mut hub = Hub::open(c, 0).unwrap();
+        hub.publish_batch(&[note(1, 0), note(2, 0)], 0).unwrap();
+        let mut big = note(2, 1);
+        big.payload = vec![b'x'; 1000];
+        let batch = [note(1, 1), big, note(3, 1)];
+        assert!(matches!(
+            hub.publish_batch(&batch, 1),
+            Err(HubError::Log(LogError::RecordTooLarge { .. }))
+        ));
+        // Nobody got any of it: a resend (without the bad record) delivers each once.
+        assert_eq!(hub.log_range(EntityId(1)), Some(0..1));
+        assert_eq!(hub.log_range(EntityId(2)), Some(0..1));
+        assert_eq!(hub.log_range(EntityId(3)), None);
+        hub.publish_batch(&[note(1, 1), note(3, 1)], 2).unwrap();
+        assert_eq!(hub.log_range(EntityId(1)), Some(0..2));
+        assert_eq!(hub.log_range(EntityId(3)), Some(0..1));
     }
 
     #[test]

@@ -403,7 +403,21 @@ pub struct Indicator {
     pub defanged: bool,
 }
 
+/// What an indicator's source becomes where `tlp:ex:chr` forbids naming it.
+pub const WITHHELD_SOURCE: &str = "tlp:ex:chr";
+
 impl Indicator {
+    /// The indicator as it may leave the publisher: for `tlp:ex:chr` (no attribution) the
+    /// source (a MISP event uuid, a STIX bundle id) and the producing organisation are
+    /// removed, so that no copy given to a partner names them.
+    pub fn for_sharing(mut self) -> Self {
+        if self.no_attribution {
+            self.source = Arc::from(WITHHELD_SOURCE);
+            self.origin = None;
+        }
+        self
+    }
+
     /// A new indicator with the given identity and value and every optional field empty.
     pub fn new(
         id: impl Into<String>,

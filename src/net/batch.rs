@@ -16,6 +16,8 @@ use crate::telemetry::{FieldMap, FieldSpec};
 pub const META_FIELDS: &str = "cwn.fields";
 /// Schema metadata key: the input file's name.
 pub const META_INPUT: &str = "cwn.input";
+/// The longest input name a telemetry batch may carry (it is echoed in hits and logs).
+pub const MAX_INPUT_NAME: usize = 1024;
 /// Schema metadata key: row number of the batch's first row within its input.
 pub const META_FIRST_ROW: &str = "cwn.first_row";
 
@@ -144,7 +146,12 @@ pub fn encode_telemetry(
         META_FIELDS,
         serde_json::to_string(&specs).map_err(|e| BatchError::Meta(e.to_string()))?,
     );
-    meta.insert(META_INPUT, input);
+    // The hub takes names up to MAX_INPUT_NAME: keep the end, which names the file.
+    let mut from = input.len().saturating_sub(MAX_INPUT_NAME);
+    while !input.is_char_boundary(from) {
+        from += 1;
+    }
+    meta.insert(META_INPUT.to_string(), input[from..].to_string());
     meta.insert(META_FIRST_ROW, first_row.to_string());
     let schema = Arc::new(batch.schema().as_ref().clone().with_metadata(meta));
     let batch = batch.clone().with_schema(schema.clone())?;
@@ -188,6 +195,12 @@ pub fn decode_telemetry(bytes: &[u8], max_expanded: u64) -> Result<Telemetry, Ba
         .map_err(BatchError::Meta)?;
     let fields = FieldMap::from_specs(specs).map_err(BatchError::Meta)?;
     let input = get(META_INPUT)?.clone();
+    if input.len() > MAX_INPUT_NAME {
+        return Err(BatchError::Meta(format!(
+            "{META_INPUT}: an input name of {} bytes; at most {MAX_INPUT_NAME}",
+            input.len()
+        )));
+    }
     let first_row = get(META_FIRST_ROW)?
         .parse()
         .map_err(|_| BatchError::Meta(format!("{META_FIRST_ROW}: not a number")))?;

@@ -52,7 +52,7 @@ pub fn cut(
         } else {
             m.port(ord)
         };
-        let _ = set.insert(ind);
+        let _ = set.insert(ind.for_sharing());
     }
     let h = index.header();
     let cut = IndexBuilder::new()

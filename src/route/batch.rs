@@ -132,6 +132,24 @@ pub struct NotificationBody<'a> {
     pub victim: Vec<VictimObservable>,
 }
 
+/// The longest telemetry value a notification carries (the matched value, each victim
+/// observable), in bytes; longer ones are cut at a character boundary and end in `…`. The
+/// values come from the partner: without a bound one row could make a record no log takes.
+pub const MAX_VALUE_BYTES: usize = 1024;
+/// The most victim observables one notification names.
+pub const MAX_VICTIM_OBSERVABLES: usize = 16;
+
+fn bounded(s: &str) -> String {
+    if s.len() <= MAX_VALUE_BYTES {
+        return s.to_string();
+    }
+    let mut end = MAX_VALUE_BYTES - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// Routes every hit of `batch`: see the module docs. `first_hit_id` numbers the hits in the
 /// audit log (the caller keeps the counter). The TLP decisions are [`Router::route`]'s.
 pub fn route_batch(
@@ -217,18 +235,20 @@ pub fn route_batch(
                 .iter()
                 .zip(&covers)
                 .filter(|(_, c)| c.contains(d.recipient.as_u32()))
+                .take(MAX_VICTIM_OBSERVABLES)
                 .map(|((k, _), _)| VictimObservable {
                     field: specs[side[*k].0].name.clone(),
-                    value: side[*k].1.clone(),
+                    value: bounded(&side[*k].1),
                 })
                 .collect();
+            let value = bounded(&line.value);
             let recipient_id = reg.entity(d.recipient).id.as_str();
             let body = NotificationBody {
                 indicator_id: &line.indicator_id,
                 kind: &line.kind,
                 indicator: &line.indicator,
                 field: &line.field,
-                value: &line.value,
+                value: &value,
                 row: line.row,
                 event_time: line.event_time.as_deref(),
                 tlp: &line.tlp,
