@@ -697,11 +697,20 @@ fn spawn_hub(net: &Net) -> (std::process::Child, String) {
 /// `cwn serve` on a configuration like [`Net`]'s with `top` added to its top level; returns
 /// the process, the hub's address and the status page's, when it has one.
 fn spawn_hub_with(net: &Net, top: &str) -> (std::process::Child, String, Option<String>) {
+    spawn_hub_on(net, "127.0.0.1:0", top)
+}
+
+/// [`spawn_hub_with`] listening on `listen`.
+fn spawn_hub_on(
+    net: &Net,
+    listen: &str,
+    top: &str,
+) -> (std::process::Child, String, Option<String>) {
     use std::io::BufRead as _;
     let cfg_path = net.dir.path().join("hub.toml");
     std::fs::write(
         &cfg_path,
-        format!("listen = \"127.0.0.1:0\"\nregistry = \"registry.toml\"\ndata_dir = \"var\"\n{top}\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n"),
+        format!("listen = \"{listen}\"\nregistry = \"registry.toml\"\ndata_dir = \"var\"\n{top}\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n"),
     )
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
@@ -1364,5 +1373,262 @@ async fn streaming_an_input_without_any_mapped_field_is_reported() {
         "{:?}",
         s.empty_inputs
     );
+    server.shutdown().await;
+}
+
+// ---- clients that stay up ---------------------------------------------------------------
+
+fn issue(net: &Net, entity: &str, role: &str) {
+    pki::issue(
+        &net.dir.path().join("pki"),
+        &pki::IssueOptions {
+            entity: entity.into(),
+            roles: vec![role.into()],
+            dns: vec![],
+            ips: vec![],
+            days: 30,
+            force: false,
+        },
+    )
+    .unwrap();
+}
+
+fn sigterm(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Waits (at most `secs`) until `f` holds.
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn lines_of(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_hundred_subscribers_ride_out_a_hub_restart_and_miss_nothing() {
+    const N: usize = 100;
+    let net = Net::new();
+    let p = net.dir.path();
+    let mut registry = String::from(
+        "[[entities]]\nid = \"ncsc\"\nname = \"NCSC\"\nroles = [\"publisher\"]\n\n\
+         [[entities]]\nid = \"msp\"\nname = \"MSP\"\nroles = [\"partner\"]\ntrusted_by_all = true\n",
+    );
+    for i in 0..N {
+        registry += &format!(
+            "\n[[entities]]\nid = \"sub-{i}\"\nname = \"Subscriber {i}\"\nroles = [\"subscriber\"]\nprefixes = [\"10.0.{i}.0/24\"]\n"
+        );
+        issue(&net, &format!("sub-{i}"), "subscriber");
+    }
+    std::fs::write(p.join("registry.toml"), registry).unwrap();
+    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let subs: Vec<(std::process::Child, PathBuf)> = (0..N)
+        .map(|i| {
+            let out = p.join(format!("out-{i}.jsonl"));
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+                .args(["subscribe", "--hub", &addr, "--pki"])
+                .arg(p.join("pki"))
+                .args(["--entity", &format!("sub-{i}"), "--count", "2", "-o"])
+                .arg(&out)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            (child, out)
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let round = |name: &str| {
+        let rows: Vec<(String, String)> = (0..N)
+            .map(|i| (format!("r{i}.evil.example"), format!("10.0.{i}.5")))
+            .collect();
+        let rows: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let t = net.telemetry(name, &rows);
+        assert_eq!(rt.block_on(stream(&net, &addr, &t)).len(), N);
+    };
+    // Every subscriber is connected once it has received the first round.
+    wait_until(60, "subscribers to connect", || {
+        round("warm.jsonl");
+        true
+    });
+    wait_until(60, "the first round", || {
+        subs.iter().all(|(_, out)| !lines_of(out).is_empty())
+    });
+    // The hub goes down; nobody gives up (or exits 0) while it is away.
+    sigterm(&hub);
+    assert!(hub.wait().unwrap().success());
+    std::thread::sleep(Duration::from_secs(3));
+    let mut subs = subs;
+    for (c, _) in &mut subs {
+        assert!(
+            c.try_wait().unwrap().is_none(),
+            "a subscriber ended while the hub was down"
+        );
+    }
+    // Back on the same address: they return by themselves and get the second round.
+    let (mut hub, _, _) = spawn_hub_on(&net, &addr, "");
+    round("later.jsonl");
+    for (c, out) in &mut subs {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+        let got = lines_of(out);
+        assert_eq!(got.len(), 2, "{}: {got:?}", out.display());
+        assert_ne!(got[0]["id"], got[1]["id"]);
+    }
+    sigterm(&hub);
+    hub.wait().unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_subscriber_of_an_entity_takes_over_and_the_first_says_why() {
+    let net = Net::new();
+    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+            .args(["subscribe", "--hub", &addr, "--pki"])
+            .arg(net.dir.path().join("pki"))
+            .args(["--entity", "hospital"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = start();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut second = start();
+    let out = first.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("took over"), "{err}");
+    // The newer one stays.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(second.try_wait().unwrap().is_none());
+    let _ = second.kill();
+    sigterm(&hub);
+    hub.wait().unwrap();
+}
+
+#[test]
+fn stream_to_a_hub_that_is_not_there_fails_naming_it() {
+    let net = Net::new();
+    let t = net.telemetry("dns.jsonl", &[("www.evil.example", "198.51.100.20")]);
+    // A port nobody listens on.
+    let addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["stream", "--hub", &addr, "--pki"])
+        .arg(net.dir.path().join("pki"))
+        .args([
+            "--entity",
+            "msp",
+            "--connect-timeout",
+            "1",
+            "--retry-for",
+            "2",
+            "--field",
+            "query=domain",
+        ])
+        .arg(&t)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&addr), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_waits_for_a_late_hub_and_a_resent_batch_is_answered_once() {
+    let net = Net::new();
+    // Find a free port, then start the hub on it only after the stream has begun.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = net.cfg.clone();
+    cfg.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let hub = format!("127.0.0.1:{port}");
+    let t = net.telemetry(
+        "dns.jsonl",
+        &[
+            ("www.evil.example", "198.51.100.20"),
+            ("ok.example", "198.51.100.21"),
+        ],
+    );
+    let opts = cwn::net::client::StreamOptions {
+        transport: cwn::net::endpoint::Transport {
+            connect_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+        retry_for: Duration::from_secs(30),
+    };
+    let id = net.id("msp");
+    let streaming = tokio::spawn({
+        let (hub, t) = (hub.clone(), t.clone());
+        async move { cwn::net::client::stream_files_with(&hub, &id, &fields(), None, &[t], &opts).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let server = Server::start(&cfg).await.unwrap();
+    let s = streaming.await.unwrap().unwrap();
+    assert_eq!(s.hits.len(), 1);
+    // The same batch again, on a new connection (a resend after a lost answer): the same
+    // hits, and the hospital's log does not grow.
+    let fm = fields();
+    let b = cwn::telemetry::open(&t, None, &fm)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let ipc = cwn::net::batch::encode_telemetry(&b.batch, &fm, "dns.jsonl", 0).unwrap();
+    let mut sub = Client::connect(&hub, &net.id("hospital"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Offset(0))
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect(&hub, &net.id("msp")).await.unwrap();
+        c.send_batch(9, ipc.clone()).await.unwrap();
+        answers.push(c.recv_hits().await.unwrap());
+        c.close().await;
+    }
+    assert_eq!(answers[0], answers[1]);
+    // One notification from the first stream, one from the first send; none from the resend.
+    let got = take(&mut sub, 2).await;
+    assert_ne!(got[0].1, serde_json::Value::Null);
+    quiet(&mut sub).await;
+    sub.close().await;
     server.shutdown().await;
 }

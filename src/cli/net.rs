@@ -105,7 +105,8 @@ mod with_net {
 
     use super::super::write_atomically;
     use crate::hub::StartFrom;
-    use crate::net::client::{Client, notification_json};
+    use crate::hub::frame::ErrorCode;
+    use crate::net::client::{Backoff, Client, ClientError, notification_json};
     use crate::net::config::HubConfig;
     use crate::net::pki;
     use crate::net::server;
@@ -230,9 +231,24 @@ mod with_net {
         /// The entity whose files to use from --pki.
         #[arg(long, value_name = "ID", requires = "pki")]
         pub entity: Option<String>,
+        /// Seconds to wait for the hub to answer a connection attempt.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+        pub connect_timeout: f64,
     }
 
     impl IdentityArgs {
+        /// Transport settings with the connect timeout asked for.
+        fn transport(&self) -> anyhow::Result<crate::net::endpoint::Transport> {
+            let t = Duration::try_from_secs_f64(self.connect_timeout)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| anyhow::anyhow!("--connect-timeout: a number of seconds above 0"))?;
+            Ok(crate::net::endpoint::Transport {
+                connect_timeout: t,
+                ..Default::default()
+            })
+        }
+
         fn load(&self) -> anyhow::Result<Identity> {
             match (&self.pki, &self.entity, &self.cert, &self.key, &self.ca) {
                 (Some(dir), Some(id), ..) => Ok(Identity::from_pki_dir(dir, id)?),
@@ -300,8 +316,9 @@ mod with_net {
         if let Err(e) = crate::index::CompiledIndex::from_snapshot(&bytes, vk.as_ref()) {
             anyhow::bail!("{}: not pushed: {e}", args.snapshot.display());
         }
+        let transport = args.id.transport()?;
         let v = runtime()?.block_on(async {
-            let mut c = Client::connect(&args.id.hub, &id).await?;
+            let mut c = Client::connect_with(&args.id.hub, &id, &transport).await?;
             let r = c.push_snapshot(&bytes).await;
             c.close().await;
             r
@@ -323,8 +340,9 @@ mod with_net {
 
     pub(in crate::cli) fn run_pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
         let id = args.id.load()?;
+        let transport = args.id.transport()?;
         let bytes = runtime()?.block_on(async {
-            let mut c = Client::connect(&args.id.hub, &id).await?;
+            let mut c = Client::connect_with(&args.id.hub, &id, &transport).await?;
             let r = c.pull_snapshot(0).await;
             c.close().await;
             r
@@ -358,6 +376,10 @@ mod with_net {
         /// Hits as JSON lines to this file (`-` for stdout).
         #[arg(short, long, value_name = "HITS", default_value = "-")]
         pub output: PathBuf,
+        /// While the hub is away, keep reconnecting and sending the unanswered batches
+        /// again for this many seconds without progress before giving up.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        pub retry_for: u64,
         /// Telemetry files.
         #[arg(required = true, value_name = "TELEMETRY")]
         pub telemetry: Vec<PathBuf>,
@@ -379,12 +401,17 @@ mod with_net {
             choice => preset::merge(choice.and_then(PresetChoice::preset), &args.fields)
                 .map_err(anyhow::Error::msg)?,
         };
-        let streamed = runtime()?.block_on(crate::net::client::stream_files(
+        let opts = crate::net::client::StreamOptions {
+            transport: args.id.transport()?,
+            retry_for: Duration::from_secs(args.retry_for),
+        };
+        let streamed = runtime()?.block_on(crate::net::client::stream_files_with(
             &args.id.hub,
             &id,
             &fields,
             args.input_format,
             &args.telemetry,
+            &opts,
         ))?;
         let (hits, rows) = (streamed.hits, streamed.rows);
         let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
@@ -440,52 +467,177 @@ mod with_net {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// Why one connection's receive loop ended.
+    enum SubscribeEnd {
+        /// `--count` reached, `--idle-exit` elapsed or Ctrl-C: stop.
+        Done,
+        /// The hub went away (shut down, restarted, unreachable): reconnect.
+        Lost(String),
+    }
+
+    /// A long-running subscriber: receives, stores (fsync) and acknowledges notifications;
+    /// when the hub goes away it reconnects with back-off and jitter and resumes after the
+    /// last acknowledged offset. It stops with an error only for what retrying cannot fix:
+    /// its identity or role refused, or a newer connection of the same entity taking over
+    /// (the newest subscriber of an entity wins; the one it replaced is told so and exits).
     async fn subscribe(args: &SubscribeArgs, id: &Identity) -> anyhow::Result<u64> {
-        let from = args.from.map_or(StartFrom::Acked, StartFrom::Offset);
-        let mut sub = Client::connect(&args.id.hub, id)
-            .await?
-            .subscribe(from)
-            .await?;
+        let mut from = args.from.map_or(StartFrom::Acked, StartFrom::Offset);
         let mut file = match &args.output {
             Some(p) => Some(open_append(p)?),
             None => None,
         };
-        let idle = args.idle_exit.map(Duration::from_secs_f64);
         let mut received = 0u64;
+        // Ids stored but perhaps not acknowledged before a connection broke: a resume
+        // delivers them again, and they are not written twice.
+        let mut recent = RecentIds::default();
+        let mut backoff = Backoff::new(Duration::from_secs(30));
+        let transport = args.id.transport()?;
+        loop {
+            let connected = async {
+                let c = Client::connect_with(&args.id.hub, id, &transport).await?;
+                c.subscribe(from).await
+            }
+            .await;
+            let mut sub = match connected {
+                Ok(sub) => sub,
+                Err(e) if e.is_transient() => {
+                    let wait = backoff.next_wait();
+                    tracing::warn!(
+                        "{}: {e}; reconnecting in {:.1} s",
+                        args.id.hub,
+                        wait.as_secs_f64()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = tokio::signal::ctrl_c() => return Ok(received),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tracing::info!("subscribed at {} ({from:?})", args.id.hub);
+            backoff.reset();
+            // After the first connection, always resume after what was acknowledged.
+            from = StartFrom::Acked;
+            match receive(args, &mut sub, &mut file, &mut received, &mut recent).await {
+                Ok(SubscribeEnd::Done) => {
+                    sub.close().await;
+                    return Ok(received);
+                }
+                Ok(SubscribeEnd::Lost(why)) => {
+                    let wait = backoff.next_wait();
+                    tracing::warn!(
+                        "{}: {why}; reconnecting in {:.1} s",
+                        args.id.hub,
+                        wait.as_secs_f64()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::signal::ctrl_c() => return Ok(received),
+                    }
+                }
+                Err(e) => {
+                    if let Some(ClientError::Refused { code, message }) = e.downcast_ref()
+                        && *code == ErrorCode::REPLACED.0
+                    {
+                        anyhow::bail!(
+                            "another subscriber of this entity connected and took over ({message}); this one stops"
+                        );
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The ids of the last notifications stored.
+    #[derive(Default)]
+    struct RecentIds {
+        order: std::collections::VecDeque<u128>,
+        set: std::collections::HashSet<u128>,
+    }
+
+    impl RecentIds {
+        const KEEP: usize = 8192;
+
+        /// Whether `id` is new; remembers it.
+        fn insert(&mut self, id: u128) -> bool {
+            if !self.set.insert(id) {
+                return false;
+            }
+            self.order.push_back(id);
+            if self.order.len() > Self::KEEP
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+            true
+        }
+    }
+
+    /// One connection's receive loop.
+    async fn receive(
+        args: &SubscribeArgs,
+        sub: &mut crate::net::client::Subscription,
+        file: &mut Option<std::fs::File>,
+        received: &mut u64,
+        recent: &mut RecentIds,
+    ) -> anyhow::Result<SubscribeEnd> {
+        let idle = args.idle_exit.map(Duration::from_secs_f64);
         let limit = args.count.unwrap_or(u64::MAX);
-        let mut stop = false;
-        while !stop && received < limit {
+        let lost = |e: ClientError| -> anyhow::Result<SubscribeEnd> {
+            if e.is_transient() {
+                Ok(SubscribeEnd::Lost(e.to_string()))
+            } else {
+                Err(e.into())
+            }
+        };
+        while *received < limit {
             // The first notification waits (up to --idle-exit); the ones already buffered
             // behind it join its write, fsync and ack.
             let first = match idle {
                 Some(d) => match tokio::time::timeout(d, sub.next()).await {
-                    Ok(r) => r?,
-                    Err(_) => break,
+                    Ok(r) => r,
+                    Err(_) => return Ok(SubscribeEnd::Done),
                 },
                 None => tokio::select! {
-                    r = sub.next() => r?,
-                    _ = tokio::signal::ctrl_c() => None,
+                    r = sub.next() => r,
+                    _ = tokio::signal::ctrl_c() => return Ok(SubscribeEnd::Done),
                 },
             };
-            let Some(first) = first else { break };
+            let first = match first {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    return Ok(SubscribeEnd::Lost("the hub closed the subscription".into()));
+                }
+                Err(e) => return lost(e),
+            };
             let mut group = vec![first];
-            while received + (group.len() as u64) < limit && group.len() < 1024 {
+            let mut end = None;
+            while *received + (group.len() as u64) < limit && group.len() < 1024 {
                 match tokio::time::timeout(Duration::ZERO, sub.next()).await {
                     Ok(Ok(Some(n))) => group.push(n),
                     Ok(Ok(None)) => {
-                        stop = true;
+                        end = Some(SubscribeEnd::Lost("the hub closed the subscription".into()));
                         break;
                     }
-                    Ok(Err(e)) => return Err(e.into()),
+                    Ok(Err(e)) => {
+                        end = Some(lost(e)?);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
             let mut text = Vec::new();
+            let mut fresh = 0u64;
             for (offset, n) in &group {
+                if !recent.insert(n.id.0) {
+                    continue;
+                }
+                fresh += 1;
                 serde_json::to_writer(&mut text, &notification_json(*offset, n))?;
                 text.push(b'\n');
             }
-            match &mut file {
+            match file {
                 Some(f) => {
                     f.write_all(&text)?;
                     f.sync_data()?;
@@ -496,12 +648,16 @@ mod with_net {
                     out.flush()?;
                 }
             }
+            *received += fresh;
             let last = group.last().map(|g| g.0).unwrap_or_default();
-            sub.ack(last).await?;
-            received += group.len() as u64;
+            if let Err(e) = sub.ack(last).await {
+                return lost(e);
+            }
+            if let Some(end) = end {
+                return Ok(end);
+            }
         }
-        sub.close().await;
-        Ok(received)
+        Ok(SubscribeEnd::Done)
     }
 
     fn open_append(p: &Path) -> anyhow::Result<std::fs::File> {

@@ -63,6 +63,58 @@ impl ClientError {
     pub fn is_forbidden(&self) -> bool {
         matches!(self, ClientError::Refused { code, .. } if *code == ErrorCode::FORBIDDEN.0)
     }
+
+    /// Whether trying again later may succeed: the hub was unreachable, went away, or failed
+    /// inside. Not for a refused identity or role, a newer connection of the same entity
+    /// taking over, a protocol error or bad input — retrying cannot fix those.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Connection(_) => true,
+            ClientError::Refused { code, .. } => *code == ErrorCode::INTERNAL.0,
+            _ => false,
+        }
+    }
+}
+
+/// Exponential back-off with jitter between reconnection attempts: from 250 ms, doubling to
+/// at most `max`, each wait drawn from its upper half so that thousands of clients that lost
+/// the same hub do not return in step.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    /// A back-off capped at `max`.
+    pub fn new(max: Duration) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        Backoff {
+            next: Duration::from_millis(250),
+            max,
+            seed: h.finish() | 1,
+        }
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_wait(&mut self) -> Duration {
+        // xorshift64
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let half = d / 2;
+        half + Duration::from_nanos(self.seed % (half.as_nanos() as u64).max(1))
+    }
+
+    /// Starts again from the shortest wait (after a success).
+    pub fn reset(&mut self) {
+        self.next = Duration::from_millis(250);
+    }
 }
 
 impl From<WireError> for ClientError {
@@ -145,7 +197,7 @@ impl Client {
         let (addr, name) = resolve(hub).await?;
         let endpoint = endpoint::client_endpoint(id, transport, addr)?;
         let cfg = endpoint::client_config(id, transport)?;
-        Self::open(endpoint, cfg, addr, &name, true).await
+        Self::open(endpoint, cfg, addr, &name, true, transport.connect_timeout).await
     }
 
     /// [`connect_with`](Self::connect_with) over an endpoint that other clients share (from
@@ -162,7 +214,15 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let (addr, name) = resolve(hub).await?;
         let cfg = endpoint::client_config(id, transport)?;
-        Self::open(endpoint.clone(), cfg, addr, &name, false).await
+        Self::open(
+            endpoint.clone(),
+            cfg,
+            addr,
+            &name,
+            false,
+            transport.connect_timeout,
+        )
+        .await
     }
 
     async fn open(
@@ -171,12 +231,20 @@ impl Client {
         addr: std::net::SocketAddr,
         name: &str,
         own_endpoint: bool,
+        connect_timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let conn = endpoint
+        let connecting = endpoint
             .connect_with(cfg, addr, name)
-            .map_err(|e| ClientError::Connection(e.to_string()))?
-            .await
             .map_err(|e| ClientError::Connection(e.to_string()))?;
+        let conn = match tokio::time::timeout(connect_timeout, connecting).await {
+            Ok(c) => c.map_err(|e| ClientError::Connection(format!("{addr}: {e}")))?,
+            Err(_) => {
+                return Err(ClientError::Connection(format!(
+                    "{addr}: no answer within {:.1} s; is the hub running and reachable?",
+                    connect_timeout.as_secs_f64()
+                )));
+            }
+        };
         let (send, recv) = conn
             .open_bi()
             .await
@@ -440,6 +508,93 @@ impl Client {
         Ok(n)
     }
 
+    /// Partner: one connection's part of [`stream_files_with`]. Sends again every batch in
+    /// `pending` (sent before and not answered), then new ones from `source` (numbered from
+    /// `next_id`) with at most [`STREAM_WINDOW`] unanswered, while reading the answers into
+    /// `answered` and dropping their batches from `pending`. Returns when `source` is
+    /// exhausted and everything is answered; on an error, `pending` holds what must be sent
+    /// again.
+    async fn stream_window(
+        &mut self,
+        pending_io: &mut std::collections::VecDeque<(u64, Vec<u8>)>,
+        next_id: &mut u64,
+        exhausted: &mut bool,
+        source: &mut (dyn FnMut() -> Option<Result<Vec<u8>, ClientError>> + Send),
+        answered: &mut Vec<(u64, Vec<HitLine>)>,
+    ) -> Result<(), ClientError> {
+        let queue = std::sync::Mutex::new(std::mem::take(pending_io));
+        let lock = || queue.lock().unwrap_or_else(|p| p.into_inner());
+        let resend: Vec<(u64, Vec<u8>)> = lock().iter().cloned().collect();
+        // Ids sent on this connection, in order, for the receiver to wait for.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let free = tokio::sync::Semaphore::new(STREAM_WINDOW.saturating_sub(resend.len()));
+        let send = &mut self.send;
+        let (rd, conn) = (&mut self.rd, &self.conn);
+        let sender = async {
+            for (id, bytes) in resend {
+                let _ = tx.send(id);
+                wire::send(
+                    send,
+                    &Frame::TelemetryBatch {
+                        batch_id: id,
+                        arrow_ipc: bytes,
+                    },
+                )
+                .await?;
+            }
+            while !*exhausted {
+                free.acquire()
+                    .await
+                    .map_err(|_| ClientError::Protocol("window closed".into()))?
+                    .forget();
+                let Some(b) = source() else {
+                    *exhausted = true;
+                    break;
+                };
+                let bytes = b?;
+                let id = *next_id;
+                *next_id += 1;
+                lock().push_back((id, bytes.clone()));
+                let _ = tx.send(id);
+                wire::send(
+                    send,
+                    &Frame::TelemetryBatch {
+                        batch_id: id,
+                        arrow_ipc: bytes,
+                    },
+                )
+                .await?;
+            }
+            drop(tx);
+            Ok::<(), ClientError>(())
+        };
+        let receiver = async {
+            while let Some(id) = rx.recv().await {
+                match recv_frame(rd, conn).await? {
+                    Frame::Hits {
+                        batch_id,
+                        arrow_ipc,
+                    } if batch_id == id => {
+                        let hits = batch::decode_hits(&arrow_ipc)
+                            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                        lock().pop_front();
+                        answered.push((id, hits));
+                        free.add_permits(1);
+                    }
+                    f => {
+                        return Err(ClientError::Protocol(format!(
+                            "expected Hits {id}, got {f:?}"
+                        )));
+                    }
+                }
+            }
+            Ok::<(), ClientError>(())
+        };
+        let r = tokio::try_join!(sender, receiver).map(|_| ());
+        *pending_io = queue.into_inner().unwrap_or_else(|p| p.into_inner());
+        r
+    }
+
     /// Subscriber: starts receiving this entity's notifications.
     ///
     /// # Errors
@@ -557,9 +712,44 @@ pub async fn stream_files(
     format: Option<crate::telemetry::InputFormat>,
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<Streamed> {
+    stream_files_with(hub, id, fields, format, files, &StreamOptions::default()).await
+}
+
+/// How [`stream_files_with`] connects and how long it keeps trying.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Transport settings, the connect timeout among them.
+    pub transport: Transport,
+    /// Give up after this long without an answered batch while the hub is away.
+    pub retry_for: Duration,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            transport: Transport::default(),
+            retry_for: Duration::from_secs(60),
+        }
+    }
+}
+
+/// [`stream_files`] that rides out a hub that goes away: for up to `retry_for` without
+/// progress it reconnects (with [`Backoff`]) and sends again the batches not yet answered,
+/// so that none is lost. A resent batch the hub had already made durable is answered from
+/// its memory of recent batches, not matched again, so none is doubled either.
+///
+/// # Errors
+/// An input cannot be read, the hub refused the identity or a batch, or it stayed away.
+pub async fn stream_files_with(
+    hub: &str,
+    id: &Identity,
+    fields: &crate::telemetry::FieldMap,
+    format: Option<crate::telemetry::InputFormat>,
+    files: &[std::path::PathBuf],
+    opts: &StreamOptions,
+) -> anyhow::Result<Streamed> {
+    let retry_for = opts.retry_for;
     use crate::telemetry::FieldPresence;
-    let mut c = Client::connect(hub, id).await?;
-    let mut rows = 0u64;
     let mut readers = Vec::new();
     for path in files {
         let name = path.display().to_string();
@@ -569,37 +759,77 @@ pub async fn stream_files(
         .iter()
         .map(|(n, _)| (n.clone(), FieldPresence::new(fields)))
         .collect();
-    let rows_ref = &mut rows;
-    let presence_ref = &mut presence;
-    let batches = readers
+    let mut rows = 0u64;
+    let mut source = readers
         .into_iter()
         .enumerate()
-        .flat_map(|(i, (name, reader))| {
-            reader.map(move |tb| {
-                let tb = tb.map_err(|e| ClientError::Input(e.to_string()))?;
-                Ok((i, name.clone(), tb))
-            })
-        });
-    let batches = batches.map(|r: Result<_, ClientError>| {
-        let (i, name, tb) = r?;
-        *rows_ref += tb.batch.num_rows() as u64;
-        presence_ref[i].1.observe(fields, &tb.batch);
-        batch::encode_telemetry(&tb.batch, fields, &name, tb.first_row)
-            .map_err(|e| ClientError::Input(e.to_string()))
-    });
-    let hits = c
-        .stream_batches(batches)
-        .await?
-        .into_iter()
-        .flat_map(|(_, h)| h)
-        .collect();
-    c.close().await;
+        .flat_map(|(i, (name, reader))| reader.map(move |tb| (i, name.clone(), tb)));
+    let mut next_batch = || -> Option<Result<Vec<u8>, ClientError>> {
+        let (i, name, tb) = source.next()?;
+        Some((|| {
+            let tb = tb.map_err(|e| ClientError::Input(e.to_string()))?;
+            rows += tb.batch.num_rows() as u64;
+            presence[i].1.observe(fields, &tb.batch);
+            batch::encode_telemetry(&tb.batch, fields, &name, tb.first_row)
+                .map_err(|e| ClientError::Input(e.to_string()))
+        })())
+    };
+    let mut pending: std::collections::VecDeque<(u64, Vec<u8>)> = Default::default();
+    let mut answered: Vec<(u64, Vec<HitLine>)> = Vec::new();
+    let mut next_id = 0u64;
+    let mut exhausted = false;
+    let mut backoff = Backoff::new(Duration::from_secs(5));
+    let mut since_progress = std::time::Instant::now();
+    loop {
+        let before = answered.len();
+        let r = async {
+            let mut c = Client::connect_with(hub, id, &opts.transport).await?;
+            c.hello(Role::Partner).await?;
+            let r = c
+                .stream_window(
+                    &mut pending,
+                    &mut next_id,
+                    &mut exhausted,
+                    &mut next_batch,
+                    &mut answered,
+                )
+                .await;
+            if r.is_ok() {
+                c.close().await;
+            }
+            r
+        }
+        .await;
+        match r {
+            Ok(()) => break,
+            Err(e) if e.is_transient() => {
+                if answered.len() > before {
+                    since_progress = std::time::Instant::now();
+                    backoff.reset();
+                }
+                if since_progress.elapsed() >= retry_for {
+                    return Err(anyhow::anyhow!(
+                        "{hub}: {e}; gave up after {} s without progress",
+                        retry_for.as_secs()
+                    ));
+                }
+                let wait = backoff.next_wait();
+                tracing::warn!(
+                    "{hub}: {e}; {} batch(es) unanswered, trying again in {:.1} s",
+                    pending.len(),
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let empty_inputs = presence
         .iter()
         .filter_map(|(name, p)| p.check(name, fields).err().map(|e| e.to_string()))
         .collect();
     Ok(Streamed {
-        hits,
+        hits: answered.into_iter().flat_map(|(_, h)| h).collect(),
         rows,
         empty_inputs,
     })

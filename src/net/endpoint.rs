@@ -25,6 +25,8 @@ pub struct Transport {
     /// Per-connection send window, bytes (quinn's default of 10 MB would not let thousands of
     /// subscribers fit in memory).
     pub send_window: u64,
+    /// How long a client waits for the hub to answer its handshake.
+    pub connect_timeout: Duration,
 }
 
 impl Default for Transport {
@@ -33,6 +35,7 @@ impl Default for Transport {
             idle_timeout: Duration::from_secs(30),
             keep_alive_interval: Duration::from_secs(10),
             send_window: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }

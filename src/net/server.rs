@@ -153,6 +153,8 @@ struct Shared {
     sightings: Mutex<SightingsAggregator>,
     /// Connections held per entity.
     per_entity: Mutex<HashMap<EntityOrd, usize>>,
+    /// The answers to each partner's last batches, for resends after a lost connection.
+    answered: Mutex<RecentAnswers>,
     limits: Limits,
     data_dir: PathBuf,
     next_hit: AtomicU64,
@@ -285,6 +287,7 @@ impl Server {
             idle_timeout: cfg.limits.idle_timeout,
             keep_alive_interval: cfg.limits.keep_alive_interval,
             send_window: cfg.limits.send_window,
+            ..Transport::default()
         };
         let ep = endpoint::server_endpoint(cfg.listen, &id, &transport)?;
         let addr = ep
@@ -302,6 +305,7 @@ impl Server {
             publisher: Mutex::new(publisher),
             sightings: Mutex::new(SightingsAggregator::new()),
             per_entity: Mutex::new(HashMap::new()),
+            answered: Mutex::new(RecentAnswers::default()),
             index: ArcSwapOption::new(index.map(Arc::new)),
             verify_key,
             sign_key,
@@ -461,6 +465,46 @@ async fn accept_loop(
     }
     ep.close(close_code::SHUTDOWN.into(), b"hub shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+}
+
+/// The answers (encoded hits) to each partner's most recent batches, by batch digest: a
+/// partner whose connection broke sends its unanswered batches again, and those the hub had
+/// made durable are answered from here. Bounded per partner by count and bytes.
+#[derive(Default)]
+struct RecentAnswers {
+    by_partner: HashMap<EntityOrd, std::collections::VecDeque<Answer>>,
+}
+
+/// A batch digest (mixed with the snapshot version) and the answer given to it.
+type Answer = (u128, Arc<Vec<u8>>);
+
+impl RecentAnswers {
+    /// Batches remembered per partner: twice what a client may have unanswered.
+    const BATCHES: usize = 2 * super::client::STREAM_WINDOW;
+    /// Bytes of answers remembered per partner.
+    const BYTES: usize = 8 << 20;
+
+    fn get(&self, partner: EntityOrd, digest: u128) -> Option<Vec<u8>> {
+        self.by_partner
+            .get(&partner)?
+            .iter()
+            .find(|(d, _)| *d == digest)
+            .map(|(_, a)| a.as_ref().clone())
+    }
+
+    fn put(&mut self, partner: EntityOrd, digest: u128, answer: &[u8]) {
+        if answer.len() > Self::BYTES {
+            return;
+        }
+        let q = self.by_partner.entry(partner).or_default();
+        q.push_back((digest, Arc::new(answer.to_vec())));
+        let mut bytes: usize = q.iter().map(|(_, a)| a.len()).sum();
+        while q.len() > Self::BATCHES || bytes > Self::BYTES {
+            if let Some((_, a)) = q.pop_front() {
+                bytes -= a.len();
+            }
+        }
+    }
 }
 
 /// One of an entity's connection slots ([`Limits::max_connections_per_entity`]), given back
@@ -1256,6 +1300,30 @@ impl Shared {
     /// Matches one telemetry batch of `partner`, routes and logs the notifications (durably),
     /// and returns the hits the partner may see, as Arrow IPC.
     fn match_batch(&self, partner: EntityOrd, ipc: &[u8]) -> Result<Vec<u8>, BatchFailure> {
+        // A batch sent again after a lost connection, whose notifications are durable
+        // already: the same answer, nothing matched or logged twice.
+        // Under another snapshot the batch is matched again: its answer may differ.
+        let digest = route::batch::batch_digest(ipc);
+        let version = self
+            .index
+            .load()
+            .as_ref()
+            .map_or(0, |i| i.header().set_version);
+        let key = digest ^ u128::from(version) << 64;
+        if let Some(answer) = lock(&self.answered).get(partner, key) {
+            return Ok(answer);
+        }
+        let answer = self.match_new_batch(partner, ipc, digest)?;
+        lock(&self.answered).put(partner, key, &answer);
+        Ok(answer)
+    }
+
+    fn match_new_batch(
+        &self,
+        partner: EntityOrd,
+        ipc: &[u8],
+        digest: u128,
+    ) -> Result<Vec<u8>, BatchFailure> {
         let t = batch::decode_telemetry(ipc, self.limits.max_batch_bytes)
             .map_err(|e| BatchFailure::Bad(e.to_string()))?;
         let Some(index) = self.index.load_full() else {
@@ -1297,7 +1365,7 @@ impl Shared {
             first_row: t.first_row,
             input: &t.input,
             hits: &hits,
-            digest: route::batch::batch_digest(ipc),
+            digest,
         };
         let parties = BatchParties {
             partner,
