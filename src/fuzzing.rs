@@ -393,3 +393,212 @@ pub fn hub_files(data: &[u8]) {
         );
     }
 }
+
+/// A telemetry batch as a partner sends it (Arrow IPC with its field map): measuring its
+/// expansion and decoding never panic, a decoded batch never expands past the limit it was
+/// decoded under, and routing it never panics.
+#[cfg(feature = "net")]
+pub fn telemetry_batch(data: &[u8]) {
+    use crate::net::batch::{decode_telemetry, expanded_size};
+    const LIMIT: u64 = 4 << 20;
+    let measured = expanded_size(data, LIMIT);
+    let Ok(t) = decode_telemetry(data, LIMIT) else {
+        return;
+    };
+    assert!(measured.is_ok_and(|n| n <= LIMIT));
+    assert!(t.input.len() <= crate::net::batch::MAX_INPUT_NAME);
+    let mut set = crate::indicator::IndicatorSet::new();
+    for (i, v) in ["evil.test", "10.0.0.0/8"].iter().enumerate() {
+        let Ok(n) = normalize::guess(v) else { continue };
+        let _ = set.insert(crate::indicator::Indicator::new(
+            format!("i{i}"),
+            n.kind,
+            n.value,
+            Arc::from("fuzz"),
+            crate::indicator::Tlp::Green,
+        ));
+    }
+    let Ok(index) = crate::index::IndexBuilder::new().build(&set) else {
+        return;
+    };
+    let m = crate::matcher::Matcher::new(&index, &t.fields, 0);
+    let mut hits = Vec::new();
+    m.match_record_batch(&t.batch, t.first_row, &mut hits);
+    let registry = crate::route::registry::Registry::synthetic(8, 1);
+    let router = crate::route::Router::new(registry, crate::route::RoutePolicy::default());
+    let reg = router.registry();
+    let routed = crate::route::route_batch(
+        &router,
+        &crate::route::MatchedBatch {
+            index: &index,
+            fields: &t.fields,
+            batch: &t.batch,
+            first_row: t.first_row,
+            input: &t.input,
+            hits: &hits,
+            digest: 0,
+        },
+        crate::route::BatchParties {
+            partner: reg.iter().last().map(|(o, _)| o).expect("entities"),
+            publisher: reg.by_id("ncsc"),
+        },
+        0,
+        jiff::Timestamp::UNIX_EPOCH,
+    );
+    for n in &routed.notifications {
+        assert!(n.payload.len() < 64 << 10, "unbounded notification");
+    }
+}
+
+/// The status page's HTTP request parser: never panics, and what parses lies within the
+/// head it was given.
+pub fn http_request(data: &[u8]) {
+    use crate::status::http::parse_request;
+    if let Ok(r) = parse_request(data) {
+        assert!(r.path.len() <= data.len());
+        assert!(r.path.starts_with('/'), "{:?}", r.path);
+    }
+}
+
+/// The DER reader of client certificates: never panics on any bytes, and what it reads
+/// comes from them (nothing longer than the input).
+#[cfg(feature = "net")]
+pub fn certificate(data: &[u8]) {
+    if let Ok(id) = crate::net::der::identity(data) {
+        assert!(id.uris.iter().all(|u| u.len() <= data.len()));
+        assert!(id.subject_attrs.iter().all(|(_, v)| v.len() <= data.len()));
+    }
+}
+
+/// Bytes to a small indicator set and rows of domain and address values, matched by the
+/// compiled index (plain and dictionary-encoded columns) and by a naive linear scan: the
+/// hits must be the same.
+pub fn matcher_vs_naive(data: &[u8]) {
+    use std::collections::BTreeSet;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use arrow_array::builder::{StringBuilder, StringDictionaryBuilder};
+    use arrow_array::types::Int32Type;
+    use arrow_array::{ArrayRef, RecordBatch};
+
+    use crate::indicator::{Indicator, IndicatorSet, Kind, Tlp};
+    use crate::telemetry::FieldMap;
+
+    struct Bytes<'a>(&'a [u8], usize);
+    impl Bytes<'_> {
+        fn next(&mut self) -> u8 {
+            let b = self.0.get(self.1).copied().unwrap_or(0);
+            self.1 += 1;
+            b
+        }
+        fn done(&self) -> bool {
+            self.1 >= self.0.len()
+        }
+        fn name(&mut self) -> String {
+            const LABELS: [&str; 6] = ["a", "b", "c", "ab", "x-y", "evil"];
+            let n = 1 + self.next() % 3;
+            (0..n)
+                .map(|_| LABELS[(self.next() % 6) as usize])
+                .collect::<Vec<_>>()
+                .join(".")
+        }
+        fn addr(&mut self) -> Ipv4Addr {
+            Ipv4Addr::new(10, self.next() % 2, self.next() % 3, self.next() % 4)
+        }
+    }
+    let mut b = Bytes(data, 0);
+    let mut set = IndicatorSet::new();
+    for i in 0..b.next() % 8 {
+        let (kind, value) = match b.next() % 4 {
+            0 => (Kind::Domain, b.name()),
+            1 => (Kind::Hostname, b.name()),
+            2 => (Kind::Ipv4, b.addr().to_string()),
+            _ => {
+                let len = [8u8, 16, 24, 32][(b.next() % 4) as usize];
+                let net = ipnet::Ipv4Net::new(b.addr(), len)
+                    .expect("valid length")
+                    .trunc();
+                (Kind::Cidr, net.to_string())
+            }
+        };
+        let Ok(n) = normalize::normalize_as(kind, &value) else {
+            continue;
+        };
+        let _ = set.insert(Indicator::new(
+            format!("i{i}"),
+            n.kind,
+            n.value,
+            Arc::from(format!("s{i}").as_str()),
+            Tlp::Green,
+        ));
+    }
+    let mut rows: Vec<(Option<String>, Option<String>)> = Vec::new();
+    while !b.done() && rows.len() < 64 {
+        let name = match b.next() % 4 {
+            0 => None,
+            1 => Some(b.name().to_ascii_uppercase()),
+            2 => Some(format!("{}.", b.name())),
+            _ => Some(b.name()),
+        };
+        let addr = (b.next() % 3 != 0).then(|| b.addr().to_string());
+        rows.push((name, addr));
+    }
+    let Ok(index) = crate::index::IndexBuilder::new().build(&set) else {
+        return;
+    };
+    let fields = FieldMap::from_specs(["d=domain", "a=ip"].iter().filter_map(|s| s.parse().ok()))
+        .expect("valid map");
+    // The naive answer: every indicator against every value.
+    let mut want: BTreeSet<(u64, usize, String)> = BTreeSet::new();
+    for (r, (name, addr)) in rows.iter().enumerate() {
+        let d = name.as_deref().and_then(|n| normalize::domain(n).ok());
+        let a = addr.as_deref().and_then(|a| normalize::ip(a).ok());
+        for (_, ind) in set.iter() {
+            let by_name = d.as_deref().is_some_and(|d| match ind.kind {
+                Kind::Domain => d == ind.value || d.ends_with(&format!(".{}", ind.value)),
+                Kind::Hostname => d == ind.value,
+                _ => false,
+            });
+            if by_name {
+                want.insert((r as u64, 0, ind.id.clone()));
+            }
+            let by_addr = a.is_some_and(|a| match ind.kind {
+                Kind::Ipv4 => ind.value.parse::<IpAddr>() == Ok(a),
+                Kind::Cidr => ind
+                    .value
+                    .parse::<ipnet::IpNet>()
+                    .is_ok_and(|n| n.contains(&a)),
+                _ => false,
+            });
+            if by_addr {
+                want.insert((r as u64, 1, ind.id.clone()));
+            }
+        }
+    }
+    let m = crate::matcher::Matcher::new(&index, &fields, 0);
+    for dictionary in [false, true] {
+        let col = |vals: Vec<Option<&str>>| -> ArrayRef {
+            if dictionary {
+                let mut c = StringDictionaryBuilder::<Int32Type>::new();
+                vals.into_iter().for_each(|v| c.append_option(v));
+                Arc::new(c.finish())
+            } else {
+                let mut c = StringBuilder::new();
+                vals.into_iter().for_each(|v| c.append_option(v));
+                Arc::new(c.finish())
+            }
+        };
+        let batch = RecordBatch::try_from_iter([
+            ("d", col(rows.iter().map(|r| r.0.as_deref()).collect())),
+            ("a", col(rows.iter().map(|r| r.1.as_deref()).collect())),
+        ])
+        .expect("same lengths");
+        let mut hits = Vec::new();
+        m.match_record_batch(&batch, 0, &mut hits);
+        let got: BTreeSet<(u64, usize, String)> = hits
+            .iter()
+            .map(|h| (h.row, h.field, index.meta().id(h.ord).to_string()))
+            .collect();
+        assert_eq!(got, want, "dictionary: {dictionary}; rows {rows:?}");
+    }
+}

@@ -1632,3 +1632,25 @@ async fn a_stream_waits_for_a_late_hub_and_a_resent_batch_is_answered_once() {
     sub.close().await;
     server.shutdown().await;
 }
+
+#[test]
+fn pki_will_not_issue_over_the_ca() {
+    let net = Net::new();
+    let ca_key = std::fs::read(net.dir.path().join("pki/ca.key")).unwrap();
+    let r = pki::issue(
+        &net.dir.path().join("pki"),
+        &pki::IssueOptions {
+            entity: "ca".into(),
+            roles: vec!["subscriber".into()],
+            dns: vec![],
+            ips: vec![],
+            days: 30,
+            force: true,
+        },
+    );
+    assert!(r.is_err());
+    assert_eq!(
+        std::fs::read(net.dir.path().join("pki/ca.key")).unwrap(),
+        ca_key
+    );
+}

@@ -333,8 +333,8 @@ pub struct Hub {
 }
 
 /// What a background checkpoint did: the journal files it covered and deleted, or those it
-/// could not cover and why.
-type Checkpointed = Result<(), (Vec<PathBuf>, LogError)>;
+/// could not cover, the entities whose logs are still to sync, and why.
+type Checkpointed = Result<(), (Vec<PathBuf>, Vec<EntityId>, LogError)>;
 
 /// `fdatasync`s files by path, in parallel; a file deleted meanwhile (retention) is skipped.
 fn sync_paths(paths: &[PathBuf]) -> Result<(), LogError> {
@@ -543,9 +543,12 @@ impl Hub {
             let done = self.checkpoint.take().expect("checked").join();
             match done.unwrap_or_else(|p| std::panic::resume_unwind(p)) {
                 Ok(()) => {}
-                Err((files, e)) => {
+                Err((files, entities, e)) => {
                     tracing::warn!("journal checkpoint failed (retried with the next): {e}");
                     self.retired.splice(0..0, files);
+                    // Their logs are still to sync: the next checkpoint must not delete the
+                    // journal files that cover them without syncing them first.
+                    self.unsynced.extend(entities);
                 }
             }
         }
@@ -557,14 +560,14 @@ impl Hub {
         }
         self.retired.push(journal.rotate()?);
         let files = std::mem::take(&mut self.retired);
-        let paths: Vec<PathBuf> = self
-            .unsynced
-            .drain()
-            .filter_map(|e| self.entities.get(&e).map(|s| s.log.active_path()))
+        let entities: Vec<EntityId> = self.unsynced.drain().collect();
+        let paths: Vec<PathBuf> = entities
+            .iter()
+            .filter_map(|e| self.entities.get(e).map(|s| s.log.active_path()))
             .collect();
         let work = move || match sync_paths(&paths).and_then(|()| journal::remove_files(&files)) {
             Ok(()) => Ok(()),
-            Err(e) => Err((files, e)),
+            Err(e) => Err((files, entities, e)),
         };
         self.checkpoint = Some(
             std::thread::Builder::new()

@@ -279,6 +279,50 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// Every key of `text` that its table does not know, with line and suggestion (a line-based
+/// reading of the simple TOML a hub configuration is; anything it cannot read is left to the
+/// parser).
+fn unknown_keys(text: &str) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix('[') {
+            let name = rest.split(']').next().unwrap_or("").trim().to_string();
+            if !KEYS.iter().any(|(t, _)| *t == name) {
+                out.push(ConfigProblem {
+                    line: Some(i + 1),
+                    key: name.clone(),
+                    message: "unknown table".into(),
+                });
+            }
+            table = name;
+            continue;
+        }
+        let Some((key, _)) = l.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().trim_matches('"');
+        let Some((_, known)) = KEYS.iter().find(|(t, _)| *t == table) else {
+            continue;
+        };
+        if !known.contains(&key) {
+            out.push(ConfigProblem {
+                line: Some(i + 1),
+                key: join(&table, key),
+                message: match suggest(&table, key) {
+                    Some(s) => format!("unknown key (did you mean {s}?)"),
+                    None => "unknown key".into(),
+                },
+            });
+        }
+    }
+    out
+}
+
 /// Edit distance, for suggestions.
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -453,6 +497,11 @@ impl HubConfig {
             file: file.to_string(),
             problems,
         };
+        // Every unknown key at once, not only the first one serde stops at.
+        let unknown = unknown_keys(text);
+        if !unknown.is_empty() {
+            return Err(fail(unknown));
+        }
         let raw: Raw = toml::from_str(text).map_err(|e| fail(vec![serde_problem(text, &e)]))?;
         let mut p = Problems {
             text,
@@ -716,6 +765,20 @@ verify_key = "verify.pem"
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing (required)"), "{e}");
+        // Every unknown key at once, each with its line.
+        let many = format!("arm_rde = true\n{GOOD}[limits]\nmax_conections = 3\nqueue = 4\n");
+        let e = HubConfig::from_toml(&many, "hub.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e.lines().collect::<Vec<_>>(),
+            [
+                "hub.toml:1: arm_rde: unknown key (did you mean arm_red?)",
+                "hub.toml:12: limits.max_conections: unknown key (did you mean max_connections?)",
+                "hub.toml:13: limits.queue: unknown key",
+            ],
+            "{e}"
+        );
     }
 
     #[test]

@@ -228,6 +228,13 @@ pub fn issue(dir: &Path, opts: &IssueOptions) -> Result<EntityFiles, PkiError> {
             opts.entity
         )));
     }
+    // Its files would be the CA's own: `--force` would replace the network's CA key.
+    if opts.entity.eq_ignore_ascii_case("ca") {
+        return Err(PkiError::Invalid(
+            "\"ca\" is the CA's own name in a PKI directory (ca.pem, ca.key); choose another entity id"
+                .into(),
+        ));
+    }
     if opts.roles.is_empty() {
         return Err(PkiError::Invalid("at least one --role is needed".into()));
     }

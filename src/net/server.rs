@@ -155,6 +155,8 @@ struct Shared {
     per_entity: Mutex<HashMap<EntityOrd, usize>>,
     /// The answers to each partner's last batches, for resends after a lost connection.
     answered: Mutex<RecentAnswers>,
+    /// The clearance cut each partner last pulled, with the snapshot version it is of.
+    cuts: Mutex<HashMap<EntityOrd, Cut>>,
     limits: Limits,
     data_dir: PathBuf,
     next_hit: AtomicU64,
@@ -306,6 +308,7 @@ impl Server {
             sightings: Mutex::new(SightingsAggregator::new()),
             per_entity: Mutex::new(HashMap::new()),
             answered: Mutex::new(RecentAnswers::default()),
+            cuts: Mutex::new(HashMap::new()),
             index: ArcSwapOption::new(index.map(Arc::new)),
             verify_key,
             sign_key,
@@ -474,6 +477,9 @@ async fn accept_loop(
 struct RecentAnswers {
     by_partner: HashMap<EntityOrd, std::collections::VecDeque<Answer>>,
 }
+
+/// A snapshot version and the clearance cut of it that one partner pulled.
+type Cut = (u64, Arc<Vec<u8>>);
 
 /// A batch digest (mixed with the snapshot version) and the answer given to it.
 type Answer = (u128, Arc<Vec<u8>>);
@@ -837,16 +843,30 @@ async fn partner(
                         "the hub has no snapshot yet".into(),
                     ));
                 };
-                let s = shared.clone();
-                let bytes = tokio::task::spawn_blocking(move || {
-                    let keep: RoaringBitmap = s.router.clearance(ord, index.meta());
-                    cut::cut(&index, &keep, s.sign_key.as_ref())
-                        .map(|b| (b, index.header().set_version))
-                })
-                .await
-                .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?
-                .map_err(|e| End::Error(ErrorCode::INTERNAL, format!("clearance cut: {e}")))?;
-                let (bytes, set_version) = bytes;
+                let set_version = index.header().set_version;
+                // One cut per entity and snapshot: pulling again costs no rebuild.
+                let cached = lock(&shared.cuts)
+                    .get(&ord)
+                    .filter(|(v, _)| *v == set_version)
+                    .map(|(_, b)| b.clone());
+                let bytes = match cached {
+                    Some(b) => b,
+                    None => {
+                        let s = shared.clone();
+                        let built = tokio::task::spawn_blocking(move || {
+                            let keep: RoaringBitmap = s.router.clearance(ord, index.meta());
+                            cut::cut(&index, &keep, s.sign_key.as_ref())
+                        })
+                        .await
+                        .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?
+                        .map_err(|e| {
+                            End::Error(ErrorCode::INTERNAL, format!("clearance cut: {e}"))
+                        })?;
+                        let b = Arc::new(built);
+                        lock(&shared.cuts).insert(ord, (set_version, b.clone()));
+                        b
+                    }
+                };
                 let total_len = bytes.len() as u64;
                 let mut position = 0usize;
                 loop {
@@ -1122,12 +1142,37 @@ fn registry_entities(reg: &Registry) -> Vec<EntityInfo> {
 
 /// What a telemetry input is, for the metrics: its name up to the first `-`, `_` or `.`
 /// (`zeek-conn.ndjson` → `zeek`, `eve.json` → `eve`).
-fn telemetry_kind(input: &str) -> &str {
+/// The metric label for a partner's input: its log type when the name says one we know
+/// (`conn.log` → `conn`), else `other`. The name is the partner's to choose, so the label is
+/// from a fixed set: a partner cannot grow the number of metric series.
+fn telemetry_kind(input: &str) -> &'static str {
+    const KNOWN: [&str; 18] = [
+        "conn",
+        "dns",
+        "http",
+        "ssl",
+        "x509",
+        "files",
+        "smtp",
+        "notice",
+        "weird",
+        "zeek",
+        "eve",
+        "suricata",
+        "ecs",
+        "ocsf",
+        "proxy",
+        "netflow",
+        "firewall",
+        "telemetry",
+    ];
     let name = input.rsplit(['/', '\\']).next().unwrap_or(input);
-    name.split(['-', '_', '.'])
-        .next()
-        .filter(|k| !k.is_empty())
-        .unwrap_or("telemetry")
+    let first = name.split(['-', '_', '.']).next().unwrap_or("");
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(first))
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The core's settings from the configuration.
