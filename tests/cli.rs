@@ -135,6 +135,18 @@ fn unreadable_input_is_an_error_naming_the_path() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/feed.txt"), "{err}");
+    // The reason once, not twice.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    // Neither colour codes when stderr is not a terminal.
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+#[test]
+fn match_without_a_map_says_what_is_needed() {
+    let out = cwn(&["match", "--index", "x.cwnsnap", "t.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--preset") && err.contains("--field"), "{err}");
 }
 
 #[test]

@@ -1654,3 +1654,42 @@ fn pki_will_not_issue_over_the_ca() {
         ca_key
     );
 }
+
+#[test]
+fn pki_issue_prints_the_fingerprint_the_registry_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("pki");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["pki", "init", d.to_str().unwrap()]);
+    let out = run(&[
+        "pki",
+        "issue",
+        "--entity",
+        "h1",
+        "--role",
+        "subscriber",
+        d.to_str().unwrap(),
+    ]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("fingerprint = "))
+        .unwrap();
+    let pem = std::fs::read_to_string(d.join("h1.pem")).unwrap();
+    let der = pki::pem_certs(&pem).remove(0);
+    let hex: String = pki::fingerprint(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(line, format!("fingerprint = \"{hex}\""));
+}

@@ -312,7 +312,7 @@ fn print_sample(
         index.len(),
         bytes.len()
     );
-    outln!("\nmatching the example telemetry (data/examples/telemetry, FORMATS.md §8.2):");
+    outln!("\nmatching the example telemetry (data/examples/telemetry):");
     for (name, preset, rows, records) in matched {
         outln!(
             "  {name} (--preset {preset}): {rows} row(s), {} hit(s)",

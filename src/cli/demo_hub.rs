@@ -522,6 +522,7 @@ verify_key = "verify.pem"
         },
         "status_url": status_url,
         "interrupted": interrupted.load(Ordering::Relaxed),
+        "temp_dir": dir.display().to_string(),
     });
 
     if demo.keep_running && !interrupted.load(Ordering::Relaxed) {

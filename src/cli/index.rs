@@ -303,13 +303,9 @@ pub struct MatchArgs {
     /// hash, email, ja3, ja3s, ja4, user-agent, text, time, port@ADDRFIELD; HOST+TARGET=url
     /// joins a host and a request-target column). Repeatable; with --preset, adds to it or
     /// overrides it.
-    #[arg(
-        long = "field",
-        value_name = "NAME=KIND",
-        required_unless_present = "preset"
-    )]
+    #[arg(long = "field", value_name = "NAME=KIND")]
     pub fields: Vec<FieldSpec>,
-    /// Map every observable field of a known schema (FORMATS.md §5), or with `auto` choose
+    /// Map every observable field of a known schema (zeek, suricata, ecs, ocsf), or with `auto` choose
     /// the schema of each input from its columns.
     #[arg(long, value_enum, value_name = "SCHEMA")]
     pub preset: Option<PresetChoice>,
@@ -323,7 +319,8 @@ pub struct MatchArgs {
     /// Hit counts per indicator, partner and UTC day as JSON lines.
     #[arg(long, value_name = "FILE")]
     pub sightings: Option<PathBuf>,
-    /// The partner named in sightings. Default: this host's name, else `local`.
+    /// The partner named in sightings: its registry id. Default `local` (a host name would
+    /// name a machine, not an organisation).
     #[arg(long, value_name = "NAME")]
     pub partner: Option<String>,
     /// Threads that decode and match (default: one per core).
@@ -332,16 +329,6 @@ pub struct MatchArgs {
     /// Telemetry files.
     #[arg(required = true, value_name = "TELEMETRY")]
     pub telemetry: Vec<PathBuf>,
-}
-
-/// This host's name, for sightings.
-fn host_name() -> Option<String> {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
 }
 
 /// A spinner with rows, rows/s and hits on stderr when it is a terminal, hidden otherwise.
@@ -361,6 +348,7 @@ fn row_progress() -> ProgressBar {
 }
 
 pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
+    preset::need_a_map(args.preset, &args.fields).map_err(anyhow::Error::msg)?;
     // One map for every input, or (`--preset auto`) one per input, chosen as it is opened.
     let fixed = match args.preset {
         Some(PresetChoice::Auto) => None,
@@ -374,11 +362,7 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
     let now = jiff::Timestamp::now().as_second();
     let scanner = Scanner::new(args.threads)?;
     let started = Instant::now();
-    let partner = args
-        .partner
-        .clone()
-        .or_else(host_name)
-        .unwrap_or_else(|| "local".into());
+    let partner = args.partner.clone().unwrap_or_else(|| "local".into());
     let mut sightings = Sightings::new(partner, now);
     let mut by_kind = std::collections::BTreeMap::<&'static str, u64>::new();
     let mut out = HitWriter::create(&args.output)

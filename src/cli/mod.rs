@@ -233,10 +233,24 @@ pub fn main() -> ExitCode {
         // The reader went away (`cwn match … | head`): nothing left to say.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cwn: error: {e:#}");
+            eprintln!("cwn: error: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes, each said once: many of our errors already include their
+/// source's text, which `{:#}` would print a second time.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -256,10 +270,13 @@ pub(crate) fn stdout_failed(e: io::Error) -> ! {
 }
 
 fn init_tracing(format: LogFormat) {
+    // Warnings by default; the hub also says who connects, who is refused and which
+    // snapshot it uses, which an operator needs to see without RUST_LOG.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cwn::net::server=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

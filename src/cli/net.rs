@@ -205,6 +205,15 @@ mod with_net {
                     },
                 )?;
                 outln!("wrote {} and {}", f.cert.display(), f.key.display());
+                // What the registry pins: `fingerprint = "…"` for this entity.
+                let pem = std::fs::read_to_string(&f.cert)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.cert.display()))?;
+                if let Some(der) = pki::pem_certs(&pem).first() {
+                    outln!(
+                        "fingerprint = \"{}\"",
+                        crate::route::registry::fingerprint_hex(&pki::fingerprint(der))
+                    );
+                }
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -360,11 +369,7 @@ mod with_net {
         pub id: IdentityArgs,
         /// Which column holds which observable, as for `cwn match`. Repeatable; with
         /// --preset, adds to it or overrides it.
-        #[arg(
-            long = "field",
-            value_name = "NAME=KIND",
-            required_unless_present = "preset"
-        )]
+        #[arg(long = "field", value_name = "NAME=KIND")]
         pub fields: Vec<FieldSpec>,
         /// Map every observable field of a known schema, as for `cwn match`; `auto` chooses
         /// from the first input's columns.
@@ -386,8 +391,9 @@ mod with_net {
     }
 
     pub(in crate::cli) fn run_stream(args: &StreamArgs) -> anyhow::Result<ExitCode> {
-        let id = args.id.load()?;
         use crate::telemetry::{PresetChoice, preset};
+        preset::need_a_map(args.preset, &args.fields).map_err(anyhow::Error::msg)?;
+        let id = args.id.load()?;
         let fields: FieldMap = match args.preset {
             Some(PresetChoice::Auto) => {
                 let (map, chosen) =

@@ -92,6 +92,14 @@ pub fn expanded_size(bytes: &[u8], limit: u64) -> Result<u64, BatchError> {
             let (Ok(off), Ok(len)) = (usize::try_from(off), u64::try_from(len)) else {
                 return Err(bad("negative buffer offset or length"));
             };
+            // arrow-ipc's reader asserts this (a panic, not an error): check it first.
+            if usize::try_from(len)
+                .ok()
+                .and_then(|l| off.checked_add(l))
+                .is_none_or(|end| end > body.len())
+            {
+                return Err(bad("buffer past the message body"));
+            }
             let size = if compressed && len >= 8 {
                 let prefix = body
                     .get(off..off + 8)

@@ -649,7 +649,8 @@ async fn connection(
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            tracing::debug!("handshake failed: {e}");
+            // A client without a certificate of the network's CA, or one that gave up.
+            tracing::info!("handshake refused or failed: {e}");
             return;
         }
     };
@@ -1387,6 +1388,8 @@ impl Shared {
             .fetch_add(hits.len() as u64, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
             let partner_id = self.router.registry().entity(partner).id.as_str();
+            // A partner that streams is reachable: it hears its hits on this connection.
+            m.seen(partner_id, now);
             m.rows(
                 partner_id,
                 telemetry_kind(&t.input),

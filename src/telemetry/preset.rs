@@ -591,6 +591,19 @@ fn has_scheme(s: &str) -> bool {
     })
 }
 
+/// The error for a command given neither `--preset` nor `--field`: without one, nothing
+/// says which column holds what, and every input would silently match nothing.
+pub fn need_a_map(preset: Option<PresetChoice>, fields: &[FieldSpec]) -> Result<(), String> {
+    if preset.is_none() && fields.is_empty() {
+        return Err(
+            "say which columns hold what: --preset zeek|suricata|ecs|ocsf|auto, or \
+                    --field NAME=KIND (e.g. --field id.resp_h=ip), or both"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 impl FieldMap {
     /// The columns a reader reads for this map: every mapped column, and the two parts of
     /// each joined one, without repeats.
