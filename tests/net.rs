@@ -1693,3 +1693,55 @@ fn pki_issue_prints_the_fingerprint_the_registry_pins() {
         .collect();
     assert_eq!(line, format!("fingerprint = \"{hex}\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_learns_at_most_its_daily_quota_of_indicators() {
+    let net = Net::new();
+    std::fs::write(
+        net.dir.path().join("set.cwnsnap"),
+        snapshot(
+            1,
+            &[
+                ("one.example", Tlp::Green),
+                ("two.example", Tlp::Green),
+                ("three.example", Tlp::Green),
+            ],
+            &net.signing,
+        ),
+    )
+    .unwrap();
+    let cfg = config_with(&net, "", "max_indicators_per_partner_day = 2");
+    let server = Server::start(&cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let mut sub = Client::connect(&hub, &net.id("hospital"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    // An oracle's probe: every value beside the hospital's address.
+    let t = net.telemetry(
+        "probe.jsonl",
+        &[
+            ("one.example", "198.51.100.1"),
+            ("two.example", "198.51.100.1"),
+            ("three.example", "198.51.100.1"),
+            ("one.example", "198.51.100.2"),
+        ],
+    );
+    let hits = stream(&net, &hub, &t).await;
+    let got: Vec<&str> = hits.iter().map(|h| h.indicator.as_str()).collect();
+    // The first two indicators, the first again; not the third.
+    assert_eq!(got, ["one.example", "two.example", "one.example"]);
+    // The victim hears of all three.
+    let notes = take(&mut sub, 4).await;
+    assert!(notes.iter().any(|(_, n)| n["indicator"] == "three.example"));
+    sub.close().await;
+    server.shutdown().await;
+    let audit = std::fs::read_to_string(&cfg.audit_log).unwrap();
+    assert_eq!(
+        audit.matches("\"partner_daily_limit\"").count(),
+        1,
+        "{audit}"
+    );
+}

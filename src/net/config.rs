@@ -132,6 +132,9 @@ pub struct Limits {
     /// How often the hits of partners' telemetry go to the publisher as aggregated
     /// sightings (counts per indicator, partner and UTC day; never rows).
     pub sightings_interval: Duration,
+    /// Distinct indicators a partner may learn of through its own telemetry per UTC day;
+    /// further hits are withheld from it (not from victims) and audited.
+    pub max_indicators_per_partner_day: usize,
 }
 
 impl Default for Limits {
@@ -148,6 +151,7 @@ impl Default for Limits {
             max_connections_per_entity: 8,
             first_request_timeout: Duration::from_secs(10),
             sightings_interval: Duration::from_secs(60),
+            max_indicators_per_partner_day: 50_000,
         }
     }
 }
@@ -231,6 +235,7 @@ struct RawLimits {
     max_connections_per_entity: Option<Spanned<i64>>,
     first_request_timeout: Option<Spanned<String>>,
     sightings_interval: Option<Spanned<String>>,
+    max_indicators_per_partner_day: Option<Spanned<i64>>,
 }
 
 /// Keys known per table, for "did you mean".
@@ -266,6 +271,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "max_connections_per_entity",
             "first_request_timeout",
             "sightings_interval",
+            "max_indicators_per_partner_day",
         ],
     ),
 ];
@@ -589,6 +595,16 @@ impl HubConfig {
             &mut limits.first_request_timeout,
             &mut p,
         );
+        if let Some(v) = &l.max_indicators_per_partner_day {
+            match usize::try_from(*v.get_ref()) {
+                Ok(n) if n >= 1 => limits.max_indicators_per_partner_day = n,
+                _ => p.at(
+                    v.span(),
+                    "limits.max_indicators_per_partner_day",
+                    "must be at least 1",
+                ),
+            }
+        }
         if let Some(v) = &l.max_connections_per_entity {
             match usize::try_from(*v.get_ref()) {
                 Ok(n) if (1..=1_000_000).contains(&n) => limits.max_connections_per_entity = n,

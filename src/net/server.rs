@@ -147,6 +147,8 @@ struct Shared {
     /// The disclosure audit log; each batch's lines are written in one piece, and synced
     /// before any notification they describe is.
     audit: Mutex<fs::File>,
+    /// The same file, for `fdatasync` without the lock.
+    audit_sync: fs::File,
     /// The publisher that owns the snapshot in use (it pushed it), who receives internal cases.
     publisher: Mutex<Option<EntityOrd>>,
     /// Sightings not yet handed to the publisher.
@@ -155,6 +157,8 @@ struct Shared {
     per_entity: Mutex<HashMap<EntityOrd, usize>>,
     /// The answers to each partner's last batches, for resends after a lost connection.
     answered: Mutex<RecentAnswers>,
+    /// Distinct indicators each partner learnt of today.
+    quota: Mutex<route::DailyQuota>,
     /// The clearance cut each partner last pulled, with the snapshot version it is of.
     cuts: Mutex<HashMap<EntityOrd, Cut>>,
     limits: Limits,
@@ -309,6 +313,9 @@ impl Server {
             per_entity: Mutex::new(HashMap::new()),
             answered: Mutex::new(RecentAnswers::default()),
             cuts: Mutex::new(HashMap::new()),
+            quota: Mutex::new(route::DailyQuota::new(
+                cfg.limits.max_indicators_per_partner_day,
+            )),
             index: ArcSwapOption::new(index.map(Arc::new)),
             verify_key,
             sign_key,
@@ -316,6 +323,7 @@ impl Server {
             hub: Mutex::new(hub),
             sessions: Mutex::new(HashMap::new()),
             timer: Notify::new(),
+            audit_sync: audit.try_clone().map_err(|e| file_err(&cfg.audit_log, e))?,
             audit: Mutex::new(audit),
             limits: cfg.limits.clone(),
             data_dir: cfg.data_dir.clone(),
@@ -1424,19 +1432,16 @@ impl Shared {
             .fetch_add(hits.len() as u64, Ordering::Relaxed);
         let routed = route_batch(&self.router, &matched, parties, first_hit, now);
         if !routed.audit.is_empty() {
-            let mut audit = lock(&self.audit);
-            audit
+            lock(&self.audit)
                 .write_all(&routed.audit)
-                .and_then(|()| {
-                    // The record of a disclosure is durable before the disclosure is.
-                    if routed.notifications.is_empty() {
-                        Ok(())
-                    } else {
-                        audit.sync_data()
-                    }
-                })
                 .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
         }
+        // The record of a disclosure is durable before the disclosure is: the audit log's
+        // `fdatasync` runs beside the journal's (below), and both end before anyone is told.
+        let audit_synced = (!routed.notifications.is_empty()).then(|| {
+            let f = self.audit_sync.try_clone();
+            std::thread::spawn(move || f.and_then(|f| f.sync_data()))
+        });
         lock(&self.sightings).merge(&routed.sightings);
         if let Some(m) = &self.metrics
             && !hits.is_empty()
@@ -1458,12 +1463,58 @@ impl Shared {
                 payload: n.payload,
             })
             .collect();
-        let back = routed.back_to_partner;
+        // The partner's daily quota of distinct indicators it may learn of.
+        let mut back = Vec::with_capacity(routed.back_to_partner.len());
+        let mut withheld = Vec::new();
+        {
+            let mut quota = lock(&self.quota);
+            for h in routed.back_to_partner {
+                match quota.admit(partner, &h.indicator_id, now.as_second()) {
+                    route::Admission::Admitted => back.push(h),
+                    first => withheld.push((h, first == route::Admission::FirstRefusal)),
+                }
+            }
+        }
+        if !withheld.is_empty() {
+            let partner_id = &reg.entity(partner).id;
+            let mut lines = Vec::new();
+            for (h, first) in &withheld {
+                let rec = serde_json::json!({
+                    "ts": now.to_string(),
+                    "indicator": h.indicator_id,
+                    "tlp": h.tlp,
+                    "entity": partner_id,
+                    "capacity": ["submitter"],
+                    "allowed": false,
+                    "rule": "partner_daily_limit",
+                    "reason": "the partner has learnt of its daily quota of distinct indicators through its telemetry; further hits are withheld from it until the next UTC day",
+                });
+                lines.extend_from_slice(rec.to_string().as_bytes());
+                lines.push(b'\n');
+                if *first {
+                    let msg = format!(
+                        "partner {partner_id} is over its daily quota of {} distinct indicators; its further hits are withheld",
+                        self.limits.max_indicators_per_partner_day
+                    );
+                    tracing::warn!("{msg}");
+                    if let Some(m) = &self.metrics {
+                        m.error(now, &msg);
+                    }
+                }
+            }
+            lock(&self.audit)
+                .write_all(&lines)
+                .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
+        }
         if !logged.is_empty() {
             // Durable (one fsync per entity) before the partner hears the batch is done.
-            lock(&self.hub)
-                .publish_batch(&logged, now_ms())
-                .map_err(|e| BatchFailure::Internal(format!("notification log: {e}")))?;
+            let published = lock(&self.hub).publish_batch(&logged, now_ms());
+            if let Some(t) = audit_synced {
+                t.join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
+            }
+            published.map_err(|e| BatchFailure::Internal(format!("notification log: {e}")))?;
             self.stats
                 .notifications_logged
                 .fetch_add(logged.len() as u64, Ordering::Relaxed);

@@ -787,6 +787,66 @@ impl<W: Write> AuditLog<W> {
     }
 }
 
+/// How many distinct indicators each partner may learn of through its own telemetry per UTC
+/// day. A partner that streams every IPv4 address beside its own would otherwise learn the
+/// whole AMBER address set in minutes (an oracle); past the quota its further hits are
+/// withheld from it (victims are still notified) and audited.
+#[derive(Debug, Clone)]
+pub struct DailyQuota {
+    limit: usize,
+    day: i64,
+    seen: HashMap<EntityOrd, std::collections::HashSet<u64>>,
+    exceeded: std::collections::HashSet<EntityOrd>,
+}
+
+/// What [`DailyQuota::admit`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Within the quota.
+    Admitted,
+    /// Over it; the first refusal of the day for this partner.
+    FirstRefusal,
+    /// Over it, again.
+    Refused,
+}
+
+impl DailyQuota {
+    /// A quota of `limit` distinct indicators per partner and day.
+    pub fn new(limit: usize) -> Self {
+        DailyQuota {
+            limit,
+            day: i64::MIN,
+            seen: HashMap::new(),
+            exceeded: Default::default(),
+        }
+    }
+
+    /// Whether `partner` may see a hit of `indicator_id` at `now` (Unix seconds): always for
+    /// an indicator it has seen today, else while it has seen fewer than the limit.
+    pub fn admit(&mut self, partner: EntityOrd, indicator_id: &str, now: i64) -> Admission {
+        let day = now.div_euclid(SECONDS_PER_DAY);
+        if day != self.day {
+            self.day = day;
+            self.seen.clear();
+            self.exceeded.clear();
+        }
+        let key = xxhash_rust::xxh3::xxh3_64(indicator_id.as_bytes());
+        let seen = self.seen.entry(partner).or_default();
+        if seen.contains(&key) {
+            return Admission::Admitted;
+        }
+        if seen.len() < self.limit {
+            seen.insert(key);
+            return Admission::Admitted;
+        }
+        if self.exceeded.insert(partner) {
+            Admission::FirstRefusal
+        } else {
+            Admission::Refused
+        }
+    }
+}
+
 /// Aggregated sightings for one indicator, partner and day.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Sighting {

@@ -887,3 +887,20 @@ fn a_partner_notifies_only_whom_it_serves_or_who_trusts_it() {
         r.registry().by_id("hospital").unwrap()
     ));
 }
+
+#[test]
+fn the_daily_quota_counts_distinct_indicators_per_partner_and_resets_each_day() {
+    let mut q = DailyQuota::new(2);
+    let (a, b) = (EntityOrd::new(1), EntityOrd::new(2));
+    let day = 20_000 * 86_400;
+    assert_eq!(q.admit(a, "x", day), Admission::Admitted);
+    assert_eq!(q.admit(a, "y", day + 1), Admission::Admitted);
+    // A seen indicator again: still in.
+    assert_eq!(q.admit(a, "x", day + 2), Admission::Admitted);
+    assert_eq!(q.admit(a, "z", day + 3), Admission::FirstRefusal);
+    assert_eq!(q.admit(a, "w", day + 4), Admission::Refused);
+    // Another partner has its own quota.
+    assert_eq!(q.admit(b, "z", day + 5), Admission::Admitted);
+    // The next UTC day starts afresh.
+    assert_eq!(q.admit(a, "z", day + 86_400), Admission::Admitted);
+}
