@@ -733,14 +733,18 @@ fn spawn_hub_on(
             addr = Some(line.trim().rsplit(' ').next().unwrap().to_string());
         }
     }
-    if !top.is_empty() && top.contains("status_listen") {
-        line.clear();
-        err.read_line(&mut line).unwrap();
-        let url = line
-            .split("http://")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no status page line: {line}"));
-        status = Some(url.split('/').next().unwrap().to_string());
+    if top.contains("status_listen") {
+        while status.is_none() {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "cwn serve ended before naming its status page"
+            );
+            if line.contains("status page on") {
+                let url = line.split("http://").nth(1).unwrap();
+                status = Some(url.split('/').next().unwrap().to_string());
+            }
+        }
     }
     // Keep draining stderr so that the hub never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));

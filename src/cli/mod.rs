@@ -204,7 +204,11 @@ pub struct IngestArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    #[cfg(feature = "net")]
+    let serving = matches!(cli.command, Command::Serve(_));
+    #[cfg(not(feature = "net"))]
+    let serving = false;
+    init_tracing(cli.log_format, serving);
     let result = match cli.command {
         Command::Completions(args) => run_completions(&args),
         Command::Ingest(args) => run_ingest(&args),
@@ -269,11 +273,17 @@ pub(crate) fn stdout_failed(e: io::Error) -> ! {
     std::process::exit(2);
 }
 
-fn init_tracing(format: LogFormat) {
-    // Warnings by default; the hub also says who connects, who is refused and which
-    // snapshot it uses, which an operator needs to see without RUST_LOG.
+fn init_tracing(format: LogFormat, serving: bool) {
+    // Warnings by default; `cwn serve` also says who connects, who is refused and which
+    // snapshot it uses, which an operator needs to see without RUST_LOG (the demo, which
+    // runs a hub inside, keeps to its report).
+    let default = if serving {
+        "warn,cwn::net::server=info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cwn::net::server=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(io::stderr().is_terminal())
