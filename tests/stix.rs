@@ -257,3 +257,70 @@ fn malformed_bundles_are_clear_rejects() {
         );
     }
 }
+
+/// The OASIS reference validator's own STIX 2.1 cases (`stix2-patterns` 2.1.2: the
+/// specification's examples and its pass, fail and timestamp lists), each asked of the
+/// validator itself and of cwn. A pattern the validator accepts is never `invalid` here (it
+/// becomes an indicator, or `unsupported`/`skipped` with a reason when it cannot be matched);
+/// a pattern it refuses is `invalid`. Needs `python3 -m pip install stix2-patterns==2.1.2
+/// pytest` (`.ci/run` installs them); `CWN_SKIP_REFERENCE=1` skips deliberately.
+#[test]
+fn the_reference_validators_own_cases_are_classified_as_it_does() {
+    const ORACLE: &str = r#"
+import json
+from stix2patterns.test.v21 import test_validator as t
+from stix2patterns.validator import validate
+cases = t.SPEC_CASES + t.PASS_CASES + t.TIMESTAMP_PASS_CASES
+cases += [c for c, _ in t.FAIL_CASES + t.TIMESTAMP_FAIL_CASES]
+print(json.dumps([[c, validate(c, stix_version='2.1')] for c in cases]))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", ORACLE])
+        .output();
+    let cases: Vec<(String, bool)> = match out {
+        Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).expect("oracle JSON"),
+        other => {
+            if std::env::var("CWN_SKIP_REFERENCE").as_deref() == Ok("1") {
+                eprintln!("skipping: CWN_SKIP_REFERENCE=1 and no reference validator");
+                return;
+            }
+            panic!(
+                "the OASIS pattern validator is not available ({}): \
+                 `python3 -m pip install stix2-patterns==2.1.2 pytest` (.ci/run does), or set \
+                 CWN_SKIP_REFERENCE=1 to skip this test deliberately",
+                match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                }
+            );
+        }
+    };
+    assert!(
+        cases.len() >= 80,
+        "only {} cases from the validator",
+        cases.len()
+    );
+    assert!(cases.iter().any(|c| c.1) && cases.iter().any(|c| !c.1));
+    let mut wrong = Vec::new();
+    for (pattern, valid) in &cases {
+        let doc = serde_json::json!({
+            "type": "bundle", "id": "bundle--v", "objects": [{
+                "type": "indicator", "spec_version": "2.1", "id": "indicator--v",
+                "created": "2025-03-10T10:00:00.000Z", "modified": "2025-03-10T10:00:00.000Z",
+                "pattern_type": "stix", "valid_from": "2025-03-10T10:00:00Z",
+                "pattern": pattern,
+            }]
+        });
+        let batch = parse("v.json", doc.to_string().as_bytes());
+        let (_, rej) = split(&batch);
+        let invalid = rej.iter().find(|r| r.category == Category::Invalid);
+        match (valid, invalid) {
+            (true, Some(r)) => {
+                wrong.push(format!("valid but refused: {pattern}\n    {}", r.reason))
+            }
+            (false, None) => wrong.push(format!("invalid but accepted: {pattern}")),
+            _ => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

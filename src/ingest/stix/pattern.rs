@@ -11,7 +11,7 @@
 //! Main types:
 //! - [`Pattern`], whose root is an [`ObservationExpr`]; each bracketed observation holds a
 //!   [`ComparisonExpr`] of [`Comparison`]s;
-//! - [`ObjectPath`], [`Literal`], [`Qualifier`], [`Operator`];
+//! - [`ObjectPath`], [`Literal`] (timestamps as [`TimeLiteral`]), [`Qualifier`], [`Operator`];
 //! - [`PatternError`] with its [`ErrorCode`].
 //!
 //! Grammar facts kept exactly: keywords are upper case only (`within` is an identifier, hence a
@@ -19,8 +19,10 @@
 //! `AND` > `OR` > `FOLLOWEDBY`, all left-associative; qualifiers bind tighter than all three;
 //! inside a string the only escapes are `\'` and `\\`; property names may not contain `-`
 //! unless quoted; `/* … */` and `// …` comments are skipped. Beyond the grammar, as the STIX
-//! text requires: timestamps must be real calendar instants, `WITHIN` and `REPEATS` counts
-//! must be positive, the same qualifier may not be applied twice directly to one expression,
+//! text requires: timestamp fields must lie in their ranges (a day its month lacks is valid
+//! and matches nothing, [`TimeLiteral`]), `WITHIN` and `REPEATS` counts
+//! must be positive, the same qualifier may not be applied twice directly to one `[…]`
+//! observation (a parenthesised expression may carry it again, as the OASIS validator reads it),
 //! and integers must lie within ±(2⁵³−1) (the STIX integer type).
 //!
 //! Limits: a pattern longer than [`MAX_PATTERN_LEN`] bytes or nested deeper than [`MAX_DEPTH`]
@@ -191,9 +193,9 @@ pub enum Qualifier {
     /// `START t'…' STOP t'…'`: matching observations fall in this interval.
     StartStop {
         /// First instant.
-        start: Timestamp,
+        start: TimeLiteral,
         /// Last instant.
-        stop: Timestamp,
+        stop: TimeLiteral,
     },
 }
 
@@ -333,6 +335,137 @@ impl ObjectPath {
     }
 }
 
+/// A `t'…'` literal as written: UTC, month 01–12, day 01–31, hour 00–23, minute 00–59,
+/// second 00–60, at most nanoseconds kept. The grammar admits day 31 in every month, so a
+/// valid pattern can name a day its month lacks (`t'2023-02-29T00:00:00Z'`, the OASIS
+/// validator's own example): no instant equals such a literal, and [`TimeLiteral::instant`]
+/// says so instead of the parse refusing a valid pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeLiteral {
+    /// Year, 0000–9999.
+    pub year: u16,
+    /// Month, 1–12.
+    pub month: u8,
+    /// Day, 1–31.
+    pub day: u8,
+    /// Hour, 0–23.
+    pub hour: u8,
+    /// Minute, 0–59.
+    pub minute: u8,
+    /// Second, 0–60 (60: a leap second).
+    pub second: u8,
+    /// Fraction of the second in nanoseconds (digits past the ninth dropped).
+    pub nanos: u32,
+}
+
+impl TimeLiteral {
+    /// Reads `YYYY-MM-DDTHH:MM:SS[.fraction]Z` with every field in its range.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong with the text.
+    pub fn parse(s: &str) -> Result<TimeLiteral, String> {
+        let b = s.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter()
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+        };
+        if !s.ends_with('Z') {
+            return Err(format!(
+                "`{}` must be in UTC with a literal `Z` at the end",
+                short(s)
+            ));
+        }
+        let shape = b.len() >= 20
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && b[10] == b'T'
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19)
+            && (b.len() == 20 || (b[19] == b'.' && b.len() > 21 && digits(20..b.len() - 1)));
+        if !shape {
+            return Err(format!(
+                "`{}` is not of the form YYYY-MM-DDTHH:MM:SS[.fraction]Z",
+                short(s)
+            ));
+        }
+        let (month, day, hour, minute, second) =
+            (num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return Err(format!("`{s}` has a field out of range"));
+        }
+        let nanos = if b.len() > 20 {
+            let frac = &b[20..b.len() - 1];
+            let kept = &frac[..frac.len().min(9)];
+            let n = kept
+                .iter()
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+            n * 10u32.pow(9 - kept.len() as u32)
+        } else {
+            0
+        };
+        // Every value is range-checked above.
+        #[allow(clippy::cast_possible_truncation)]
+        Ok(TimeLiteral {
+            year: num(0..4) as u16,
+            month: month as u8,
+            day: day as u8,
+            hour: hour as u8,
+            minute: minute as u8,
+            second: second as u8,
+            nanos,
+        })
+    }
+
+    /// The instant this names, a leap second read as `:59`; `None` for a day its month lacks.
+    pub fn instant(&self) -> Option<Timestamp> {
+        let date = jiff::civil::Date::new(
+            i16::try_from(self.year).ok()?,
+            i8::try_from(self.month).ok()?,
+            i8::try_from(self.day).ok()?,
+        )
+        .ok()?;
+        let time = jiff::civil::Time::new(
+            i8::try_from(self.hour).ok()?,
+            i8::try_from(self.minute).ok()?,
+            i8::try_from(self.second.min(59)).ok()?,
+            i32::try_from(self.nanos).ok()?,
+        )
+        .ok()?;
+        date.to_datetime(time)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+}
+
+impl fmt::Display for TimeLiteral {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )?;
+        if self.nanos > 0 {
+            let frac = format!("{:09}", self.nanos);
+            write!(f, ".{}", frac.trim_end_matches('0'))?;
+        }
+        f.write_str("Z")
+    }
+}
+
 /// A literal value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Literal {
@@ -345,7 +478,7 @@ pub enum Literal {
     /// `true` or `false`.
     Bool(bool),
     /// `t'2016-06-01T00:00:00Z'`.
-    Timestamp(Timestamp),
+    Timestamp(TimeLiteral),
     /// `h'ffd8'`, decoded.
     Hex(Vec<u8>),
     /// `b'dGVzdA=='`, decoded.
@@ -408,59 +541,9 @@ pub fn parse(pattern: &str) -> Result<Pattern, PatternError> {
 ///
 /// A message saying what is wrong with the text.
 pub fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    let num = |r: std::ops::Range<usize>| {
-        b[r].iter()
-            .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
-    };
-    if !s.ends_with('Z') {
-        return Err(format!(
-            "`{}` must be in UTC with a literal `Z` at the end",
-            short(s)
-        ));
-    }
-    let shape = b.len() >= 20
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && b[10] == b'T'
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16)
-        && b[16] == b':'
-        && digits(17..19)
-        && (b.len() == 20 || (b[19] == b'.' && b.len() > 21 && digits(20..b.len() - 1)));
-    if !shape {
-        return Err(format!(
-            "`{}` is not of the form YYYY-MM-DDTHH:MM:SS[.fraction]Z",
-            short(s)
-        ));
-    }
-    let (month, day, hour, minute, second) =
-        (num(5..7), num(8..10), num(11..13), num(14..16), num(17..19));
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return Err(format!("`{s}` has a field out of range"));
-    }
-    // jiff reads a leap second as :59 and accepts at most nanoseconds.
-    let mut text = String::with_capacity(30);
-    text.push_str(&s[..17]);
-    text.push_str(if second == 60 { "59" } else { &s[17..19] });
-    if b.len() > 20 {
-        let frac = &s[20..s.len() - 1];
-        text.push('.');
-        text.push_str(&frac[..frac.len().min(9)]);
-    }
-    text.push('Z');
-    text.parse::<Timestamp>()
-        .map_err(|e| format!("`{s}` is not a valid instant: {e}"))
+    TimeLiteral::parse(s)?
+        .instant()
+        .ok_or_else(|| format!("`{}` names a day its month does not have", short(s)))
 }
 
 fn error(pos: Position, code: ErrorCode, message: impl Into<String>) -> PatternError {
@@ -954,7 +1037,7 @@ impl<'a> Lexer<'a> {
         let content = &self.src[content_start..self.at - 1];
         let lit = match prefix {
             "t" => Literal::Timestamp(
-                parse_timestamp(content).map_err(|m| syntax(pos, format!("timestamp: {m}")))?,
+                TimeLiteral::parse(content).map_err(|m| syntax(pos, format!("timestamp: {m}")))?,
             ),
             "h" => Literal::Hex(decode_hex(content).ok_or_else(|| {
                 syntax(
@@ -1118,8 +1201,12 @@ impl Parser<'_> {
     }
 
     fn qualified(&mut self) -> Result<ObservationExpr, PatternError> {
+        // As the OASIS validator reads the text: a qualifier kind may be applied only once
+        // to a bracketed `[…]` observation, any number of times to a parenthesised
+        // expression (`([a:b = 1]) WITHIN 5 SECONDS WITHIN 6 SECONDS` is valid).
+        let bracketed = self.tok.tok == Tok::LBrack;
         let mut expr = self.observation()?;
-        // Which qualifier kinds are applied directly (without parentheses) to `expr`.
+        // Which qualifier kinds are applied directly to the bracketed observation.
         let mut applied: Vec<&'static str> = Vec::new();
         loop {
             let position = self.tok.pos;
@@ -1159,7 +1246,7 @@ impl Parser<'_> {
                 _ => return Ok(expr),
             };
             let keyword = qualifier.keyword();
-            if applied.contains(&keyword) {
+            if bracketed && applied.contains(&keyword) {
                 return Err(syntax(
                     position,
                     format!("{keyword} is applied twice to the same observation expression"),
@@ -1174,7 +1261,7 @@ impl Parser<'_> {
         }
     }
 
-    fn timestamp(&mut self, expected: &str) -> Result<Timestamp, PatternError> {
+    fn timestamp(&mut self, expected: &str) -> Result<TimeLiteral, PatternError> {
         match self.tok.tok {
             Tok::Literal(Literal::Timestamp(t)) => {
                 self.bump()?;
@@ -1697,6 +1784,11 @@ mod tests {
         r"[a:b = 'x'] AND [a:c = 'y'] OR [a:d = 'z'] FOLLOWEDBY [a:e = 'w']",
         r"[a:b = 1]WITHIN 5SECONDS",
         r"[x-foo_bar:_x = 'y']",
+        // Valid as the OASIS validator reads them: a day its month lacks, and a qualifier
+        // repeated on a parenthesised expression.
+        r"[a:b = t'2016-02-30T00:00:00Z'] START t'2023-02-29T00:00:00Z' STOP t'2024-04-31T00:00:00Z'",
+        r"([a:b = 1]) WITHIN 5 SECONDS WITHIN 6 SECONDS",
+        r"([a:b = 1] REPEATS 2 TIMES) REPEATS 2 TIMES",
     ];
 
     #[test]
@@ -1823,7 +1915,7 @@ mod tests {
         assert_eq!(
             tests[3].operand,
             Operand::Literal(Literal::Timestamp(
-                "2014-01-13T07:03:17.5Z".parse().unwrap()
+                TimeLiteral::parse("2014-01-13T07:03:17.5Z").unwrap()
             ))
         );
         assert_eq!(
@@ -1916,13 +2008,6 @@ mod tests {
                 "literal `Z`",
             ),
             (
-                "[a:b = t'2016-02-30T00:00:00Z']",
-                Syntax,
-                1,
-                8,
-                "not a valid instant",
-            ),
-            (
                 "[a:b = t'2016-13-01T00:00:00Z']",
                 Syntax,
                 1,
@@ -1962,6 +2047,13 @@ mod tests {
                 Syntax,
                 1,
                 28,
+                "applied twice",
+            ),
+            (
+                "[a:b = 1] REPEATS 2 TIMES WITHIN 5 SECONDS REPEATS 3 TIMES",
+                Syntax,
+                1,
+                44,
                 "applied twice",
             ),
             (
@@ -2062,6 +2154,21 @@ mod tests {
         // Long flat chains are not nesting.
         let flat = vec!["[a:b = 1]"; 2000].join(" OR ");
         assert!(parse(&flat).is_ok());
+    }
+
+    #[test]
+    fn a_day_its_month_lacks_is_kept_as_written_and_names_no_instant() {
+        let t = TimeLiteral::parse("2023-02-29T12:00:00.50Z").unwrap();
+        assert_eq!(t.instant(), None);
+        assert_eq!(t.to_string(), "2023-02-29T12:00:00.5Z");
+        let leap = TimeLiteral::parse("2024-02-29T23:59:60Z").unwrap();
+        assert_eq!(leap.to_string(), "2024-02-29T23:59:60Z");
+        assert_eq!(leap.instant().unwrap().to_string(), "2024-02-29T23:59:59Z");
+        assert!(
+            parse_timestamp("2023-02-29T12:00:00Z")
+                .unwrap_err()
+                .contains("does not have")
+        );
     }
 
     #[test]
