@@ -333,6 +333,53 @@ fn a_flipped_byte_mid_log_is_reported() {
 }
 
 #[test]
+fn damage_mid_log_that_the_journal_holds_is_written_again_and_the_hub_starts() {
+    // A group commit whose pages reached the disk out of order: a record in the middle of the
+    // active segment is damaged, valid ones follow. The journal holds them all, so the hub
+    // cuts the segment there, replays, and every record reads back as published.
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut cfg = config(&data);
+    cfg.log.sync = true;
+    cfg.log.segment_bytes = 1 << 20;
+    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    let batch: Vec<Notification> = (0..6).map(|i| note(6, i)).collect();
+    hub.publish_batch(&batch, 0).unwrap();
+    drop(hub);
+    let seg = segments(&entity_dir(&data, 6)).pop().unwrap();
+    let clean = fs::read(&seg).unwrap();
+    let mut bytes = clean.clone();
+    let pos = 16 + 28 + 40; // inside the first record's payload
+    bytes[pos] ^= 0x04;
+    fs::write(&seg, &bytes).unwrap();
+    let journal = data.join("journal");
+    assert!(
+        fs::read_dir(&journal).unwrap().count() > 0,
+        "the batch is in the journal"
+    );
+
+    let mut hub = Hub::open(cfg.clone(), 10).unwrap();
+    let repaired = hub.recovery(EntityId(6)).unwrap().repaired.clone().unwrap();
+    assert_eq!((repaired.position, repaired.offsets), (16, 0..6));
+    let s = hub.connect(EntityId(6), StartFrom::Offset(0), 10).unwrap();
+    assert_eq!(drain(&mut hub, s, 10, 6), (0..6).collect::<Vec<_>>());
+    drop(hub);
+    assert_eq!(fs::read(&seg).unwrap(), clean, "the segment is whole again");
+
+    // The same damage without the journal's copy is still refused, naming file and byte.
+    fs::write(&seg, &bytes).unwrap();
+    for e in fs::read_dir(&journal).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let Err(HubError::Log(LogError::Corrupt { path, position, .. })) = Hub::open(cfg.clone(), 20)
+    else {
+        panic!("corruption the journal cannot repair was not reported");
+    };
+    assert_eq!((path, position), (seg.clone(), 16));
+    assert_eq!(fs::read(&seg).unwrap(), bytes, "nothing was cut from it");
+}
+
+#[test]
 fn retention_by_age_keeps_unacked_and_by_size_reports_loss() {
     let d = tempfile::tempdir().unwrap();
     let mut cfg = config(d.path());

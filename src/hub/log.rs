@@ -13,10 +13,11 @@
 //! **Recovery.** [`Log::open`] scans the active segment. A damaged record with nothing valid
 //! after it is a torn tail — the write that a crash interrupted, never acknowledged — and is cut
 //! off (see [`Recovery`]). A damaged record *followed* by a valid one is corruption of
-//! acknowledged data and is refused with [`LogError::Corrupt`], naming the file and byte.
-//! (A torn group commit whose pages reached the disk out of order looks like the latter and is
-//! reported rather than silently repaired.) Sealed segments are checked when first read, by
-//! the same scan.
+//! acknowledged data and is refused with [`LogError::Corrupt`], naming the file and byte —
+//! unless the hub's write-ahead journal holds every record from the damaged one on (a torn
+//! group commit whose pages reached the disk out of order looks like this): then
+//! [`Log::open_repairing`] cuts the segment at the damage and the hub replays the journal
+//! into it. Sealed segments are checked when first read, by the same scan.
 //!
 //! **Retention** ([`Log::retain`]) deletes whole sealed segments from the front: by age once
 //! their newest record is older than the limit, and by total size. Age never deletes a segment
@@ -90,8 +91,24 @@ pub struct RetentionOutcome {
 pub struct Recovery {
     /// The active segment ended in a partial record at this byte, now cut off.
     pub torn_at: Option<(PathBuf, u64)>,
+    /// Damage with valid records after it, cut off because the journal holds every record
+    /// from there on ([`Log::open_repairing`]).
+    pub repaired: Option<Damage>,
     /// Bytes cut off.
     pub truncated_bytes: u64,
+}
+
+/// Damage found in a segment where acknowledged records lie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Byte position of the damaged record.
+    pub position: u64,
+    /// Which check failed.
+    pub reason: &'static str,
+    /// The offsets from the damaged record to the last valid one seen after it.
+    pub offsets: Range<u64>,
 }
 
 /// A log failure.
@@ -332,6 +349,37 @@ fn valid_record_after(bytes: &[u8], pos: usize, want: u64, max: u32) -> bool {
     })
 }
 
+/// The last offset of the valid records found after damage at `pos` (whose record should
+/// have been `next`): each run of records in sequence is followed to its end, then the search
+/// goes on for the offset after it. `None` when no valid record follows.
+fn last_valid_offset_after(bytes: &[u8], pos: usize, next: u64, max: u32) -> Option<u64> {
+    let mut want = next + 1;
+    let mut from = pos;
+    let mut last = None;
+    loop {
+        let needle = want.to_le_bytes();
+        let Some(hay) = bytes.get(from + 1..) else {
+            return last;
+        };
+        let start = memchr::memmem::find_iter(hay, &needle).find_map(|i| {
+            (from + 1 + i)
+                .checked_sub(4)
+                .filter(|&start| start > from && record_at(bytes, start, want, max).is_ok())
+        });
+        let Some(mut at) = start else {
+            return last;
+        };
+        while let Ok((len, _)) = record_at(bytes, at, want, max) {
+            last = Some(want);
+            want += 1;
+            at += len;
+        }
+        from = at;
+        // The record at `want` is missing or damaged too: look for the one after it.
+        want += 1;
+    }
+}
+
 fn segment_header(base: u64) -> [u8; SEGMENT_HEADER as usize] {
     let mut h = [0; SEGMENT_HEADER as usize];
     h[..8].copy_from_slice(&SEGMENT_MAGIC);
@@ -358,6 +406,19 @@ fn create_segment(dir: &Path, base: u64, sync: bool) -> Result<File, LogError> {
 impl Log {
     /// Opens the log in `dir`, creating it when absent, and recovers the active segment.
     pub fn open(dir: impl Into<PathBuf>, opts: LogOptions) -> Result<Log, LogError> {
+        Log::open_repairing(dir, opts, None)
+    }
+
+    /// As [`Log::open`], but damage in the active segment with valid records after it (a
+    /// group commit whose pages reached the disk out of order) is cut off instead of refused
+    /// when `covers` says that every offset from the damaged record to the last valid one
+    /// after it can be written again — from the write-ahead journal, which the caller then
+    /// replays. [`Recovery::repaired`] says what was cut.
+    pub fn open_repairing(
+        dir: impl Into<PathBuf>,
+        opts: LogOptions,
+        repair: Option<&dyn Fn(Range<u64>) -> bool>,
+    ) -> Result<Log, LogError> {
         let dir = dir.into();
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -448,11 +509,33 @@ impl Log {
         let s = scan(&bytes, last, opts.max_record_bytes);
         match s.problem {
             Some((position, Problem::Corrupt(reason))) => {
-                return Err(LogError::Corrupt {
-                    path,
+                let seen_through = last_valid_offset_after(
+                    &bytes,
+                    position as usize,
+                    s.next,
+                    opts.max_record_bytes,
+                );
+                let repairable = seen_through.is_some_and(|through| {
+                    repair.is_some_and(|covers| covers(s.next..through + 1))
+                });
+                if !repairable {
+                    return Err(LogError::Corrupt {
+                        path,
+                        position,
+                        reason,
+                    });
+                }
+                // Every record from the damaged one on is in the write-ahead journal, which
+                // the caller replays next: cut the segment there.
+                recovery.repaired = Some(Damage {
+                    path: path.clone(),
                     position,
                     reason,
+                    offsets: s.next..seen_through.map_or(s.next, |through| through + 1),
                 });
+                recovery.truncated_bytes += bytes.len() as u64 - position;
+                active.set_len(position).map_err(io_err(&path))?;
+                active.sync_all().map_err(io_err(&path))?;
             }
             Some((position, Problem::Torn)) => {
                 recovery.truncated_bytes += bytes.len() as u64 - position;
@@ -1116,6 +1199,47 @@ mod tests {
             Log::open(d.path(), opts(1 << 20)),
             Err(LogError::Corrupt { position, .. }) if position == positions[6]
         ));
+    }
+
+    #[test]
+    fn damage_is_cut_only_when_every_offset_from_it_to_the_last_valid_one_can_be_rewritten() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = Log::open(d.path(), opts(1 << 20)).unwrap();
+        let mut positions = Vec::new();
+        for i in 0..10 {
+            positions.push(fs::metadata(segment_path(d.path(), 0)).unwrap().len());
+            log.append(&payload(i), 0).unwrap();
+        }
+        drop(log);
+        let seg = segment_path(d.path(), 0);
+        let mut bytes = fs::read(&seg).unwrap();
+        // Records 3 and 6 damaged: the valid ones seen after the first damage run to 9.
+        bytes[positions[3] as usize + RECORD_HEADER + 1] ^= 0x20;
+        bytes[positions[6] as usize + RECORD_HEADER + 1] ^= 0x20;
+        fs::write(&seg, &bytes).unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let partial = |r: Range<u64>| {
+            asked.borrow_mut().push(r.clone());
+            r.end <= 7
+        };
+        assert!(matches!(
+            Log::open_repairing(d.path(), opts(1 << 20), Some(&partial)),
+            Err(LogError::Corrupt { position, .. }) if position == positions[3]
+        ));
+        assert_eq!(asked.borrow().len(), 1);
+        assert_eq!(asked.borrow()[0], 3..10);
+        assert_eq!(
+            fs::read(&seg).unwrap(),
+            bytes,
+            "refused damage is left as found"
+        );
+        let all = |_: Range<u64>| true;
+        let mut log = Log::open_repairing(d.path(), opts(1 << 20), Some(&all)).unwrap();
+        let repaired = log.recovery().repaired.clone().unwrap();
+        assert_eq!((repaired.position, repaired.offsets), (positions[3], 3..10));
+        assert_eq!(log.next_offset(), 3);
+        let got: Vec<Vec<u8>> = read_all(&mut log).into_iter().map(|r| r.data).collect();
+        assert_eq!(got, (0..3).map(payload).collect::<Vec<_>>());
     }
 
     #[test]

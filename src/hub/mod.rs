@@ -468,11 +468,35 @@ impl Hub {
             checkpoint: None,
             opening: true,
         };
-        for id in ids {
-            hub.entity(id)?;
+        // The journal is read before the logs are opened: damage in a log that the journal
+        // can write again is cut off and replayed instead of stopping the hub.
+        let recovered = if hub.config.log.sync {
+            Some(Journal::open(hub.config.data_dir.join("journal"))?)
+        } else {
+            None
+        };
+        let mut journaled: HashMap<u32, Vec<u64>> = HashMap::new();
+        for r in recovered.iter().flat_map(|(_, rec)| &rec.records) {
+            journaled.entry(r.entity).or_default().push(r.offset);
         }
-        if hub.config.log.sync {
-            hub.replay_journal()?;
+        for offsets in journaled.values_mut() {
+            offsets.sort_unstable();
+            offsets.dedup();
+        }
+        for id in ids {
+            let held = journaled.get(&id.0).map_or(&[][..], Vec::as_slice);
+            let covers = |want: Range<u64>| {
+                let from = held.partition_point(|&o| o < want.start);
+                let need = want.end.saturating_sub(want.start);
+                usize::try_from(need).is_ok_and(|n| {
+                    held.get(from..from + n)
+                        .is_some_and(|run| run.iter().copied().eq(want.clone()))
+                })
+            };
+            hub.open_entity(id, Some(&covers))?;
+        }
+        if let Some((journal, recovery)) = recovered {
+            hub.replay_journal(journal, recovery)?;
         }
         hub.load_acked_table()?;
         hub.check_acked();
@@ -483,8 +507,11 @@ impl Hub {
     /// Opens the journal and writes into each entity's log the journaled records that it
     /// lacks (a crash before the checkpoint that would have synced it), syncs those logs and
     /// deletes the replayed journal files.
-    fn replay_journal(&mut self) -> Result<(), HubError> {
-        let (journal, recovery) = Journal::open(self.config.data_dir.join("journal"))?;
+    fn replay_journal(
+        &mut self,
+        journal: Journal,
+        recovery: journal::JournalRecovery,
+    ) -> Result<(), HubError> {
         for (path, at) in &recovery.torn {
             tracing::warn!(
                 "journal {}: damaged record at byte {at}; replay of that file stops there \
@@ -584,8 +611,32 @@ impl Hub {
     /// The entity's state, opening (or creating) its log on first use.
     fn entity(&mut self, id: EntityId) -> Result<&mut EntityState, HubError> {
         if !self.entities.contains_key(&id) {
+            self.open_entity(id, None)?;
+        }
+        Ok(self.entities.get_mut(&id).expect("opened"))
+    }
+
+    /// Opens (or creates) the entity's log; `covers` says which offsets the journal about to
+    /// be replayed holds, so that damage it can write again is cut off ([`Log::open_repairing`]).
+    fn open_entity(
+        &mut self,
+        id: EntityId,
+        covers: Option<&dyn Fn(Range<u64>) -> bool>,
+    ) -> Result<(), HubError> {
+        {
             let dir = entity_dir(&self.config.data_dir, id);
-            let log = Log::open(&dir, self.config.log.clone())?;
+            let log = Log::open_repairing(&dir, self.config.log.clone(), covers)?;
+            if let Some(d) = &log.recovery().repaired {
+                tracing::warn!(
+                    "{}: damaged at byte {} ({}); offsets {}..{} cut off and written again \
+                     from the journal",
+                    d.path.display(),
+                    d.position,
+                    d.reason,
+                    d.offsets.start,
+                    d.offsets.end
+                );
+            }
             let (start, next) = (log.start(), log.next_offset());
             let (acked, reset) = match offsets::load(&dir.join(offsets::ACKED_FILE)) {
                 Ok(None) => (start, None),
@@ -614,7 +665,7 @@ impl Hub {
                 },
             );
         }
-        Ok(self.entities.get_mut(&id).expect("inserted"))
+        Ok(())
     }
 
     /// Publishes one notification to its entity's log (durably, before returning) and to the
