@@ -438,3 +438,86 @@ fn a_map_of_which_no_field_exists_is_an_error_naming_the_file() {
     // A field that no input has is a warning.
     assert!(err.contains("no input has the field(s) answer"), "{err}");
 }
+
+/// An Arrow IPC stream or file of one zstd-compressed column of 8 MiB, whose buffer's
+/// announced decompressed length is then set to `claimed` bytes (what a hostile writer does).
+fn arrow_bomb(file_format: bool, claimed: i64) -> Vec<u8> {
+    use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+    let real = 8i64 << 20;
+    let mut b = arrow_array::builder::StringBuilder::new();
+    b.append_value("a".repeat(real as usize));
+    let batch = arrow_array::RecordBatch::try_from_iter([(
+        "query",
+        std::sync::Arc::new(b.finish()) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let opts = IpcWriteOptions::default()
+        .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
+        .unwrap();
+    let mut out = Vec::new();
+    if file_format {
+        let mut w = FileWriter::try_new_with_options(&mut out, &batch.schema(), opts).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    } else {
+        let mut w = StreamWriter::try_new_with_options(&mut out, &batch.schema(), opts).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    }
+    // The values buffer comes after the offsets (whose second offset holds the same number).
+    let at = out
+        .windows(8)
+        .rposition(|w| w == real.to_le_bytes())
+        .expect("the values buffer's length prefix");
+    out[at..at + 8].copy_from_slice(&claimed.to_le_bytes());
+    out
+}
+
+#[test]
+fn a_hostile_local_arrow_file_is_refused_by_name_without_a_crash_or_a_huge_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = small_snapshot(dir.path());
+    let past = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/telemetry_batch/buffer-past-body"),
+    )
+    .unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        // 500 GiB announced by a 8 MiB buffer: refused from the prefix, nothing expanded.
+        ("bomb.arrows", arrow_bomb(false, 500 << 30), "over the"),
+        ("bomb.arrow", arrow_bomb(true, 500 << 30), "over the"),
+        // A buffer that lies past its message body (arrow-ipc asserts on it: a panic).
+        ("past.arrows", past, "past the message body"),
+    ];
+    for (name, bytes, why) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = cwn(&[
+            "match",
+            "--index",
+            &snap,
+            "--field",
+            "query=domain",
+            &path.display().to_string(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(name) && err.contains(why), "{name}: {err}");
+    }
+    // The same bytes with an honest prefix are read (the check is not a blanket refusal).
+    let path = dir.path().join("honest.arrow");
+    std::fs::write(&path, arrow_bomb(true, 8 << 20)).unwrap();
+    let out = cwn(&[
+        "match",
+        "--index",
+        &snap,
+        "--field",
+        "query=domain",
+        &path.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -10,6 +10,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
+use crate::telemetry::ipc_check::{self, Refusal};
 use crate::telemetry::{FieldMap, FieldSpec};
 
 /// Schema metadata key: the field map as a JSON array of `NAME=KIND`.
@@ -50,78 +51,10 @@ pub enum BatchError {
 /// # Errors
 /// A stream whose framing or headers are malformed, or whose expansion is over `limit`.
 pub fn expanded_size(bytes: &[u8], limit: u64) -> Result<u64, BatchError> {
-    let bad = |m: &str| BatchError::Meta(format!("Arrow IPC stream: {m}"));
-    let mut at = 0usize;
-    let mut total = 0u64;
-    while at < bytes.len() {
-        let word = |i: usize| -> Result<u32, BatchError> {
-            bytes
-                .get(i..i + 4)
-                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .ok_or_else(|| bad("truncated message length"))
-        };
-        let mut len = word(at)?;
-        at += 4;
-        if len == 0xFFFF_FFFF {
-            len = word(at)?;
-            at += 4;
-        }
-        if len == 0 {
-            break; // end of stream
-        }
-        let meta = bytes
-            .get(at..at + len as usize)
-            .ok_or_else(|| bad("truncated message header"))?;
-        at += len as usize;
-        let msg = arrow_ipc::root_as_message(meta).map_err(|e| bad(&e.to_string()))?;
-        let body_len =
-            usize::try_from(msg.bodyLength()).map_err(|_| bad("negative body length"))?;
-        let body = bytes
-            .get(at..at.saturating_add(body_len))
-            .ok_or_else(|| bad("truncated message body"))?;
-        at += body_len;
-        let rb = msg
-            .header_as_record_batch()
-            .or_else(|| msg.header_as_dictionary_batch().and_then(|d| d.data()));
-        let Some(rb) = rb else {
-            continue; // the schema
-        };
-        let compressed = rb.compression().is_some();
-        for b in rb.buffers().iter().flatten() {
-            let (off, len) = (b.offset(), b.length());
-            let (Ok(off), Ok(len)) = (usize::try_from(off), u64::try_from(len)) else {
-                return Err(bad("negative buffer offset or length"));
-            };
-            // arrow-ipc's reader asserts this (a panic, not an error): check it first.
-            if usize::try_from(len)
-                .ok()
-                .and_then(|l| off.checked_add(l))
-                .is_none_or(|end| end > body.len())
-            {
-                return Err(bad("buffer past the message body"));
-            }
-            let size = if compressed && len >= 8 {
-                let prefix = body
-                    .get(off..off + 8)
-                    .ok_or_else(|| bad("buffer past the message body"))?;
-                match i64::from_le_bytes(prefix.try_into().expect("8 bytes")) {
-                    // Stored as is.
-                    -1 => len - 8,
-                    n => u64::try_from(n).map_err(|_| bad("negative decompressed length"))?,
-                }
-            } else {
-                len
-            };
-            total = total.saturating_add(size);
-            if total > limit {
-                return Err(BatchError::TooLarge {
-                    expanded: total,
-                    limit,
-                });
-            }
-        }
-    }
-    Ok(total)
+    ipc_check::stream_expanded_size(bytes, limit).map_err(|r| match r {
+        Refusal::Malformed(m) => BatchError::Meta(format!("Arrow IPC stream: {m}")),
+        Refusal::TooLarge { expanded, limit } => BatchError::TooLarge { expanded, limit },
+    })
 }
 
 /// A telemetry batch as the hub receives it.

@@ -21,7 +21,7 @@ use arrow_buffer::{ArrowNativeType, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_ipc::reader::{FileReaderBuilder, StreamReader};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef};
 
-use super::{BATCH_ROWS, BatchIter, FieldMap, TelemetryBatch, TelemetryError};
+use super::{BATCH_ROWS, BatchIter, FieldMap, TelemetryBatch, TelemetryError, ipc_check};
 
 /// Where one mapped field lives in an Arrow schema.
 #[derive(Clone, Debug)]
@@ -403,6 +403,15 @@ pub(crate) fn open_file(
         path: path.to_string(),
         source: e,
     };
+    // Every block is checked before arrow-ipc reads it (ipc_check): its buffers inside its
+    // body, its decompressed size bounded.
+    let mut file = file;
+    ipc_check::check_file(&mut file, ipc_check::MAX_LOCAL_BATCH_BYTES).map_err(|reason| {
+        TelemetryError::Format {
+            path: path.to_string(),
+            reason: format!("Arrow IPC file: {reason}"),
+        }
+    })?;
     // The schema decides the projection, which the reader takes when it is built: the footer
     // is read twice, which costs a few small reads.
     let probe = FileReaderBuilder::new()
@@ -411,7 +420,6 @@ pub(crate) fn open_file(
     let schema: SchemaRef = probe.schema();
     drop(probe);
     let paths = resolve_all(&schema, fields, path)?;
-    let mut file = file;
     file.rewind().map_err(io_err)?;
     let r = BufReader::with_capacity(1 << 20, file);
     let reader = FileReaderBuilder::new()
@@ -453,7 +461,10 @@ pub(crate) fn open_stream(
             }
         }
     }
-    let probe = StreamReader::try_new(r, None).map_err(|e| format_error(path, "stream", e))?;
+    // Each message is read whole and checked before arrow-ipc sees it (ipc_check).
+    let guarded = ipc_check::Guard::new(r, ipc_check::MAX_LOCAL_BATCH_BYTES);
+    let probe =
+        StreamReader::try_new(guarded, None).map_err(|e| format_error(path, "stream", e))?;
     let schema = probe.schema();
     let paths = resolve_all(&schema, fields, path)?;
     // The stream reader decodes every column of a batch; projecting after the fact keeps
