@@ -1749,3 +1749,97 @@ async fn a_partner_learns_at_most_its_daily_quota_of_indicators() {
         "{audit}"
     );
 }
+
+/// The hub's peak resident memory, from `/proc`.
+#[cfg(target_os = "linux")]
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib >> 10
+}
+
+/// Issue 17's findings 2 and 3 at once against the real `cwn serve` with its default limits:
+/// partners send zstd bombs (8 MiB of data announcing 500 GiB) over every connection they
+/// may hold, CA-signed strangers and a partner before its Hello announce 16 MiB frames on
+/// many connections. The hub's peak memory stays under 300 MiB and the publisher pushes a
+/// snapshot within 10 s meanwhile.
+#[cfg(target_os = "linux")]
+#[test]
+fn under_bombs_and_oversized_frames_the_hub_stays_small_and_the_publisher_pushes() {
+    let net = Net::new();
+    let (mut child, hub, _) = spawn_hub_with(&net, "");
+    let pid = child.id();
+    let mut bomb = bomb(8 << 20);
+    let real = (8i64 << 20).to_le_bytes();
+    let at = bomb.windows(8).rposition(|w| w == real).unwrap();
+    bomb[at..at + 8].copy_from_slice(&(500i64 << 30).to_le_bytes());
+    let mut big = (16u32 << 20).to_le_bytes().to_vec();
+    big.extend(std::iter::repeat_n(0u8, 1 << 20));
+    big[4] = cwn::hub::frame::PROTOCOL_VERSION;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let baseline = peak_rss_mib(pid);
+    rt.block_on(async {
+        let mut attacks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (hub, id, bomb) = (hub.clone(), net.id("msp"), bomb.clone());
+            attacks.spawn(async move {
+                // The hub answers a refused batch and ends the connection: come back.
+                for b in 0..4 {
+                    let mut c = Client::connect(&hub, &id).await.unwrap();
+                    c.send_batch(b, bomb.clone()).await.unwrap();
+                    let err = c.recv_hits().await.unwrap_err().to_string();
+                    assert!(err.contains("over the limit"), "{err}");
+                }
+            });
+        }
+        for who in [
+            "stranger", "stranger", "stranger", "stranger", "water", "hospital",
+        ] {
+            for _ in 0..4 {
+                let (hub, id, big) = (hub.clone(), net.id(who), big.clone());
+                attacks.spawn(async move {
+                    if let Ok(mut c) = Client::connect(&hub, &id).await {
+                        let f = tokio::time::timeout(Duration::from_secs(10), c.send_raw(&big))
+                            .await
+                            .expect("refused in time");
+                        if let Ok(f) = f {
+                            assert!(error_code(&f).is_some(), "{f:?}");
+                        }
+                    }
+                });
+            }
+        }
+        let v2 = snapshot(2, &[("evil.example", Tlp::Green)], &net.signing);
+        let started = std::time::Instant::now();
+        let mut p = Client::connect(&hub, &net.id("ncsc")).await.unwrap();
+        let pushed = tokio::time::timeout(Duration::from_secs(10), p.push_snapshot(&v2)).await;
+        assert_eq!(pushed.expect("pushed within 10 s").unwrap(), 2);
+        eprintln!("publisher pushed in {:?} under attack", started.elapsed());
+        p.close().await;
+        while let Some(r) = attacks.join_next().await {
+            r.unwrap();
+        }
+        // The hub still serves a partner's honest batch.
+        let t = net.telemetry("dns.jsonl", &[("www.evil.example", "198.51.100.20")]);
+        assert_eq!(stream(&net, &hub, &t).await.len(), 1);
+    });
+    let peak = peak_rss_mib(pid);
+    eprintln!("hub peak RSS: {baseline} MiB at start, {peak} MiB after the attacks");
+    assert!(peak < 300, "the hub's peak RSS reached {peak} MiB");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}

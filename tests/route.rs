@@ -147,3 +147,233 @@ fn a_cut_names_no_source_of_tlp_ex_chr_indicators_and_match_agrees() {
         .collect();
     assert_eq!(sources, ["tlp:ex:chr", "tlp:ex:chr"]);
 }
+
+mod leaks {
+    //! A property over random registries, indicators and rows, checked against the policy
+    //! written out naively: whatever rows a partner sends, it gets back only hits it is
+    //! cleared for, and nobody is notified who is not an affected party the partner serves
+    //! (or the publisher, for internal cases).
+
+    use std::collections::BTreeSet;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use cwn::index::IndexBuilder;
+    use cwn::indicator::{Indicator, IndicatorSet, Kind, Tlp};
+    use cwn::matcher::Matcher;
+    use cwn::route::registry::Registry;
+    use cwn::route::{BatchParties, MatchedBatch, RoutePolicy, Router, route_batch};
+    use cwn::telemetry::{self, FieldMap};
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_750_000_000;
+
+    #[derive(Clone, Debug)]
+    struct Entity {
+        partner: bool,
+        subscriber: bool,
+        publisher: bool,
+        on_behalf_of: Vec<usize>,
+        trusts: Vec<usize>,
+        trusted_by_all: bool,
+    }
+
+    fn entity(n: usize) -> impl Strategy<Value = Entity> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            prop::bool::weighted(0.2),
+            prop::collection::vec(0..n, 0..3),
+            prop::collection::vec(0..n, 0..3),
+            prop::bool::weighted(0.1),
+        )
+            .prop_map(
+                |(partner, subscriber, publisher, on_behalf_of, trusts, trusted_by_all)| Entity {
+                    partner,
+                    // Every entity holds a role; only a partner can be trusted by all.
+                    subscriber: subscriber || !(partner || publisher),
+                    publisher,
+                    on_behalf_of,
+                    trusts,
+                    trusted_by_all: trusted_by_all && partner,
+                },
+            )
+    }
+
+    fn tlp() -> impl Strategy<Value = Tlp> {
+        prop_oneof![
+            Just(Tlp::Clear),
+            Just(Tlp::Green),
+            Just(Tlp::Amber),
+            Just(Tlp::AmberStrict),
+            Just(Tlp::Red),
+        ]
+    }
+
+    /// Entity `i` owns `10.i.0.0/16`; a row's client is in one of them or outside all.
+    fn registry_toml(es: &[Entity]) -> String {
+        let mut t = String::new();
+        for (i, e) in es.iter().enumerate() {
+            let mut roles = Vec::new();
+            if e.partner {
+                roles.push("\"partner\"");
+            }
+            if e.subscriber {
+                roles.push("\"subscriber\"");
+            }
+            if e.publisher {
+                roles.push("\"publisher\"");
+            }
+            let list = |v: &[usize]| -> String {
+                let set: BTreeSet<usize> = v.iter().copied().filter(|&o| o != i).collect();
+                set.iter()
+                    .map(|o| format!("\"e{o}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            t.push_str(&format!(
+                "[[entities]]\nid = \"e{i}\"\nname = \"E{i}\"\nroles = [{}]\n\
+                 prefixes = [\"10.{i}.0.0/16\"]\n",
+                roles.join(", ")
+            ));
+            if e.partner && !e.on_behalf_of.is_empty() {
+                t.push_str(&format!("on_behalf_of = [{}]\n", list(&e.on_behalf_of)));
+            }
+            if !e.trusts.is_empty() {
+                t.push_str(&format!("trusts = [{}]\n", list(&e.trusts)));
+            }
+            if e.trusted_by_all {
+                t.push_str("trusted_by_all = true\n");
+            }
+        }
+        t
+    }
+
+    /// Entities, the indicators' TLPs, rows as (indicator, client's owner), the partner and
+    /// the publisher.
+    type Case = (
+        Vec<Entity>,
+        Vec<Tlp>,
+        Vec<(usize, Option<usize>)>,
+        usize,
+        Option<usize>,
+    );
+
+    fn case() -> impl Strategy<Value = Case> {
+        (2usize..7).prop_flat_map(|n| {
+            (
+                prop::collection::vec(entity(n), n),
+                prop::collection::vec(tlp(), 4),
+                // (indicator, client's owner or none)
+                prop::collection::vec((0usize..4, prop::option::of(0..n)), 1..12),
+                0..n,
+                prop::option::of(0..n),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #[test]
+        fn no_rows_give_a_partner_or_anyone_more_than_the_policy_allows(
+            (es, tlps, rows, partner, publisher) in case()
+        ) {
+            let reg = match Registry::from_toml(&registry_toml(&es), "registry.toml") {
+                Ok(r) => r,
+                Err(e) => return Err(TestCaseError::fail(e.to_string())),
+            };
+            let router = Router::new(reg, RoutePolicy::default());
+            let reg = router.registry();
+            let mut set = IndicatorSet::new();
+            for (k, t) in tlps.iter().enumerate() {
+                set.insert(Indicator::new(
+                    format!("i{k}"), Kind::Domain, format!("c2-{k}.example"), Arc::from("src"), *t,
+                )).unwrap();
+            }
+            let index = IndexBuilder::new().build(&set).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("rows.jsonl");
+            let text: String = rows
+                .iter()
+                .map(|(k, owner)| {
+                    let client = owner.map_or(Ipv4Addr::new(192, 0, 2, 9), |o| Ipv4Addr::new(10, o as u8, 1, 2));
+                    format!("{{\"query\":\"c2-{k}.example\",\"client\":\"{client}\"}}\n")
+                })
+                .collect();
+            std::fs::write(&path, text).unwrap();
+            let fields = FieldMap::from_specs(["query=domain".parse().unwrap(), "client=ip".parse().unwrap()]).unwrap();
+            let ord = |i: usize| reg.by_id(&format!("e{i}")).unwrap();
+            let parties = BatchParties { partner: ord(partner), publisher: publisher.map(ord) };
+            let matcher = Matcher::new(&index, &fields, NOW);
+            let pe = &es[partner];
+            // The naive policy, from the registry as drawn.
+            let serves = |v: usize| {
+                v == partner || pe.trusted_by_all || (pe.partner && pe.on_behalf_of.contains(&v))
+                    || es[v].trusts.contains(&partner)
+            };
+            let row_tlp = |r: u64| tlps[rows[r as usize].0];
+            let row_victim = |r: u64| rows[r as usize].1;
+            let mut green_back = 0;
+            for b in telemetry::open(&path, None, &fields).unwrap() {
+                let b = b.unwrap();
+                let mut found = Vec::new();
+                matcher.match_batch(&b, &mut found);
+                // RED, not armed, is not even compiled into shared matching.
+                let matchable = rows.iter().filter(|(k, _)| tlps[*k] != Tlp::Red).count();
+                prop_assert_eq!(found.len(), matchable);
+                let routed = route_batch(&router, &MatchedBatch {
+                    index: &index, fields: &fields, batch: &b.batch, first_row: b.first_row,
+                    input: "rows.jsonl", hits: &found, digest: 7,
+                }, parties, 0, jiff::Timestamp::from_second(NOW).unwrap());
+                for h in &routed.back_to_partner {
+                    let (t, victim) = (row_tlp(h.row), row_victim(h.row));
+                    let affected = victim.is_some_and(|v| v == partner || (pe.partner && pe.on_behalf_of.contains(&v)));
+                    let cleared = pe.partner && match t {
+                        Tlp::Clear | Tlp::Green => true,
+                        Tlp::Amber => affected,
+                        Tlp::AmberStrict | Tlp::Red => false,
+                    };
+                    // An entity told of its own row, as any victim would be.
+                    let own_row = victim == Some(partner) && (pe.subscriber || pe.partner)
+                        && matches!(t, Tlp::Clear | Tlp::Green | Tlp::Amber);
+                    // A publisher that also streams gets its own internal cases.
+                    let own_case = publisher == Some(partner) && t != Tlp::Red;
+                    prop_assert!(cleared || own_row || own_case,
+                        "{:?} hit back to e{} for a row of {:?}", t, partner, victim);
+                    green_back += usize::from(pe.partner && matches!(t, Tlp::Clear | Tlp::Green));
+                }
+                for n in &routed.notifications {
+                    let v: serde_json::Value = serde_json::from_slice(&n.payload).unwrap();
+                    let row = v["row"].as_u64().unwrap();
+                    let (t, victim) = (row_tlp(row), row_victim(row));
+                    let r = (0..es.len()).find(|&i| ord(i) == n.recipient).unwrap();
+                    let as_victim = victim == Some(r) && r != partner && serves(r)
+                        && (es[r].subscriber || es[r].partner)
+                        && matches!(t, Tlp::Clear | Tlp::Green | Tlp::Amber);
+                    let as_publisher = Some(r) == publisher && t != Tlp::Red;
+                    prop_assert!(as_victim || as_publisher,
+                        "e{} notified of a {:?} row of {:?} reported by e{}", r, t, victim, partner);
+                    prop_assert!(v.get("input").is_none());
+                }
+                // Not vacuous: what the policy allows does arrive.
+                for (row, (k, victim)) in rows.iter().enumerate() {
+                    let t = tlps[*k];
+                    if let Some(v) = *victim
+                        && v != partner && serves(v) && es[v].subscriber
+                        && matches!(t, Tlp::Clear | Tlp::Green | Tlp::Amber)
+                    {
+                        let to_v = routed.notifications.iter().any(|n| {
+                            n.recipient == ord(v)
+                                && serde_json::from_slice::<serde_json::Value>(&n.payload).unwrap()["row"] == row
+                        });
+                        prop_assert!(to_v, "e{} not told of row {} ({:?}) from e{}", v, row, t, partner);
+                    }
+                }
+            }
+            if pe.partner {
+                let want = rows.iter().filter(|(k, _)| matches!(tlps[*k], Tlp::Clear | Tlp::Green)).count();
+                prop_assert_eq!(green_back, want);
+            }
+        }
+    }
+}
