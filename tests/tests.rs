@@ -19,5 +19,6 @@ mod route;
 mod scan;
 mod status;
 mod stix;
+mod tour;
 mod util;
 mod warninglist;
