@@ -208,6 +208,7 @@ fn explicit_map() -> FieldMap {
     FieldMap::from_specs(
         [
             "ts=time",
+            "uid=event-id",
             "id.orig_h=ip",
             "id.orig_p=port@id.orig_h",
             "id.resp_h=ip",
@@ -477,8 +478,9 @@ fn write_all_formats(dir: &Path, rows: &[Row]) -> Vec<(&'static str, PathBuf)> {
 
 /// A hit as (row, field name, indicator id, value).
 type HitKey = (u64, String, String, String);
-/// A notification as (recipient, indicator id, row, victim observables as `field=value`).
-type NoteKey = (String, String, u64, Vec<String>);
+/// A notification as (recipient, indicator id, row, victim observables as `field=value`, the
+/// event's uid).
+type NoteKey = (String, String, u64, Vec<String>, Option<String>);
 
 fn hits_and_notes(
     index: &CompiledIndex,
@@ -546,6 +548,7 @@ fn hits_and_notes(
                 v["indicator_id"].as_str().unwrap().to_string(),
                 v["row"].as_u64().unwrap(),
                 victim,
+                v["uid"].as_str().map(str::to_string),
             ));
         }
     }
@@ -606,13 +609,15 @@ fn every_input_format_gives_the_same_hits_and_notifications() {
         assert!(!hits.iter().any(|h| h.0 == 2), "{name}: {hits:?}");
         let url_rows: BTreeSet<u64> = hits.iter().filter(|h| h.2 == "i3").map(|h| h.0).collect();
         assert_eq!(url_rows, BTreeSet::from([4, 6]), "{name}");
-        // The victims hear of it, with their own host named.
+        // The victims hear of it, with their own host and the connection's uid named; an
+        // internal case names no uid.
         let has = |who: &str, ind: &str, row: u64, victim: &[&str]| {
             notes.contains(&(
                 who.to_string(),
                 ind.to_string(),
                 row,
                 victim.iter().map(|s| s.to_string()).collect(),
+                (!victim.is_empty()).then(|| format!("C{row:04}")),
             ))
         };
         assert!(

@@ -94,7 +94,7 @@ pub fn value_hits(ind: &Indicator, kind: &FieldKind, v: &str, port: Option<u16>)
         FieldKind::Ja4 => ind.kind == Kind::Ja4 && normalize::ja4(v).is_ok_and(|e| e == ind.value),
         FieldKind::UserAgent => ind.kind == Kind::UserAgent && v.trim().contains(&ind.value),
         FieldKind::Text => ind.kind.is_substring() && v.contains(&ind.value),
-        FieldKind::Time | FieldKind::Port(_) => false,
+        FieldKind::Time | FieldKind::Uid | FieldKind::Port(_) => false,
     }
 }
 

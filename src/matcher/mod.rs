@@ -417,7 +417,7 @@ impl<'a> Matcher<'a> {
         let keep_dicts = 4 * specs.len();
         let mut scratch: Vec<u32> = Vec::new();
         for (fi, spec) in specs.iter().enumerate() {
-            if matches!(spec.kind, FieldKind::Time | FieldKind::Port(_)) {
+            if !spec.kind.can_match() {
                 continue;
             }
             // The column of the field's port (`port@ADDR`), if any.
@@ -628,7 +628,7 @@ impl<'a> Matcher<'a> {
             }
             FieldKind::UserAgent => idx.find_substrings(v.trim().as_bytes(), CLASS_USER_AGENT, out),
             FieldKind::Text => idx.find_substrings(v.as_bytes(), CLASS_ALL, out),
-            FieldKind::Time | FieldKind::Port(_) => {}
+            FieldKind::Time | FieldKind::Uid | FieldKind::Port(_) => {}
         }
     }
 

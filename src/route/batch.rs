@@ -130,6 +130,10 @@ pub struct NotificationBody<'a> {
     /// The observables of the recipient's own constituency in the row (empty for an internal
     /// case).
     pub victim: Vec<VictimObservable>,
+    /// The event's identifier in the partner's records (Zeek `uid`, Suricata `flow_id`), when
+    /// the batch maps one: what the victim quotes to find the connection. Victims only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// The longest telemetry value a notification carries (the matched value, each victim
@@ -167,6 +171,10 @@ pub fn route_batch(
         .iter()
         .map(|f| batch.batch.column_by_name(&f.name))
         .collect();
+    let uid_col = specs
+        .iter()
+        .position(|f| f.kind == FieldKind::Uid)
+        .and_then(|i| cols[i]);
     let mut out = Routed::default();
     let mut audit = AuditLog::new(Vec::new());
     let mut decisions: Vec<Decision> = Vec::new();
@@ -185,7 +193,7 @@ pub fn route_batch(
         };
         side.clear();
         for (fi, spec) in specs.iter().enumerate() {
-            if fi == h.field || matches!(spec.kind, FieldKind::Time | FieldKind::Port(_)) {
+            if fi == h.field || !spec.kind.can_match() {
                 continue;
             }
             if let Some(c) = cols[fi] {
@@ -257,6 +265,13 @@ pub fn route_batch(
                 partner: partner_id,
                 rule: d.rule.name(),
                 capacity: d.capacity.names().collect(),
+                uid: if victim.is_empty() {
+                    None
+                } else {
+                    uid_col
+                        .and_then(|c| cell::first_text(c.as_ref(), r))
+                        .map(|u| bounded(&u))
+                },
                 victim,
             };
             out.notifications.push(RoutedNotification {

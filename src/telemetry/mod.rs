@@ -73,6 +73,9 @@ pub enum FieldKind {
     Text,
     /// The event time (RFC 3339 or epoch seconds).
     Time,
+    /// The event's identifier (Zeek `uid`, Suricata `flow_id`): never matched; a victim's
+    /// notification names it, so that the victim can find the connection in its own records.
+    Uid,
     /// The port of the address column named here (`port@dst`).
     Port(String),
 }
@@ -95,8 +98,15 @@ impl FieldKind {
             FieldKind::UserAgent => "user-agent".into(),
             FieldKind::Text => "text".into(),
             FieldKind::Time => "time".into(),
+            FieldKind::Uid => "uid".into(),
             FieldKind::Port(a) => format!("port@{a}"),
         }
+    }
+
+    /// Whether values of this kind are looked up in the index (not a time, an event id or a
+    /// port, which only qualify the row).
+    pub fn can_match(&self) -> bool {
+        !matches!(self, FieldKind::Time | FieldKind::Uid | FieldKind::Port(_))
     }
 }
 
@@ -127,9 +137,10 @@ impl FromStr for FieldKind {
             "user-agent" | "useragent" | "user_agent" => FieldKind::UserAgent,
             "text" => FieldKind::Text,
             "time" | "ts" | "timestamp" => FieldKind::Time,
+            "uid" | "event-id" | "flow-id" => FieldKind::Uid,
             _ => {
                 return Err(format!(
-                    "unknown field kind `{s}` (ip, domain, url, md5, sha1, sha256, hash, email, ja3, ja3s, ja4, user-agent, text, time, port@FIELD)"
+                    "unknown field kind `{s}` (ip, domain, url, md5, sha1, sha256, hash, email, ja3, ja3s, ja4, user-agent, text, time, uid, port@FIELD)"
                 ));
             }
         })
@@ -216,14 +227,10 @@ impl FieldMap {
                 ));
             }
         }
-        if self
-            .fields
-            .iter()
-            .filter(|f| f.kind == FieldKind::Time)
-            .count()
-            > 1
-        {
-            return Err("more than one field of kind time".into());
+        for kind in [FieldKind::Time, FieldKind::Uid] {
+            if self.fields.iter().filter(|f| f.kind == kind).count() > 1 {
+                return Err(format!("more than one field of kind {kind}"));
+            }
         }
         Ok(())
     }
@@ -364,7 +371,7 @@ impl FieldPresence {
             .fields()
             .iter()
             .zip(&self.present)
-            .any(|(f, &p)| p && !matches!(f.kind, FieldKind::Time | FieldKind::Port(_)))
+            .any(|(f, &p)| p && f.kind.can_match())
     }
 
     /// The names of the fields never seen.
@@ -387,7 +394,7 @@ impl FieldPresence {
         let names: Vec<&str> = fields
             .fields()
             .iter()
-            .filter(|f| !matches!(f.kind, FieldKind::Time | FieldKind::Port(_)))
+            .filter(|f| f.kind.can_match())
             .map(|f| f.name.as_str())
             .collect();
         Err(TelemetryError::Format {

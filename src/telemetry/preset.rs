@@ -68,6 +68,7 @@ pub enum Preset {
 /// Zeek: `conn`, `dns`, `http`, `ssl`, `x509`, `files` and `smtp` logs (FORMATS.md §5.1).
 const ZEEK: &[&str] = &[
     "ts=time",
+    "uid=uid",
     "id.orig_h=ip",
     "id.orig_p=port@id.orig_h",
     "id.resp_h=ip",
@@ -115,6 +116,7 @@ const ZEEK: &[&str] = &[
 /// Suricata EVE (FORMATS.md §5.2).
 const SURICATA: &[&str] = &[
     "timestamp=time",
+    "flow_id=uid",
     "src_ip=ip",
     "src_port=port@src_ip",
     "dest_ip=ip",
@@ -159,6 +161,7 @@ const SURICATA: &[&str] = &[
 /// pipeline fills.
 const ECS: &[&str] = &[
     "@timestamp=time",
+    "event.id=uid",
     "source.ip=ip",
     "source.port=port@source.ip",
     "destination.ip=ip",
@@ -201,6 +204,7 @@ const ECS: &[&str] = &[
 /// left out: its values' kinds depend on a sibling `type_id`, which a field map cannot say.
 const OCSF: &[&str] = &[
     "time=time",
+    "metadata.uid=uid",
     "src_endpoint.ip=ip",
     "src_endpoint.port=port@src_endpoint.ip",
     "dst_endpoint.ip=ip",
@@ -395,10 +399,12 @@ impl PresetChoice {
 /// A preset's map (or none) with `overrides` applied as [`Preset::with_overrides`] says.
 pub fn merge(preset: Option<Preset>, overrides: &[FieldSpec]) -> Result<FieldMap, String> {
     let user: HashSet<&str> = overrides.iter().map(|o| o.name.as_str()).collect();
+    // The user's time or event id field replaces the preset's (a row has one of each).
     let user_time = overrides.iter().any(|o| o.kind == FieldKind::Time);
+    let user_uid = overrides.iter().any(|o| o.kind == FieldKind::Uid);
     let mut m = FieldMap::new();
     for s in preset.into_iter().flat_map(Preset::parsed) {
-        if !(user_time && s.kind == FieldKind::Time) {
+        if !(user_time && s.kind == FieldKind::Time || user_uid && s.kind == FieldKind::Uid) {
             m.insert(s);
         }
     }
@@ -935,7 +941,7 @@ mod tests {
             for (i, f) in m.fields().iter().enumerate() {
                 let present = matches!(
                     f.name.as_str(),
-                    "ts" | "id.orig_h" | "id.orig_p" | "id.resp_h" | "id.resp_p"
+                    "ts" | "uid" | "id.orig_h" | "id.orig_p" | "id.resp_h" | "id.resp_p"
                 );
                 assert_eq!(
                     b.batch.column(i).is_valid(0),
