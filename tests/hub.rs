@@ -284,6 +284,44 @@ fn a_batch_acknowledged_through_the_journal_survives_the_loss_of_the_entity_logs
 }
 
 #[test]
+fn side_file_records_are_as_durable_as_the_batch_they_go_with() {
+    // The hub's audit log is written without an fsync of its own: its lines travel in the
+    // journal append of the notifications they describe, and a crash that takes the file's
+    // tail gives them back.
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let audit = d.path().join("audit.jsonl");
+    let mut cfg = config(&data);
+    cfg.log.sync = true;
+    cfg.log.segment_bytes = 1 << 20;
+    cfg.side_file = Some(audit.clone());
+    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    let mut text = Vec::new();
+    for i in 0..3u64 {
+        let line = format!("{{\"hit\":{i},\"allowed\":true}}\n");
+        let at = text.len() as u64;
+        text.extend_from_slice(line.as_bytes());
+        fs::write(&audit, &text).unwrap();
+        hub.publish_batch_with(&[note(1, i)], i, Some((at, line.as_bytes())))
+            .unwrap();
+    }
+    drop(hub);
+    // The power cut: the file lost its last line and a half.
+    let f = fs::OpenOptions::new().write(true).open(&audit).unwrap();
+    f.set_len(text.len() as u64 - 40).unwrap();
+    drop(f);
+    let hub = Hub::open(cfg.clone(), 10).unwrap();
+    assert_eq!(fs::read(&audit).unwrap(), text);
+    assert_eq!(hub.log_range(EntityId(1)).unwrap(), 0..3);
+    drop(hub);
+    // No entity can take the journal's side-file number.
+    let mut hub = Hub::open(cfg, 20).unwrap();
+    let mut n = note(1, 9);
+    n.entity = EntityId(cwn::hub::SIDE_ENTITY);
+    assert!(matches!(hub.publish(&n, 20), Err(HubError::ReservedEntity)));
+}
+
+#[test]
 fn checkpoints_delete_the_journal_files_whose_records_reached_the_logs() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");

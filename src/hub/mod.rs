@@ -129,7 +129,16 @@ pub struct HubConfig {
     /// With `fsync` on, a checkpoint (the entity logs synced, the journal files they cover
     /// deleted) starts once the journal file holds this many bytes.
     pub journal_checkpoint_bytes: u64,
+    /// A file the caller appends to beside the logs whose records must be as durable as the
+    /// notifications they go with (the hub's disclosure audit log): bytes handed to
+    /// [`Hub::publish_batch_with`] travel in the batch's journal append, are written back at
+    /// their offset on replay, and the file is synced at every checkpoint. `None`: no such
+    /// file.
+    pub side_file: Option<PathBuf>,
 }
+
+/// The journal's entity number for [`HubConfig::side_file`] records; no entity has it.
+pub const SIDE_ENTITY: u32 = u32::MAX;
 
 impl HubConfig {
     /// Defaults for a hub keeping its data in `data_dir`: 64 MiB segments, 1,024 queued and
@@ -151,6 +160,7 @@ impl HubConfig {
             ack_timeout_ms: 30_000,
             ack_sync: AckSync::Interval(1000),
             journal_checkpoint_bytes: 32 << 20,
+            side_file: None,
         }
     }
 }
@@ -161,6 +171,10 @@ pub enum HubError {
     /// The log or an acked-offset file failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A notification for entity number [`SIDE_ENTITY`], which the journal keeps for the
+    /// side file.
+    #[error("entity number {SIDE_ENTITY} is reserved")]
+    ReservedEntity,
     /// The session ended (disconnected or replaced) or never existed.
     #[error("unknown session {0:?}")]
     UnknownSession(SessionId),
@@ -444,6 +458,7 @@ impl Hub {
             if let Some(name) = e.file_name().to_str()
                 && name.len() == 10
                 && let Ok(id) = name.parse::<u32>()
+                && id != SIDE_ENTITY
             {
                 ids.push(EntityId(id));
             }
@@ -521,7 +536,12 @@ impl Hub {
         }
         let mut touched = Vec::new();
         let mut replayed = 0u64;
+        let mut side = Vec::new();
         for r in recovery.records {
+            if r.entity == SIDE_ENTITY {
+                side.push(r);
+                continue;
+            }
             let id = EntityId(r.entity);
             let state = self.entity(id)?;
             let next = state.log.next_offset();
@@ -549,6 +569,36 @@ impl Hub {
                 .expect("touched entity")
                 .log
                 .settle(synced)?;
+        }
+        // The side file's journaled records, written back where they belong (the same bytes
+        // again where they survived) and synced before the journal that holds them goes.
+        if self.config.side_file.is_none() && !side.is_empty() {
+            tracing::warn!(
+                "journal: {} side-file records and no side file configured; dropped",
+                side.len()
+            );
+        }
+        if let Some(path) = &self.config.side_file
+            && !side.is_empty()
+        {
+            use std::io::{Seek as _, SeekFrom, Write as _};
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(path)
+                .map_err(log::io_err(path))?;
+            for r in &side {
+                f.seek(SeekFrom::Start(r.offset))
+                    .and_then(|_| f.write_all(&r.payload))
+                    .map_err(log::io_err(path))?;
+            }
+            f.sync_all().map_err(log::io_err(path))?;
+            tracing::info!(
+                "journal: {} records of {} written back",
+                side.len(),
+                path.display()
+            );
         }
         journal::remove_files(&recovery.files)?;
         if replayed > 0 {
@@ -591,6 +641,7 @@ impl Hub {
         let paths: Vec<PathBuf> = entities
             .iter()
             .filter_map(|e| self.entities.get(e).map(|s| s.log.active_path()))
+            .chain(self.config.side_file.clone())
             .collect();
         let work = move || match sync_paths(&paths).and_then(|()| journal::remove_files(&files)) {
             Ok(()) => Ok(()),
@@ -686,6 +737,21 @@ impl Hub {
         batch: &[Notification],
         now_ms: u64,
     ) -> Result<Vec<u64>, HubError> {
+        self.publish_batch_with(batch, now_ms, None)
+    }
+
+    /// [`Hub::publish_batch`], with `side`: bytes the caller wrote to the
+    /// [`HubConfig::side_file`] at that offset, made durable by the same journal append as the
+    /// batch (no `fsync` of their own) and written back on replay if a crash lost them.
+    pub fn publish_batch_with(
+        &mut self,
+        batch: &[Notification],
+        now_ms: u64,
+        side: Option<(u64, &[u8])>,
+    ) -> Result<Vec<u64>, HubError> {
+        if batch.iter().any(|n| n.entity.0 == SIDE_ENTITY) {
+            return Err(HubError::ReservedEntity);
+        }
         // All or nothing: a record no log would take fails the batch before anything is
         // written, instead of half way with some entities served and a resend failing again.
         let max = self.config.log.max_record_bytes as usize;
@@ -744,6 +810,12 @@ impl Hub {
             }
         }
         self.scratch = buf;
+        if failed.is_none()
+            && let (Some(j), Some((at, bytes)), Some(_)) =
+                (self.journal.as_mut(), side, &self.config.side_file)
+        {
+            j.stage(SIDE_ENTITY, at, now_ms, bytes);
+        }
         // A write failed half way: cut off what the others wrote, so that the batch is all
         // or nothing and its resend does not deliver twice.
         if let Some(e) = failed {

@@ -144,11 +144,9 @@ struct Shared {
     sessions: Mutex<HashMap<SessionId, Arc<SessionSignal>>>,
     /// Wakes the timer task when the core's next deadline may have moved.
     timer: Notify,
-    /// The disclosure audit log; each batch's lines are written in one piece, and synced
-    /// before any notification they describe is.
+    /// The disclosure audit log; each batch's lines are written in one piece, and journaled
+    /// with the notifications they describe (`core::HubConfig::side_file`).
     audit: Mutex<fs::File>,
-    /// The same file, for `fdatasync` without the lock.
-    audit_sync: fs::File,
     /// The publisher that owns the snapshot in use (it pushed it), who receives internal cases.
     publisher: Mutex<Option<EntityOrd>>,
     /// Sightings not yet handed to the publisher.
@@ -323,7 +321,6 @@ impl Server {
             hub: Mutex::new(hub),
             sessions: Mutex::new(HashMap::new()),
             timer: Notify::new(),
-            audit_sync: audit.try_clone().map_err(|e| file_err(&cfg.audit_log, e))?,
             audit: Mutex::new(audit),
             limits: cfg.limits.clone(),
             data_dir: cfg.data_dir.clone(),
@@ -1299,6 +1296,7 @@ fn telemetry_kind(input: &str) -> &'static str {
 fn core_config(cfg: &HubConfig) -> core::HubConfig {
     let l = &cfg.limits;
     let mut c = core::HubConfig::new(cfg.data_dir.join("logs"));
+    c.side_file = Some(cfg.audit_log.clone());
     c.queue_capacity = l.queue_size;
     c.max_in_flight = l
         .queue_size
@@ -1542,17 +1540,18 @@ impl Shared {
             .next_hit
             .fetch_add(hits.len() as u64, Ordering::Relaxed);
         let routed = route_batch(&self.router, &matched, parties, first_hit, now);
-        if !routed.audit.is_empty() {
-            lock(&self.audit)
-                .write_all(&routed.audit)
+        // The record of a disclosure is durable before the disclosure is: the lines written
+        // here travel in the journal append of the batch's notifications (below), which the
+        // hub replays into the audit log after a crash.
+        let audit_at = if routed.audit.is_empty() {
+            None
+        } else {
+            let mut f = lock(&self.audit);
+            let at = std::io::Seek::seek(&mut *f, std::io::SeekFrom::End(0))
+                .and_then(|at| f.write_all(&routed.audit).map(|()| at))
                 .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
-        }
-        // The record of a disclosure is durable before the disclosure is: the audit log's
-        // `fdatasync` runs beside the journal's (below), and both end before anyone is told.
-        let audit_synced = (!routed.notifications.is_empty()).then(|| {
-            let f = self.audit_sync.try_clone();
-            std::thread::spawn(move || f.and_then(|f| f.sync_data()))
-        });
+            Some(at)
+        };
         lock(&self.sightings).merge(&routed.sightings);
         if let Some(m) = &self.metrics
             && !hits.is_empty()
@@ -1619,12 +1618,8 @@ impl Shared {
         }
         if !logged.is_empty() {
             // Durable (one fsync per entity) before the partner hears the batch is done.
-            let published = lock(&self.hub).publish_batch(&logged, now_ms());
-            if let Some(t) = audit_synced {
-                t.join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                    .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
-            }
+            let side = audit_at.map(|at| (at, routed.audit.as_slice()));
+            let published = lock(&self.hub).publish_batch_with(&logged, now_ms(), side);
             published.map_err(|e| BatchFailure::Internal(format!("notification log: {e}")))?;
             self.stats
                 .notifications_logged
