@@ -44,7 +44,7 @@ trusts = ["msp"]
 
 /// A PKI, a registry, signing keys, a first snapshot and a hub configuration in a temporary
 /// directory.
-struct Net {
+pub(crate) struct Net {
     dir: tempfile::TempDir,
     cfg: HubConfig,
     signing: ed25519_dalek::SigningKey,
@@ -71,7 +71,7 @@ fn snapshot(version: u64, values: &[(&str, Tlp)], key: &ed25519_dalek::SigningKe
 }
 
 impl Net {
-    fn new() -> Net {
+    pub(crate) fn new() -> Net {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         let pki_dir = p.join("pki");
@@ -152,7 +152,7 @@ queue_size = 64
         Identity::from_pki_dir(&self.dir.path().join("pki"), entity).unwrap()
     }
 
-    fn telemetry(&self, name: &str, rows: &[(&str, &str)]) -> PathBuf {
+    pub(crate) fn telemetry(&self, name: &str, rows: &[(&str, &str)]) -> PathBuf {
         let p = self.dir.path().join(name);
         let text: String = rows
             .iter()
@@ -171,7 +171,7 @@ fn fields() -> FieldMap {
     .unwrap()
 }
 
-async fn stream(net: &Net, hub: &str, file: &Path) -> Vec<cwn::net::batch::HitLine> {
+pub(crate) async fn stream(net: &Net, hub: &str, file: &Path) -> Vec<cwn::net::batch::HitLine> {
     stream_files(hub, &net.id("msp"), &fields(), None, &[file.to_path_buf()])
         .await
         .unwrap()
@@ -696,7 +696,10 @@ fn spawn_hub(net: &Net) -> (std::process::Child, String) {
 
 /// `cwn serve` on a configuration like [`Net`]'s with `top` added to its top level; returns
 /// the process, the hub's address and the status page's, when it has one.
-fn spawn_hub_with(net: &Net, top: &str) -> (std::process::Child, String, Option<String>) {
+pub(crate) fn spawn_hub_with(
+    net: &Net,
+    top: &str,
+) -> (std::process::Child, String, Option<String>) {
     spawn_hub_on(net, "127.0.0.1:0", top)
 }
 
@@ -752,7 +755,7 @@ fn spawn_hub_on(
 }
 
 /// `GET path` over plain HTTP/1.1; the body.
-fn http_get(addr: &str, path: &str) -> String {
+pub(crate) fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(

@@ -959,34 +959,28 @@ mod listener {
         n * scale
     }
 
-    #[test]
-    fn headless_chromium_shows_the_figures_of_metrics() {
-        let Some(chromium) = find_chromium() else {
+    /// Chromium, or `None` (with a note) when `CWN_SKIP_BROWSER=1` skips deliberately.
+    fn chromium_or_skip() -> Option<PathBuf> {
+        let found = find_chromium();
+        if found.is_none() {
             if std::env::var("CWN_SKIP_BROWSER").as_deref() == Ok("1") {
                 eprintln!("skipping the browser test: CWN_SKIP_BROWSER=1 and no chromium");
-                return;
+                return None;
             }
             panic!(
                 "chromium not found on PATH (nor CWN_CHROMIUM): install it with \
                  `apt-get install chromium` (.ci/run does), or set CWN_SKIP_BROWSER=1 to skip \
                  this test deliberately"
             );
-        };
-        let metrics = Arc::new(registry());
-        feed(&metrics, Timestamp::now());
-        let srv = Running::start(metrics.clone());
+        }
+        found
+    }
 
-        let dom = dump_dom(&chromium, &srv.url("/"));
-        let (_, _, body) = srv.get("/metrics");
-        let exposition = parse_exposition(&body).unwrap();
-        let figures = figures(&dom);
-        assert!(
-            figures.len() > 100,
-            "only {} figures on the page",
-            figures.len()
-        );
-
-        // Every figure equals its series.
+    /// Every figure on the page equals its series in `/metrics` (rendered moments apart), and
+    /// every series but the raw histogram buckets is on the page.
+    fn assert_page_agrees_with_metrics(dom: &str, metrics: &str) -> Vec<Figure> {
+        let exposition = parse_exposition(metrics).unwrap();
+        let figures = figures(dom);
         for f in &figures {
             let want = exposition.get(&f.metric, &f.labels).unwrap_or_else(|| {
                 panic!(
@@ -1010,8 +1004,6 @@ mod listener {
                 f.metric, f.labels, f.text
             );
         }
-
-        // And every series is on the page, except the raw histogram buckets.
         for s in &exposition.samples {
             if s.name.starts_with("cwn_delivery_latency_seconds_b")
                 || s.name == "cwn_delivery_latency_seconds_sum"
@@ -1027,6 +1019,80 @@ mod listener {
                 s.labels
             );
         }
+        figures
+    }
+
+    /// The page as `cwn serve` itself serves it (its `status_listen`), after a partner's
+    /// batch went through the hub: the figures are the hub's own, and they agree with its
+    /// `/metrics`.
+    #[cfg(unix)]
+    #[test]
+    fn headless_chromium_shows_what_cwn_serve_measures() {
+        let Some(chromium) = chromium_or_skip() else {
+            return;
+        };
+        let net = crate::net::Net::new();
+        let (child, hub, status) =
+            crate::net::spawn_hub_with(&net, "status_listen = \"127.0.0.1:0\"");
+        // Stopped even when an assertion fails first.
+        struct Hub(std::process::Child);
+        impl Drop for Hub {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Hub(child);
+        let status = status.expect("a status page");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = net.telemetry("dns.jsonl", &[("www.evil.example", "198.51.100.20")]);
+        assert_eq!(rt.block_on(crate::net::stream(&net, &hub, &t)).len(), 1);
+        let dom = dump_dom(&chromium, &format!("http://{status}/"));
+        let body = crate::net::http_get(&status, "/metrics");
+        let figures = assert_page_agrees_with_metrics(&dom, &body);
+        let shown = |metric: &str| {
+            figures
+                .iter()
+                .filter(|f| f.metric == metric)
+                .map(shown_value)
+                .sum::<f64>()
+        };
+        assert_eq!(shown("cwn_telemetry_rows_total"), 1.0, "{body}");
+        assert_eq!(shown("cwn_snapshot_version"), 1.0, "{body}");
+        assert!(
+            figures
+                .iter()
+                .any(|f| f.labels.get("partner").map(String::as_str) == Some("msp")),
+            "the partner's figures are on the page"
+        );
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status();
+        assert!(child.0.wait().unwrap().success());
+    }
+
+    #[test]
+    fn headless_chromium_shows_the_figures_of_metrics() {
+        let Some(chromium) = chromium_or_skip() else {
+            return;
+        };
+        let metrics = Arc::new(registry());
+        feed(&metrics, Timestamp::now());
+        let srv = Running::start(metrics.clone());
+
+        let dom = dump_dom(&chromium, &srv.url("/"));
+        let (_, _, body) = srv.get("/metrics");
+        let exposition = parse_exposition(&body).unwrap();
+        let figures = assert_page_agrees_with_metrics(&dom, &body);
+        assert!(
+            figures.len() > 100,
+            "only {} figures on the page",
+            figures.len()
+        );
 
         // Both throughput charts were drawn, with bars.
         for id in ["chart-rows", "chart-hits"] {
