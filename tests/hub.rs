@@ -321,6 +321,56 @@ fn side_file_records_are_as_durable_as_the_batch_they_go_with() {
     assert!(matches!(hub.publish(&n, 20), Err(HubError::ReservedEntity)));
 }
 
+#[cfg(unix)]
+#[test]
+fn a_failed_checkpoint_keeps_the_journal_of_the_logs_it_did_not_sync() {
+    // A checkpoint that fails leaves its logs to the next one; the next must sync them too
+    // before deleting the journal files that cover them (issue 17, finding 9).
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut cfg = config(&data);
+    cfg.log.sync = true;
+    cfg.log.segment_bytes = 1 << 20;
+    cfg.journal_checkpoint_bytes = 1; // a checkpoint after every batch
+    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    hub.publish(&note(1, 0), 0).unwrap();
+    hub.finish_checkpoint().unwrap();
+    // Entity 1's segment can no longer be synced by path (a symlink loop where it was; its
+    // log writes on through the open file).
+    let seg = segments(&entity_dir(&data, 1)).pop().unwrap();
+    let aside = seg.with_extension("aside");
+    fs::rename(&seg, &aside).unwrap();
+    std::os::unix::fs::symlink(&seg, &seg).unwrap();
+    hub.publish(&note(1, 1), 1).unwrap();
+    hub.finish_checkpoint().unwrap(); // failed: entity 1 not synced
+    hub.publish(&note(2, 0), 2).unwrap();
+    let files = hub.finish_checkpoint().unwrap();
+    assert!(
+        files > 1,
+        "the journal of entity 1's unsynced record was deleted"
+    );
+    drop(hub);
+    fs::remove_file(&seg).unwrap();
+    fs::rename(&aside, &seg).unwrap();
+    // A power cut takes the record the failed checkpoints never synced.
+    let len = fs::metadata(&seg).unwrap().len();
+    let one = note(1, 1).encoded_len() as u64 + 28;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - one)
+        .unwrap();
+    let mut hub = Hub::open(cfg, 10).unwrap();
+    assert_eq!(
+        hub.log_range(EntityId(1)).unwrap(),
+        0..2,
+        "replayed from the journal"
+    );
+    let s = hub.connect(EntityId(1), StartFrom::Offset(0), 10).unwrap();
+    assert_eq!(drain(&mut hub, s, 10, 1), vec![0, 1]);
+}
+
 #[test]
 fn checkpoints_delete_the_journal_files_whose_records_reached_the_logs() {
     let d = tempfile::tempdir().unwrap();
