@@ -6,8 +6,9 @@
 //! gzip/zstd of the row formats. Every copy must give identical hits — with the Zeek preset
 //! and with an explicit field map holding a joined URL field and port pairs — and identical
 //! routing: the same victims notified about the same hits, naming the same victim-side
-//! observables. A column type one reader produces and another code path skips is a silent
-//! miss; this is the test that finds it.
+//! observables. The same rows under the column names of the Suricata, ECS and OCSF presets
+//! (nested at every dot) must agree the same way. A column type one reader produces and
+//! another code path skips is a silent miss; this is the test that finds it.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -61,6 +62,51 @@ const COLUMNS: [&str; 10] = [
     "uri",
     "user_agent",
 ];
+
+/// The same ten columns as Suricata EVE names them (`http.hostname+http.url` is its URL).
+const SURICATA_COLUMNS: [&str; 10] = [
+    "timestamp",
+    "flow_id",
+    "src_ip",
+    "src_port",
+    "dest_ip",
+    "dest_port",
+    "dns.rrname",
+    "http.hostname",
+    "http.url",
+    "http.http_user_agent",
+];
+
+/// ... as ECS names them (no joined URL: `url.original` alone holds the request target).
+const ECS_COLUMNS: [&str; 10] = [
+    "@timestamp",
+    "event.id",
+    "source.ip",
+    "source.port",
+    "destination.ip",
+    "destination.port",
+    "dns.question.name",
+    "url.domain",
+    "url.original",
+    "user_agent.original",
+];
+
+/// ... as OCSF names them (three levels deep when nested).
+const OCSF_COLUMNS: [&str; 10] = [
+    "time",
+    "metadata.uid",
+    "src_endpoint.ip",
+    "src_endpoint.port",
+    "dst_endpoint.ip",
+    "dst_endpoint.port",
+    "query.hostname",
+    "http_request.url.hostname",
+    "http_request.url.url_string",
+    "http_request.user_agent",
+];
+
+/// Which of the ten columns hold integers (the time and the ports).
+const INT_COLUMNS: [usize; 3] = [0, 3, 5];
 
 impl Row {
     /// The values as text, by [`COLUMNS`].
@@ -230,31 +276,45 @@ fn zeek_map() -> FieldMap {
 
 // ---- writers ---------------------------------------------------------------------------
 
-fn json_value(col: &str, v: &str) -> serde_json::Value {
-    match col {
-        "ts" | "id.orig_p" | "id.resp_p" => v.parse::<i64>().unwrap().into(),
-        _ => v.into(),
+fn json_value(i: usize, v: &str) -> serde_json::Value {
+    if INT_COLUMNS.contains(&i) {
+        v.parse::<i64>().unwrap().into()
+    } else {
+        v.into()
     }
 }
 
-fn jsonl(rows: &[Row], nested: bool) -> String {
+/// Puts `v` at the dotted path `name` of `obj`, one object per segment.
+fn insert_nested(
+    obj: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    v: serde_json::Value,
+) {
+    match name.split_once('.') {
+        None => {
+            obj.insert(name.to_string(), v);
+        }
+        Some((head, rest)) => {
+            let inner = obj
+                .entry(head.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            insert_nested(inner.as_object_mut().unwrap(), rest, v);
+        }
+    }
+}
+
+/// JSON lines with flat dotted keys, or nested objects at every dot.
+fn jsonl(rows: &[Row], names: &[&str; 10], nested: bool) -> String {
     let mut out = String::new();
     for row in rows {
         let mut obj = serde_json::Map::new();
-        let mut id = serde_json::Map::new();
-        for (col, v) in COLUMNS.iter().zip(row.cells()) {
+        for (i, (col, v)) in names.iter().zip(row.cells()).enumerate() {
             let Some(v) = v else { continue };
-            match col.strip_prefix("id.") {
-                Some(k) if nested => {
-                    id.insert(k.to_string(), json_value(col, &v));
-                }
-                _ => {
-                    obj.insert(col.to_string(), json_value(col, &v));
-                }
+            if nested {
+                insert_nested(&mut obj, col, json_value(i, &v));
+            } else {
+                obj.insert(col.to_string(), json_value(i, &v));
             }
-        }
-        if nested {
-            obj.insert("id".into(), id.into());
         }
         out.push_str(&serde_json::Value::Object(obj).to_string());
         out.push('\n');
@@ -262,11 +322,11 @@ fn jsonl(rows: &[Row], nested: bool) -> String {
     out
 }
 
-fn zeek_tsv(rows: &[Row]) -> String {
+fn zeek_tsv(rows: &[Row], names: &[&str; 10]) -> String {
     let mut out = String::from(
         "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tmixed\n",
     );
-    out.push_str(&format!("#fields\t{}\n", COLUMNS.join("\t")));
+    out.push_str(&format!("#fields\t{}\n", names.join("\t")));
     out.push_str("#types\ttime\tstring\taddr\tport\taddr\tport\tstring\tstring\tstring\tstring\n");
     for row in rows {
         let cells: Vec<String> = row
@@ -281,8 +341,8 @@ fn zeek_tsv(rows: &[Row]) -> String {
     out
 }
 
-fn csv(rows: &[Row]) -> String {
-    let mut out = COLUMNS.join(",");
+fn csv(rows: &[Row], names: &[&str; 10]) -> String {
+    let mut out = names.join(",");
     out.push('\n');
     for row in rows {
         let cells: Vec<String> = row
@@ -328,40 +388,66 @@ fn ints(vals: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-/// The rows as one Arrow batch: flat dotted column names, or a nested `id` struct; strings
-/// as dictionaries when `dictionary` (what pyarrow and Spark read back from Parquet).
-fn record_batch(rows: &[Row], nested: bool, dictionary: bool) -> RecordBatch {
-    let s = |f: fn(&Row) -> Option<String>| strings(rows.iter().map(f), dictionary);
-    let id_cols: Vec<(&str, ArrayRef)> = vec![
-        ("orig_h", s(|r| Some(r.orig_h.clone()))),
-        ("orig_p", ints(rows.iter().map(|r| r.orig_p))),
-        ("resp_h", s(|r| Some(r.resp_h.clone()))),
-        ("resp_p", ints(rows.iter().map(|r| r.resp_p))),
-    ];
-    let mut cols: Vec<(String, ArrayRef)> = vec![
-        ("ts".into(), ints(rows.iter().map(|r| r.ts))),
-        ("uid".into(), s(|r| Some(r.uid.clone()))),
-    ];
-    if nested {
-        let fields: Fields = id_cols
-            .iter()
-            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
-            .collect();
-        let arrays: Vec<ArrayRef> = id_cols.iter().map(|(_, a)| a.clone()).collect();
-        cols.push((
-            "id".into(),
-            Arc::new(StructArray::new(fields, arrays, None)),
-        ));
-    } else {
-        for (n, a) in id_cols {
-            cols.push((format!("id.{n}"), a));
+/// A column by its path of names.
+type PathColumn = (Vec<String>, ArrayRef);
+
+/// Columns named by dotted paths, as structs nested at every dot (grouped in first-seen
+/// order).
+fn nest(cols: Vec<PathColumn>) -> Vec<(String, ArrayRef)> {
+    let mut groups: Vec<(String, Vec<PathColumn>)> = Vec::new();
+    for (mut path, a) in cols {
+        let head = path.remove(0);
+        match groups.iter_mut().find(|(h, _)| *h == head) {
+            Some((_, g)) => g.push((path, a)),
+            None => groups.push((head, vec![(path, a)])),
         }
     }
-    cols.push(("query".into(), s(|r| r.query.clone())));
-    cols.push(("host".into(), s(|r| r.host.clone())));
-    cols.push(("uri".into(), s(|r| r.uri.clone())));
-    cols.push(("user_agent".into(), s(|r| r.user_agent.clone())));
-    RecordBatch::try_from_iter(cols).unwrap()
+    groups
+        .into_iter()
+        .map(|(head, g)| {
+            if g.len() == 1 && g[0].0.is_empty() {
+                return (head, g.into_iter().next().unwrap().1);
+            }
+            let children = nest(g);
+            let fields: Fields = children
+                .iter()
+                .map(|(n, a)| Field::new(n, a.data_type().clone(), true))
+                .collect();
+            let arrays: Vec<ArrayRef> = children.into_iter().map(|(_, a)| a).collect();
+            (
+                head,
+                Arc::new(StructArray::new(fields, arrays, None)) as ArrayRef,
+            )
+        })
+        .collect()
+}
+
+/// The rows as one Arrow batch: flat dotted column names, or structs nested at every dot;
+/// strings as dictionaries when `dictionary` (what pyarrow and Spark read back from Parquet).
+fn record_batch(rows: &[Row], names: &[&str; 10], nested: bool, dictionary: bool) -> RecordBatch {
+    let cells: Vec<[Option<String>; 10]> = rows.iter().map(Row::cells).collect();
+    let cols: Vec<PathColumn> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let a = if INT_COLUMNS.contains(&i) {
+                ints(
+                    cells
+                        .iter()
+                        .map(|c| c[i].as_deref().unwrap().parse().unwrap()),
+                )
+            } else {
+                strings(cells.iter().map(|c| c[i].clone()), dictionary)
+            };
+            let path = if nested {
+                name.split('.').map(str::to_string).collect()
+            } else {
+                vec![name.to_string()]
+            };
+            (path, a)
+        })
+        .collect();
+    RecordBatch::try_from_iter(nest(cols)).unwrap()
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch, dictionary: bool) {
@@ -431,7 +517,8 @@ fn zstd_file(path: &Path, text: &str) {
 }
 
 /// Writes `rows` in every input format into `dir`; returns each file with a label.
-fn write_all_formats(dir: &Path, rows: &[Row]) -> Vec<(&'static str, PathBuf)> {
+/// The rows in every input format, columns named by `names`.
+fn write_all_formats(dir: &Path, rows: &[Row], names: &[&str; 10]) -> Vec<(&'static str, PathBuf)> {
     let mut out = Vec::new();
     let mut put = |label: &'static str, name: &str, f: &dyn Fn(&Path)| {
         let p = dir.join(name);
@@ -439,37 +526,37 @@ fn write_all_formats(dir: &Path, rows: &[Row]) -> Vec<(&'static str, PathBuf)> {
         out.push((label, p));
     };
     put("JSON lines", "rows.jsonl", &|p| {
-        std::fs::write(p, jsonl(rows, false)).unwrap()
+        std::fs::write(p, jsonl(rows, names, false)).unwrap()
     });
     put("nested JSON lines", "nested.jsonl", &|p| {
-        std::fs::write(p, jsonl(rows, true)).unwrap()
+        std::fs::write(p, jsonl(rows, names, true)).unwrap()
     });
     put("Zeek TSV", "conn.log", &|p| {
-        std::fs::write(p, zeek_tsv(rows)).unwrap()
+        std::fs::write(p, zeek_tsv(rows, names)).unwrap()
     });
     put("CSV", "rows.csv", &|p| {
-        std::fs::write(p, csv(rows)).unwrap()
+        std::fs::write(p, csv(rows, names)).unwrap()
     });
     put("gzip JSON lines", "rows.jsonl.gz", &|p| {
-        gzip(p, &jsonl(rows, false))
+        gzip(p, &jsonl(rows, names, false))
     });
     put("zstd Zeek TSV", "conn.log.zst", &|p| {
-        zstd_file(p, &zeek_tsv(rows))
+        zstd_file(p, &zeek_tsv(rows, names))
     });
     put("Parquet", "plain.parquet", &|p| {
-        write_parquet(p, &record_batch(rows, false, false), false)
+        write_parquet(p, &record_batch(rows, names, false, false), false)
     });
     put("dictionary Parquet", "dict.parquet", &|p| {
-        write_parquet(p, &record_batch(rows, false, true), true)
+        write_parquet(p, &record_batch(rows, names, false, true), true)
     });
     put("nested dictionary Parquet", "nested.parquet", &|p| {
-        write_parquet(p, &record_batch(rows, true, true), true)
+        write_parquet(p, &record_batch(rows, names, true, true), true)
     });
     put("Arrow IPC file", "rows.arrow", &|p| {
-        write_ipc_file(p, &record_batch(rows, false, true))
+        write_ipc_file(p, &record_batch(rows, names, false, true))
     });
     put("Arrow IPC stream", "rows.arrows", &|p| {
-        write_ipc_stream(p, &record_batch(rows, true, false))
+        write_ipc_stream(p, &record_batch(rows, names, true, false))
     });
     out
 }
@@ -566,11 +653,12 @@ fn router() -> Router {
 fn assert_same_everywhere(
     dir: &Path,
     rows: &[Row],
+    names: &[&str; 10],
     fields: &FieldMap,
 ) -> (BTreeSet<HitKey>, BTreeSet<NoteKey>) {
     let index = indicators();
     let router = router();
-    let files = write_all_formats(dir, rows);
+    let files = write_all_formats(dir, rows, names);
     let want = hits_and_notes(&index, &router, fields, &files[0].1);
     for (label, path) in &files[1..] {
         let got = hits_and_notes(&index, &router, fields, path);
@@ -598,7 +686,7 @@ fn every_input_format_gives_the_same_hits_and_notifications() {
         ("zeek preset", zeek_map()),
         ("explicit map", explicit_map()),
     ] {
-        let (hits, notes) = assert_same_everywhere(dir.path(), &rows, &fields);
+        let (hits, notes) = assert_same_everywhere(dir.path(), &rows, &COLUMNS, &fields);
         let ids: BTreeSet<&str> = hits.iter().map(|h| h.2.as_str()).collect();
         // Every indicator kind in the fixture hit: the address, the address with its port,
         // the domain, the joined URL (origin-form and absolute-form), the user agent.
@@ -644,12 +732,53 @@ fn every_input_format_gives_the_same_hits_and_notifications() {
     }
 }
 
+/// The same rows under the names of every other preset, in every format: identical hits and
+/// notifications per preset, and the victims told with their own host and the uid named.
+#[test]
+fn every_preset_gives_the_same_hits_and_notifications_in_every_format() {
+    let rows = fixed_rows();
+    for (preset, names, src) in [
+        (Preset::Suricata, SURICATA_COLUMNS, "src_ip"),
+        (Preset::Ecs, ECS_COLUMNS, "source.ip"),
+        (Preset::Ocsf, OCSF_COLUMNS, "src_endpoint.ip"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (hits, notes) = assert_same_everywhere(dir.path(), &rows, &names, &preset.field_map());
+        let ids: BTreeSet<&str> = hits.iter().map(|h| h.2.as_str()).collect();
+        // Every kind hits under every preset: the address, with its port, the domain, the
+        // URL (joined from host and target in EVE; the absolute-form target elsewhere), the
+        // user agent.
+        for want in ["i0", "i1", "i2", "i3", "i4", "i5"] {
+            assert!(ids.contains(want), "{preset:?}: no hit of {want}: {hits:?}");
+        }
+        assert!(!hits.iter().any(|h| h.0 == 2), "{preset:?}: {hits:?}");
+        let told = |ind: &str, row: u64, host: &str| {
+            notes.contains(&(
+                "hospital".to_string(),
+                ind.to_string(),
+                row,
+                vec![format!("{src}={host}")],
+                Some(format!("C{row:04}")),
+            ))
+        };
+        assert!(told("i0", 0, "10.1.2.3"), "{preset:?}: {notes:?}");
+        assert!(told("i2", 3, "10.1.7.7"), "{preset:?}: {notes:?}");
+        let url_rows: BTreeSet<u64> = hits.iter().filter(|h| h.2 == "i3").map(|h| h.0).collect();
+        let want: BTreeSet<u64> = if preset == Preset::Suricata {
+            BTreeSet::from([4, 6])
+        } else {
+            BTreeSet::from([6])
+        };
+        assert_eq!(url_rows, want, "{preset:?}");
+    }
+}
+
 #[test]
 fn cwn_match_gives_the_same_hits_for_every_input_format() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let rows = fixed_rows();
-    let files = write_all_formats(d, &rows);
+    let files = write_all_formats(d, &rows, &COLUMNS);
     // A snapshot of the fixture's indicators, through the command line.
     let list = d.join("list.csv");
     std::fs::write(
@@ -787,8 +916,8 @@ proptest! {
     #[test]
     fn generated_rows_give_the_same_hits_in_every_format(rows in prop::collection::vec(row_strategy(), 1..30)) {
         let dir = tempfile::tempdir().unwrap();
-        assert_same_everywhere(dir.path(), &rows, &zeek_map());
-        assert_same_everywhere(dir.path(), &rows, &explicit_map());
+        assert_same_everywhere(dir.path(), &rows, &COLUMNS, &zeek_map());
+        assert_same_everywhere(dir.path(), &rows, &COLUMNS, &explicit_map());
     }
 }
 
@@ -798,7 +927,7 @@ fn a_huge_value_in_a_row_makes_a_bounded_notification() {
     let mut row = fixed_rows()[5].clone(); // the shop's row, a user-agent hit
     row.user_agent = Some(format!("Loader {}", "é".repeat(100_000)));
     row.uri = Some(format!("/{}", "a".repeat(200_000)));
-    let files = write_all_formats(dir.path(), &[row]);
+    let files = write_all_formats(dir.path(), &[row], &COLUMNS);
     let index = indicators();
     let router = router();
     let fields = zeek_map();
