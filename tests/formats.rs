@@ -127,6 +127,10 @@ impl Row {
 }
 
 fn indicators() -> CompiledIndex {
+    IndexBuilder::new().build(&indicator_set()).unwrap()
+}
+
+fn indicator_set() -> IndicatorSet {
     let mut set = IndicatorSet::new();
     let specs: &[(Kind, &str, Tlp)] = &[
         (Kind::Ipv4, "203.0.113.7", Tlp::Amber),
@@ -141,7 +145,7 @@ fn indicators() -> CompiledIndex {
         let ind = Indicator::new(format!("i{i}"), n.kind, n.value, Arc::from("src"), *tlp);
         set.insert(ind).unwrap();
     }
-    IndexBuilder::new().build(&set).unwrap()
+    set
 }
 
 const REGISTRY: &str = r#"
@@ -961,4 +965,94 @@ fn a_huge_value_in_a_row_makes_a_bounded_notification() {
             assert!(v["value"].as_str().unwrap().ends_with('…'), "{v}");
         }
     }
+}
+
+/// Through the real hub: a partner streams each copy with `cwn stream`'s client (dictionary
+/// Parquet as pyarrow writes it by default among them), and the subscribers receive the same
+/// notifications for every copy as for the JSON-lines one.
+#[cfg(feature = "net")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_through_the_hub_every_format_notifies_the_same_victims() {
+    use cwn::hub::StartFrom;
+    use cwn::net::client::{Client, Subscription, stream_files};
+    use cwn::net::server::Server;
+    use std::time::Duration;
+
+    let net = crate::net::Net::new();
+    let p = net.dir.path();
+    std::fs::write(p.join("registry.toml"), REGISTRY).unwrap();
+    let snapshot = IndexBuilder::new()
+        .set_version(1)
+        .created_at(1_700_000_000)
+        .build(&indicator_set())
+        .unwrap()
+        .to_snapshot(Some(&net.signing));
+    std::fs::write(p.join("set.cwnsnap"), snapshot).unwrap();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let mut subs: Vec<(&str, Subscription)> = Vec::new();
+    for who in ["hospital", "shop", "ncsc"] {
+        let sub = Client::connect(&hub, &net.id(who))
+            .await
+            .unwrap()
+            .subscribe(StartFrom::Acked)
+            .await
+            .unwrap();
+        subs.push((who, sub));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_all_formats(dir.path(), &fixed_rows(), &COLUMNS);
+    let fields = zeek_map();
+    let mut want: Option<BTreeSet<NoteKey>> = None;
+    for (label, path) in &files {
+        let streamed = stream_files(&hub, &net.id("msp"), &fields, None, &[path.clone()])
+            .await
+            .unwrap();
+        assert!(!streamed.hits.is_empty(), "{label}: no hits back");
+        // Everything this copy caused, until the subscribers fall quiet.
+        let mut got = BTreeSet::new();
+        for (who, sub) in subs.iter_mut() {
+            while let Ok(next) = tokio::time::timeout(Duration::from_millis(700), sub.next()).await
+            {
+                let (offset, note) = next.unwrap().expect("subscription open");
+                sub.ack(offset).await.unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&note.payload).unwrap();
+                if v.get("sightings").is_some() {
+                    continue; // the publisher's aggregated counts, not a hit
+                }
+                let mut victim: Vec<String> = v["victim"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{}={}",
+                            o["field"].as_str().unwrap(),
+                            o["value"].as_str().unwrap()
+                        )
+                    })
+                    .collect();
+                victim.sort();
+                got.insert((
+                    who.to_string(),
+                    v["indicator_id"].as_str().unwrap().to_string(),
+                    v["row"].as_u64().unwrap(),
+                    victim,
+                    v["uid"].as_str().map(str::to_string),
+                ));
+            }
+        }
+        match &want {
+            None => {
+                // The JSON-lines copy notifies the hospital and the shop of their hits.
+                assert!(
+                    got.iter().any(|n| n.0 == "hospital") && got.iter().any(|n| n.0 == "shop"),
+                    "{label}: {got:?}"
+                );
+                want = Some(got);
+            }
+            Some(w) => assert_eq!(&got, w, "{label} ({}) notified otherwise", path.display()),
+        }
+    }
+    server.shutdown().await;
 }

@@ -45,9 +45,9 @@ trusts = ["msp"]
 /// A PKI, a registry, signing keys, a first snapshot and a hub configuration in a temporary
 /// directory.
 pub(crate) struct Net {
-    dir: tempfile::TempDir,
-    cfg: HubConfig,
-    signing: ed25519_dalek::SigningKey,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) cfg: HubConfig,
+    pub(crate) signing: ed25519_dalek::SigningKey,
 }
 
 fn snapshot(version: u64, values: &[(&str, Tlp)], key: &ed25519_dalek::SigningKey) -> Vec<u8> {
@@ -83,6 +83,7 @@ impl Net {
             ("hospital", "subscriber"),
             ("water", "subscriber"),
             ("stranger", "subscriber"),
+            ("shop", "subscriber"),
         ] {
             pki::issue(
                 &pki_dir,
@@ -148,7 +149,7 @@ queue_size = 64
         Net { dir, cfg, signing }
     }
 
-    fn id(&self, entity: &str) -> Identity {
+    pub(crate) fn id(&self, entity: &str) -> Identity {
         Identity::from_pki_dir(&self.dir.path().join("pki"), entity).unwrap()
     }
 
