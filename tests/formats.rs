@@ -1005,9 +1005,15 @@ async fn streamed_through_the_hub_every_format_notifies_the_same_victims() {
     let fields = zeek_map();
     let mut want: Option<BTreeSet<NoteKey>> = None;
     for (label, path) in &files {
-        let streamed = stream_files(&hub, &net.id("msp"), &fields, None, &[path.clone()])
-            .await
-            .unwrap();
+        let streamed = stream_files(
+            &hub,
+            &net.id("msp"),
+            &fields,
+            None,
+            std::slice::from_ref(path),
+        )
+        .await
+        .unwrap();
         assert!(!streamed.hits.is_empty(), "{label}: no hits back");
         // Everything this copy caused, until the subscribers fall quiet.
         let mut got = BTreeSet::new();
