@@ -12,11 +12,11 @@ use super::{SourceArgs, ingest_sources, load_warninglists, write_atomically};
 use crate::hits::{HitWriter, Sightings};
 use crate::index::snapshot::keys;
 use crate::index::{CompiledIndex, IndexBuilder};
-use crate::indicator::{IndicatorSet, Kind, Tlp};
+use crate::indicator::{Kind, Tlp};
 use crate::matcher::Matcher;
 use crate::matcher::scan::{ScannedBatch, Scanner};
 use crate::route::registry::Registry;
-use crate::route::{RoutePolicy, Router, Sensitivity};
+use crate::route::{RoutePolicy, Router};
 use crate::telemetry::{FieldMap, FieldPresence, FieldSpec, InputFormat, PresetChoice, preset};
 
 /// Arguments of `cwn compile`.
@@ -92,10 +92,6 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    let set = match (&args.for_entity, &args.registry) {
-        (Some(entity), Some(path)) => cut_for(set, entity, path, args.arm_red)?,
-        _ => set,
-    };
     let ingest_secs = started.elapsed().as_secs_f64();
     let created_at = args
         .created_at
@@ -114,6 +110,10 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         )
         .created_at(created_at)
         .build_with_report(&set)?;
+    let index = match (&args.for_entity, &args.registry) {
+        (Some(entity), Some(path)) => clearance_cut(&index, entity, path, args.arm_red)?,
+        _ => index,
+    };
     let bytes = index.to_snapshot(key.as_ref());
     let compile_secs = t.elapsed().as_secs_f64();
     write_atomically(&args.output, |w| w.write_all(&bytes))?;
@@ -129,13 +129,14 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The indicators of `set` that `entity` of the registry at `path` may hold.
-fn cut_for(
-    set: IndicatorSet,
+/// The indicators of `index` that `entity` of the registry at `path` may hold: the same cut
+/// the hub gives the entity on `cwn pull` ([`crate::route::cut`]).
+fn clearance_cut(
+    index: &CompiledIndex,
     entity: &str,
     path: &Path,
     arm_red: bool,
-) -> anyhow::Result<IndicatorSet> {
+) -> anyhow::Result<CompiledIndex> {
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let registry = Registry::from_toml(&text, &path.display().to_string())?;
@@ -143,17 +144,11 @@ fn cut_for(
         .by_id(entity)
         .ok_or_else(|| anyhow::anyhow!("{}: no entity {entity:?}", path.display()))?;
     let router = Router::new(registry, RoutePolicy { arm_red });
-    let mut cut = IndicatorSet::new();
-    for (_, ind) in set.iter() {
-        if router.may_hold(ord, &Sensitivity::of_indicator(ind)) {
-            // The set was de-duplicated already; withheld sources may collapse a few.
-            let _ = cut.insert(ind.clone().for_sharing());
-        }
-    }
+    let cut = crate::route::cut::cut_for(&router, ord, index)?;
     eprintln!(
         "cut for {entity}: {} of {} indicator(s) within its clearance",
         cut.len(),
-        set.len()
+        index.len()
     );
     Ok(cut)
 }

@@ -41,8 +41,6 @@ pub mod batch;
 #[cfg(feature = "net")]
 pub mod client;
 #[cfg(feature = "net")]
-mod cut;
-#[cfg(feature = "net")]
 pub mod der;
 #[cfg(feature = "net")]
 pub mod endpoint;

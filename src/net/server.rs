@@ -31,17 +31,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use roaring::RoaringBitmap;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::batch;
+use super::close_code;
 use super::config::{HubConfig, Limits};
 use super::endpoint::{self, Transport};
 use super::tls::{self, Identity};
 use super::wire::{self, FrameReader, WireError};
-use super::{close_code, cut};
 use crate::hub::frame::{self, ErrorCode, Frame, Role as WireRole};
 use crate::hub::notification::{Notification, NotificationId, NotificationKind};
 use crate::hub::{self as core, EntityId, HubEvent, SessionId};
@@ -860,8 +859,8 @@ async fn partner(
                     None => {
                         let s = shared.clone();
                         let built = tokio::task::spawn_blocking(move || {
-                            let keep: RoaringBitmap = s.router.clearance(ord, index.meta());
-                            cut::cut(&index, &keep, s.sign_key.as_ref())
+                            route::cut::cut_for(&s.router, ord, &index)
+                                .map(|c| c.to_snapshot(s.sign_key.as_ref()))
                         })
                         .await
                         .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?

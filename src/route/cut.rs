@@ -1,24 +1,38 @@
-//! The clearance cut of a snapshot: the indicators one entity may hold, as a snapshot of their
-//! own (`cwn pull`). Indicators are rebuilt from the index's metadata and compiled again; the
-//! cut keeps the set version and creation time of the whole, and is signed with the hub's key.
+//! The clearance cut of a snapshot: the indicators one entity may hold, as an index of their
+//! own — what `cwn pull` receives from the hub and what `cwn compile --for` writes, by the same
+//! code. Indicators are rebuilt from the index's metadata (attribution withheld where the
+//! source asked, [`Indicator::for_sharing`]) and compiled again; the cut keeps the set version
+//! and creation time of the whole.
 
 use std::sync::Arc;
 
-use ed25519_dalek::SigningKey;
 use roaring::RoaringBitmap;
 
+use super::Router;
+use super::registry::EntityOrd;
 use crate::index::{BuildError, CompiledIndex, IndexBuilder};
 use crate::indicator::{Indicator, IndicatorSet, Kind};
 
-/// A snapshot of the indicators of `index` whose ordinals are in `keep`.
+/// The indicators of `index` that `entity` may hold ([`Router::clearance`]), as an index.
 ///
 /// # Errors
 /// When the rebuilt set does not compile (not for a set that compiled before).
-pub fn cut(
+///
+/// # Panics
+/// If `entity` is not an ordinal of the router's registry.
+pub fn cut_for(
+    router: &Router,
+    entity: EntityOrd,
     index: &CompiledIndex,
-    keep: &RoaringBitmap,
-    key: Option<&SigningKey>,
-) -> Result<Vec<u8>, BuildError> {
+) -> Result<CompiledIndex, BuildError> {
+    cut(index, &router.clearance(entity, index.meta()))
+}
+
+/// The indicators of `index` whose ordinals are in `keep`, as an index.
+///
+/// # Errors
+/// When the rebuilt set does not compile (not for a set that compiled before).
+pub fn cut(index: &CompiledIndex, keep: &RoaringBitmap) -> Result<CompiledIndex, BuildError> {
     let m = index.meta();
     let mut set = IndicatorSet::new();
     let mut sources: std::collections::HashMap<&str, Arc<str>> = Default::default();
@@ -55,11 +69,10 @@ pub fn cut(
         let _ = set.insert(ind.for_sharing());
     }
     let h = index.header();
-    let cut = IndexBuilder::new()
+    IndexBuilder::new()
         // The clearance already decided about RED; keep what it let through.
         .arm_red(true)
         .set_version(h.set_version)
         .created_at(h.created_at)
-        .build(&set)?;
-    Ok(cut.to_snapshot(key))
+        .build(&set)
 }

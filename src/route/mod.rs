@@ -91,6 +91,7 @@
 
 pub mod batch;
 pub mod constituency;
+pub mod cut;
 pub mod registry;
 
 pub use batch::{BatchParties, MatchedBatch, Routed, RoutedNotification, route_batch};

@@ -8,9 +8,9 @@
 //!
 //! - [`stream_expanded_size`] for IPC stream bytes held in memory (the hub's telemetry
 //!   batches);
-//! - [`Guard`], a reader that passes a stream through message by message, each checked
+//! - `Guard`, a reader that passes a stream through message by message, each checked
 //!   before arrow-ipc sees a byte of it (local streams, and files read front to back);
-//! - [`check_file`] for an IPC file read through its footer (local files), block by block.
+//! - `check_file` for an IPC file read through its footer (local files), block by block.
 //!
 //! A message whose buffers would expand past the limit is refused with the batch's number.
 

@@ -19,7 +19,7 @@
 mod arrow_ipc;
 pub mod cell;
 mod csv_reader;
-pub(crate) mod ipc_check;
+pub mod ipc_check;
 mod json;
 mod parquet;
 pub mod preset;
