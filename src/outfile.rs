@@ -99,6 +99,39 @@ impl Drop for Pending {
 }
 
 /// `.NAME.tmpPID` in the directory of `path`.
+/// Replaces `path` with `bytes` at once: written under a temporary name beside it and renamed
+/// over it, so that a reader (or a crash) sees the old contents or the new, never a part.
+/// With `sync`, durably: the file is flushed before the rename and the folder after it.
+pub fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    use std::io::Write as _;
+    let tmp = temporary_beside(path)?;
+    let written = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        if sync {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if sync {
+        sync_dir(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )?;
+    }
+    Ok(())
+}
+
+/// Flushes a folder's entries (a file created or renamed in it) to disk.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
 fn temporary_beside(path: &Path) -> io::Result<PathBuf> {
     let dir = path
         .parent()

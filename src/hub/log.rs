@@ -214,9 +214,7 @@ fn segment_path(dir: &Path, base: u64) -> PathBuf {
 
 /// Makes a folder's entries (a created, renamed or deleted file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    crate::outfile::sync_dir(dir).map_err(io_err(dir))
 }
 
 fn checksum(header: &[u8], payload: &[u8]) -> u64 {

@@ -15,13 +15,13 @@
 //! magic "CWNACKT\x01" · count u32 · (entity u32 · next offset u64) × count · XXH3-64 of all before
 //! ```
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::log::{LogError, sync_dir};
+use super::log::LogError;
 
 /// The first eight bytes of an acked-offset file.
 pub const ACKED_MAGIC: [u8; 8] = *b"CWNACK\0\x01";
@@ -137,20 +137,9 @@ pub fn store(path: &Path, next: u64, sync: bool) -> Result<(), LogError> {
     replace(path, &bytes, sync)
 }
 
-/// Writes `bytes` to a temporary file and renames it over `path`; with `sync`, durably.
+/// Writes `bytes` over `path` at once ([`crate::outfile::replace`]); with `sync`, durably.
 fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<(), LogError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-    if sync {
-        f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    }
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-    if sync && let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    crate::outfile::replace(path, bytes, sync).map_err(|e| io_err(path, e))
 }
 
 #[cfg(test)]

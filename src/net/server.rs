@@ -59,15 +59,6 @@ pub const SNAPSHOT_FILE: &str = "snapshot.cwnsnap";
 /// indicators and receives their internal cases.
 pub const SNAPSHOT_OWNER_FILE: &str = "snapshot.publisher";
 
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-fn outfile_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
-}
-
 /// File in the data directory mapping entity ids (registry) to the numbers of their logs.
 ///
 /// Registry ordinals follow the file's order and change when an entity is added in the
@@ -1228,7 +1219,7 @@ fn stable_ids(data_dir: &Path, reg: &Registry) -> Result<Vec<EntityId>, ServeErr
         .collect();
     if changed {
         let bytes = serde_json::to_vec_pretty(&map).map_err(|e| file_err(&path, e))?;
-        outfile_sync(&path, &bytes).map_err(|e| file_err(&path, e))?;
+        crate::outfile::replace(&path, &bytes, true).map_err(|e| file_err(&path, e))?;
     }
     // Record the owner beside every log that lacks it (new entities, and logs of hubs that
     // predate the record). Not synced one by one: a lost record is written again at the next
@@ -1436,12 +1427,13 @@ impl Shared {
             ));
         }
         let path = self.data_dir.join(SNAPSHOT_FILE);
-        let written = outfile_sync(&path, bytes);
+        let written = crate::outfile::replace(&path, bytes, true);
         let owner_id = &self.router.registry().entity(owner).id;
         let written = written.and_then(|()| {
-            outfile_sync(
+            crate::outfile::replace(
                 &self.data_dir.join(SNAPSHOT_OWNER_FILE),
                 owner_id.as_bytes(),
+                true,
             )
         });
         if let Err(e) = written {
