@@ -288,11 +288,7 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        cwn::generate::rng::splitmix64(&mut self.0)
     }
 
     fn below(&mut self, n: u64) -> u64 {
