@@ -1847,3 +1847,44 @@ fn under_bombs_and_oversized_frames_the_hub_stays_small_and_the_publisher_pushes
         .status();
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_channel_of_batches_is_streamed_in_order_with_each_batch_answered() {
+    let net = Net::new();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let mut partner = Client::connect(&hub, &net.id("msp")).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let producer = tokio::spawn(async move {
+        for i in 0..5u64 {
+            let query = if i % 2 == 0 {
+                "www.evil.example"
+            } else {
+                "fine.example"
+            };
+            let mut q = arrow_array::builder::StringBuilder::new();
+            q.append_value(query);
+            let mut c = arrow_array::builder::StringBuilder::new();
+            c.append_value("198.51.100.20");
+            let batch = arrow_array::RecordBatch::try_from_iter([
+                ("query", Arc::new(q.finish()) as arrow_array::ArrayRef),
+                ("client", Arc::new(c.finish()) as arrow_array::ArrayRef),
+            ])
+            .unwrap();
+            let bytes = cwn::net::batch::encode_telemetry(&batch, &fields(), "live", i).unwrap();
+            tx.send(Ok(bytes)).await.unwrap();
+            // A live source: batches come over time.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut seen = Vec::new();
+    let n = partner
+        .stream_channel(rx, |id, hits| seen.push((id, hits.len())))
+        .await
+        .unwrap();
+    producer.await.unwrap();
+    assert_eq!(n, 5);
+    assert_eq!(seen, [(0, 1), (1, 0), (2, 1), (3, 0), (4, 1)]);
+    partner.close().await;
+    server.shutdown().await;
+}

@@ -418,100 +418,38 @@ impl Client {
         }
     }
 
-    /// Partner: streams telemetry batches (Arrow IPC from [`batch::encode_telemetry`]) and
-    /// returns the hits of each, in order. Sending and receiving run together, with at most
-    /// [`STREAM_WINDOW`] batches unanswered: a client that only reads after it has sent
-    /// everything would stall once the hub's answers fill the flow-control window.
-    ///
-    /// # Errors
-    /// An input error from `batches`, the hub refused a batch, or the connection failed.
-    pub async fn stream_batches<I>(
-        &mut self,
-        batches: I,
-    ) -> Result<Vec<(u64, Vec<HitLine>)>, ClientError>
-    where
-        I: IntoIterator<Item = Result<Vec<u8>, ClientError>>,
-    {
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_WINDOW);
-        let feed = async move {
-            for b in batches {
-                if tx.send(b).await.is_err() {
-                    break;
-                }
-            }
-            Ok::<(), ClientError>(())
-        };
-        let mut out = Vec::new();
-        let streamed = self.stream_channel(rx, |id, hits| out.push((id, hits)));
-        tokio::try_join!(feed, streamed)?;
-        Ok(out)
-    }
-
-    /// Partner: [`Client::stream_batches`] for batches that arrive over time (a live source
-    /// sending at its own pace): sends each batch as it comes out of `batches`, reads the
-    /// answers meanwhile and hands each batch's hits to `on_hits` in order; returns the
-    /// number of batches once the channel is closed and every batch is answered.
+    /// Partner: streams batches (Arrow IPC from [`batch::encode_telemetry`]) as they come out
+    /// of `batches` (a live source sending at its own pace), at most [`STREAM_WINDOW`]
+    /// unanswered, reading the answers meanwhile and handing each batch's hits to `on_hits`
+    /// in order; returns the number of batches once the channel is closed and every batch is
+    /// answered. Sending and receiving run together: a client that only reads after it has
+    /// sent everything would stall once the hub's answers fill the flow-control window.
     ///
     /// # Errors
     /// An input error from `batches`, the hub refused a batch, or the connection failed.
     pub async fn stream_channel(
         &mut self,
         mut batches: tokio::sync::mpsc::Receiver<Result<Vec<u8>, ClientError>>,
-        mut on_hits: impl FnMut(u64, Vec<HitLine>),
+        mut on_hits: impl FnMut(u64, Vec<HitLine>) + Send,
     ) -> Result<u64, ClientError> {
         self.hello(Role::Partner).await?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(STREAM_WINDOW);
-        let send = &mut self.send;
-        let (rd, conn) = (&mut self.rd, &self.conn);
-        let sender = async move {
-            let mut id = 0u64;
-            while let Some(b) = batches.recv().await {
-                let arrow_ipc = b?;
-                tx.send(id)
-                    .await
-                    .map_err(|_| ClientError::Protocol("hit receiver ended".into()))?;
-                wire::send(
-                    send,
-                    &Frame::TelemetryBatch {
-                        batch_id: id,
-                        arrow_ipc,
-                    },
-                )
-                .await?;
-                id += 1;
-            }
-            Ok::<(), ClientError>(())
-        };
-        let receiver = async move {
-            let mut n = 0u64;
-            while let Some(id) = rx.recv().await {
-                match recv_frame(rd, conn).await? {
-                    Frame::Hits {
-                        batch_id,
-                        arrow_ipc,
-                    } if batch_id == id => on_hits(
-                        id,
-                        batch::decode_hits(&arrow_ipc)
-                            .map_err(|e| ClientError::Protocol(e.to_string()))?,
-                    ),
-                    f => {
-                        return Err(ClientError::Protocol(format!(
-                            "expected Hits {id}, got {f:?}"
-                        )));
-                    }
-                }
-                n += 1;
-            }
-            Ok(n)
-        };
-        let ((), n) = tokio::try_join!(sender, receiver)?;
-        Ok(n)
+        let mut pending = std::collections::VecDeque::new();
+        let (mut next_id, mut exhausted) = (0, false);
+        self.stream_window(
+            &mut pending,
+            &mut next_id,
+            &mut exhausted,
+            &mut BatchSource::Channel(&mut batches),
+            &mut on_hits,
+        )
+        .await?;
+        Ok(next_id)
     }
 
-    /// Partner: one connection's part of [`stream_files_with`]. Sends again every batch in
-    /// `pending` (sent before and not answered), then new ones from `source` (numbered from
-    /// `next_id`) with at most [`STREAM_WINDOW`] unanswered, while reading the answers into
-    /// `answered` and dropping their batches from `pending`. Returns when `source` is
+    /// Partner: one connection's part of [`stream_files_with`] and [`Client::stream_channel`].
+    /// Sends again every batch in `pending` (sent before and not answered), then new ones
+    /// from `source` (numbered from `next_id`) with at most [`STREAM_WINDOW`] unanswered,
+    /// while handing the answers to `on_hits` and dropping their batches from `pending`. Returns when `source` is
     /// exhausted and everything is answered; on an error, `pending` holds what must be sent
     /// again.
     async fn stream_window(
@@ -519,8 +457,8 @@ impl Client {
         pending_io: &mut std::collections::VecDeque<(u64, Vec<u8>)>,
         next_id: &mut u64,
         exhausted: &mut bool,
-        source: &mut (dyn FnMut() -> Option<Result<Vec<u8>, ClientError>> + Send),
-        answered: &mut Vec<(u64, Vec<HitLine>)>,
+        source: &mut BatchSource<'_>,
+        on_hits: &mut (dyn FnMut(u64, Vec<HitLine>) + Send),
     ) -> Result<(), ClientError> {
         let queue = std::sync::Mutex::new(std::mem::take(pending_io));
         let lock = || queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -547,7 +485,7 @@ impl Client {
                     .await
                     .map_err(|_| ClientError::Protocol("window closed".into()))?
                     .forget();
-                let Some(b) = source() else {
+                let Some(b) = source.next().await else {
                     *exhausted = true;
                     break;
                 };
@@ -578,7 +516,7 @@ impl Client {
                         let hits = batch::decode_hits(&arrow_ipc)
                             .map_err(|e| ClientError::Protocol(e.to_string()))?;
                         lock().pop_front();
-                        answered.push((id, hits));
+                        on_hits(id, hits);
                         free.add_permits(1);
                     }
                     f => {
@@ -733,6 +671,22 @@ impl Default for StreamOptions {
     }
 }
 
+/// Where a partner's batches come from: read and encoded on demand (files), or received
+/// from a live producer.
+enum BatchSource<'a> {
+    Pull(&'a mut (dyn FnMut() -> Option<Result<Vec<u8>, ClientError>> + Send)),
+    Channel(&'a mut tokio::sync::mpsc::Receiver<Result<Vec<u8>, ClientError>>),
+}
+
+impl BatchSource<'_> {
+    async fn next(&mut self) -> Option<Result<Vec<u8>, ClientError>> {
+        match self {
+            BatchSource::Pull(f) => f(),
+            BatchSource::Channel(rx) => rx.recv().await,
+        }
+    }
+}
+
 /// [`stream_files`] that rides out a hub that goes away: for up to `retry_for` without
 /// progress it reconnects (with [`Backoff`]) and sends again the batches not yet answered,
 /// so that none is lost. A resent batch the hub had already made durable is answered from
@@ -790,8 +744,8 @@ pub async fn stream_files_with(
                     &mut pending,
                     &mut next_id,
                     &mut exhausted,
-                    &mut next_batch,
-                    &mut answered,
+                    &mut BatchSource::Pull(&mut next_batch),
+                    &mut |id, hits| answered.push((id, hits)),
                 )
                 .await;
             if r.is_ok() {
