@@ -28,7 +28,6 @@
 //! assert_eq!(n.value, "https://bad-login.example.com/owa/auth.php");
 //! ```
 
-pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod generate;

@@ -1,5 +1,8 @@
-//! The `cwn` command-line tool; see `cwn --help`.
+//! The `cwn` command-line tool; see `cwn --help`. The command line belongs to the binary: the
+//! library's API is what it drives.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    cwn::cli::main()
+    cli::main()
 }

@@ -10,12 +10,12 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::hits;
-use crate::index::{CompiledIndex, IndexBuilder};
-use crate::indicator::Tlp;
-use crate::ingest::{self, Category, Ingest, SourceOptions, Warninglists};
-use crate::matcher::Matcher;
-use crate::telemetry::{self, InputFormat, Preset};
+use cwn::hits;
+use cwn::index::{CompiledIndex, IndexBuilder};
+use cwn::indicator::Tlp;
+use cwn::ingest::{self, Category, Ingest, SourceOptions, Warninglists};
+use cwn::matcher::Matcher;
+use cwn::telemetry::{self, InputFormat, Preset};
 
 /// Arguments of `cwn demo`.
 #[derive(Debug, clap::Args)]
@@ -277,7 +277,7 @@ fn print_sample(
     report: &ingest::IngestReport,
     rejects: &[ingest::Reject],
     elapsed: f64,
-    set: &crate::indicator::IndicatorSet,
+    set: &cwn::indicator::IndicatorSet,
     index: &CompiledIndex,
     bytes: &[u8],
     snapshot_ms: f64,

@@ -19,18 +19,18 @@ use arrow_array::RecordBatch;
 use ipnet::IpNet;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::generate::telemetry::{GenError, Preset, TelemetryGenerator, TelemetryOptions};
-use crate::hub::StartFrom;
-use crate::index::CompiledIndex;
-use crate::index::snapshot::keys;
-use crate::net::batch::encode_telemetry;
-use crate::net::client::Client;
-use crate::net::config::HubConfig;
-use crate::net::pki;
-use crate::net::server::Server;
-use crate::net::tls::Identity;
-use crate::route::registry::{Entity, Registry, Role, Roles};
-use crate::status::{Metrics, SnapshotInfo, StatusServer};
+use cwn::generate::telemetry::{GenError, Preset, TelemetryGenerator, TelemetryOptions};
+use cwn::hub::StartFrom;
+use cwn::index::CompiledIndex;
+use cwn::index::snapshot::keys;
+use cwn::net::batch::encode_telemetry;
+use cwn::net::client::Client;
+use cwn::net::config::HubConfig;
+use cwn::net::pki;
+use cwn::net::server::Server;
+use cwn::net::tls::Identity;
+use cwn::route::registry::{Entity, Registry, Role, Roles};
+use cwn::status::{Metrics, SnapshotInfo, StatusServer};
 
 /// Settings of the hub part.
 #[derive(Clone, Debug)]

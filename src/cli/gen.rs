@@ -12,11 +12,11 @@ use jiff::Timestamp;
 
 use super::index::load_index;
 use super::progress;
-use crate::generate::feed::{self, FeedOptions, FeedReport};
-use crate::generate::telemetry::{
+use cwn::generate::feed::{self, FeedOptions, FeedReport};
+use cwn::generate::telemetry::{
     Compression, OutputFormat, Preset, TelemetryGenerator, TelemetryOptions, TelemetryReport,
 };
-use crate::indicator::Tlp;
+use cwn::indicator::Tlp;
 
 /// Arguments of `cwn gen`.
 #[derive(Debug, Args)]
@@ -238,7 +238,7 @@ fn write_file_atomically<T>(
     write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let result = (|| -> anyhow::Result<T> {
-        let (file, pending) = crate::outfile::OutputFile::create(path, 0o644)?.into_parts();
+        let (file, pending) = cwn::outfile::OutputFile::create(path, 0o644)?.into_parts();
         let mut w = BufWriter::with_capacity(1 << 20, file);
         let v = write(&mut w)?;
         w.flush()?;

@@ -9,15 +9,15 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{SourceArgs, ingest_sources, load_warninglists, write_atomically};
-use crate::hits::{HitWriter, Sightings};
-use crate::index::snapshot::keys;
-use crate::index::{CompiledIndex, IndexBuilder};
-use crate::indicator::{Kind, Tlp};
-use crate::matcher::Matcher;
-use crate::matcher::scan::{ScannedBatch, Scanner};
-use crate::route::registry::Registry;
-use crate::route::{RoutePolicy, Router};
-use crate::telemetry::{FieldMap, FieldPresence, FieldSpec, InputFormat, PresetChoice, preset};
+use cwn::hits::{HitWriter, Sightings};
+use cwn::index::snapshot::keys;
+use cwn::index::{CompiledIndex, IndexBuilder};
+use cwn::indicator::{Kind, Tlp};
+use cwn::matcher::Matcher;
+use cwn::matcher::scan::{ScannedBatch, Scanner};
+use cwn::route::registry::Registry;
+use cwn::route::{RoutePolicy, Router};
+use cwn::telemetry::{FieldMap, FieldPresence, FieldSpec, InputFormat, PresetChoice, preset};
 
 /// Arguments of `cwn compile`.
 #[derive(Debug, Args)]
@@ -130,7 +130,7 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The indicators of `index` that `entity` of the registry at `path` may hold: the same cut
-/// the hub gives the entity on `cwn pull` ([`crate::route::cut`]).
+/// the hub gives the entity on `cwn pull` ([`cwn::route::cut`]).
 fn clearance_cut(
     index: &CompiledIndex,
     entity: &str,
@@ -144,7 +144,7 @@ fn clearance_cut(
         .by_id(entity)
         .ok_or_else(|| anyhow::anyhow!("{}: no entity {entity:?}", path.display()))?;
     let router = Router::new(registry, RoutePolicy { arm_red });
-    let cut = crate::route::cut::cut_for(&router, ord, index)?;
+    let cut = cwn::route::cut::cut_for(&router, ord, index)?;
     eprintln!(
         "cut for {entity}: {} of {} indicator(s) within its clearance",
         cut.len(),

@@ -39,8 +39,8 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::indicator::{IndicatorSet, Kind, Tlp};
-use crate::ingest::{
+use cwn::indicator::{IndicatorSet, Kind, Tlp};
+use cwn::ingest::{
     self, Format, Ingest, IngestError, IngestReport, Reject, SourceOptions, Warninglists,
 };
 
@@ -381,7 +381,7 @@ pub struct KeygenArgs {
 }
 
 fn run_keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
-    use crate::index::snapshot::keys;
+    use cwn::index::snapshot::keys;
     std::fs::create_dir_all(&args.output)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
     let sp = args.output.join(keys::SIGNING_FILE);
@@ -482,7 +482,7 @@ pub fn write_atomically_mode(
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> anyhow::Result<()> {
     let result = (|| -> io::Result<()> {
-        let (file, pending) = crate::outfile::OutputFile::create(path, mode)?.into_parts();
+        let (file, pending) = cwn::outfile::OutputFile::create(path, mode)?.into_parts();
         let mut w = io::BufWriter::with_capacity(1 << 20, file);
         write(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;

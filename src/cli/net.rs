@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::net::config::HubConfig;
+use cwn::net::config::HubConfig;
 
 /// `cwn config …`.
 #[derive(Debug, Subcommand)]
@@ -47,7 +47,7 @@ pub(super) fn run_config(cmd: &ConfigCommand) -> anyhow::Result<ExitCode> {
 /// cannot be read (with its key), and the registry's own problems — among them a registry
 /// with no publisher, unless `allow_no_publisher` is set.
 pub fn check_files(cfg: &HubConfig) -> Vec<String> {
-    use crate::route::registry::{Registry, Role};
+    use cwn::route::registry::{Registry, Role};
     let mut out = Vec::new();
     let mut need = |key: &str, path: &std::path::Path| -> bool {
         match std::fs::metadata(path) {
@@ -104,14 +104,14 @@ mod with_net {
     use clap::{Args, Subcommand};
 
     use super::super::write_atomically;
-    use crate::hub::StartFrom;
-    use crate::hub::frame::ErrorCode;
-    use crate::net::client::{Backoff, Client, ClientError, notification_json};
-    use crate::net::config::HubConfig;
-    use crate::net::pki;
-    use crate::net::server;
-    use crate::net::tls::Identity;
-    use crate::telemetry::{FieldMap, FieldSpec, InputFormat};
+    use cwn::hub::StartFrom;
+    use cwn::hub::frame::ErrorCode;
+    use cwn::net::client::{Backoff, Client, ClientError, notification_json};
+    use cwn::net::config::HubConfig;
+    use cwn::net::pki;
+    use cwn::net::server;
+    use cwn::net::tls::Identity;
+    use cwn::telemetry::{FieldMap, FieldSpec, InputFormat};
 
     /// `cwn pki …`.
     #[derive(Debug, Subcommand)]
@@ -211,7 +211,7 @@ mod with_net {
                 if let Some(der) = pki::pem_certs(&pem).first() {
                     outln!(
                         "fingerprint = \"{}\"",
-                        crate::route::registry::fingerprint_hex(&pki::fingerprint(der))
+                        cwn::route::registry::fingerprint_hex(&pki::fingerprint(der))
                     );
                 }
             }
@@ -247,12 +247,12 @@ mod with_net {
 
     impl IdentityArgs {
         /// Transport settings with the connect timeout asked for.
-        fn transport(&self) -> anyhow::Result<crate::net::endpoint::Transport> {
+        fn transport(&self) -> anyhow::Result<cwn::net::endpoint::Transport> {
             let t = Duration::try_from_secs_f64(self.connect_timeout)
                 .ok()
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| anyhow::anyhow!("--connect-timeout: a number of seconds above 0"))?;
-            Ok(crate::net::endpoint::Transport {
+            Ok(cwn::net::endpoint::Transport {
                 connect_timeout: t,
                 ..Default::default()
             })
@@ -318,11 +318,11 @@ mod with_net {
             .verify_key
             .as_deref()
             .map(|p| {
-                crate::index::snapshot::keys::read_verify(p)
+                cwn::index::snapshot::keys::read_verify(p)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
             })
             .transpose()?;
-        if let Err(e) = crate::index::CompiledIndex::from_snapshot(&bytes, vk.as_ref()) {
+        if let Err(e) = cwn::index::CompiledIndex::from_snapshot(&bytes, vk.as_ref()) {
             anyhow::bail!("{}: not pushed: {e}", args.snapshot.display());
         }
         let transport = args.id.transport()?;
@@ -374,7 +374,7 @@ mod with_net {
         /// Map every observable field of a known schema, as for `cwn match`; `auto` chooses
         /// from the first input's columns.
         #[arg(long, value_enum, value_name = "SCHEMA")]
-        pub preset: Option<crate::telemetry::PresetChoice>,
+        pub preset: Option<cwn::telemetry::PresetChoice>,
         /// Input format; detected from the content when absent.
         #[arg(long, value_enum)]
         pub input_format: Option<InputFormat>,
@@ -391,7 +391,7 @@ mod with_net {
     }
 
     pub(in crate::cli) fn run_stream(args: &StreamArgs) -> anyhow::Result<ExitCode> {
-        use crate::telemetry::{PresetChoice, preset};
+        use cwn::telemetry::{PresetChoice, preset};
         preset::need_a_map(args.preset, &args.fields).map_err(anyhow::Error::msg)?;
         let id = args.id.load()?;
         let fields: FieldMap = match args.preset {
@@ -407,11 +407,11 @@ mod with_net {
             choice => preset::merge(choice.and_then(PresetChoice::preset), &args.fields)
                 .map_err(anyhow::Error::msg)?,
         };
-        let opts = crate::net::client::StreamOptions {
+        let opts = cwn::net::client::StreamOptions {
             transport: args.id.transport()?,
             retry_for: Duration::from_secs(args.retry_for),
         };
-        let streamed = runtime()?.block_on(crate::net::client::stream_files_with(
+        let streamed = runtime()?.block_on(cwn::net::client::stream_files_with(
             &args.id.hub,
             &id,
             &fields,
@@ -583,7 +583,7 @@ mod with_net {
     /// One connection's receive loop.
     async fn receive(
         args: &SubscribeArgs,
-        sub: &mut crate::net::client::Subscription,
+        sub: &mut cwn::net::client::Subscription,
         file: &mut Option<std::fs::File>,
         received: &mut u64,
         recent: &mut RecentIds,

@@ -380,7 +380,7 @@ impl Client {
 
     /// Partner: sends one telemetry batch (from [`batch::encode_telemetry`]) without waiting.
     /// Read the answers with [`recv_hits`](Self::recv_hits) as they come, or use
-    /// [`stream_batches`](Self::stream_batches), which does.
+    /// [`stream_channel`](Self::stream_channel), which does.
     ///
     /// # Errors
     /// Not a partner, or the connection failed.
