@@ -573,6 +573,30 @@ type HitKey = (u64, String, String, String);
 /// event's uid).
 type NoteKey = (String, String, u64, Vec<String>, Option<String>);
 
+/// A notification body as its [`NoteKey`] for `recipient`.
+fn note_key(recipient: &str, v: &serde_json::Value) -> NoteKey {
+    let mut victim: Vec<String> = v["victim"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{}={}",
+                o["field"].as_str().unwrap(),
+                o["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    victim.sort();
+    (
+        recipient.to_string(),
+        v["indicator_id"].as_str().unwrap().to_string(),
+        v["row"].as_u64().unwrap(),
+        victim,
+        v["uid"].as_str().map(str::to_string),
+    )
+}
+
 fn hits_and_notes(
     index: &CompiledIndex,
     router: &Router,
@@ -621,26 +645,7 @@ fn hits_and_notes(
                 v.get("input").is_none(),
                 "a partner's input name reached a victim: {v}"
             );
-            let mut victim: Vec<String> = v["victim"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|o| {
-                    format!(
-                        "{}={}",
-                        o["field"].as_str().unwrap(),
-                        o["value"].as_str().unwrap()
-                    )
-                })
-                .collect();
-            victim.sort();
-            notes.insert((
-                reg.entity(n.recipient).id.clone(),
-                v["indicator_id"].as_str().unwrap().to_string(),
-                v["row"].as_u64().unwrap(),
-                victim,
-                v["uid"].as_str().map(str::to_string),
-            ));
+            notes.insert(note_key(&reg.entity(n.recipient).id, &v));
         }
     }
     (hits, notes)
@@ -1026,26 +1031,7 @@ async fn streamed_through_the_hub_every_format_notifies_the_same_victims() {
                 if v.get("sightings").is_some() {
                     continue; // the publisher's aggregated counts, not a hit
                 }
-                let mut victim: Vec<String> = v["victim"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|o| {
-                        format!(
-                            "{}={}",
-                            o["field"].as_str().unwrap(),
-                            o["value"].as_str().unwrap()
-                        )
-                    })
-                    .collect();
-                victim.sort();
-                got.insert((
-                    who.to_string(),
-                    v["indicator_id"].as_str().unwrap().to_string(),
-                    v["row"].as_u64().unwrap(),
-                    victim,
-                    v["uid"].as_str().map(str::to_string),
-                ));
+                got.insert(note_key(who, &v));
             }
         }
         match &want {
