@@ -23,6 +23,7 @@ pub mod ipc_check;
 mod json;
 mod parquet;
 pub mod preset;
+mod resolve;
 mod zeek;
 
 pub use preset::{Preset, PresetChoice};

@@ -19,7 +19,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::basic::Encoding;
 use parquet::file::metadata::ColumnChunkMetaData;
 
-use super::arrow_ipc::{Batches, FieldPath, Place, resolve_all};
+use super::resolve::{Batches, FieldPath, Place, resolve_all};
 use super::{BATCH_ROWS, BatchIter, FieldMap, TelemetryError};
 
 /// An opened Parquet file: its metadata, the columns to decode, and where each row group's
