@@ -324,3 +324,30 @@ print(json.dumps([[c, validate(c, stix_version='2.1')] for c in cases]))
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Found by fuzzing: an indicator whose `id` is empty (or not an indicator id) was accepted
+/// with no name to report it by.
+#[test]
+fn an_indicator_without_a_proper_id_is_invalid() {
+    for id in ["", "  ", "indicator--", "x--1", "198.51.100.23"] {
+        let doc = serde_json::json!({
+            "type": "bundle", "id": "bundle--i", "objects": [{
+                "type": "indicator", "spec_version": "2.1", "id": id,
+                "created": "2025-03-10T10:00:00.000Z", "modified": "2025-03-10T10:00:00.000Z",
+                "pattern_type": "stix", "valid_from": "2025-03-10T10:00:00Z",
+                "pattern": "[ipv4-addr:value = '198.51.100.23']",
+            }]
+        });
+        let batch = parse("i.json", doc.to_string().as_bytes());
+        let (acc, rej) = split(&batch);
+        assert!(acc.is_empty(), "{id:?} accepted");
+        assert_eq!(rej.len(), 1, "{id:?}");
+        assert_eq!(rej[0].category, Category::Invalid);
+        assert_eq!(rej[0].record, "objects[0]");
+        assert!(
+            rej[0].reason.starts_with("indicator `id`"),
+            "{}",
+            rej[0].reason
+        );
+    }
+}

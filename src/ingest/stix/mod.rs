@@ -12,6 +12,7 @@
 //!
 //! | condition | category | reason starts with |
 //! |---|---|---|
+//! | no `id`, or one that is not `indicator--…` | invalid | `indicator has no` / `indicator \`id\`` |
 //! | `revoked: true`, `indicator_types` with `benign`, an older version | skipped | `revoked`, `benign`, `superseded` |
 //! | `pattern_type` other than `stix` | unsupported | `E_UNSUPPORTED_PATTERN_TYPE` |
 //! | no `pattern`, or not a string | invalid | `no pattern` / `pattern is …` |
@@ -195,6 +196,23 @@ pub fn parse_bundle(bytes: &[u8], file: &Arc<str>, opts: &SourceOptions, out: &m
             );
             continue;
         };
+        // Every indicator's id names it in rejects, hits and notifications: `indicator--`
+        // and something after it (STIX asks for a UUID; producers are not all that careful).
+        if id
+            .strip_prefix("indicator--")
+            .is_none_or(|rest| rest.trim().is_empty())
+        {
+            out.reject(
+                file,
+                format!("objects[{i}]"),
+                Category::Invalid,
+                format!(
+                    "indicator `id` {:?} is not `indicator--` followed by its UUID",
+                    crate::ingest::plain::shorten(id)
+                ),
+            );
+            continue;
+        }
         if let Some(&(newest, stamp)) = index.newest.get(id)
             && newest != i
         {
