@@ -261,58 +261,46 @@ pub fn render(status: &Status) -> String {
         }
     }
 
-    w.family(
-        "cwn_partner_rows_total",
-        "counter",
-        "Telemetry rows each partner brought.",
-    );
-    for p in &s.reciprocity {
-        w.sample("cwn_partner_rows_total", &[("partner", &p.partner)], p.rows);
-    }
-    w.family(
-        "cwn_partner_sightings_total",
-        "counter",
-        "Sightings each partner brought.",
-    );
-    for p in &s.reciprocity {
-        w.sample(
+    // One family per partner figure; a partner without a figure (no ratio yet) has no sample.
+    type PartnerFigure = fn(&super::metrics::Reciprocity) -> Option<Value>;
+    let per_partner: [(&str, &str, &str, PartnerFigure); 5] = [
+        (
+            "cwn_partner_rows_total",
+            "counter",
+            "Telemetry rows each partner brought.",
+            |p| Some(p.rows.into()),
+        ),
+        (
             "cwn_partner_sightings_total",
-            &[("partner", &p.partner)],
-            p.sightings,
-        );
-    }
-    w.family(
-        "cwn_partner_hits_total",
-        "counter",
-        "Hits each partner's telemetry produced.",
-    );
-    for p in &s.reciprocity {
-        w.sample("cwn_partner_hits_total", &[("partner", &p.partner)], p.hits);
-    }
-    w.family(
-        "cwn_partner_notifications_received_total",
-        "counter",
-        "Notifications delivered to each partner.",
-    );
-    for p in &s.reciprocity {
-        w.sample(
+            "counter",
+            "Sightings each partner brought.",
+            |p| Some(p.sightings.into()),
+        ),
+        (
+            "cwn_partner_hits_total",
+            "counter",
+            "Hits each partner's telemetry produced.",
+            |p| Some(p.hits.into()),
+        ),
+        (
             "cwn_partner_notifications_received_total",
-            &[("partner", &p.partner)],
-            p.notifications,
-        );
-    }
-    w.family(
-        "cwn_partner_reciprocity_ratio",
-        "gauge",
-        "Notifications each partner received per contribution (telemetry row or sighting) it brought.",
-    );
-    for p in &s.reciprocity {
-        if let Some(ratio) = p.ratio {
-            w.sample(
-                "cwn_partner_reciprocity_ratio",
-                &[("partner", &p.partner)],
-                Value::F(ratio),
-            );
+            "counter",
+            "Notifications delivered to each partner.",
+            |p| Some(p.notifications.into()),
+        ),
+        (
+            "cwn_partner_reciprocity_ratio",
+            "gauge",
+            "Notifications each partner received per contribution (telemetry row or sighting) it brought.",
+            |p| p.ratio.map(Value::F),
+        ),
+    ];
+    for (name, kind, help, figure) in per_partner {
+        w.family(name, kind, help);
+        for p in &s.reciprocity {
+            if let Some(v) = figure(p) {
+                w.sample(name, &[("partner", &p.partner)], v);
+            }
         }
     }
     w.out
