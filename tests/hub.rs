@@ -40,6 +40,14 @@ fn config(dir: &Path) -> HubConfig {
     c
 }
 
+/// [`config`] with `fsync` on, hence the write-ahead journal, and 1 MiB segments.
+fn journaled_config(dir: &Path) -> HubConfig {
+    let mut c = config(dir);
+    c.log.sync = true;
+    c.log.segment_bytes = 1 << 20;
+    c
+}
+
 /// Polls until nothing is sent, acking each frame at once; returns the offsets received.
 fn drain(hub: &mut Hub, s: SessionId, now: u64, entity: u32) -> Vec<u64> {
     let mut got = Vec::new();
@@ -243,9 +251,7 @@ fn a_batch_acknowledged_through_the_journal_survives_the_loss_of_the_entity_logs
     // them, at the same offsets, and a later publish continues after them.
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let mut cfg = config(&data);
-    cfg.log.sync = true;
-    cfg.log.segment_bytes = 1 << 20;
+    let cfg = journaled_config(&data);
     let mut hub = Hub::open(cfg.clone(), 0).unwrap();
     // Entities 1..=5 get one record each first (their segment files exist and are synced).
     for e in 1..=5 {
@@ -291,9 +297,7 @@ fn side_file_records_are_as_durable_as_the_batch_they_go_with() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     let audit = d.path().join("audit.jsonl");
-    let mut cfg = config(&data);
-    cfg.log.sync = true;
-    cfg.log.segment_bytes = 1 << 20;
+    let mut cfg = journaled_config(&data);
     cfg.side_file = Some(audit.clone());
     let mut hub = Hub::open(cfg.clone(), 0).unwrap();
     let mut text = Vec::new();
@@ -328,9 +332,7 @@ fn a_failed_checkpoint_keeps_the_journal_of_the_logs_it_did_not_sync() {
     // before deleting the journal files that cover them (issue 17, finding 9).
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let mut cfg = config(&data);
-    cfg.log.sync = true;
-    cfg.log.segment_bytes = 1 << 20;
+    let mut cfg = journaled_config(&data);
     cfg.journal_checkpoint_bytes = 1; // a checkpoint after every batch
     let mut hub = Hub::open(cfg.clone(), 0).unwrap();
     hub.publish(&note(1, 0), 0).unwrap();
@@ -375,9 +377,7 @@ fn a_failed_checkpoint_keeps_the_journal_of_the_logs_it_did_not_sync() {
 fn checkpoints_delete_the_journal_files_whose_records_reached_the_logs() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let mut cfg = config(&data);
-    cfg.log.sync = true;
-    cfg.log.segment_bytes = 1 << 20;
+    let mut cfg = journaled_config(&data);
     cfg.journal_checkpoint_bytes = 4096;
     let mut hub = Hub::open(cfg.clone(), 0).unwrap();
     for round in 0..20 {
@@ -427,9 +427,7 @@ fn damage_mid_log_that_the_journal_holds_is_written_again_and_the_hub_starts() {
     // cuts the segment there, replays, and every record reads back as published.
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let mut cfg = config(&data);
-    cfg.log.sync = true;
-    cfg.log.segment_bytes = 1 << 20;
+    let cfg = journaled_config(&data);
     let mut hub = Hub::open(cfg.clone(), 0).unwrap();
     let batch: Vec<Notification> = (0..6).map(|i| note(6, i)).collect();
     hub.publish_batch(&batch, 0).unwrap();
