@@ -20,7 +20,7 @@ pub struct HitRecord<'a> {
     /// The indicator's id (MISP attribute uuid, STIX id, `file:line`).
     pub indicator_id: &'a str,
     /// The indicator's kind.
-    pub kind: &'static str,
+    pub kind: &'a str,
     /// The indicator's normalised value.
     pub indicator: &'a str,
     /// The telemetry field that matched.
@@ -34,7 +34,7 @@ pub struct HitRecord<'a> {
     /// The row's event time (RFC 3339), when the field map names one.
     pub event_time: Option<String>,
     /// The indicator's TLP.
-    pub tlp: &'static str,
+    pub tlp: &'a str,
     /// The indicator's source.
     pub source: &'a str,
     /// The indicator's tags.
@@ -98,6 +98,25 @@ pub struct HitLine {
     pub source: String,
     /// The indicator's tags.
     pub tags: Vec<String>,
+}
+
+impl HitLine {
+    /// The line as a record (for the writers and the wire's Arrow batch).
+    pub fn as_record(&self) -> HitRecord<'_> {
+        HitRecord {
+            indicator_id: &self.indicator_id,
+            kind: &self.kind,
+            indicator: &self.indicator,
+            field: &self.field,
+            value: &self.value,
+            row: self.row,
+            input: &self.input,
+            event_time: self.event_time.clone(),
+            tlp: &self.tlp,
+            source: &self.source,
+            tags: self.tags.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 impl From<HitRecord<'_>> for HitLine {

@@ -5,10 +5,9 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::Schema;
 
 use crate::telemetry::ipc_check::{self, Refusal};
 use crate::telemetry::{FieldMap, FieldSpec};
@@ -187,49 +186,14 @@ const HIT_STRINGS: [&str; 9] = [
     "source",
 ];
 
-/// Encodes hits as an Arrow IPC stream.
+/// Encodes hits as an Arrow IPC stream of the one hit schema ([`crate::hits::hit_schema`]),
+/// as `cwn match` writes hits to Arrow and Parquet.
 pub fn encode_hits(hits: &[HitLine]) -> Result<Vec<u8>, BatchError> {
-    let mut strings: Vec<StringBuilder> =
-        HIT_STRINGS.iter().map(|_| StringBuilder::new()).collect();
-    let mut rows = UInt64Builder::new();
-    let mut tags = ListBuilder::new(StringBuilder::new());
+    let mut b = crate::hits::writer::HitBatchBuilder::default();
     for h in hits {
-        let vals: [Option<&str>; 9] = [
-            Some(&h.indicator_id),
-            Some(&h.kind),
-            Some(&h.indicator),
-            Some(&h.field),
-            Some(&h.value),
-            Some(&h.input),
-            h.event_time.as_deref(),
-            Some(&h.tlp),
-            Some(&h.source),
-        ];
-        for (b, v) in strings.iter_mut().zip(vals) {
-            b.append_option(v);
-        }
-        rows.append_value(h.row);
-        for t in &h.tags {
-            tags.values().append_value(t);
-        }
-        tags.append(true);
+        b.push(&h.as_record());
     }
-    let mut fields: Vec<Field> = HIT_STRINGS
-        .iter()
-        .map(|n| Field::new(*n, DataType::Utf8, *n == "event_time"))
-        .collect();
-    let mut cols: Vec<ArrayRef> = strings
-        .iter_mut()
-        .map(|b| Arc::new(b.finish()) as ArrayRef)
-        .collect();
-    fields.push(Field::new("row", DataType::UInt64, false));
-    cols.push(Arc::new(rows.finish()));
-    let tags = tags.finish();
-    fields.push(Field::new("tags", tags.data_type().clone(), false));
-    cols.push(Arc::new(tags));
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), cols)?;
-    write_ipc(&schema, &[batch])
+    write_ipc(&crate::hits::hit_schema(), &[b.finish()])
 }
 
 /// Decodes hits encoded by [`encode_hits`].
