@@ -1565,48 +1565,24 @@ impl Shared {
             })
             .collect();
         // The partner's daily quota of distinct indicators it may learn of.
-        let mut back = Vec::with_capacity(routed.back_to_partner.len());
-        let mut withheld = Vec::new();
-        {
-            let mut quota = lock(&self.quota);
-            for h in routed.back_to_partner {
-                match quota.admit(partner, &h.indicator_id, now.as_second()) {
-                    route::Admission::Admitted => back.push(h),
-                    first => withheld.push((h, first == route::Admission::FirstRefusal)),
-                }
+        let partner_id = &reg.entity(partner).id;
+        let quota = lock(&self.quota).filter(partner, partner_id, routed.back_to_partner, now);
+        if quota.first_refusal {
+            let msg = format!(
+                "partner {partner_id} is over its daily quota of {} distinct indicators; its further hits are withheld",
+                self.limits.max_indicators_per_partner_day
+            );
+            tracing::warn!("{msg}");
+            if let Some(m) = &self.metrics {
+                m.error(now, &msg);
             }
         }
-        if !withheld.is_empty() {
-            let partner_id = &reg.entity(partner).id;
-            let mut lines = Vec::new();
-            for (h, first) in &withheld {
-                let rec = serde_json::json!({
-                    "ts": now.to_string(),
-                    "indicator": h.indicator_id,
-                    "tlp": h.tlp,
-                    "entity": partner_id,
-                    "capacity": ["submitter"],
-                    "allowed": false,
-                    "rule": "partner_daily_limit",
-                    "reason": "the partner has learnt of its daily quota of distinct indicators through its telemetry; further hits are withheld from it until the next UTC day",
-                });
-                lines.extend_from_slice(rec.to_string().as_bytes());
-                lines.push(b'\n');
-                if *first {
-                    let msg = format!(
-                        "partner {partner_id} is over its daily quota of {} distinct indicators; its further hits are withheld",
-                        self.limits.max_indicators_per_partner_day
-                    );
-                    tracing::warn!("{msg}");
-                    if let Some(m) = &self.metrics {
-                        m.error(now, &msg);
-                    }
-                }
-            }
+        if !quota.audit.is_empty() {
             lock(&self.audit)
-                .write_all(&lines)
+                .write_all(&quota.audit)
                 .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
         }
+        let back = quota.admitted;
         if !logged.is_empty() {
             // Durable (one fsync per entity) before the partner hears the batch is done.
             let side = audit_at.map(|at| (at, routed.audit.as_slice()));

@@ -846,6 +846,53 @@ impl DailyQuota {
             Admission::Refused
         }
     }
+
+    /// The hits of one batch that `partner` (registry id `partner_id`) may see under the
+    /// quota, and an audit line (`partner_daily_limit`) for each one withheld; `true` when
+    /// this batch made the first refusal of the day (for the operator's warning).
+    pub fn filter(
+        &mut self,
+        partner: EntityOrd,
+        partner_id: &str,
+        hits: Vec<crate::hits::HitLine>,
+        now: jiff::Timestamp,
+    ) -> QuotaOutcome {
+        let mut out = QuotaOutcome::default();
+        for h in hits {
+            match self.admit(partner, &h.indicator_id, now.as_second()) {
+                Admission::Admitted => {
+                    out.admitted.push(h);
+                    continue;
+                }
+                Admission::FirstRefusal => out.first_refusal = true,
+                Admission::Refused => {}
+            }
+            let rec = serde_json::json!({
+                "ts": now.to_string(),
+                "indicator": h.indicator_id,
+                "tlp": h.tlp,
+                "entity": partner_id,
+                "capacity": ["submitter"],
+                "allowed": false,
+                "rule": "partner_daily_limit",
+                "reason": "the partner has learnt of its daily quota of distinct indicators through its telemetry; further hits are withheld from it until the next UTC day",
+            });
+            out.audit.extend_from_slice(rec.to_string().as_bytes());
+            out.audit.push(b'\n');
+        }
+        out
+    }
+}
+
+/// What [`DailyQuota::filter`] let through and withheld.
+#[derive(Debug, Default)]
+pub struct QuotaOutcome {
+    /// The hits the partner may see.
+    pub admitted: Vec<crate::hits::HitLine>,
+    /// Audit log lines (JSON lines) of the hits withheld.
+    pub audit: Vec<u8>,
+    /// Whether the first refusal of the day for this partner fell in this batch.
+    pub first_refusal: bool,
 }
 
 /// Aggregated sightings for one indicator, partner and day.

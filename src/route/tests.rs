@@ -904,3 +904,50 @@ fn the_daily_quota_counts_distinct_indicators_per_partner_and_resets_each_day() 
     // The next UTC day starts afresh.
     assert_eq!(q.admit(a, "z", day + 86_400), Admission::Admitted);
 }
+
+#[test]
+fn the_quota_filter_withholds_and_audits_past_the_limit() {
+    let line = |id: &str| crate::hits::HitLine {
+        indicator_id: id.into(),
+        kind: "domain".into(),
+        indicator: format!("{id}.example"),
+        field: "query".into(),
+        value: format!("www.{id}.example"),
+        row: 0,
+        input: "dns.jsonl".into(),
+        event_time: None,
+        tlp: "AMBER".into(),
+        source: "feed".into(),
+        tags: Vec::new(),
+    };
+    let mut q = DailyQuota::new(2);
+    let now = jiff::Timestamp::from_second(20_000 * 86_400).unwrap();
+    let a = EntityOrd::new(1);
+    let out = q.filter(
+        a,
+        "msp",
+        vec![line("x"), line("y"), line("z"), line("x")],
+        now,
+    );
+    let ids: Vec<&str> = out
+        .admitted
+        .iter()
+        .map(|h| h.indicator_id.as_str())
+        .collect();
+    assert_eq!(ids, ["x", "y", "x"]);
+    assert!(out.first_refusal);
+    let audit = String::from_utf8(out.audit).unwrap();
+    assert_eq!(audit.lines().count(), 1);
+    let rec: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            rec["indicator"].as_str(),
+            rec["entity"].as_str(),
+            rec["rule"].as_str()
+        ),
+        (Some("z"), Some("msp"), Some("partner_daily_limit"))
+    );
+    // Later batches the same day: withheld again, not a first refusal.
+    let again = q.filter(a, "msp", vec![line("w")], now);
+    assert!(again.admitted.is_empty() && !again.first_refusal);
+}
