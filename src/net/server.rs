@@ -1318,20 +1318,7 @@ impl Shared {
         if taken.is_empty() {
             return;
         }
-        let reg = self.router.registry();
-        let rows: Vec<serde_json::Value> = taken
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "indicator_id": s.indicator_id,
-                    "partner": reg.entity(s.partner).id,
-                    "day": s.day.to_string(),
-                    "count": s.count,
-                })
-            })
-            .collect();
-        let payload =
-            serde_json::to_vec(&serde_json::json!({ "sightings": rows })).unwrap_or_default();
+        let payload = route::sightings_payload(&taken, self.router.registry());
         let now = now_ms();
         let mut key = payload.clone();
         key.extend_from_slice(&now.to_le_bytes());

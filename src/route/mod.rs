@@ -1002,17 +1002,36 @@ impl SightingsAggregator {
     /// If a partner is not in `registry`.
     pub fn write_jsonl(&self, w: &mut dyn Write, registry: &Registry) -> io::Result<()> {
         for s in self.sightings() {
-            let v = serde_json::json!({
-                "indicator_id": s.indicator_id,
-                "partner": registry.entity(s.partner).id,
-                "day": s.day.to_string(),
-                "count": s.count,
-            });
-            serde_json::to_writer(&mut *w, &v)?;
+            serde_json::to_writer(&mut *w, &s.to_json(registry))?;
             w.write_all(b"\n")?;
         }
         Ok(())
     }
+}
+
+impl Sighting {
+    /// The row as JSON: `indicator_id`, `partner` (the entity id), `day`, `count`.
+    ///
+    /// # Panics
+    /// If the partner is not in `registry`.
+    pub fn to_json(&self, registry: &Registry) -> serde_json::Value {
+        serde_json::json!({
+            "indicator_id": self.indicator_id,
+            "partner": registry.entity(self.partner).id,
+            "day": self.day.to_string(),
+            "count": self.count,
+        })
+    }
+}
+
+/// The body of the `sighting` notification the publisher receives: `{"sightings": [rows]}`.
+///
+/// # Panics
+/// If a partner is not in `registry`.
+pub fn sightings_payload(rows: &[Sighting], registry: &Registry) -> Vec<u8> {
+    let rows: Vec<serde_json::Value> = rows.iter().map(|s| s.to_json(registry)).collect();
+    // Serialising JSON values into a Vec cannot fail.
+    serde_json::to_vec(&serde_json::json!({ "sightings": rows })).unwrap_or_default()
 }
 
 fn day_date(day: i64) -> jiff::civil::Date {
