@@ -531,3 +531,17 @@ fn fuzz_seeds_each_give_an_account() {
     }
     assert!(seen >= 15, "{seen} seeds");
 }
+
+/// Found by fuzzing: a tag whose fourth byte falls inside a multi-byte character made the
+/// TLP-prefix check slice a `str` mid-character (a panic on a CERT's feed).
+#[test]
+fn a_tag_with_multibyte_characters_near_the_start_is_read_not_a_panic() {
+    let doc = json!({"Event": {
+        "uuid": EV1, "published": true,
+        "Tag": [{"name": "tlpƞmber"}, {"name": "tlƞ:x"}, {"name": "tlp:green"}],
+        "Attribute": [{"uuid": U1, "type": "domain", "value": "a.example.com", "to_ids": true}],
+    }})
+    .to_string();
+    let b = parse("e.json", doc.as_bytes());
+    assert_eq!(lines(&b), [format!("{U1} domain a.example.com GREEN")]);
+}

@@ -134,3 +134,17 @@ proptest! {
         prop_assert!(normalize::hash(Kind::Md5, &input[1..]).is_err());
     }
 }
+
+/// Found by fuzzing: `lan.1..` without its trailing dots is `lan.1`, which ends in a number and
+/// so must be an IPv4 address; it was accepted as the URL `http://lan.1/…`, which does not
+/// parse back. A canonical URL always normalises to itself.
+#[test]
+fn a_url_whose_host_ends_in_a_number_but_is_no_address_is_refused() {
+    for raw in ["lan.1../x", "http://lan.1../x", "http://a.b.0x1f../"] {
+        assert!(normalize::url(raw).is_err(), "{raw}");
+    }
+    for raw in ["http://1.11../x", "http://example.com../x"] {
+        let once = normalize::url(raw).unwrap().k1();
+        assert_eq!(normalize::url(&once).unwrap().k1(), once, "{raw}");
+    }
+}

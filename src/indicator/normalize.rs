@@ -657,9 +657,12 @@ pub fn url(raw: &str) -> Result<CanonicalUrl, NormalizeError> {
             // canonical form parses back to itself.
             match url::Host::parse(d) {
                 Ok(url::Host::Ipv4(a)) => a.to_string(),
+                // `lan.1..` trimmed is `lan.1`, which ends in a number and so must be an IPv4
+                // address, and is not: no canonical form parses back, refuse it.
+                Err(e) => return Err(invalid("URL", format!("host `{d}`: {e}"))),
                 // The url crate has lower-cased and IDNA-mapped the host; still validate it
                 // as a DNS name so that `http://a..b/` and friends are refused consistently.
-                _ => domain(d).map_err(|e| invalid("URL", format!("host: {e}")))?,
+                Ok(_) => domain(d).map_err(|e| invalid("URL", format!("host: {e}")))?,
             }
         }
         Some(url::Host::Ipv4(a)) => a.to_string(),

@@ -340,7 +340,12 @@ fn read_tags(o: &Obj, scope: &mut Scope, file: &str, who: &str) -> Result<(), St
             }
         } else if trimmed.eq_ignore_ascii_case("tlp:ex:chr") {
             scope.no_attribution = true;
-        } else if trimmed.len() > 4 && trimmed[..4].eq_ignore_ascii_case("tlp:") {
+        } else if trimmed.len() > 4
+            && trimmed
+                .as_bytes()
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"tlp:"))
+        {
             tracing::warn!(
                 file,
                 record = who,
