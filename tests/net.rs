@@ -373,6 +373,26 @@ async fn pull_gives_the_partner_its_clearance_cut_signed_by_the_hub() {
     assert_eq!(cut.len(), 1);
     assert_eq!(cut.meta().value(0), "evil.example");
     assert_eq!(cut.header().set_version, 1);
+    // One clearance cut: what `cwn compile --for msp` takes of the same index (route::cut),
+    // signed with the hub's key, is the pulled snapshot byte for byte.
+    let p = net.dir.path();
+    let whole = cwn::index::CompiledIndex::from_snapshot(
+        &std::fs::read(p.join("set.cwnsnap")).unwrap(),
+        None,
+    )
+    .unwrap();
+    let registry = cwn::route::registry::Registry::from_toml(
+        &std::fs::read_to_string(p.join("registry.toml")).unwrap(),
+        "registry.toml",
+    )
+    .unwrap();
+    let msp = registry.by_id("msp").unwrap();
+    let router = cwn::route::Router::new(registry, cwn::route::RoutePolicy::default());
+    let hub_key = keys::read_signing(&p.join("hub-signing.pem")).unwrap();
+    let same = cwn::route::cut::cut_for(&router, msp, &whole)
+        .unwrap()
+        .to_snapshot(Some(&hub_key));
+    assert!(same == bytes, "compile --for and pull cut differently");
     server.shutdown().await;
 }
 
