@@ -349,7 +349,8 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
         Some(PresetChoice::Auto) => None,
         choice => Some(
             preset::merge(choice.and_then(PresetChoice::preset), &args.fields)
-                .map_err(anyhow::Error::msg)?,
+                .map_err(anyhow::Error::msg)?
+                .for_local_match(),
         ),
     };
     let mut chosen = Vec::new();
@@ -377,7 +378,7 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
                 let p = p.map_or("none (--field only)", |p| p.name());
                 tracing::info!("{name}: --preset auto chose {p}");
                 chosen.push((name.clone(), p));
-                auto = map;
+                auto = map.for_local_match();
                 &auto
             }
         };

@@ -213,6 +213,20 @@ impl FieldMap {
         Ok(m)
     }
 
+    /// The map without its event-id field: matching on this machine has no use for it (it
+    /// is for a victim's notification, which only the hub writes), and a unique string per
+    /// row is costly to decode from a columnar file.
+    pub fn for_local_match(&self) -> FieldMap {
+        FieldMap {
+            fields: self
+                .fields
+                .iter()
+                .filter(|f| f.kind != FieldKind::Uid)
+                .cloned()
+                .collect(),
+        }
+    }
+
     fn check(&self) -> Result<(), String> {
         for f in &self.fields {
             preset::check_joined(f)?;
@@ -906,6 +920,15 @@ pub fn parse_time(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_match_drops_only_the_event_id() {
+        let full = preset::Preset::Zeek.field_map();
+        let local = full.for_local_match();
+        assert!(full.fields().iter().any(|f| f.kind == FieldKind::Uid));
+        assert!(!local.fields().iter().any(|f| f.kind == FieldKind::Uid));
+        assert_eq!(local.fields().len(), full.fields().len() - 1);
+    }
 
     #[test]
     fn field_specs_parse() {
