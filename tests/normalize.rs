@@ -148,3 +148,17 @@ fn a_url_whose_host_ends_in_a_number_but_is_no_address_is_refused() {
         assert_eq!(normalize::url(&once).unwrap().k1(), once, "{raw}");
     }
 }
+
+/// Found by fuzzing: decoding an escape beside a literal `%` made a new escape (`%%335` gave
+/// `%35`, which the next normalisation decoded again). A canonical URL is its own canonical form.
+#[test]
+fn decoding_an_escape_never_leaves_a_new_one_behind() {
+    for raw in [
+        "http://an.kin/a%%\u{1}%%335.x",
+        "http://h.example/ba%a%41%4)",
+        "http://h.example/%%%34%31",
+    ] {
+        let once = normalize::url(raw).unwrap().k1();
+        assert_eq!(normalize::url(&once).unwrap().k1(), once, "{raw}");
+    }
+}

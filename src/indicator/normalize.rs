@@ -583,6 +583,21 @@ pub fn percent_decode_all(input: &[u8]) -> Vec<u8> {
 /// Step 8 of §6.4: upper-case the hex of every escape and decode escapes of unreserved
 /// characters (`A–Z a–z 0–9 - . _ ~`).
 fn normalize_escapes(s: &str) -> String {
+    let mut cur = normalize_escapes_once(s);
+    // Decoding can make a new escape of a literal `%` and what follows it (`%%335` gives
+    // `%35`, `%a%41` gives `%aA`): repeat to a fixed point, so that a canonical URL is its own
+    // canonical form. Each pass that changes something decodes (shorter) or upper-cases a
+    // hex digit, so this ends; one more pass confirms.
+    loop {
+        let next = normalize_escapes_once(&cur);
+        if next == cur {
+            return cur;
+        }
+        cur = next;
+    }
+}
+
+fn normalize_escapes_once(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
