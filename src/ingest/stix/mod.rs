@@ -144,7 +144,7 @@ pub fn parse_bundle(bytes: &[u8], file: &Arc<str>, opts: &SourceOptions, out: &m
                     Category::Invalid,
                     format!(
                         "`objects` is {}, expected an array of STIX objects",
-                        json_kind(other)
+                        crate::ingest::json_kind(other)
                     ),
                 );
                 return;
@@ -173,7 +173,10 @@ pub fn parse_bundle(bytes: &[u8], file: &Arc<str>, opts: &SourceOptions, out: &m
                 file,
                 "file",
                 Category::Invalid,
-                format!("not a STIX bundle: the document is {}", json_kind(other)),
+                format!(
+                    "not a STIX bundle: the document is {}",
+                    crate::ingest::json_kind(other)
+                ),
             );
             return;
         }
@@ -276,17 +279,6 @@ fn index<'a>(objects: &'a [Value], file: &str) -> Index<'a> {
         );
     }
     idx
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn json_error(e: &serde_json::Error) -> String {
@@ -426,7 +418,7 @@ fn timestamps(obj: &Map<String, Value>) -> Result<Validity, String> {
                 .map_err(|e| format!("E_INVALID_TIMESTAMPS: {key} {e}")),
             Some(other) => Err(format!(
                 "E_INVALID_TIMESTAMPS: {key} is {}, expected a timestamp string",
-                json_kind(other)
+                crate::ingest::json_kind(other)
             )),
         }
     };
@@ -482,7 +474,7 @@ fn indicator(
         Some(Value::String(t)) if t == "stix" => {}
         Some(other) => {
             let shown = other.as_str().map_or_else(
-                || json_kind(other).to_string(),
+                || crate::ingest::json_kind(other).to_string(),
                 |t| format!("`{}`", super::plain::shorten(t)),
             );
             out.reject(
@@ -510,7 +502,10 @@ fn indicator(
                 file,
                 id,
                 Category::Invalid,
-                format!("pattern is {}, expected a string", json_kind(other)),
+                format!(
+                    "pattern is {}, expected a string",
+                    crate::ingest::json_kind(other)
+                ),
             );
             return;
         }

@@ -429,14 +429,3 @@ fn find_lists(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), WarninglistError
     }
     Ok(())
 }
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}

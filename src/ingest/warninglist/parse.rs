@@ -14,7 +14,7 @@ pub(super) fn parse_list(
     let Value::Object(mut doc) = doc else {
         return Err(err(format!(
             "a warninglist is a JSON object, found {}",
-            json_type(&doc)
+            crate::ingest::json_kind(&doc)
         )));
     };
     let name = match doc.get("name") {
@@ -23,7 +23,7 @@ pub(super) fn parse_list(
         Some(v) => {
             return Err(err(format!(
                 "`name` must be a string, found {}",
-                json_type(v)
+                crate::ingest::json_kind(v)
             )));
         }
         None => return Err(err("no `name`".into())),
@@ -44,7 +44,7 @@ pub(super) fn parse_list(
         Some(v) => {
             return Err(err(format!(
                 "`version` must be an integer, found {}",
-                json_type(v)
+                crate::ingest::json_kind(v)
             )));
         }
         None => return Err(err("no `version`".into())),
@@ -55,7 +55,7 @@ pub(super) fn parse_list(
         Some(v) => {
             return Err(err(format!(
                 "`description` must be a string, found {}",
-                json_type(v)
+                crate::ingest::json_kind(v)
             )));
         }
     };
@@ -71,7 +71,7 @@ pub(super) fn parse_list(
         Some(v) => {
             return Err(err(format!(
                 "`type` must be a string, found {}",
-                json_type(v)
+                crate::ingest::json_kind(v)
             )));
         }
     };
@@ -83,14 +83,14 @@ pub(super) fn parse_list(
                 Value::String(s) => Ok(s.trim().to_string()),
                 v => Err(err(format!(
                     "`matching_attributes` must hold strings, found {}",
-                    json_type(v)
+                    crate::ingest::json_kind(v)
                 ))),
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(v) => {
             return Err(err(format!(
                 "`matching_attributes` must be an array, found {}",
-                json_type(v)
+                crate::ingest::json_kind(v)
             )));
         }
     };
@@ -101,7 +101,7 @@ pub(super) fn parse_list(
         Some(v) => {
             return Err(err(format!(
                 "`list` must be an array of strings or an object, found {}",
-                json_type(&v)
+                crate::ingest::json_kind(&v)
             )));
         }
         None => return Err(err("no `list`".into())),
