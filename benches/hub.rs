@@ -13,8 +13,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 use cwn::hub::frame::Frame;
 use cwn::hub::{
-    EntityId, Hub, HubConfig, Log, LogOptions, Notification, NotificationId, NotificationKind,
-    Retention, StartFrom,
+    EntityId, FileStoreConfig, Hub, HubConfig, Log, LogOptions, MemoryStore, Notification,
+    NotificationId, NotificationKind, Retention, SessionId, StartFrom, Store,
 };
 use cwn::indicator::Tlp;
 
@@ -68,24 +68,56 @@ fn append(c: &mut Criterion) {
     g.throughput(Throughput::Elements(batch.len() as u64));
     g.bench_function("hub_publish_batch/1024_over_16_entities", |b| {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = HubConfig::new(dir.path());
-        cfg.retention = cap.clone();
-        let mut hub = Hub::open(cfg, 0).unwrap();
+        let cfg = HubConfig {
+            retention: cap.clone(),
+            ..HubConfig::default()
+        };
+        let mut hub = Hub::open(cfg, FileStoreConfig::new(dir.path()), 0).unwrap();
         let mut now = 0;
         b.iter(|| {
             now += 1;
             black_box(hub.publish_batch(&batch, now).unwrap());
             if now % 64 == 0 {
                 hub.enforce_retention(now).unwrap();
+                // The journal checkpoint, which the server runs on a blocking thread.
+                hub.run_background();
             }
         })
     });
     g.finish();
 }
 
+/// Publishes one notification to each of `sessions`' entities, sends and acks it.
+fn fanout_round<S: Store>(hub: &mut Hub<S>, sessions: &[SessionId], i: u64) {
+    let batch: Vec<Notification> = (0..sessions.len() as u32).map(|e| note(e, i)).collect();
+    hub.publish_batch(&batch, i).unwrap();
+    for &s in sessions {
+        if let Some(Frame::Notification { offset, .. }) = hub.poll_transmit(s, i).unwrap() {
+            hub.handle_ack(s, offset, i).unwrap();
+        }
+    }
+    while hub.poll_event().is_some() {}
+    if i.is_multiple_of(256) {
+        hub.enforce_retention(i).unwrap();
+    }
+}
+
+fn connect_all<S: Store>(hub: &mut Hub<S>, entities: u32) -> Vec<SessionId> {
+    (0..entities)
+        .map(|e| hub.connect(EntityId(e), StartFrom::Latest, 0).unwrap())
+        .collect()
+}
+
 fn fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("hub_fanout");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
+    let cfg = HubConfig {
+        retention: Retention {
+            max_age_ms: None,
+            max_bytes: Some(1 << 20),
+        },
+        ..HubConfig::default()
+    };
     for entities in [100u32, 2000] {
         g.throughput(Throughput::Elements(u64::from(entities)));
         g.bench_function(
@@ -95,32 +127,30 @@ fn fanout(c: &mut Criterion) {
             ),
             |b| {
                 let dir = tempfile::tempdir().unwrap();
-                let mut cfg = HubConfig::new(dir.path());
-                cfg.log.sync = false;
-                cfg.retention = Retention {
-                    max_age_ms: None,
-                    max_bytes: Some(1 << 20),
-                };
-                let mut hub = Hub::open(cfg, 0).unwrap();
-                let sessions: Vec<_> = (0..entities)
-                    .map(|e| hub.connect(EntityId(e), StartFrom::Latest, 0).unwrap())
-                    .collect();
+                let mut store = FileStoreConfig::new(dir.path());
+                store.log.sync = false;
+                let mut hub = Hub::open(cfg.clone(), store, 0).unwrap();
+                let sessions = connect_all(&mut hub, entities);
                 let mut i = 0;
                 b.iter(|| {
                     i += 1;
-                    let batch: Vec<Notification> = (0..entities).map(|e| note(e, i)).collect();
-                    hub.publish_batch(&batch, i).unwrap();
-                    for &s in &sessions {
-                        if let Some(Frame::Notification { offset, .. }) =
-                            hub.poll_transmit(s, i).unwrap()
-                        {
-                            hub.handle_ack(s, offset, i).unwrap();
-                        }
-                    }
-                    while hub.poll_event().is_some() {}
-                    if i % 256 == 0 {
-                        hub.enforce_retention(i).unwrap();
-                    }
+                    fanout_round(&mut hub, &sessions, i);
+                })
+            },
+        );
+        // The core alone, over the in-memory store.
+        g.bench_function(
+            BenchmarkId::new(
+                "publish_send_ack_memory_store",
+                format!("{entities}_subscribers"),
+            ),
+            |b| {
+                let mut hub = Hub::with_store(MemoryStore::default(), cfg.clone(), 0).unwrap();
+                let sessions = connect_all(&mut hub, entities);
+                let mut i = 0;
+                b.iter(|| {
+                    i += 1;
+                    fanout_round(&mut hub, &sessions, i);
                 })
             },
         );

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 
 use cwn::hub::frame::{self, Frame};
 use cwn::hub::{
-    AckSync, EntityId, Hub, HubConfig, HubError, HubEvent, LogError, Notification, NotificationId,
-    NotificationKind, Retention, SessionId, StartFrom,
+    AckSync, EntityId, FileStoreConfig, Hub, HubConfig, HubError, HubEvent, LogError, MemoryStore,
+    Notification, NotificationId, NotificationKind, Retention, SessionId, StartFrom, Store,
 };
 use cwn::indicator::Tlp;
 
@@ -26,30 +26,52 @@ fn note(entity: u32, i: u64) -> Notification {
     }
 }
 
-fn config(dir: &Path) -> HubConfig {
-    let mut c = HubConfig::new(dir);
+/// A hub on the file store: the core's settings and the store's.
+#[derive(Clone)]
+struct Config {
+    hub: HubConfig,
+    store: FileStoreConfig,
+}
+
+impl Config {
+    fn open(&self, now_ms: u64) -> Result<Hub, HubError> {
+        Hub::open(self.hub.clone(), self.store.clone(), now_ms)
+    }
+}
+
+fn config(dir: &Path) -> Config {
+    let mut store = FileStoreConfig::new(dir);
     // Durability is proven by the log's own tests; a process "crash" here is dropping the hub,
     // which the page cache survives.
-    c.log.sync = false;
-    c.log.segment_bytes = 2048;
-    c.queue_capacity = 16;
-    c.max_in_flight = 8;
-    c.read_batch = 8;
-    c.ack_timeout_ms = 1_000;
-    c.retention = Retention::default();
-    c
+    store.log.sync = false;
+    store.log.segment_bytes = 2048;
+    let hub = HubConfig {
+        queue_capacity: 16,
+        max_in_flight: 8,
+        read_batch: 8,
+        ack_timeout_ms: 1_000,
+        retention: Retention::default(),
+        ..HubConfig::default()
+    };
+    Config { hub, store }
 }
 
 /// [`config`] with `fsync` on, hence the write-ahead journal, and 1 MiB segments.
-fn journaled_config(dir: &Path) -> HubConfig {
+fn journaled_config(dir: &Path) -> Config {
     let mut c = config(dir);
-    c.log.sync = true;
-    c.log.segment_bytes = 1 << 20;
+    c.store.log.sync = true;
+    c.store.log.segment_bytes = 1 << 20;
     c
 }
 
+/// Runs the store's due checkpoints to the end; returns how many journal files remain.
+fn finish_checkpoint(hub: &mut Hub) -> usize {
+    hub.run_background();
+    hub.store().journal_files().unwrap()
+}
+
 /// Polls until nothing is sent, acking each frame at once; returns the offsets received.
-fn drain(hub: &mut Hub, s: SessionId, now: u64, entity: u32) -> Vec<u64> {
+fn drain<S: Store>(hub: &mut Hub<S>, s: SessionId, now: u64, entity: u32) -> Vec<u64> {
     let mut got = Vec::new();
     while let Some(f) = hub.poll_transmit(s, now).unwrap() {
         match f {
@@ -85,8 +107,8 @@ fn entity_dir(data: &Path, e: u32) -> PathBuf {
 fn slow_subscriber_does_not_hold_up_a_fast_one_and_catches_up_from_disk() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path());
-    let cap = cfg.queue_capacity;
-    let mut hub = Hub::open(cfg, 0).unwrap();
+    let cap = cfg.hub.queue_capacity;
+    let mut hub = cfg.open(0).unwrap();
     let fast = hub.connect(EntityId(1), StartFrom::Acked, 0).unwrap();
     let slow = hub.connect(EntityId(2), StartFrom::Acked, 0).unwrap();
     let mut fast_got = Vec::new();
@@ -120,8 +142,8 @@ fn slow_subscriber_does_not_hold_up_a_fast_one_and_catches_up_from_disk() {
 fn queue_stays_bounded_when_a_subscriber_never_reads() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path());
-    let cap = cfg.queue_capacity;
-    let mut hub = Hub::open(cfg, 0).unwrap();
+    let cap = cfg.hub.queue_capacity;
+    let mut hub = cfg.open(0).unwrap();
     let s = hub.connect(EntityId(4), StartFrom::Acked, 0).unwrap();
     for chunk in 0..100u64 {
         let batch: Vec<_> = (chunk * 100..chunk * 100 + 100)
@@ -140,8 +162,8 @@ fn queue_stays_bounded_when_a_subscriber_never_reads() {
 fn acks_survive_a_restart_and_only_unacked_is_sent_again() {
     let d = tempfile::tempdir().unwrap();
     let mut cfg = config(d.path());
-    cfg.ack_sync = AckSync::Immediate;
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    cfg.hub.ack_sync = AckSync::Immediate;
+    let mut hub = cfg.open(0).unwrap();
     let e = EntityId(9);
     for i in 0..20 {
         hub.publish(&note(9, i), i).unwrap();
@@ -157,15 +179,15 @@ fn acks_survive_a_restart_and_only_unacked_is_sent_again() {
     assert_eq!(sent.len(), 14, "6 acked + a window of 8");
     // A crash: no flush, no disconnect.
     drop(hub);
-    let mut hub = Hub::open(cfg.clone(), 200).unwrap();
+    let mut hub = cfg.open(200).unwrap();
     assert_eq!(hub.acked_offset(e), Some(6));
     let s = hub.connect(e, StartFrom::Acked, 200).unwrap();
     assert_eq!(drain(&mut hub, s, 200, 9), (6..20).collect::<Vec<_>>());
 
     // With acks saved on an interval, a crash re-sends only what was acked since the save.
-    cfg.ack_sync = AckSync::Interval(500);
+    cfg.hub.ack_sync = AckSync::Interval(500);
     drop(hub);
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    let mut hub = cfg.open(0).unwrap();
     for i in 20..30 {
         hub.publish(&note(9, i), 300).unwrap();
     }
@@ -181,21 +203,21 @@ fn acks_survive_a_restart_and_only_unacked_is_sent_again() {
     };
     hub.handle_ack(s, 21, 801).unwrap(); // not saved yet
     drop(hub);
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    let mut hub = cfg.open(0).unwrap();
     assert_eq!(hub.acked_offset(e), Some(21));
     let s = hub.connect(e, StartFrom::Acked, 900).unwrap();
     assert_eq!(drain(&mut hub, s, 900, 9), (21..30).collect::<Vec<_>>());
     // A disconnect saves at once.
     hub.disconnect(s).unwrap();
     drop(hub);
-    let hub = Hub::open(cfg, 0).unwrap();
+    let hub = cfg.open(0).unwrap();
     assert_eq!(hub.acked_offset(e), Some(30));
 }
 
 #[test]
 fn start_positions() {
     let d = tempfile::tempdir().unwrap();
-    let mut hub = Hub::open(config(d.path()), 0).unwrap();
+    let mut hub = config(d.path()).open(0).unwrap();
     let e = EntityId(5);
     for i in 0..10 {
         hub.publish(&note(5, i), 0).unwrap();
@@ -223,7 +245,7 @@ fn start_positions() {
 fn crash_mid_append_loses_only_the_torn_record() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let mut hub = Hub::open(config(&data), 0).unwrap();
+    let mut hub = config(&data).open(0).unwrap();
     for i in 0..9 {
         hub.publish(&note(3, i), i).unwrap();
     }
@@ -234,10 +256,10 @@ fn crash_mid_append_loses_only_the_torn_record() {
     let full = fs::read(&seg).unwrap();
     for cut in before..full.len() as u64 {
         fs::write(&seg, &full[..cut as usize]).unwrap();
-        let mut hub = Hub::open(config(&data), 0).unwrap();
+        let mut hub = config(&data).open(0).unwrap();
         let range = hub.log_range(EntityId(3)).unwrap();
         assert_eq!(range.end, 9, "cut at {cut}");
-        let rec = hub.recovery(EntityId(3)).unwrap();
+        let rec = hub.store().recovery(EntityId(3)).unwrap();
         assert_eq!(rec.truncated_bytes, cut - before);
         let s = hub.connect(EntityId(3), StartFrom::Offset(0), 0).unwrap();
         assert_eq!(drain(&mut hub, s, 0, 3), (0..9).collect::<Vec<_>>());
@@ -252,7 +274,7 @@ fn a_batch_acknowledged_through_the_journal_survives_the_loss_of_the_entity_logs
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     let cfg = journaled_config(&data);
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    let mut hub = cfg.open(0).unwrap();
     // Entities 1..=5 get one record each first (their segment files exist and are synced).
     for e in 1..=5 {
         hub.publish(&note(e, 0), 0).unwrap();
@@ -275,7 +297,7 @@ fn a_batch_acknowledged_through_the_journal_survives_the_loss_of_the_entity_logs
         let f = fs::OpenOptions::new().write(true).open(seg).unwrap();
         f.set_len(len).unwrap();
     }
-    let mut hub = Hub::open(cfg.clone(), 20).unwrap();
+    let mut hub = cfg.open(20).unwrap();
     for e in 1..=5 {
         assert_eq!(hub.log_range(EntityId(e)).unwrap(), 0..4, "entity {e}");
         let s = hub.connect(EntityId(e), StartFrom::Offset(0), 20).unwrap();
@@ -284,7 +306,7 @@ fn a_batch_acknowledged_through_the_journal_survives_the_loss_of_the_entity_logs
     assert_eq!(hub.publish(&note(2, 4), 30).unwrap(), 4);
     drop(hub);
     // Opened again with nothing lost: the replayed journal was deleted, nothing is doubled.
-    let hub = Hub::open(cfg, 40).unwrap();
+    let hub = cfg.open(40).unwrap();
     assert_eq!(hub.log_range(EntityId(2)).unwrap(), 0..5);
     assert_eq!(hub.log_range(EntityId(4)).unwrap(), 0..4);
 }
@@ -298,8 +320,8 @@ fn side_file_records_are_as_durable_as_the_batch_they_go_with() {
     let data = d.path().join("data");
     let audit = d.path().join("audit.jsonl");
     let mut cfg = journaled_config(&data);
-    cfg.side_file = Some(audit.clone());
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    cfg.store.side_file = Some(audit.clone());
+    let mut hub = cfg.open(0).unwrap();
     let mut text = Vec::new();
     for i in 0..3u64 {
         let line = format!("{{\"hit\":{i},\"allowed\":true}}\n");
@@ -314,12 +336,12 @@ fn side_file_records_are_as_durable_as_the_batch_they_go_with() {
     let f = fs::OpenOptions::new().write(true).open(&audit).unwrap();
     f.set_len(text.len() as u64 - 40).unwrap();
     drop(f);
-    let hub = Hub::open(cfg.clone(), 10).unwrap();
+    let hub = cfg.open(10).unwrap();
     assert_eq!(fs::read(&audit).unwrap(), text);
     assert_eq!(hub.log_range(EntityId(1)).unwrap(), 0..3);
     drop(hub);
     // No entity can take the journal's side-file number.
-    let mut hub = Hub::open(cfg, 20).unwrap();
+    let mut hub = cfg.open(20).unwrap();
     let mut n = note(1, 9);
     n.entity = EntityId(cwn::hub::SIDE_ENTITY);
     assert!(matches!(hub.publish(&n, 20), Err(HubError::ReservedEntity)));
@@ -333,10 +355,10 @@ fn a_failed_checkpoint_keeps_the_journal_of_the_logs_it_did_not_sync() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     let mut cfg = journaled_config(&data);
-    cfg.journal_checkpoint_bytes = 1; // a checkpoint after every batch
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    cfg.store.journal_checkpoint_bytes = 1; // a checkpoint after every batch
+    let mut hub = cfg.open(0).unwrap();
     hub.publish(&note(1, 0), 0).unwrap();
-    hub.finish_checkpoint().unwrap();
+    finish_checkpoint(&mut hub);
     // Entity 1's segment can no longer be synced by path (a symlink loop where it was; its
     // log writes on through the open file).
     let seg = segments(&entity_dir(&data, 1)).pop().unwrap();
@@ -344,9 +366,9 @@ fn a_failed_checkpoint_keeps_the_journal_of_the_logs_it_did_not_sync() {
     fs::rename(&seg, &aside).unwrap();
     std::os::unix::fs::symlink(&seg, &seg).unwrap();
     hub.publish(&note(1, 1), 1).unwrap();
-    hub.finish_checkpoint().unwrap(); // failed: entity 1 not synced
+    finish_checkpoint(&mut hub); // failed: entity 1 not synced
     hub.publish(&note(2, 0), 2).unwrap();
-    let files = hub.finish_checkpoint().unwrap();
+    let files = finish_checkpoint(&mut hub);
     assert!(
         files > 1,
         "the journal of entity 1's unsynced record was deleted"
@@ -363,7 +385,7 @@ fn a_failed_checkpoint_keeps_the_journal_of_the_logs_it_did_not_sync() {
         .unwrap()
         .set_len(len - one)
         .unwrap();
-    let mut hub = Hub::open(cfg, 10).unwrap();
+    let mut hub = cfg.open(10).unwrap();
     assert_eq!(
         hub.log_range(EntityId(1)).unwrap(),
         0..2,
@@ -378,21 +400,17 @@ fn checkpoints_delete_the_journal_files_whose_records_reached_the_logs() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     let mut cfg = journaled_config(&data);
-    cfg.journal_checkpoint_bytes = 4096;
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    cfg.store.journal_checkpoint_bytes = 4096;
+    let mut hub = cfg.open(0).unwrap();
     for round in 0..20 {
         let batch: Vec<Notification> = (0..8).map(|e| note(e, round)).collect();
         hub.publish_batch(&batch, round).unwrap();
         // At most the current file, and one a running checkpoint has yet to delete.
-        assert!(hub.finish_checkpoint().unwrap() <= 2);
+        assert!(finish_checkpoint(&mut hub) <= 2);
     }
-    assert_eq!(
-        hub.finish_checkpoint().unwrap(),
-        1,
-        "older files were deleted"
-    );
+    assert_eq!(finish_checkpoint(&mut hub), 1, "older files were deleted");
     drop(hub);
-    let mut hub = Hub::open(cfg, 100).unwrap();
+    let mut hub = cfg.open(100).unwrap();
     for e in 0..8 {
         let s = hub.connect(EntityId(e), StartFrom::Offset(0), 100).unwrap();
         assert_eq!(drain(&mut hub, s, 100, e), (0..20).collect::<Vec<_>>());
@@ -403,7 +421,7 @@ fn checkpoints_delete_the_journal_files_whose_records_reached_the_logs() {
 fn a_flipped_byte_mid_log_is_reported() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let mut hub = Hub::open(config(&data), 0).unwrap();
+    let mut hub = config(&data).open(0).unwrap();
     for i in 0..5 {
         hub.publish(&note(6, i), 0).unwrap();
     }
@@ -413,8 +431,7 @@ fn a_flipped_byte_mid_log_is_reported() {
     let pos = 16 + 28 + 40; // inside the first record's payload
     bytes[pos] ^= 0x04;
     fs::write(&seg, &bytes).unwrap();
-    let Err(HubError::Log(LogError::Corrupt { path, position, .. })) = Hub::open(config(&data), 0)
-    else {
+    let Err(HubError::Log(LogError::Corrupt { path, position, .. })) = config(&data).open(0) else {
         panic!("corruption not reported");
     };
     assert_eq!((path, position), (seg, 16));
@@ -428,7 +445,7 @@ fn damage_mid_log_that_the_journal_holds_is_written_again_and_the_hub_starts() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     let cfg = journaled_config(&data);
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    let mut hub = cfg.open(0).unwrap();
     let batch: Vec<Notification> = (0..6).map(|i| note(6, i)).collect();
     hub.publish_batch(&batch, 0).unwrap();
     drop(hub);
@@ -444,8 +461,14 @@ fn damage_mid_log_that_the_journal_holds_is_written_again_and_the_hub_starts() {
         "the batch is in the journal"
     );
 
-    let mut hub = Hub::open(cfg.clone(), 10).unwrap();
-    let repaired = hub.recovery(EntityId(6)).unwrap().repaired.clone().unwrap();
+    let mut hub = cfg.open(10).unwrap();
+    let repaired = hub
+        .store()
+        .recovery(EntityId(6))
+        .unwrap()
+        .repaired
+        .clone()
+        .unwrap();
     assert_eq!((repaired.position, repaired.offsets), (16, 0..6));
     let s = hub.connect(EntityId(6), StartFrom::Offset(0), 10).unwrap();
     assert_eq!(drain(&mut hub, s, 10, 6), (0..6).collect::<Vec<_>>());
@@ -457,8 +480,7 @@ fn damage_mid_log_that_the_journal_holds_is_written_again_and_the_hub_starts() {
     for e in fs::read_dir(&journal).unwrap() {
         fs::remove_file(e.unwrap().path()).unwrap();
     }
-    let Err(HubError::Log(LogError::Corrupt { path, position, .. })) = Hub::open(cfg.clone(), 20)
-    else {
+    let Err(HubError::Log(LogError::Corrupt { path, position, .. })) = cfg.open(20) else {
         panic!("corruption the journal cannot repair was not reported");
     };
     assert_eq!((path, position), (seg.clone(), 16));
@@ -469,12 +491,12 @@ fn damage_mid_log_that_the_journal_holds_is_written_again_and_the_hub_starts() {
 fn retention_by_age_keeps_unacked_and_by_size_reports_loss() {
     let d = tempfile::tempdir().unwrap();
     let mut cfg = config(d.path());
-    cfg.retention = Retention {
+    cfg.hub.retention = Retention {
         max_age_ms: Some(10_000),
         max_bytes: None,
     };
-    cfg.retention_interval_ms = 1_000;
-    let mut hub = Hub::open(cfg.clone(), 0).unwrap();
+    cfg.hub.retention_interval_ms = 1_000;
+    let mut hub = cfg.open(0).unwrap();
     let e = EntityId(8);
     for i in 0..200 {
         hub.publish(&note(8, i), i * 100).unwrap();
@@ -507,11 +529,11 @@ fn retention_by_age_keeps_unacked_and_by_size_reports_loss() {
     drop(hub);
 
     // A size cap below what is un-acked deletes it anyway, and says so.
-    cfg.retention = Retention {
+    cfg.hub.retention = Retention {
         max_age_ms: None,
         max_bytes: Some(4096),
     };
-    let mut hub = Hub::open(cfg, 0).unwrap();
+    let mut hub = cfg.open(0).unwrap();
     let s = hub.connect(e, StartFrom::Acked, 0).unwrap();
     hub.handle_timeout(0).unwrap();
     let start = hub.log_range(e).unwrap().start;
@@ -615,9 +637,14 @@ struct Sub {
     last: Option<u64>,
 }
 
-struct World {
+/// Opens a hub again on what the old one's store holds (at the given time).
+type Reopen<S> = Box<dyn Fn(&Hub<S>, u64) -> Hub<S>>;
+
+struct World<S: Store> {
     cfg: HubConfig,
-    hub: Hub,
+    hub: Hub<S>,
+    /// A restart: the hub opened again on what the old one's store holds.
+    reopen: Reopen<S>,
     now: u64,
     /// The naive model: every entity's notifications in publish order.
     model: Vec<Vec<Notification>>,
@@ -626,7 +653,7 @@ struct World {
     delivered: Vec<BTreeSet<u64>>,
 }
 
-impl World {
+impl<S: Store> World<S> {
     fn receive(&mut self, entity: u32, frame: Frame) {
         let sub = self.subs.get_mut(&entity).unwrap();
         let Frame::Notification {
@@ -715,7 +742,7 @@ impl World {
                     self.hub.flush().unwrap();
                 }
                 self.subs.clear();
-                self.hub = Hub::open(self.cfg.clone(), self.now).unwrap();
+                self.hub = (self.reopen)(&self.hub, self.now);
                 for e in 0..ENTITIES {
                     let len = self.model[e as usize].len() as u64;
                     if let Some(r) = self.hub.log_range(EntityId(e)) {
@@ -769,6 +796,35 @@ impl World {
     }
 }
 
+fn model_config() -> HubConfig {
+    HubConfig {
+        queue_capacity: 2,
+        max_in_flight: 3,
+        read_batch: 2,
+        ack_timeout_ms: 1000,
+        ack_sync: AckSync::Immediate,
+        retention: Retention::default(),
+        ..HubConfig::default()
+    }
+}
+
+fn run_model<S: Store>(hub: Hub<S>, reopen: Reopen<S>, ops: &[Op]) {
+    let mut w = World {
+        cfg: model_config(),
+        hub,
+        reopen,
+        now: 0,
+        model: vec![Vec::new(); ENTITIES as usize],
+        acked: vec![0; ENTITIES as usize],
+        subs: HashMap::new(),
+        delivered: vec![BTreeSet::new(); ENTITIES as usize],
+    };
+    for op in ops {
+        w.apply(op);
+    }
+    w.finish();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -776,25 +832,21 @@ proptest! {
     fn delivery_matches_a_naive_model(ops in proptest::collection::vec(op(), 1..60)) {
         let d = tempfile::tempdir().unwrap();
         let mut cfg = config(d.path());
-        cfg.log.segment_bytes = 400;
-        cfg.queue_capacity = 2;
-        cfg.max_in_flight = 3;
-        cfg.read_batch = 2;
-        cfg.ack_timeout_ms = 1000;
-        cfg.ack_sync = AckSync::Immediate;
-        let hub = Hub::open(cfg.clone(), 0).unwrap();
-        let mut w = World {
-            cfg,
-            hub,
-            now: 0,
-            model: vec![Vec::new(); ENTITIES as usize],
-            acked: vec![0; ENTITIES as usize],
-            subs: HashMap::new(),
-            delivered: vec![BTreeSet::new(); ENTITIES as usize],
+        cfg.store.log.segment_bytes = 400;
+        cfg.hub = model_config();
+        let hub = cfg.open(0).unwrap();
+        run_model(hub, Box::new(move |_, now| cfg.open(now).unwrap()), &ops);
+    }
+
+    /// The same model over the in-memory store: the core alone, no file system.
+    #[test]
+    fn delivery_over_the_memory_store_matches_a_naive_model(
+        ops in proptest::collection::vec(op(), 1..60),
+    ) {
+        let hub = Hub::with_store(MemoryStore::default(), model_config(), 0).unwrap();
+        let reopen = |old: &Hub<MemoryStore>, now| {
+            Hub::with_store(old.store().clone(), model_config(), now).unwrap()
         };
-        for op in &ops {
-            w.apply(op);
-        }
-        w.finish();
+        run_model(hub, Box::new(reopen), &ops);
     }
 }

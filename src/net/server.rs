@@ -135,7 +135,7 @@ struct Shared {
     /// Wakes the timer task when the core's next deadline may have moved.
     timer: Notify,
     /// The disclosure audit log; each batch's lines are written in one piece, and journaled
-    /// with the notifications they describe (`core::HubConfig::side_file`).
+    /// with the notifications they describe (`core::FileStoreConfig::side_file`).
     audit: Mutex<fs::File>,
     /// The publisher that owns the snapshot in use (it pushed it), who receives internal cases.
     publisher: Mutex<Option<EntityOrd>>,
@@ -269,8 +269,9 @@ impl Server {
             );
         }
         let entity_ids = stable_ids(&cfg.data_dir, router.registry())?;
-        let hub =
-            core::Hub::open(core_config(cfg), now_ms()).map_err(|e| file_err(&cfg.data_dir, e))?;
+        let (core_cfg, store_cfg) = core_config(cfg);
+        let hub = core::Hub::open(core_cfg, store_cfg, now_ms())
+            .map_err(|e| file_err(&cfg.data_dir, e))?;
         let audit = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -1283,22 +1284,23 @@ fn telemetry_kind(input: &str) -> &'static str {
 }
 
 /// The core's settings from the configuration.
-fn core_config(cfg: &HubConfig) -> core::HubConfig {
+fn core_config(cfg: &HubConfig) -> (core::HubConfig, core::FileStoreConfig) {
     let l = &cfg.limits;
-    let mut c = core::HubConfig::new(cfg.data_dir.join("logs"));
-    c.side_file = Some(cfg.audit_log.clone());
+    let mut c = core::HubConfig::default();
+    let mut store = core::FileStoreConfig::new(cfg.data_dir.join("logs"));
+    store.side_file = Some(cfg.audit_log.clone());
+    // The active segment is never deleted: keep segments well under the size cap.
+    store.log.segment_bytes = (l.retention_bytes / 4).clamp(64 << 10, 64 << 20);
     c.queue_capacity = l.queue_size;
     c.max_in_flight = l
         .queue_size
         .min(c.max_in_flight.max(l.queue_size / 4))
         .max(1);
-    // The active segment is never deleted: keep segments well under the size cap.
-    c.log.segment_bytes = (l.retention_bytes / 4).clamp(64 << 10, 64 << 20);
     c.retention = core::Retention {
         max_age_ms: Some(l.retention_age.as_millis() as u64),
         max_bytes: Some(l.retention_bytes),
     };
-    c
+    (c, store)
 }
 
 enum BatchFailure {
@@ -1310,7 +1312,7 @@ impl Shared {
     /// Hands the sightings counted since the last call to the publisher that owns the
     /// snapshot, as one notification in its log (kept for the next call when there is no
     /// publisher, or the log cannot take it).
-    fn flush_sightings(&self) {
+    fn flush_sightings(self: &Arc<Self>) {
         let Some(publisher) = *lock(&self.publisher) else {
             return;
         };
@@ -1335,6 +1337,7 @@ impl Shared {
         match r {
             Ok(_) => {
                 tracing::info!(rows = taken.len(), "sightings sent to the publisher");
+                self.background();
                 self.pump();
                 self.timer.notify_one();
             }
@@ -1347,6 +1350,19 @@ impl Shared {
                 lock(&self.sightings).merge(&back);
             }
         }
+    }
+
+    /// Runs the store's due slow work (the journal checkpoint, which `fsync`s the logs it
+    /// covers) on a blocking thread, and hands the outcome back to the core.
+    fn background(self: &Arc<Self>) {
+        let Some(job) = lock(&self.hub).poll_background() else {
+            return;
+        };
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let done = job();
+            lock(&s.hub).handle_background(done);
+        });
     }
 
     /// Hands the core's events to the connection tasks.
@@ -1440,7 +1456,11 @@ impl Shared {
 
     /// Matches one telemetry batch of `partner`, routes and logs the notifications (durably),
     /// and returns the hits the partner may see, as Arrow IPC.
-    fn match_batch(&self, partner: EntityOrd, ipc: &[u8]) -> Result<Vec<u8>, BatchFailure> {
+    fn match_batch(
+        self: &Arc<Self>,
+        partner: EntityOrd,
+        ipc: &[u8],
+    ) -> Result<Vec<u8>, BatchFailure> {
         // A batch sent again after a lost connection, whose notifications are durable
         // already: the same answer, nothing matched or logged twice.
         // Under another snapshot the batch is matched again: its answer may differ.
@@ -1460,7 +1480,7 @@ impl Shared {
     }
 
     fn match_new_batch(
-        &self,
+        self: &Arc<Self>,
         partner: EntityOrd,
         ipc: &[u8],
         digest: u128,
@@ -1587,6 +1607,7 @@ impl Shared {
                     m.queued(&reg.entity(ord).id, n);
                 }
             }
+            self.background();
             self.pump();
             self.timer.notify_one();
         }

@@ -23,7 +23,7 @@
 //! their newest record is older than the limit, and by total size. Age never deletes a segment
 //! holding an offset at or after `protect_from` (the subscriber's first un-acked offset); the
 //! size cap does, because a full disk would stop every entity's log — the offsets lost are
-//! returned so that the hub can tell the subscriber (a [`Gap`](super::frame::Frame::Gap)).
+//! returned so that the hub can tell the subscriber (a [`Gap`](crate::hub::frame::Frame::Gap)).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

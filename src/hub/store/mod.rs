@@ -1,0 +1,129 @@
+//! Where the hub keeps notifications and acked offsets: the [`Store`] trait the core talks to,
+//! and its implementations.
+//!
+//! - [`FileStore`] (`file`): the embedded default. One append-only [`Log`] per entity, a
+//!   write-ahead [`Journal`] that makes a batch over many entities durable with one
+//!   `fdatasync`, and the acked offsets in per-entity files and one table ([`offsets`]).
+//! - [`MemoryStore`] (`memory`): everything in memory, for tests that drive the core with a
+//!   simulated clock, and for benchmarks that measure the core alone.
+//!
+//! A store owns the bytes and their durability, never sessions, windows or timers (those are
+//! the core's, [`Hub`](super::Hub)). Work that would block the core for long — the file
+//! store's checkpoint, which `fsync`s every log written since the last one — is handed to the
+//! caller as a [`Background`] job ([`Store::poll_background`]) to run where it likes (a
+//! blocking thread of the shell) and report back ([`Store::handle_background`]).
+
+pub mod file;
+pub mod journal;
+pub mod log;
+pub mod memory;
+pub mod offsets;
+
+use std::ops::Range;
+
+pub use file::{FileStore, FileStoreConfig};
+pub use journal::Journal;
+pub use log::{Log, LogError, LogOptions, Record, Retention, RetentionOutcome};
+pub use memory::MemoryStore;
+
+use super::EntityId;
+
+/// One entity's share of a batch to append: its records in order.
+#[derive(Clone, Debug)]
+pub struct Group<'a> {
+    /// The entity whose log takes the records.
+    pub entity: EntityId,
+    /// The records, each an encoded [`Notification`](super::Notification).
+    pub records: Vec<&'a [u8]>,
+}
+
+/// Bytes the caller wrote to a file beside the logs at `offset` (the hub's disclosure audit
+/// log), to be made durable with the batch they go with: see [`FileStoreConfig::side_file`].
+#[derive(Clone, Copy, Debug)]
+pub struct Side<'a> {
+    /// Where in the side file the bytes start.
+    pub offset: u64,
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+/// Work a store hands out to run off the core's thread ([`Store::poll_background`]); its
+/// result goes back to [`Store::handle_background`].
+pub type Background<D> = Box<dyn FnOnce() -> D + Send + 'static>;
+
+/// The hub's storage: per-entity logs of notifications (offsets from 0, rising by one per
+/// record, the front deleted by retention) and the acked offset of each entity.
+///
+/// Every method returns when its effect is durable (as durable as the store promises: the
+/// file store with `fsync` on survives a power cut). A store never calls back into the hub.
+pub trait Store: Send {
+    /// What a [`Background`] job returns.
+    type Done: Send + 'static;
+
+    /// The entities that hold a log, ascending (after opening: every one recovered).
+    fn entities(&self) -> Vec<EntityId>;
+
+    /// The offsets `entity`'s log holds, or `None` when it has none.
+    fn range(&self, entity: EntityId) -> Option<Range<u64>>;
+
+    /// Creates `entity`'s (empty) log if it has none; returns the offsets it holds.
+    fn create(&mut self, entity: EntityId) -> Result<Range<u64>, LogError>;
+
+    /// Appends each group's records to its entity's log (created when missing), durably,
+    /// with `side` in the same durable write. Returns the first offset each group got, in the
+    /// order of `groups`, or why that group failed: a group that failed holds none of its
+    /// records, one that did holds all. `Err` means no group was appended — in particular a
+    /// record over the store's size limit refuses the whole batch before anything is written.
+    fn append(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        side: Option<Side<'_>>,
+    ) -> Result<Vec<Result<u64, LogError>>, LogError>;
+
+    /// Reads at most `max_records` records (and about `max_bytes` payload bytes, at least
+    /// one record) of `entity`'s log from offset `from` into `out`.
+    fn read(
+        &mut self,
+        entity: EntityId,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<Record>,
+    ) -> Result<(), LogError>;
+
+    /// The largest record payload [`Store::append`] takes.
+    fn max_record_bytes(&self) -> usize;
+
+    /// The acked offset saved for `entity` (the first offset not acked), `None` when none was
+    /// saved, `Err` when what was saved cannot be read (the hub then starts over at the log's
+    /// start and says so).
+    fn load_acked(&mut self, entity: EntityId) -> Result<Option<u64>, LogError>;
+
+    /// Saves one entity's acked offset.
+    fn save_acked(&mut self, entity: EntityId, acked: u64) -> Result<(), LogError>;
+
+    /// Saves the acked offsets of every entity at once (the periodic flush).
+    fn save_acked_all(&mut self, all: &[(EntityId, u64)]) -> Result<(), LogError>;
+
+    /// Applies `policy` to `entity`'s log; `acked` is its first un-acked offset, which age
+    /// never deletes (the size cap does, and says which offsets it lost).
+    fn retain(
+        &mut self,
+        entity: EntityId,
+        now_ms: u64,
+        policy: &Retention,
+        acked: u64,
+    ) -> Result<RetentionOutcome, LogError>;
+
+    /// Bytes held by every log.
+    fn size_bytes(&self) -> u64;
+
+    /// Work to run off the core's thread, if any is due (the file store's checkpoint). The
+    /// caller runs it and hands the result to [`Store::handle_background`]; no new job is
+    /// handed out before that.
+    fn poll_background(&mut self) -> Option<Background<Self::Done>>;
+
+    /// Takes the result of a job from [`Store::poll_background`].
+    fn handle_background(&mut self, done: Self::Done);
+}
