@@ -446,7 +446,10 @@ pub fn telemetry_batch(data: &[u8]) {
         jiff::Timestamp::UNIX_EPOCH,
     );
     for n in &routed.notifications {
-        assert!(n.payload.len() < 64 << 10, "unbounded notification");
+        assert!(
+            n.notification.payload.len() < 64 << 10,
+            "unbounded notification"
+        );
     }
 }
 

@@ -640,7 +640,7 @@ fn hits_and_notes(
             jiff::Timestamp::from_second(NOW).unwrap(),
         );
         for n in &routed.notifications {
-            let v: serde_json::Value = serde_json::from_slice(&n.payload).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&n.notification.payload).unwrap();
             assert!(
                 v.get("input").is_none(),
                 "a partner's input name reached a victim: {v}"
@@ -965,8 +965,12 @@ fn a_huge_value_in_a_row_makes_a_bounded_notification() {
         );
         assert!(!routed.notifications.is_empty());
         for n in &routed.notifications {
-            assert!(n.payload.len() < 8 << 10, "{} bytes", n.payload.len());
-            let v: serde_json::Value = serde_json::from_slice(&n.payload).unwrap();
+            assert!(
+                n.notification.payload.len() < 8 << 10,
+                "{} bytes",
+                n.notification.payload.len()
+            );
+            let v: serde_json::Value = serde_json::from_slice(&n.notification.payload).unwrap();
             assert!(v["value"].as_str().unwrap().ends_with('…'), "{v}");
         }
     }

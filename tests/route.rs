@@ -343,7 +343,7 @@ mod leaks {
                     green_back += usize::from(pe.partner && matches!(t, Tlp::Clear | Tlp::Green));
                 }
                 for n in &routed.notifications {
-                    let v: serde_json::Value = serde_json::from_slice(&n.payload).unwrap();
+                    let v: serde_json::Value = serde_json::from_slice(&n.notification.payload).unwrap();
                     let row = v["row"].as_u64().unwrap();
                     let (t, victim) = (row_tlp(row), row_victim(row));
                     let r = (0..es.len()).find(|&i| ord(i) == n.recipient).unwrap();
@@ -364,7 +364,7 @@ mod leaks {
                     {
                         let to_v = routed.notifications.iter().any(|n| {
                             n.recipient == ord(v)
-                                && serde_json::from_slice::<serde_json::Value>(&n.payload).unwrap()["row"] == row
+                                && serde_json::from_slice::<serde_json::Value>(&n.notification.payload).unwrap()["row"] == row
                         });
                         prop_assert!(to_v, "e{} not told of row {} ({:?}) from e{}", v, row, t, partner);
                     }

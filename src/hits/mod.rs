@@ -152,14 +152,14 @@ pub fn write_jsonl(
     Ok(())
 }
 
-/// Hit counts per indicator, partner and UTC day: what a partner reports back as
-/// sightings. The day is that of the row's event time, or of the match when the row has none.
+/// The sightings of one local match (`cwn match --sightings`): [`SightingCounts`] by indicator
+/// ordinal, reported by one partner. The day is that of the row's event time, or of the
+/// match when the row has none.
 #[derive(Debug)]
 pub struct Sightings {
     partner: String,
     now: i64,
-    /// (indicator ordinal, day as days since 1970-01-01) → hits.
-    counts: BTreeMap<(u32, i64), u64>,
+    counts: SightingCounts<u32, ()>,
 }
 
 impl Default for Sightings {
@@ -171,6 +171,91 @@ impl Default for Sightings {
 
 const DAY: i64 = 86_400;
 
+/// Hit counts per indicator, partner and UTC day: sightings, what the publisher hears of
+/// its indicators instead of telemetry rows. `K` names the indicator (its ordinal in one
+/// snapshot, or its id, which survives a snapshot swap), `P` the partner. The one counter
+/// behind [`Sightings`] (`cwn match --sightings`) and the hub's
+/// [`SightingsAggregator`](crate::route::SightingsAggregator).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SightingCounts<K: Ord, P: Ord + Copy> {
+    /// indicator → (partner, day as days since 1970-01-01) → hits.
+    counts: BTreeMap<K, BTreeMap<(P, i64), u64>>,
+}
+
+impl<K: Ord, P: Ord + Copy> Default for SightingCounts<K, P> {
+    fn default() -> Self {
+        SightingCounts {
+            counts: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord, P: Ord + Copy> SightingCounts<K, P> {
+    /// Adds `count` hits of `indicator` by `partner` on `day` (days since 1970-01-01).
+    pub fn add_on_day<Q>(&mut self, indicator: &Q, partner: P, day: i64, count: u64)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: ToOwned<Owned = K> + Ord + ?Sized,
+    {
+        // Looked up by reference first: no key allocated for an indicator already counted.
+        let per = match self.counts.get_mut(indicator) {
+            Some(per) => per,
+            None => self.counts.entry(indicator.to_owned()).or_default(),
+        };
+        *per.entry((partner, day)).or_insert(0) += count;
+    }
+
+    /// Counts one hit of `indicator` by `partner` at `event_time` (Unix seconds), on its UTC
+    /// day.
+    pub fn add<Q>(&mut self, indicator: &Q, partner: P, event_time: i64)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: ToOwned<Owned = K> + Ord + ?Sized,
+    {
+        self.add_on_day(indicator, partner, event_time.div_euclid(DAY), 1);
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &SightingCounts<K, P>)
+    where
+        K: Clone,
+    {
+        for (k, per) in &other.counts {
+            for (&(p, day), &n) in per {
+                self.add_on_day(k, p, day, n);
+            }
+        }
+    }
+
+    /// Number of (indicator, partner, day) rows.
+    pub fn len(&self) -> usize {
+        self.counts.values().map(BTreeMap::len).sum()
+    }
+
+    /// Number of distinct indicators.
+    pub fn indicators(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The rows `(indicator, partner, day, count)`, by indicator, partner and day.
+    pub fn rows(&self) -> impl Iterator<Item = (&K, P, i64, u64)> + '_ {
+        self.counts.iter().flat_map(|(k, per)| {
+            per.iter()
+                .map(move |(&(p, day), &count)| (k, p, day, count))
+        })
+    }
+
+    /// Forgets every count.
+    pub fn clear(&mut self) {
+        self.counts.clear();
+    }
+}
+
 impl Sightings {
     /// Sightings reported by `partner`; rows without an event time count on the UTC day of
     /// `now` (Unix seconds, the match time).
@@ -178,7 +263,7 @@ impl Sightings {
         Sightings {
             partner: partner.into(),
             now,
-            counts: BTreeMap::new(),
+            counts: SightingCounts::default(),
         }
     }
 
@@ -190,22 +275,14 @@ impl Sightings {
     /// Counts hits.
     pub fn add(&mut self, hits: &[Hit]) {
         for h in hits {
-            let day = h.event_time.unwrap_or(self.now).div_euclid(DAY);
-            *self.counts.entry((h.ord, day)).or_insert(0) += 1;
+            self.counts
+                .add(&h.ord, (), h.event_time.unwrap_or(self.now));
         }
     }
 
     /// Number of distinct indicators seen.
     pub fn len(&self) -> usize {
-        let mut n = 0;
-        let mut last = None;
-        for &(ord, _) in self.counts.keys() {
-            if last != Some(ord) {
-                n += 1;
-                last = Some(ord);
-            }
-        }
-        n
+        self.counts.indicators()
     }
 
     /// Whether nothing was seen.
@@ -218,7 +295,7 @@ impl Sightings {
     /// (`YYYY-MM-DD`, UTC).
     pub fn write_jsonl(&self, w: &mut dyn Write, index: &CompiledIndex) -> io::Result<()> {
         let m = index.meta();
-        for (&(ord, day), &count) in &self.counts {
+        for (&ord, (), day, count) in self.counts.rows() {
             let day = jiff::Timestamp::from_second(day * DAY)
                 .map(|t| t.strftime("%Y-%m-%d").to_string())
                 .unwrap_or_default();

@@ -346,6 +346,12 @@ impl<S: Store> Hub<S> {
         Ok(hub)
     }
 
+    /// The durable number of each named entity (registry ids, in registry order), as the
+    /// store keeps it: see [`Store::number_entities`].
+    pub fn number_entities(&mut self, names: &[&str]) -> Result<Vec<EntityId>, HubError> {
+        Ok(self.store.number_entities(names)?)
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store

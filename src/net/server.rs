@@ -42,8 +42,8 @@ use super::endpoint::{self, Transport};
 use super::tls::{self, Identity};
 use super::wire::{self, FrameReader, WireError};
 use crate::hub::frame::{self, ErrorCode, Frame, Role as WireRole};
-use crate::hub::notification::{Notification, NotificationId, NotificationKind};
-use crate::hub::{self as core, EntityId, HubEvent, SessionId};
+use crate::hub::notification::Notification;
+use crate::hub::{self as core, HubEvent, SessionId};
 use crate::index::CompiledIndex;
 use crate::index::snapshot::keys;
 use crate::matcher::Matcher;
@@ -59,11 +59,8 @@ pub const SNAPSHOT_FILE: &str = "snapshot.cwnsnap";
 /// indicators and receives their internal cases.
 pub const SNAPSHOT_OWNER_FILE: &str = "snapshot.publisher";
 
-/// File in the data directory mapping entity ids (registry) to the numbers of their logs.
-///
-/// Registry ordinals follow the file's order and change when an entity is added in the
-/// middle; a log must stay with its entity whatever the registry's order, or a subscriber
-/// would be handed another entity's notifications. Numbers are assigned once and never reused.
+/// File in the data directory mapping entity ids (registry) to the numbers of their logs
+/// ([`crate::hub::store::numbering`]).
 pub const ENTITY_IDS_FILE: &str = "entities.json";
 
 /// Bytes of snapshot per `PushSnapshot` frame.
@@ -126,8 +123,6 @@ struct Shared {
     index: ArcSwapOption<CompiledIndex>,
     verify_key: VerifyingKey,
     sign_key: Option<SigningKey>,
-    /// The core's id of each registry entity, by ordinal (see [`ENTITY_IDS_FILE`]).
-    entity_ids: Vec<EntityId>,
     /// The sans-IO distribution core: logs, offsets, sessions.
     hub: Mutex<core::Hub>,
     /// Wakes the connection task of each subscriber session.
@@ -268,10 +263,18 @@ impl Server {
                  as its pusher): its internal cases are only audited until a publisher pushes"
             );
         }
-        let entity_ids = stable_ids(&cfg.data_dir, router.registry())?;
         let (core_cfg, store_cfg) = core_config(cfg);
-        let hub = core::Hub::open(core_cfg, store_cfg, now_ms())
+        let mut hub = core::Hub::open(core_cfg, store_cfg, now_ms())
             .map_err(|e| file_err(&cfg.data_dir, e))?;
+        let names: Vec<&str> = router
+            .registry()
+            .iter()
+            .map(|(_, e)| e.id.as_str())
+            .collect();
+        let numbers = hub
+            .number_entities(&names)
+            .map_err(|e| file_err(&cfg.data_dir, e))?;
+        let router = router.with_numbers(numbers);
         let audit = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -308,7 +311,6 @@ impl Server {
             index: ArcSwapOption::new(index.map(Arc::new)),
             verify_key,
             sign_key,
-            entity_ids,
             hub: Mutex::new(hub),
             sessions: Mutex::new(HashMap::new()),
             timer: Notify::new(),
@@ -940,7 +942,7 @@ async fn subscriber(
     let session = {
         let mut hub = lock(&shared.hub);
         let sid = hub
-            .connect(shared.entity_ids[ord.as_usize()], from, now_ms())
+            .connect(shared.router.number(ord), from, now_ms())
             .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?;
         lock(&shared.sessions).insert(sid, signal.clone());
         sid
@@ -1090,151 +1092,6 @@ async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Beside each entity's log folder `logs/NNNNNNNNNN`, the file `logs/NNNNNNNNNN.entity` holds
-/// the registry id of the entity that log belongs to: the second record of the mapping, which
-/// rebuilds [`ENTITY_IDS_FILE`] when it is lost and refuses to start when the two disagree.
-pub const ENTITY_NAME_SUFFIX: &str = "entity";
-
-/// The stable number of each registry entity, kept in [`ENTITY_IDS_FILE`] and checked against
-/// the name beside each log ([`ENTITY_NAME_SUFFIX`]): a lost or stale `entities.json` can never
-/// hand one entity's log to another.
-fn stable_ids(data_dir: &Path, reg: &Registry) -> Result<Vec<EntityId>, ServeError> {
-    let path = data_dir.join(ENTITY_IDS_FILE);
-    let logs = data_dir.join("logs");
-    let saved: Option<std::collections::BTreeMap<String, u32>> = match fs::read(&path) {
-        Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| file_err(&path, e))?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(file_err(&path, e)),
-    };
-    // What lies beside the logs: every log folder's number, with its recorded owner.
-    let mut on_disk: std::collections::BTreeMap<u32, Option<String>> = Default::default();
-    match fs::read_dir(&logs) {
-        Ok(dir) => {
-            for e in dir {
-                let e = e.map_err(|e| file_err(&logs, e))?;
-                let name = e.file_name();
-                let Some(name) = name.to_str() else { continue };
-                let (stem, named) = match name.split_once('.') {
-                    Some((stem, ENTITY_NAME_SUFFIX)) => (stem, true),
-                    Some(_) => continue,
-                    None => (name, false),
-                };
-                let Some(n) = (stem.len() == 10)
-                    .then(|| stem.parse::<u32>().ok())
-                    .flatten()
-                else {
-                    continue;
-                };
-                let slot = on_disk.entry(n).or_default();
-                if named {
-                    let owner =
-                        fs::read_to_string(e.path()).map_err(|err| file_err(&e.path(), err))?;
-                    *slot = Some(owner.trim().to_owned());
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(file_err(&logs, e)),
-    }
-    let name_path = |n: u32| logs.join(format!("{n:010}.{ENTITY_NAME_SUFFIX}"));
-    let mut changed = saved.is_none();
-    let mut map = match saved {
-        Some(map) => map,
-        None => {
-            let unnamed: Vec<u32> = on_disk
-                .iter()
-                .filter(|(_, owner)| owner.is_none())
-                .map(|(&n, _)| n)
-                .collect();
-            if !unnamed.is_empty() {
-                return Err(file_err(
-                    &path,
-                    format!(
-                        "is missing while {} holds {} entity logs without a recorded owner \
-                         (numbers {}): numbering the registry again could hand one entity's \
-                         notifications to another; restore {ENTITY_IDS_FILE} from a backup, or \
-                         move {} aside to start with empty logs",
-                        logs.display(),
-                        unnamed.len(),
-                        unnamed
-                            .iter()
-                            .take(5)
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        logs.display()
-                    ),
-                ));
-            }
-            if !on_disk.is_empty() {
-                tracing::warn!(
-                    "{} is missing: rebuilt from the owners recorded beside {} entity logs",
-                    path.display(),
-                    on_disk.len()
-                );
-            }
-            on_disk
-                .iter()
-                .filter_map(|(&n, owner)| owner.clone().map(|o| (o, n)))
-                .collect()
-        }
-    };
-    let mut owners: HashMap<u32, &str> = HashMap::new();
-    for (name, &n) in &map {
-        if let Some(other) = owners.insert(n, name) {
-            return Err(file_err(
-                &path,
-                format!("gives log number {n} to both `{other}` and `{name}`"),
-            ));
-        }
-        if let Some(Some(owner)) = on_disk.get(&n)
-            && owner != name
-        {
-            return Err(file_err(
-                &path,
-                format!(
-                    "gives log number {n} to `{name}`, but {} says that log belongs to \
-                     `{owner}`: {ENTITY_IDS_FILE} is stale or from another hub; restore the \
-                     right one before starting",
-                    name_path(n).display()
-                ),
-            ));
-        }
-    }
-    // Numbers are never reused, not even those of folders the mapping does not name.
-    let mut next = map
-        .values()
-        .copied()
-        .chain(on_disk.keys().copied())
-        .max()
-        .map_or(0, |m| m + 1);
-    let ids: Vec<EntityId> = reg
-        .iter()
-        .map(|(_, e)| {
-            EntityId(*map.entry(e.id.clone()).or_insert_with(|| {
-                changed = true;
-                next += 1;
-                next - 1
-            }))
-        })
-        .collect();
-    if changed {
-        let bytes = serde_json::to_vec_pretty(&map).map_err(|e| file_err(&path, e))?;
-        crate::outfile::replace(&path, &bytes, true).map_err(|e| file_err(&path, e))?;
-    }
-    // Record the owner beside every log that lacks it (new entities, and logs of hubs that
-    // predate the record). Not synced one by one: a lost record is written again at the next
-    // start from the synced `entities.json`, and a missing one is never read as a wrong one.
-    fs::create_dir_all(&logs).map_err(|e| file_err(&logs, e))?;
-    for (name, &n) in &map {
-        if !matches!(on_disk.get(&n), Some(Some(_))) {
-            let p = name_path(n);
-            fs::write(&p, name).map_err(|e| file_err(&p, e))?;
-        }
-    }
-    Ok(ids)
-}
-
 /// The registry's entities as the metrics know them.
 fn registry_entities(reg: &Registry) -> Vec<EntityInfo> {
     reg.iter()
@@ -1289,6 +1146,7 @@ fn core_config(cfg: &HubConfig) -> (core::HubConfig, core::FileStoreConfig) {
     let mut c = core::HubConfig::default();
     let mut store = core::FileStoreConfig::new(cfg.data_dir.join("logs"));
     store.side_file = Some(cfg.audit_log.clone());
+    store.numbering = cfg.data_dir.join(ENTITY_IDS_FILE);
     // The active segment is never deleted: keep segments well under the size cap.
     store.log.segment_bytes = (l.retention_bytes / 4).clamp(64 << 10, 64 << 20);
     c.queue_capacity = l.queue_size;
@@ -1320,19 +1178,8 @@ impl Shared {
         if taken.is_empty() {
             return;
         }
-        let payload = route::sightings_payload(&taken, self.router.registry());
         let now = now_ms();
-        let mut key = payload.clone();
-        key.extend_from_slice(&now.to_le_bytes());
-        let n = Notification {
-            id: NotificationId(route::batch::batch_digest(&key)),
-            created_at_ms: now,
-            entity: self.entity_ids[publisher.as_usize()],
-            // Counts of indicators of every TLP: as restrictive as the most restrictive.
-            tlp: crate::indicator::Tlp::AmberStrict,
-            kind: NotificationKind::Sighting,
-            payload,
-        };
+        let n = route::sightings_notification(&taken, &self.router, publisher, now);
         let r = lock(&self.hub).publish_batch(std::slice::from_ref(&n), now);
         match r {
             Ok(_) => {
@@ -1556,21 +1403,11 @@ impl Shared {
         {
             m.sightings(&reg.entity(partner).id, hits.len() as u64);
         }
-        let created_at_ms = now.as_millisecond().max(0) as u64;
-        let decisions_logged: Vec<EntityOrd> =
-            routed.notifications.iter().map(|n| n.recipient).collect();
-        let logged: Vec<Notification> = routed
+        let (decisions_logged, logged): (Vec<EntityOrd>, Vec<Notification>) = routed
             .notifications
             .into_iter()
-            .map(|n| Notification {
-                id: NotificationId(n.id),
-                created_at_ms,
-                entity: self.entity_ids[n.recipient.as_usize()],
-                tlp: n.tlp,
-                kind: NotificationKind::Hit,
-                payload: n.payload,
-            })
-            .collect();
+            .map(|n| (n.recipient, n.notification))
+            .unzip();
         // The partner's daily quota of distinct indicators it may learn of.
         let partner_id = &reg.entity(partner).id;
         let quota = lock(&self.quota).filter(partner, partner_id, routed.back_to_partner, now);
@@ -1612,60 +1449,5 @@ impl Shared {
             self.timer.notify_one();
         }
         batch::encode_hits(&back).map_err(|e| BatchFailure::Internal(e.to_string()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn registry(ids: &[&str]) -> Registry {
-        let text: String = ids
-            .iter()
-            .map(|id| {
-                format!(
-                    "[[entities]]\nid = \"{id}\"\nname = \"{id}\"\nroles = [\"subscriber\"]\n\
-                     domains = [\"{id}.example\"]\n"
-                )
-            })
-            .collect();
-        Registry::from_toml(&text, "registry.toml").unwrap()
-    }
-
-    #[test]
-    fn a_lost_or_stale_entity_map_never_hands_a_log_to_another_entity() {
-        let d = tempfile::tempdir().unwrap();
-        let first = stable_ids(d.path(), &registry(&["a", "b", "c"])).unwrap();
-        assert_eq!(first, [EntityId(0), EntityId(1), EntityId(2)]);
-        for n in 0..3 {
-            fs::create_dir_all(d.path().join(format!("logs/{n:010}"))).unwrap();
-        }
-        // Lost: rebuilt from the owners beside the logs, whatever the registry's new order.
-        fs::remove_file(d.path().join(ENTITY_IDS_FILE)).unwrap();
-        let again = stable_ids(d.path(), &registry(&["new", "c", "b", "a"])).unwrap();
-        assert_eq!(again, [EntityId(3), EntityId(2), EntityId(1), EntityId(0)]);
-        // Stale (a copy from before `b` and `c` swapped numbers): refused, naming both.
-        let good = fs::read(d.path().join(ENTITY_IDS_FILE)).unwrap();
-        fs::write(
-            d.path().join(ENTITY_IDS_FILE),
-            r#"{"a": 0, "b": 2, "c": 1, "new": 3}"#,
-        )
-        .unwrap();
-        let err = stable_ids(d.path(), &registry(&["a", "b", "c"]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("log number 2 to `b`"), "{err}");
-        assert!(err.contains("belongs to `c`"), "{err}");
-        fs::write(d.path().join(ENTITY_IDS_FILE), good).unwrap();
-        // Logs without a recorded owner (a hub from before the record) and no map: refused.
-        fs::remove_file(d.path().join(ENTITY_IDS_FILE)).unwrap();
-        fs::remove_file(d.path().join("logs/0000000001.entity")).unwrap();
-        let err = stable_ids(d.path(), &registry(&["a", "b", "c"]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("without a recorded owner (numbers 1)"),
-            "{err}"
-        );
     }
 }

@@ -21,8 +21,8 @@ use super::constituency::Observable;
 use super::registry::EntityOrd;
 use super::{AuditLog, Decision, RouteInput, Router, Sensitivity, SightingsAggregator};
 use crate::hits::{self, HitLine};
+use crate::hub::{Notification, NotificationId, NotificationKind};
 use crate::index::CompiledIndex;
-use crate::indicator::Tlp;
 use crate::matcher::Hit;
 use crate::telemetry::cell;
 use crate::telemetry::{FieldKind, FieldMap};
@@ -59,18 +59,16 @@ pub struct BatchParties {
     pub publisher: Option<EntityOrd>,
 }
 
-/// One notification for one entity, as routing decided it.
+/// One notification for one entity, as routing decided it: what the hub stores and sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoutedNotification {
-    /// The entity notified.
+    /// The entity notified, in the registry.
     pub recipient: EntityOrd,
-    /// The de-duplication id: a hash of the indicator, the recipient, the partner, the batch
-    /// digest and the row — stable across a resend of the same batch, distinct otherwise.
-    pub id: u128,
-    /// The indicator's TLP.
-    pub tlp: Tlp,
-    /// The notification body (JSON; see [`NotificationBody`]).
-    pub payload: Vec<u8>,
+    /// The notification, addressed to the recipient's durable number
+    /// ([`Router::number`]). Its id is a hash of the indicator, the recipient, the partner,
+    /// the batch digest and the row — stable across a resend of the same batch, distinct
+    /// otherwise; its payload is the JSON of a [`NotificationBody`].
+    pub notification: Notification,
 }
 
 /// Everything a batch gives, for the hub to store and send.
@@ -164,6 +162,7 @@ pub fn route_batch(
     now: Timestamp,
 ) -> Routed {
     let reg = router.registry();
+    let created_at_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
     let meta = batch.index.meta();
     let specs = batch.fields.fields();
     let partner_id = reg.entity(parties.partner).id.as_str();
@@ -276,16 +275,21 @@ pub fn route_batch(
             };
             out.notifications.push(RoutedNotification {
                 recipient: d.recipient,
-                id: notification_id(
-                    &line.indicator_id,
-                    recipient_id,
-                    partner_id,
-                    batch.digest,
-                    h.row,
-                ),
-                tlp: meta.tlp(h.ord),
-                // Serialising strings and integers into a Vec cannot fail.
-                payload: serde_json::to_vec(&body).unwrap_or_default(),
+                notification: Notification {
+                    id: NotificationId(notification_id(
+                        &line.indicator_id,
+                        recipient_id,
+                        partner_id,
+                        batch.digest,
+                        h.row,
+                    )),
+                    created_at_ms,
+                    entity: router.number(d.recipient),
+                    tlp: meta.tlp(h.ord),
+                    kind: NotificationKind::Hit,
+                    // Serialising strings and integers into a Vec cannot fail.
+                    payload: serde_json::to_vec(&body).unwrap_or_default(),
+                },
             });
         }
     }

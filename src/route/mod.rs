@@ -96,7 +96,7 @@ pub mod registry;
 
 pub use batch::{BatchParties, MatchedBatch, Routed, RoutedNotification, route_batch};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 
@@ -104,6 +104,8 @@ use jiff::Timestamp;
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
+use crate::hits::SightingCounts;
+use crate::hub::{EntityId, Notification, NotificationId, NotificationKind};
 use crate::index::meta::MetaTable;
 use crate::indicator::{Indicator, Tlp};
 use constituency::{ConstituencyIndex, Observable};
@@ -427,6 +429,8 @@ pub struct Router {
     /// Sharing group (ASCII lower case) → member entities.
     groups: HashMap<String, RoaringBitmap>,
     policy: RoutePolicy,
+    /// The durable number of each entity, by ordinal; empty: the ordinal itself.
+    numbers: Vec<EntityId>,
 }
 
 impl Router {
@@ -447,7 +451,28 @@ impl Router {
             constituency,
             groups,
             policy,
+            numbers: Vec::new(),
         }
+    }
+
+    /// The router with each entity's durable number (by ordinal), as the hub's store keeps it
+    /// ([`crate::hub::Hub::number_entities`]): notifications are addressed by number, which
+    /// stays with its entity when the registry's order changes.
+    ///
+    /// # Panics
+    /// If `numbers` does not have one number per registry entity.
+    pub fn with_numbers(mut self, numbers: Vec<EntityId>) -> Self {
+        assert_eq!(numbers.len(), self.registry.len(), "one number per entity");
+        self.numbers = numbers;
+        self
+    }
+
+    /// The durable number of the entity at `ord` (its ordinal when none were given).
+    pub fn number(&self, ord: EntityOrd) -> EntityId {
+        self.numbers
+            .get(ord.as_usize())
+            .copied()
+            .unwrap_or(EntityId(ord.as_u32()))
     }
 
     /// The registry.
@@ -909,10 +934,11 @@ pub struct Sighting {
 }
 
 /// What the publisher receives back instead of telemetry rows: hit counts per indicator per
-/// partner per UTC day. Keyed by indicator id, not ordinal, so counts survive a snapshot swap.
+/// partner per UTC day ([`SightingCounts`]). Keyed by indicator id, not ordinal, so counts
+/// survive a snapshot swap.
 #[derive(Clone, Debug, Default)]
 pub struct SightingsAggregator {
-    counts: BTreeMap<String, BTreeMap<(EntityOrd, i64), u64>>,
+    counts: SightingCounts<String, EntityOrd>,
 }
 
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -926,12 +952,7 @@ impl SightingsAggregator {
     /// Counts one hit of `indicator_id` in `partner`'s telemetry at `event_time` (Unix seconds;
     /// the match time when the row has none).
     pub fn add(&mut self, indicator_id: &str, partner: EntityOrd, event_time: i64) {
-        let day = event_time.div_euclid(SECONDS_PER_DAY);
-        let per = match self.counts.get_mut(indicator_id) {
-            Some(per) => per,
-            None => self.counts.entry(indicator_id.to_string()).or_default(),
-        };
-        *per.entry((partner, day)).or_insert(0) += 1;
+        self.counts.add(indicator_id, partner, event_time);
     }
 
     /// Adds `count` hits of `indicator_id` by `partner` on `day` (a row of
@@ -946,26 +967,17 @@ impl SightingsAggregator {
         let day = day
             .to_zoned(jiff::tz::TimeZone::UTC)
             .map_or(0, |z| z.timestamp().as_second().div_euclid(SECONDS_PER_DAY));
-        let per = self.counts.entry(indicator_id.to_string()).or_default();
-        *per.entry((partner, day)).or_insert(0) += count;
+        self.counts.add_on_day(indicator_id, partner, day, count);
     }
 
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &SightingsAggregator) {
-        for (id, per) in &other.counts {
-            let mine = match self.counts.get_mut(id) {
-                Some(m) => m,
-                None => self.counts.entry(id.clone()).or_default(),
-            };
-            for (k, n) in per {
-                *mine.entry(*k).or_insert(0) += n;
-            }
-        }
+        self.counts.merge(&other.counts);
     }
 
     /// Number of (indicator, partner, day) rows.
     pub fn len(&self) -> usize {
-        self.counts.values().map(BTreeMap::len).sum()
+        self.counts.len()
     }
 
     /// Whether nothing was counted.
@@ -975,14 +987,14 @@ impl SightingsAggregator {
 
     /// The rows, by indicator id, partner and day.
     pub fn sightings(&self) -> impl Iterator<Item = Sighting> + '_ {
-        self.counts.iter().flat_map(|(id, per)| {
-            per.iter().map(move |(&(partner, day), &count)| Sighting {
+        self.counts
+            .rows()
+            .map(|(id, partner, day, count)| Sighting {
                 indicator_id: id.clone(),
                 partner,
                 day: day_date(day),
                 count,
             })
-        })
     }
 
     /// The rows, leaving the aggregator empty (for a periodic push to the publisher).
@@ -1032,6 +1044,28 @@ pub fn sightings_payload(rows: &[Sighting], registry: &Registry) -> Vec<u8> {
     let rows: Vec<serde_json::Value> = rows.iter().map(|s| s.to_json(registry)).collect();
     // Serialising JSON values into a Vec cannot fail.
     serde_json::to_vec(&serde_json::json!({ "sightings": rows })).unwrap_or_default()
+}
+
+/// The `sighting` notification for `publisher` with the counts in `rows`, at `now_ms`. Its id
+/// is a digest of the payload and the time.
+pub fn sightings_notification(
+    rows: &[Sighting],
+    router: &Router,
+    publisher: EntityOrd,
+    now_ms: u64,
+) -> Notification {
+    let payload = sightings_payload(rows, router.registry());
+    let mut key = payload.clone();
+    key.extend_from_slice(&now_ms.to_le_bytes());
+    Notification {
+        id: NotificationId(batch::batch_digest(&key)),
+        created_at_ms: now_ms,
+        entity: router.number(publisher),
+        // Counts of indicators of every TLP: as restrictive as the most restrictive.
+        tlp: Tlp::AmberStrict,
+        kind: NotificationKind::Sighting,
+        payload,
+    }
 }
 
 fn day_date(day: i64) -> jiff::civil::Date {

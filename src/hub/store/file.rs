@@ -51,14 +51,19 @@ pub struct FileStoreConfig {
     /// their offset on replay, and the file is synced at every checkpoint. `None`: no such
     /// file.
     pub side_file: Option<PathBuf>,
+    /// The numbering file ([`numbering`](super::numbering)): `data_dir/entities.json` unless
+    /// set.
+    pub numbering: PathBuf,
 }
 
 impl FileStoreConfig {
     /// Defaults for data in `data_dir`: 64 MiB segments, `fsync` on, a journal checkpoint
-    /// every 32 MiB, no side file.
+    /// every 32 MiB, no side file, the numbering in `data_dir/entities.json`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         FileStoreConfig {
-            data_dir: data_dir.into(),
+            numbering: data_dir.join("entities.json"),
+            data_dir,
             log: LogOptions::default(),
             journal_checkpoint_bytes: 32 << 20,
             side_file: None,
@@ -399,6 +404,10 @@ impl FileStore {
 
 impl Store for FileStore {
     type Done = Checkpointed;
+
+    fn number_entities(&mut self, names: &[&str]) -> Result<Vec<EntityId>, LogError> {
+        super::numbering::stable_numbers(&self.config.numbering, &self.config.data_dir, names)
+    }
 
     fn entities(&self) -> Vec<EntityId> {
         let mut v: Vec<EntityId> = self.logs.keys().copied().collect();

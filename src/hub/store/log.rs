@@ -141,6 +141,15 @@ pub enum LogError {
         /// The limit.
         max: u32,
     },
+    /// A file the store keeps disagrees with another, and going on could hand one entity's
+    /// notifications to another.
+    #[error("{}: {reason}", path.display())]
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// What disagrees, and what to do.
+        reason: String,
+    },
     /// The offset asked for was deleted by retention.
     #[error("offset {offset} was deleted by retention; the log starts at {start}")]
     Deleted {

@@ -36,6 +36,8 @@ pub struct MemoryStore {
     max_record_bytes: usize,
     /// Side-file bytes handed to appends, by offset.
     side: BTreeMap<u64, Vec<u8>>,
+    /// Entity numbers by name.
+    numbers: HashMap<String, EntityId>,
 }
 
 impl Default for MemoryStore {
@@ -52,6 +54,7 @@ impl MemoryStore {
             acked: HashMap::new(),
             max_record_bytes,
             side: BTreeMap::new(),
+            numbers: HashMap::new(),
         }
     }
 
@@ -63,6 +66,16 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     type Done = ();
+
+    fn number_entities(&mut self, names: &[&str]) -> Result<Vec<EntityId>, LogError> {
+        Ok(names
+            .iter()
+            .map(|&name| {
+                let next = EntityId(self.numbers.len() as u32);
+                *self.numbers.entry(name.to_owned()).or_insert(next)
+            })
+            .collect())
+    }
 
     fn entities(&self) -> Vec<EntityId> {
         self.logs.keys().copied().collect()

@@ -17,6 +17,7 @@ pub mod file;
 pub mod journal;
 pub mod log;
 pub mod memory;
+pub mod numbering;
 pub mod offsets;
 
 use std::ops::Range;
@@ -59,6 +60,11 @@ pub type Background<D> = Box<dyn FnOnce() -> D + Send + 'static>;
 pub trait Store: Send {
     /// What a [`Background`] job returns.
     type Done: Send + 'static;
+
+    /// The durable number of each named entity (`names` are registry ids, in registry
+    /// order): the same name gets the same number every time, a number is never given to
+    /// another name. Refused when the store's records of the numbering disagree.
+    fn number_entities(&mut self, names: &[&str]) -> Result<Vec<EntityId>, LogError>;
 
     /// The entities that hold a log, ascending (after opening: every one recovered).
     fn entities(&self) -> Vec<EntityId>;
