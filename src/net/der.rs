@@ -1,9 +1,13 @@
-//! Just enough DER to read the identity out of an X.509 certificate that rustls has already
-//! verified: the subject name, the URIs of the subject alternative name and the
-//! organisational units. Certificates are never trusted on the strength of this parse; it only
+//! The identity of an X.509 certificate that rustls has already verified: the subject name,
+//! the URIs of the subject alternative name and the organisational units. Certificates are never trusted on the strength of this parse; it only
 //! names the peer after the chain was checked.
 
-use std::fmt::Write as _;
+use x509_cert::Certificate;
+use x509_cert::der::Decode as _;
+use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::oid::AssociatedOid as _;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::pkix::name::GeneralName;
 
 /// Why a certificate could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,80 +35,21 @@ impl CertIdentity {
     }
 }
 
-/// One TLV: tag, contents, and the bytes after it.
-struct Tlv<'a> {
-    tag: u8,
-    body: &'a [u8],
-}
-
-fn next<'a>(buf: &mut &'a [u8]) -> Result<Tlv<'a>, DerError> {
-    let b = *buf;
-    let (&tag, rest) = b.split_first().ok_or(DerError("truncated"))?;
-    let (&l0, mut rest) = rest.split_first().ok_or(DerError("truncated"))?;
-    let len = if l0 < 0x80 {
-        l0 as usize
-    } else {
-        let n = (l0 & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return Err(DerError("bad length"));
-        }
-        let mut len = 0usize;
-        for &x in &rest[..n] {
-            len = (len << 8) | x as usize;
-        }
-        rest = &rest[n..];
-        len
-    };
-    if rest.len() < len {
-        return Err(DerError("truncated"));
-    }
-    let (body, after) = rest.split_at(len);
-    *buf = after;
-    Ok(Tlv { tag, body })
-}
-
-fn expect<'a>(buf: &mut &'a [u8], tag: u8) -> Result<&'a [u8], DerError> {
-    let t = next(buf)?;
-    if t.tag != tag {
-        return Err(DerError("unexpected element"));
-    }
-    Ok(t.body)
-}
-
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const OID: u8 = 0x06;
-const OCTET_STRING: u8 = 0x04;
-const BOOLEAN: u8 = 0x01;
-
-/// OID of subjectAltName (2.5.29.17).
-const SAN: &[u8] = &[0x55, 0x1d, 0x11];
-
-fn oid_text(oid: &[u8]) -> String {
-    match oid {
-        [0x55, 0x04, 0x03] => "CN".into(),
-        [0x55, 0x04, 0x06] => "C".into(),
-        [0x55, 0x04, 0x07] => "L".into(),
-        [0x55, 0x04, 0x08] => "ST".into(),
-        [0x55, 0x04, 0x0a] => "O".into(),
-        [0x55, 0x04, 0x0b] => "OU".into(),
-        _ => {
-            // Dotted form.
-            let mut s = String::new();
-            if let Some((&first, rest)) = oid.split_first() {
-                let _ = write!(s, "{}.{}", first / 40, first % 40);
-                let mut v: u64 = 0;
-                for &b in rest {
-                    v = (v << 7) | (b & 0x7f) as u64;
-                    if b & 0x80 == 0 {
-                        let _ = write!(s, ".{v}");
-                        v = 0;
-                    }
-                }
-            }
-            s
-        }
-    }
+/// The short names RFC 4514 gives the attributes a subject here carries; others are shown as
+/// dotted OIDs.
+fn attr_name(oid: &ObjectIdentifier) -> String {
+    const SHORT: [(ObjectIdentifier, &str); 6] = [
+        (ObjectIdentifier::new_unwrap("2.5.4.3"), "CN"),
+        (ObjectIdentifier::new_unwrap("2.5.4.6"), "C"),
+        (ObjectIdentifier::new_unwrap("2.5.4.7"), "L"),
+        (ObjectIdentifier::new_unwrap("2.5.4.8"), "ST"),
+        (ObjectIdentifier::new_unwrap("2.5.4.10"), "O"),
+        (ObjectIdentifier::new_unwrap("2.5.4.11"), "OU"),
+    ];
+    SHORT
+        .iter()
+        .find(|(o, _)| o == oid)
+        .map_or_else(|| oid.to_string(), |(_, n)| (*n).to_owned())
 }
 
 fn escape_rdn(v: &str) -> String {
@@ -120,29 +65,17 @@ fn escape_rdn(v: &str) -> String {
     out
 }
 
-/// Reads the subject and SAN URIs of a DER certificate.
+/// Reads the subject and SAN URIs of a DER certificate. The parse is RustCrypto's
+/// `x509-cert` (strict DER); a hand-written TLV walker stood here before.
 pub fn identity(cert_der: &[u8]) -> Result<CertIdentity, DerError> {
-    let mut buf = cert_der;
-    let mut cert = expect(&mut buf, SEQUENCE)?;
-    let mut tbs = expect(&mut cert, SEQUENCE)?;
-    // [0] EXPLICIT version, optional.
-    if tbs.first() == Some(&0xa0) {
-        next(&mut tbs)?;
-    }
-    next(&mut tbs)?; // serial
-    next(&mut tbs)?; // signature algorithm
-    next(&mut tbs)?; // issuer
-    next(&mut tbs)?; // validity
-    let mut subject = expect(&mut tbs, SEQUENCE)?;
+    let cert = Certificate::from_der(cert_der).map_err(|_| DerError("not a DER certificate"))?;
+    let tbs = &cert.tbs_certificate;
     let mut out = CertIdentity::default();
-    while !subject.is_empty() {
-        let mut rdn = expect(&mut subject, SET)?;
-        while !rdn.is_empty() {
-            let mut atv = expect(&mut rdn, SEQUENCE)?;
-            let oid = expect(&mut atv, OID)?;
-            let value = next(&mut atv)?;
-            let text = String::from_utf8_lossy(value.body).into_owned();
-            out.subject_attrs.push((oid_text(oid), text));
+    for rdn in &tbs.subject.0 {
+        for atv in rdn.0.iter() {
+            // Whatever string type the value is in, its bytes as text.
+            let text = String::from_utf8_lossy(atv.value.value()).into_owned();
+            out.subject_attrs.push((attr_name(&atv.oid), text));
         }
     }
     out.subject = out
@@ -152,32 +85,15 @@ pub fn identity(cert_der: &[u8]) -> Result<CertIdentity, DerError> {
         .map(|(k, v)| format!("{k}={}", escape_rdn(v)))
         .collect::<Vec<_>>()
         .join(",");
-    next(&mut tbs)?; // subject public key info
-    while !tbs.is_empty() {
-        let t = next(&mut tbs)?;
-        if t.tag != 0xa3 {
-            continue; // issuer/subject unique ids
+    for ext in tbs.extensions.iter().flatten() {
+        if ext.extn_id != SubjectAltName::OID {
+            continue;
         }
-        let mut wrapped = t.body;
-        let mut exts = expect(&mut wrapped, SEQUENCE)?;
-        while !exts.is_empty() {
-            let mut ext = expect(&mut exts, SEQUENCE)?;
-            let oid = expect(&mut ext, OID)?;
-            if ext.first() == Some(&BOOLEAN) {
-                next(&mut ext)?;
-            }
-            let value = expect(&mut ext, OCTET_STRING)?;
-            if oid != SAN {
-                continue;
-            }
-            let mut v = value;
-            let mut names = expect(&mut v, SEQUENCE)?;
-            while !names.is_empty() {
-                let n = next(&mut names)?;
-                // [6] IMPLICIT IA5String: uniformResourceIdentifier.
-                if n.tag == 0x86 {
-                    out.uris.push(String::from_utf8_lossy(n.body).into_owned());
-                }
+        let san = SubjectAltName::from_der(ext.extn_value.as_bytes())
+            .map_err(|_| DerError("bad subject alternative name"))?;
+        for name in san.0 {
+            if let GeneralName::UniformResourceIdentifier(uri) = name {
+                out.uris.push(uri.to_string());
             }
         }
     }
@@ -202,9 +118,8 @@ mod tests {
 
     #[test]
     fn dotted_oids() {
-        assert_eq!(
-            oid_text(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]),
-            "1.2.840.113549"
-        );
+        let oid = ObjectIdentifier::new_unwrap("1.2.840.113549");
+        assert_eq!(attr_name(&oid), "1.2.840.113549");
+        assert_eq!(attr_name(&ObjectIdentifier::new_unwrap("2.5.4.3")), "CN");
     }
 }
