@@ -3,6 +3,12 @@
 //! Every series is named `cwn_…`; counters end in `_total`, durations are in seconds. The
 //! status page names these same series in its `data-metric` attributes, so the two can be
 //! compared figure by figure.
+//!
+//! Written out here rather than through `prometheus-client`: that crate owns the metric values
+//! (its own counter and gauge types, registered once), while cwn's figures live in
+//! [`Metrics`](super::metrics::Metrics), which also feeds the status page and its JSON from
+//! one [`Status`] snapshot. Rendering that snapshot is a table of family names and help texts
+//! and one escaping rule for label values; a second registry would hold every figure twice.
 
 use std::fmt::Write as _;
 
