@@ -158,6 +158,7 @@ mod leaks {
     use std::net::Ipv4Addr;
     use std::sync::Arc;
 
+    use cwn::hub::EntityId;
     use cwn::index::IndexBuilder;
     use cwn::indicator::{Indicator, IndicatorSet, Kind, Tlp};
     use cwn::matcher::Matcher;
@@ -282,7 +283,9 @@ mod leaks {
                 Ok(r) => r,
                 Err(e) => return Err(TestCaseError::fail(e.to_string())),
             };
-            let router = Router::new(reg, RoutePolicy::default());
+            // Durable log numbers unlike the ordinals, as a hub that has seen registry edits.
+            let numbers: Vec<EntityId> = (0..reg.len() as u32).map(|o| EntityId(1000 - 7 * o)).collect();
+            let router = Router::new(reg, RoutePolicy::default()).with_numbers(numbers.clone());
             let reg = router.registry();
             let mut set = IndicatorSet::new();
             for (k, t) in tlps.iter().enumerate() {
@@ -354,6 +357,8 @@ mod leaks {
                     prop_assert!(as_victim || as_publisher,
                         "e{} notified of a {:?} row of {:?} reported by e{}", r, t, victim, partner);
                     prop_assert!(v.get("input").is_none());
+                    prop_assert_eq!(n.notification.entity, numbers[n.recipient.as_usize()],
+                        "addressed to the recipient's durable number, not its ordinal");
                 }
                 // Not vacuous: what the policy allows does arrive.
                 for (row, (k, victim)) in rows.iter().enumerate() {
