@@ -198,7 +198,7 @@ fn look_up_everything(index: &crate::index::CompiledIndex) {
     use crate::indicator::Kind;
     let mut out = Vec::new();
     let m = index.meta();
-    for o in 0..m.len().min(64) as u32 {
+    for o in m.ords().take(64) {
         let (kind, v) = (m.kind(o), m.value(o));
         let _ = (
             m.id(o),
@@ -295,8 +295,8 @@ fn look_up_everything(index: &crate::index::CompiledIndex) {
             matcher.lookup(&spec.kind, v, Some(8443), &mut out);
         }
     }
-    for &o in &out {
-        if (o as usize) < m.len() {
+    for o in out.iter().map(|&o| crate::indicator::IndicatorId::new(o)) {
+        if o.as_usize() < m.len() {
             let _ = (m.id(o), m.value(o), m.source(o), m.tags(o).count());
         }
     }

@@ -371,7 +371,10 @@ async fn pull_gives_the_partner_its_clearance_cut_signed_by_the_hub() {
     let cut = cwn::index::CompiledIndex::from_snapshot(&bytes, Some(&vk)).unwrap();
     // GREEN is for the community; AMBER only for those the source named.
     assert_eq!(cut.len(), 1);
-    assert_eq!(cut.meta().value(0), "evil.example");
+    assert_eq!(
+        cut.meta().value(cwn::indicator::IndicatorId::new(0)),
+        "evil.example"
+    );
     assert_eq!(cut.header().set_version, 1);
     // One clearance cut: what `cwn compile --for msp` takes of the same index (route::cut),
     // signed with the hub's key, is the pulled snapshot byte for byte.

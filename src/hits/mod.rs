@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::index::CompiledIndex;
+use crate::indicator::IndicatorId;
 use crate::matcher::Hit;
 use crate::telemetry::FieldMap;
 
@@ -159,7 +160,7 @@ pub fn write_jsonl(
 pub struct Sightings {
     partner: String,
     now: i64,
-    counts: SightingCounts<u32, ()>,
+    counts: SightingCounts<IndicatorId, ()>,
 }
 
 impl Default for Sightings {

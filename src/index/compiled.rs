@@ -256,7 +256,7 @@ pub struct PartSize {
 impl CompiledIndex {
     fn with_counts(mut self) -> Self {
         let mut counts = vec![0u64; Kind::ALL.len()];
-        for ord in 0..self.meta.len() as u32 {
+        for ord in self.meta.ords() {
             let k = self.meta.kind(ord);
             if let Some(i) = Kind::ALL.iter().position(|&x| x == k) {
                 counts[i] += 1;

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use roaring::RoaringBitmap;
 
 use super::{Arr, FormatError, SectionReader, SectionWriter, Sections};
-use crate::indicator::{Direction, Indicator, Kind, Tlp, Validity};
+use crate::indicator::{Direction, Indicator, IndicatorId, Kind, Tlp, Validity};
 
 const STRUCTURE: &str = "metadata";
 /// `valid_from` of an indicator with no lower bound.
@@ -359,6 +359,11 @@ impl MetaTable {
         self.kind.is_empty()
     }
 
+    /// Every ordinal of the table, ascending.
+    pub fn ords(&self) -> impl ExactSizeIterator<Item = IndicatorId> + use<> {
+        (0..self.len() as u32).map(IndicatorId::new)
+    }
+
     /// The kind of indicator `ord` (the first kind for an unknown code, which `validate`
     /// refuses).
     ///
@@ -367,15 +372,15 @@ impl MetaTable {
     /// [`MetaTable::len`] (a caller bug: ordinals come from this index, and callers skip those
     /// at or past `len()`). Every column has `len()` entries once loaded; what the columns
     /// hold never makes an accessor panic.
-    pub fn kind(&self, ord: u32) -> Kind {
-        let code = self.kind[ord as usize] as usize;
+    pub fn kind(&self, ord: IndicatorId) -> Kind {
+        let code = self.kind[ord.as_usize()] as usize;
         Kind::ALL.get(code).copied().unwrap_or(Kind::ALL[0])
     }
 
     /// The TLP of indicator `ord` (the most restrictive level for an unknown code, which
     /// `validate` refuses).
-    pub fn tlp(&self, ord: u32) -> Tlp {
-        let code = self.tlp[ord as usize] as usize;
+    pub fn tlp(&self, ord: IndicatorId) -> Tlp {
+        let code = self.tlp[ord.as_usize()] as usize;
         Tlp::ALL
             .get(code)
             .copied()
@@ -383,17 +388,17 @@ impl MetaTable {
     }
 
     /// The id of indicator `ord`.
-    pub fn id(&self, ord: u32) -> &str {
-        self.strings.get(self.id[ord as usize])
+    pub fn id(&self, ord: IndicatorId) -> &str {
+        self.strings.get(self.id[ord.as_usize()])
     }
 
     /// The canonical value of indicator `ord`.
-    pub fn value(&self, ord: u32) -> &str {
-        self.strings.get(self.value[ord as usize])
+    pub fn value(&self, ord: IndicatorId) -> &str {
+        self.strings.get(self.value[ord.as_usize()])
     }
 
     /// The source of indicator `ord`.
-    pub fn source(&self, ord: u32) -> &str {
+    pub fn source(&self, ord: IndicatorId) -> &str {
         let s = self.ctx_column(&self.ctx_source, ord).unwrap_or(NO_STRING);
         self.strings.get(s)
     }
@@ -401,32 +406,32 @@ impl MetaTable {
     /// Column `col` of the context table for indicator `ord`; `None` for a context id past
     /// the table (which `validate` refuses).
     #[inline]
-    fn ctx_column<T: bytemuck::Pod>(&self, col: &Arr<T>, ord: u32) -> Option<T> {
-        col.get(self.context[ord as usize] as usize).copied()
+    fn ctx_column<T: bytemuck::Pod>(&self, col: &Arr<T>, ord: IndicatorId) -> Option<T> {
+        col.get(self.context[ord.as_usize()] as usize).copied()
     }
 
     /// The producing organisation of indicator `ord`, if known.
-    pub fn origin(&self, ord: u32) -> Option<&str> {
+    pub fn origin(&self, ord: IndicatorId) -> Option<&str> {
         let o = self.ctx_column(&self.ctx_origin, ord)?;
         (o != NO_STRING).then(|| self.strings.get(o))
     }
 
     /// The MISP distribution of indicator `ord`, if its source has one.
-    pub fn distribution(&self, ord: u32) -> Option<u8> {
+    pub fn distribution(&self, ord: IndicatorId) -> Option<u8> {
         let d = self.ctx_column(&self.ctx_distribution, ord)?;
         (d != 255).then_some(d)
     }
 
     /// The sharing group of indicator `ord`, if any.
-    pub fn sharing_group(&self, ord: u32) -> Option<&str> {
+    pub fn sharing_group(&self, ord: IndicatorId) -> Option<&str> {
         let g = self.ctx_column(&self.ctx_sharing_group, ord)?;
         (g != NO_STRING).then(|| self.strings.get(g))
     }
 
     /// The tags of indicator `ord` (none where the tag offsets are out of order or range,
     /// which `validate` refuses).
-    pub fn tags(&self, ord: u32) -> impl Iterator<Item = &str> {
-        let i = ord as usize;
+    pub fn tags(&self, ord: IndicatorId) -> impl Iterator<Item = &str> {
+        let i = ord.as_usize();
         let start = if i == 0 { 0 } else { self.tag_ends[i - 1] } as usize;
         let end = self.tag_ends[i] as usize;
         self.tag_ids
@@ -437,20 +442,20 @@ impl MetaTable {
     }
 
     /// The port the same event must show, for network indicators with a port constraint.
-    pub fn port(&self, ord: u32) -> Option<u16> {
-        let p = self.port[ord as usize];
+    pub fn port(&self, ord: IndicatorId) -> Option<u16> {
+        let p = self.port[ord.as_usize()];
         (p != 0).then_some(p)
     }
 
     /// Confidence 0–100, where the source gave one.
-    pub fn confidence(&self, ord: u32) -> Option<u8> {
-        let c = self.confidence[ord as usize];
+    pub fn confidence(&self, ord: IndicatorId) -> Option<u8> {
+        let c = self.confidence[ord.as_usize()];
         (c != 255).then_some(c)
     }
 
     /// Where in a flow the indicator was seen, where the source says.
-    pub fn direction(&self, ord: u32) -> Option<Direction> {
-        let f = self.flags[ord as usize];
+    pub fn direction(&self, ord: IndicatorId) -> Option<Direction> {
+        let f = self.flags[ord.as_usize()];
         if f & FLAG_DIR_SRC != 0 {
             Some(Direction::Src)
         } else if f & FLAG_DIR_DST != 0 {
@@ -461,14 +466,14 @@ impl MetaTable {
     }
 
     /// Whether the source must not be named in anything sent out (`tlp:ex:chr`).
-    pub fn no_attribution(&self, ord: u32) -> bool {
-        self.flags[ord as usize] & FLAG_NO_ATTRIBUTION != 0
+    pub fn no_attribution(&self, ord: IndicatorId) -> bool {
+        self.flags[ord.as_usize()] & FLAG_NO_ATTRIBUTION != 0
     }
 
     /// The validity window of indicator `ord`, to the second.
-    pub fn validity(&self, ord: u32) -> Validity {
-        let from = self.valid_from[ord as usize];
-        let until = self.valid_until[ord as usize];
+    pub fn validity(&self, ord: IndicatorId) -> Validity {
+        let from = self.valid_from[ord.as_usize()];
+        let until = self.valid_until[ord.as_usize()];
         Validity {
             valid_from: (from != OPEN_FROM)
                 .then(|| Timestamp::from_second(i64::from(from)).ok())
@@ -481,9 +486,9 @@ impl MetaTable {
 
     /// Whether indicator `ord` is valid at `unix_seconds` (`[from, until)`).
     #[inline]
-    pub fn valid_at(&self, ord: u32, unix_seconds: i64) -> bool {
-        let from = i64::from(self.valid_from[ord as usize]);
-        let until = self.valid_until[ord as usize];
+    pub fn valid_at(&self, ord: IndicatorId, unix_seconds: i64) -> bool {
+        let from = i64::from(self.valid_from[ord.as_usize()]);
+        let until = self.valid_until[ord.as_usize()];
         (from == i64::from(OPEN_FROM) || unix_seconds >= from)
             && (until == OPEN_UNTIL || unix_seconds < i64::from(until))
     }
@@ -776,24 +781,28 @@ mod tests {
         t.validate().unwrap();
         assert_eq!(t.len(), 3);
         assert_eq!(
-            (t.kind(0), t.value(0), t.id(0)),
+            (
+                t.kind(IndicatorId::new(0)),
+                t.value(IndicatorId::new(0)),
+                t.id(IndicatorId::new(0))
+            ),
             (Kind::Domain, "evil.example", "u1")
         );
         assert_eq!(
-            t.tags(0).collect::<Vec<_>>(),
+            t.tags(IndicatorId::new(0)).collect::<Vec<_>>(),
             ["tlp:amber", "misp:type=domain"]
         );
-        assert_eq!(t.origin(0), Some("CERT-A"));
-        assert_eq!(t.direction(0), Some(Direction::Dst));
-        assert_eq!(t.port(1), Some(8443));
-        assert_eq!(t.sharing_group(1), Some("sg-1"));
-        assert_eq!(t.distribution(1), Some(4));
-        assert_eq!(t.source(2), "list");
-        assert_eq!(t.tags(2).count(), 0);
+        assert_eq!(t.origin(IndicatorId::new(0)), Some("CERT-A"));
+        assert_eq!(t.direction(IndicatorId::new(0)), Some(Direction::Dst));
+        assert_eq!(t.port(IndicatorId::new(1)), Some(8443));
+        assert_eq!(t.sharing_group(IndicatorId::new(1)), Some("sg-1"));
+        assert_eq!(t.distribution(IndicatorId::new(1)), Some(4));
+        assert_eq!(t.source(IndicatorId::new(2)), "list");
+        assert_eq!(t.tags(IndicatorId::new(2)).count(), 0);
         let until = Timestamp::from_second(1_751_241_600).unwrap().as_second();
-        assert!(t.valid_at(0, until - 1));
-        assert!(!t.valid_at(0, until));
-        assert!(t.valid_at(2, 0));
+        assert!(t.valid_at(IndicatorId::new(0), until - 1));
+        assert!(!t.valid_at(IndicatorId::new(0), until));
+        assert!(t.valid_at(IndicatorId::new(2), 0));
         assert_eq!(t.by_tlp(Tlp::Green).iter().collect::<Vec<_>>(), [2]);
         assert_eq!(
             t.by_source().map(|(s, b)| (s, b.len())).collect::<Vec<_>>(),
@@ -809,7 +818,7 @@ mod tests {
         assert_eq!(w.sections.len(), MetaTable::SECTIONS);
         let slices: Vec<&[u8]> = w.sections.iter().map(|s| s.as_slice()).collect();
         let back = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
-        assert_eq!(back.value(1), "203.0.113.0/28");
+        assert_eq!(back.value(IndicatorId::new(1)), "203.0.113.0/28");
         assert_eq!(back.by_tlp(Tlp::AmberStrict).len(), 1);
         // A TLP code beyond the known levels: loads (an O(1) check cannot see it), reads as
         // the most restrictive level, and `validate` refuses it.
@@ -817,14 +826,14 @@ mod tests {
         bad[1][0] = 9;
         let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
         let loaded = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
-        assert_eq!(loaded.tlp(0), Tlp::Red);
+        assert_eq!(loaded.tlp(IndicatorId::new(0)), Tlp::Red);
         assert!(loaded.validate().is_err());
         // A string index past the pool: reads as "", refused by `validate`.
         let mut bad = w.sections.clone();
         bad[5][0..4].copy_from_slice(&u32::MAX.to_le_bytes());
         let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
         let loaded = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
-        assert_eq!(loaded.value(0), "");
+        assert_eq!(loaded.value(IndicatorId::new(0)), "");
         assert!(loaded.validate().is_err());
         // A context id past the table, tag offsets out of range: no panic.
         let mut bad = w.sections.clone();
@@ -832,9 +841,15 @@ mod tests {
         bad[10][0..4].copy_from_slice(&99u32.to_le_bytes());
         let slices: Vec<&[u8]> = bad.iter().map(|s| s.as_slice()).collect();
         let loaded = MetaTable::read_sections(&mut SectionReader::new(&slices)).unwrap();
-        assert_eq!((loaded.source(0), loaded.origin(0)), ("", None));
-        assert_eq!(loaded.tags(0).count(), 0);
-        assert_eq!(loaded.tags(1).count(), 0);
+        assert_eq!(
+            (
+                loaded.source(IndicatorId::new(0)),
+                loaded.origin(IndicatorId::new(0))
+            ),
+            ("", None)
+        );
+        assert_eq!(loaded.tags(IndicatorId::new(0)).count(), 0);
+        assert_eq!(loaded.tags(IndicatorId::new(1)).count(), 0);
         assert!(loaded.validate().is_err());
         // Columns of different lengths are refused on load.
         let mut bad = w.sections.clone();

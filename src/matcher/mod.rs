@@ -32,8 +32,8 @@ use arrow_schema::DataType;
 
 use crate::index::CompiledIndex;
 use crate::index::substring::{CLASS_ALL, CLASS_URL, CLASS_USER_AGENT};
-use crate::indicator::Kind;
 use crate::indicator::normalize;
+use crate::indicator::{IndicatorId, Kind};
 use crate::telemetry::cell::{self, scalar_text, timestamp_seconds};
 use crate::telemetry::{FieldKind, FieldMap, TelemetryBatch, parse_time};
 
@@ -41,7 +41,7 @@ use crate::telemetry::{FieldKind, FieldMap, TelemetryBatch, parse_time};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hit {
     /// Ordinal of the indicator in the index.
-    pub ord: u32,
+    pub ord: IndicatorId,
     /// Index of the field in the [`FieldMap`].
     pub field: usize,
     /// The telemetry value as seen.
@@ -316,10 +316,11 @@ impl RowHits<'_, '_> {
         seen: &mut Vec<u32>,
         time: &dyn Fn() -> Option<i64>,
     ) {
-        for &ord in cands {
-            if ord as usize >= self.meta.len() || seen.contains(&ord) {
+        for &o in cands {
+            if o as usize >= self.meta.len() || seen.contains(&o) {
                 continue;
             }
+            let ord = IndicatorId::new(o);
             let event_time = *self.event_time.get_or_insert_with(time);
             if !self.meta.valid_at(ord, event_time.unwrap_or(self.now)) {
                 continue;
@@ -329,7 +330,7 @@ impl RowHits<'_, '_> {
             {
                 continue;
             }
-            seen.push(ord);
+            seen.push(o);
             self.out.push(Hit {
                 ord,
                 field,

@@ -11,7 +11,7 @@ use roaring::RoaringBitmap;
 use super::Router;
 use super::registry::EntityOrd;
 use crate::index::{BuildError, CompiledIndex, IndexBuilder};
-use crate::indicator::{Indicator, IndicatorSet, Kind};
+use crate::indicator::{Indicator, IndicatorId, IndicatorSet, Kind};
 
 /// The indicators of `index` that `entity` may hold ([`Router::clearance`]), as an index.
 ///
@@ -45,7 +45,11 @@ pub fn cut(index: &CompiledIndex, keep: &RoaringBitmap) -> Result<CompiledIndex,
         strings.insert(s.to_string(), a.clone());
         a
     }
-    for ord in keep.iter().filter(|&o| (o as usize) < m.len()) {
+    for ord in keep
+        .iter()
+        .filter(|&o| (o as usize) < m.len())
+        .map(IndicatorId::new)
+    {
         let source = sources
             .entry(m.source(ord))
             .or_insert_with_key(|s| Arc::from(*s))

@@ -107,7 +107,7 @@ use serde::Serialize;
 use crate::hits::SightingCounts;
 use crate::hub::{EntityId, Notification, NotificationId, NotificationKind};
 use crate::index::meta::MetaTable;
-use crate::indicator::{Indicator, Tlp};
+use crate::indicator::{Indicator, IndicatorId, Tlp};
 use constituency::{ConstituencyIndex, Observable};
 use registry::{EntityOrd, Registry, Role};
 
@@ -141,7 +141,7 @@ impl<'a> Sensitivity<'a> {
     ///
     /// # Panics
     /// If `ord` is not an ordinal of `meta`.
-    pub fn of_meta(meta: &'a MetaTable, ord: u32) -> Self {
+    pub fn of_meta(meta: &'a MetaTable, ord: IndicatorId) -> Self {
         Sensitivity {
             tlp: meta.tlp(ord),
             distribution: meta.distribution(ord),
@@ -696,9 +696,9 @@ impl Router {
     /// If `entity` is not an ordinal of this registry.
     pub fn clearance(&self, entity: EntityOrd, meta: &MetaTable) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
-        for ord in 0..meta.len() as u32 {
+        for ord in meta.ords() {
             if self.may_hold(entity, &Sensitivity::of_meta(meta, ord)) {
-                out.insert(ord);
+                out.insert(ord.as_u32());
             }
         }
         out

@@ -690,7 +690,7 @@ fn clearance_cuts_what_each_entity_may_hold() {
         let r = router(arm_red);
         let ord = r.registry().by_id(entity).unwrap();
         let cut = r.clearance(ord, meta);
-        let got: Vec<&str> = cut.iter().map(|o| meta.id(o)).collect();
+        let got: Vec<&str> = cut.iter().map(|o| meta.id(IndicatorId::new(o))).collect();
         assert_eq!(got, want, "{entity} arm_red={arm_red}");
         // The per-indicator form agrees with the cut.
         for (i, (_, ind)) in set.iter().enumerate() {

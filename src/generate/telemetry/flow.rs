@@ -18,8 +18,8 @@ use super::super::rng::{Rng, Zipf};
 use super::super::values;
 use super::preset::Preset;
 use crate::index::CompiledIndex;
-use crate::indicator::Kind;
 use crate::indicator::normalize;
+use crate::indicator::{IndicatorId, Kind};
 use crate::matcher::Matcher;
 use crate::telemetry::{FieldKind, FieldMap};
 
@@ -183,7 +183,7 @@ pub struct PoolStats {
 struct Candidates {
     kinds: Vec<Kind>,
     weights: Vec<u32>,
-    ords: Vec<Vec<u32>>,
+    ords: Vec<Vec<IndicatorId>>,
     zipf: Vec<Zipf>,
 }
 
@@ -445,8 +445,8 @@ impl<'i> FlowSource<'i> {
         let matcher = Matcher::new(index, fields, now);
         let meta = index.meta();
         let mut pair_addrs = HashSet::new();
-        let mut by_kind: BTreeMap<Kind, Vec<u32>> = BTreeMap::new();
-        for ord in 0..meta.len() as u32 {
+        let mut by_kind: BTreeMap<Kind, Vec<IndicatorId>> = BTreeMap::new();
+        for ord in meta.ords() {
             let kind = meta.kind(ord);
             if kind == Kind::IpPort
                 && let Some((a, _)) = normalize::split_ip_port(meta.value(ord))
@@ -835,7 +835,7 @@ impl<'i> FlowSource<'i> {
     }
 
     /// Builds a row carrying indicator `ord` and checks that `cwn match` finds it there.
-    fn plant(&self, rng: &mut Rng, ts_us: i64, kind: Kind, ord: u32) -> Option<Flow<'_>> {
+    fn plant(&self, rng: &mut Rng, ts_us: i64, kind: Kind, ord: IndicatorId) -> Option<Flow<'_>> {
         let value = self.index.meta().value(ord);
         let direction_src =
             self.index.meta().direction(ord) == Some(crate::indicator::Direction::Src);
@@ -962,7 +962,7 @@ impl<'i> FlowSource<'i> {
         // Check that the planted value hits its own indicator the way `cwn match` looks up.
         let mut out = Vec::new();
         self.matcher.lookup(&field, &probe, port, &mut out);
-        if !out.contains(&ord) {
+        if !out.contains(&ord.as_u32()) {
             return None;
         }
         f.planted = Some(kind);
