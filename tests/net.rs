@@ -305,6 +305,42 @@ async fn roles_come_from_the_registry() {
     server.shutdown().await;
 }
 
+/// Several hub addresses (the edges of one hub, `--hub A,B`) are tried in turn: a dead first
+/// address costs its connect timeout, then the live one serves; with none alive, the error
+/// names every address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_given_several_hub_addresses_uses_the_first_that_answers() {
+    let net = Net::new();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let live = server.local_addr().to_string();
+    // Addresses that take packets and never answer, as a dead edge's machine would.
+    let silent = [
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+    ];
+    let dead: Vec<String> = silent
+        .iter()
+        .map(|s| s.local_addr().unwrap().to_string())
+        .collect();
+    let transport = cwn::net::endpoint::Transport {
+        connect_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let c = Client::connect_with(&format!("{},{live}", dead[0]), &net.id("msp"), &transport)
+        .await
+        .unwrap();
+    assert_eq!(c.connection().remote_address().to_string(), live);
+    let Err(err) = Client::connect_with(&dead.join(","), &net.id("msp"), &transport).await else {
+        panic!("no address answers, yet a connection was made");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains(&dead[0]) && err.contains(&dead[1]),
+        "every address named: {err}"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_swaps_the_index_and_streams_see_new_indicators() {
     let net = Net::new();

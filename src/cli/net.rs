@@ -222,7 +222,8 @@ mod with_net {
     /// Who the client is.
     #[derive(Debug, Clone, Args)]
     pub struct IdentityArgs {
-        /// The hub, HOST:PORT (HOST must be in the hub's certificate).
+        /// The hub, HOST:PORT (HOST must be in the hub's certificate); several
+        /// comma-separated (the edges of one hub) are tried in turn.
         #[arg(long, value_name = "ADDR")]
         pub hub: String,
         /// Own certificate (PEM).

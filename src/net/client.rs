@@ -176,11 +176,12 @@ async fn resolve(hub: &str) -> Result<(SocketAddr, String), ClientError> {
 }
 
 impl Client {
-    /// Connects to `hub` (`HOST:PORT`) presenting `id`, and checks the hub's certificate
-    /// against `id`'s CA for the name `HOST`.
+    /// Connects to `hub` (`HOST:PORT`, or several comma-separated, tried in turn: the edges of
+    /// one hub) presenting `id`, and checks the hub's certificate against `id`'s CA for the
+    /// name `HOST`.
     ///
     /// # Errors
-    /// Resolution, TLS setup, or the handshake.
+    /// Resolution, TLS setup, or the handshake — with several addresses, those of every one.
     pub async fn connect(hub: &str, id: &Identity) -> Result<Client, ClientError> {
         Self::connect_with(hub, id, &Transport::default()).await
     }
@@ -194,10 +195,13 @@ impl Client {
         id: &Identity,
         transport: &Transport,
     ) -> Result<Client, ClientError> {
-        let (addr, name) = resolve(hub).await?;
-        let endpoint = endpoint::client_endpoint(id, transport, addr)?;
-        let cfg = endpoint::client_config(id, transport)?;
-        Self::open(endpoint, cfg, addr, &name, true, transport.connect_timeout).await
+        Self::each_address(hub, |one| async move {
+            let (addr, name) = resolve(one).await?;
+            let endpoint = endpoint::client_endpoint(id, transport, addr)?;
+            let cfg = endpoint::client_config(id, transport)?;
+            Self::open(endpoint, cfg, addr, &name, true, transport.connect_timeout).await
+        })
+        .await
     }
 
     /// [`connect_with`](Self::connect_with) over an endpoint that other clients share (from
@@ -212,17 +216,58 @@ impl Client {
         id: &Identity,
         transport: &Transport,
     ) -> Result<Client, ClientError> {
-        let (addr, name) = resolve(hub).await?;
-        let cfg = endpoint::client_config(id, transport)?;
-        Self::open(
-            endpoint.clone(),
-            cfg,
-            addr,
-            &name,
-            false,
-            transport.connect_timeout,
-        )
+        Self::each_address(hub, |one| async move {
+            let (addr, name) = resolve(one).await?;
+            let cfg = endpoint::client_config(id, transport)?;
+            Self::open(
+                endpoint.clone(),
+                cfg,
+                addr,
+                &name,
+                false,
+                transport.connect_timeout,
+            )
+            .await
+        })
         .await
+    }
+
+    /// Tries `connect` on each comma-separated address of `hubs` in turn and returns the
+    /// first connection made; when none is, an error naming every address and why.
+    async fn each_address<'a, F, Fut>(hubs: &'a str, connect: F) -> Result<Client, ClientError>
+    where
+        F: Fn(&'a str) -> Fut,
+        Fut: std::future::Future<Output = Result<Client, ClientError>>,
+    {
+        let addrs: Vec<&str> = hubs
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect();
+        let mut failures = Vec::new();
+        for (i, one) in addrs.iter().enumerate() {
+            match connect(one).await {
+                Ok(c) => {
+                    if i > 0 {
+                        tracing::info!(hub = one, "connected to a further hub address");
+                    }
+                    return Ok(c);
+                }
+                // A refused identity or own TLS set-up is the same at every edge: say it now.
+                Err(e @ (ClientError::Refused { .. } | ClientError::Tls(_))) => return Err(e),
+                Err(e) if addrs.len() == 1 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(hub = one, "{e}; trying the next hub address");
+                    failures.push(format!("{one}: {e}"));
+                }
+            }
+        }
+        Err(match failures.len() {
+            0 => ClientError::Address(hubs.to_string(), "expected HOST:PORT[,HOST:PORT…]".into()),
+            _ => {
+                ClientError::Connection(format!("no hub address answered: {}", failures.join("; ")))
+            }
+        })
     }
 
     async fn open(
