@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per area.
 
 mod cli;
+mod cluster;
 #[cfg(feature = "net")]
 mod demo;
 mod formats;

