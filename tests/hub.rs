@@ -559,6 +559,163 @@ fn retention_by_age_keeps_unacked_and_by_size_reports_loss() {
     assert_eq!(got, (start..200).collect::<Vec<_>>());
 }
 
+/// Two hubs on one store, as two edges of a cluster: a subscriber on one edge receives the
+/// other edge's notifications as its feed reports them (`handle_stored`) and its own edge's
+/// as they are published, each once and in offset order. A feed that skips one (a gap) or
+/// repeats one loses and doubles nothing: the session reads the gap from the store.
+#[test]
+fn two_hubs_on_one_store_deliver_each_others_notifications_once_in_order() {
+    let store = std::sync::Arc::new(std::sync::Mutex::new(MemoryStore::default()));
+    let cfg = HubConfig {
+        retention: Retention::default(),
+        ..HubConfig::default()
+    };
+    let mut a = Hub::with_store(store.clone(), cfg.clone(), 0).unwrap();
+    let mut b = Hub::with_store(store, cfg, 0).unwrap();
+    let s = b.connect(EntityId(1), StartFrom::Acked, 0).unwrap();
+    assert_eq!(b.poll_transmit(s, 0).unwrap(), None);
+    // Edge A appends 0 and 1; B's feed reports them.
+    assert_eq!(
+        a.publish_batch(&[note(1, 0), note(1, 1)], 1).unwrap(),
+        [0, 1]
+    );
+    for o in 0..2 {
+        b.handle_stored(o, 1, &note(1, o)).unwrap();
+    }
+    assert_eq!(b.poll_event(), Some(HubEvent::Wake(s)));
+    assert_eq!(drain(&mut b, s, 2, 1), [0, 1]);
+    // B's own publish continues the same log.
+    assert_eq!(b.publish(&note(1, 2), 3).unwrap(), 2);
+    assert_eq!(drain(&mut b, s, 3, 1), [2]);
+    // A appends 3 and 4, and B's feed reports only 4: the gap is read from the store.
+    assert_eq!(
+        a.publish_batch(&[note(1, 3), note(1, 4)], 4).unwrap(),
+        [3, 4]
+    );
+    b.handle_stored(4, 4, &note(1, 4)).unwrap();
+    assert_eq!(drain(&mut b, s, 5, 1), [3, 4]);
+    // A late report of 3 and a repeat of 1 give nothing twice.
+    b.handle_stored(3, 4, &note(1, 3)).unwrap();
+    b.handle_stored(1, 1, &note(1, 1)).unwrap();
+    assert_eq!(drain(&mut b, s, 6, 1), Vec::<u64>::new());
+    assert_eq!(b.acked_offset(EntityId(1)), Some(5));
+    // And live again: A's next one, reported, arrives at once.
+    assert_eq!(a.publish(&note(1, 5), 7).unwrap(), 5);
+    b.handle_stored(5, 7, &note(1, 5)).unwrap();
+    assert_eq!(drain(&mut b, s, 7, 1), [5]);
+    assert_eq!(b.stats().lagging, 0);
+}
+
+#[derive(Clone, Debug)]
+enum EdgeOp {
+    /// Edge `edge` publishes `count` notifications to `entity`.
+    Publish {
+        edge: usize,
+        entity: u32,
+        count: u64,
+    },
+    /// Edge `edge`'s feed reports what the other edge stored since the last report, holding
+    /// every `skip`-th back for a later report and repeating every `repeat`-th (a feed is
+    /// at-least-once and may lag or reorder; the store is the truth).
+    Report {
+        edge: usize,
+        skip: usize,
+        repeat: usize,
+    },
+    /// Edge `edge`'s subscriber of `entity` reads and acks what is there.
+    Pump { edge: usize, entity: u32 },
+}
+
+fn edge_op() -> impl Strategy<Value = EdgeOp> {
+    prop_oneof![
+        3 => (0..2usize, 0..2u32, 1..4u64)
+            .prop_map(|(edge, entity, count)| EdgeOp::Publish { edge, entity, count }),
+        2 => (0..2usize, 0..4usize, 0..4usize)
+            .prop_map(|(edge, skip, repeat)| EdgeOp::Report { edge, skip, repeat }),
+        3 => (0..2usize, 0..2u32).prop_map(|(edge, entity)| EdgeOp::Pump { edge, entity }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Two edges on one store; entity 0 subscribes on edge 0, entity 1 on edge 1. Whatever
+    /// the interleaving of publishes, and however the feed lags, skips or repeats, each
+    /// subscriber receives every notification of its entity exactly once, in offset order.
+    #[test]
+    fn edges_on_one_store_deliver_every_notification_once_in_order(
+        ops in proptest::collection::vec(edge_op(), 1..50),
+    ) {
+        let store = std::sync::Arc::new(std::sync::Mutex::new(MemoryStore::default()));
+        let cfg = HubConfig { queue_capacity: 3, max_in_flight: 2, read_batch: 2,
+            retention: Retention::default(), ..HubConfig::default() };
+        let mut hubs: Vec<_> = (0..2)
+            .map(|_| Hub::with_store(store.clone(), cfg.clone(), 0).unwrap())
+            .collect();
+        let subs: Vec<SessionId> = (0..2)
+            .map(|e| hubs[e].connect(EntityId(e as u32), StartFrom::Acked, 0).unwrap())
+            .collect();
+        // What each edge's feed has yet to report: (offset, notification) of the other edge.
+        let mut feed: Vec<Vec<(u64, Notification)>> = vec![Vec::new(), Vec::new()];
+        let mut next = [0u64; 2];
+        let mut got: Vec<Vec<u64>> = vec![Vec::new(), Vec::new()];
+        let pump = |hubs: &mut Vec<Hub<_>>, edge: usize, got: &mut Vec<Vec<u64>>| {
+            let s = subs[edge];
+            while let Some(f) = hubs[edge].poll_transmit(s, 1).unwrap() {
+                let Frame::Notification { offset, notification } = f else { panic!("{f:?}") };
+                prop_assert_eq!(&notification, &note(edge as u32, offset));
+                got[edge].push(offset);
+                hubs[edge].handle_ack(s, offset, 1).unwrap();
+            }
+            Ok(())
+        };
+        for op in &ops {
+            match *op {
+                EdgeOp::Publish { edge, entity, count } => {
+                    let e = entity as usize;
+                    let batch: Vec<Notification> =
+                        (next[e]..next[e] + count).map(|i| note(entity, i)).collect();
+                    let offs = hubs[edge].publish_batch(&batch, 1).unwrap();
+                    prop_assert_eq!(offs, (next[e]..next[e] + count).collect::<Vec<_>>());
+                    next[e] += count;
+                    for n in batch {
+                        let o = n.created_at_ms - 1_700_000_000_000;
+                        feed[1 - edge].push((o, n));
+                    }
+                }
+                EdgeOp::Report { edge, skip, repeat } => {
+                    let mut held = Vec::new();
+                    for (k, (o, n)) in std::mem::take(&mut feed[edge]).into_iter().enumerate() {
+                        if skip > 0 && k % (skip + 1) == skip {
+                            held.push((o, n));
+                            continue;
+                        }
+                        hubs[edge].handle_stored(o, 1, &n).unwrap();
+                        if repeat > 0 && k % (repeat + 1) == repeat {
+                            hubs[edge].handle_stored(o, 1, &n).unwrap();
+                        }
+                    }
+                    feed[edge] = held;
+                }
+                EdgeOp::Pump { edge, entity } => {
+                    if entity as usize == edge {
+                        pump(&mut hubs, edge, &mut got)?;
+                    }
+                }
+            }
+            while hubs.iter_mut().any(|h| h.poll_event().is_some()) {}
+        }
+        // The feeds catch up at last; everything arrives, once, in order.
+        for edge in 0..2 {
+            for (o, n) in std::mem::take(&mut feed[edge]) {
+                hubs[edge].handle_stored(o, 1, &n).unwrap();
+            }
+            pump(&mut hubs, edge, &mut got)?;
+            prop_assert_eq!(&got[edge], &(0..next[edge]).collect::<Vec<_>>());
+        }
+    }
+}
+
 #[test]
 fn frames_round_trip_and_valid_seeds_decode() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/frame");

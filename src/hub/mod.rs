@@ -285,6 +285,29 @@ struct Session {
 }
 
 impl Session {
+    /// Offers the record at `offset` to the session while it is live: queued when it
+    /// continues the queue and there is room; ignored when the session has it already;
+    /// otherwise (full, or a gap: records another hub on the same store appended) the session
+    /// stops being live and reads from the store until it has caught up.
+    fn offer(&mut self, offset: u64, appended_ms: u64, n: &Notification, capacity: usize) {
+        if !self.live {
+            return;
+        }
+        let expected = self.next_send + self.queue.len() as u64;
+        if offset < expected {
+            return;
+        }
+        if offset > expected || self.queue.len() >= capacity {
+            self.live = false;
+            return;
+        }
+        self.queue.push_back(Queued {
+            offset,
+            appended_ms,
+            notification: n.clone(),
+        });
+    }
+
     /// Forgets what is queued and in flight and starts sending again at `from` from the
     /// store.
     fn rewind(&mut self, from: u64) -> usize {
@@ -500,19 +523,7 @@ impl<S: Store> Hub<S> {
                 .get_mut(&sid)
                 .expect("entity's session exists");
             for (k, &i) in idx.iter().enumerate() {
-                if !s.live {
-                    break;
-                }
-                if s.queue.len() < capacity {
-                    s.queue.push_back(Queued {
-                        offset: start + k as u64,
-                        appended_ms: now_ms,
-                        notification: batch[i].clone(),
-                    });
-                } else {
-                    // Full: from here on this session reads from the store.
-                    s.live = false;
-                }
+                s.offer(start + k as u64, now_ms, &batch[i], capacity);
             }
             if s.idle {
                 s.idle = false;
@@ -523,6 +534,32 @@ impl<S: Store> Hub<S> {
             Some(e) => Err(e),
             None => Ok(offsets),
         }
+    }
+
+    /// A notification the store holds at `offset` that this hub did not publish: on a store
+    /// several hubs share (the edges of one cluster), another hub's, as this hub's feed of the
+    /// store reports it. A live session of its entity gets it in offset order (a repeat is
+    /// ignored); one that finds a gap reads from the store instead, so nothing is skipped.
+    pub fn handle_stored(
+        &mut self,
+        offset: u64,
+        appended_ms: u64,
+        n: &Notification,
+    ) -> Result<(), HubError> {
+        let capacity = self.config.queue_capacity;
+        let Some(sid) = self.entity(n.entity)?.session else {
+            return Ok(());
+        };
+        let s = self
+            .sessions
+            .get_mut(&sid)
+            .expect("entity's session exists");
+        s.offer(offset, appended_ms, n, capacity);
+        if s.idle {
+            s.idle = false;
+            self.events.push_back(HubEvent::Wake(sid));
+        }
+        Ok(())
     }
 
     /// The store's slow work, if any is due (the file store's checkpoint after the journal

@@ -133,3 +133,88 @@ pub trait Store: Send {
     /// Takes the result of a job from [`Store::poll_background`].
     fn handle_background(&mut self, done: Self::Done);
 }
+
+/// One store shared by several hubs in one process, as the edges of one cluster share theirs:
+/// each call takes the lock for its own duration. For tests of several edges, and for tools.
+impl<S: Store> Store for std::sync::Arc<std::sync::Mutex<S>> {
+    type Done = S::Done;
+
+    fn number_entities(&mut self, names: &[&str]) -> Result<Vec<EntityId>, LogError> {
+        lock(self).number_entities(names)
+    }
+
+    fn entities(&self) -> Vec<EntityId> {
+        lock(self).entities()
+    }
+
+    fn range(&self, entity: EntityId) -> Option<Range<u64>> {
+        lock(self).range(entity)
+    }
+
+    fn create(&mut self, entity: EntityId) -> Result<Range<u64>, LogError> {
+        lock(self).create(entity)
+    }
+
+    fn append(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        side: Option<Side<'_>>,
+    ) -> Result<Vec<Result<u64, LogError>>, LogError> {
+        lock(self).append(groups, now_ms, side)
+    }
+
+    fn read(
+        &mut self,
+        entity: EntityId,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<Record>,
+    ) -> Result<(), LogError> {
+        lock(self).read(entity, from, max_records, max_bytes, out)
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        lock(self).max_record_bytes()
+    }
+
+    fn load_acked(&mut self, entity: EntityId) -> Result<Option<u64>, LogError> {
+        lock(self).load_acked(entity)
+    }
+
+    fn save_acked(&mut self, entity: EntityId, acked: u64) -> Result<(), LogError> {
+        lock(self).save_acked(entity, acked)
+    }
+
+    fn save_acked_all(&mut self, all: &[(EntityId, u64)]) -> Result<(), LogError> {
+        lock(self).save_acked_all(all)
+    }
+
+    fn retain(
+        &mut self,
+        entity: EntityId,
+        now_ms: u64,
+        policy: &Retention,
+        acked: u64,
+    ) -> Result<RetentionOutcome, LogError> {
+        lock(self).retain(entity, now_ms, policy, acked)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        lock(self).size_bytes()
+    }
+
+    fn poll_background(&mut self) -> Option<Background<S::Done>> {
+        lock(self).poll_background()
+    }
+
+    fn handle_background(&mut self, done: S::Done) {
+        lock(self).handle_background(done);
+    }
+}
+
+fn lock<S>(m: &std::sync::Mutex<S>) -> std::sync::MutexGuard<'_, S> {
+    // A panicked holder left whole records (each call is one store operation): go on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
