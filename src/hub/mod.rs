@@ -503,17 +503,26 @@ impl<S: Store> Hub<S> {
         let mut failed: Option<HubError> = None;
         let mut offsets = vec![0; batch.len()];
         let capacity = self.config.queue_capacity;
-        for ((entity, idx), start) in order.iter().zip(&members).zip(appended) {
-            let start = match start {
-                Ok(s) => s,
+        for ((entity, idx), got) in order.iter().zip(&members).zip(appended) {
+            let got = match got {
+                Ok(g) if g.len() == idx.len() => g,
+                Ok(g) => {
+                    failed.get_or_insert(HubError::Log(LogError::Cluster(format!(
+                        "the store gave {} offsets for {} records of entity {}",
+                        g.len(),
+                        idx.len(),
+                        entity.0
+                    ))));
+                    continue;
+                }
                 Err(e) => {
                     failed.get_or_insert(e.into());
                     continue;
                 }
             };
             self.stats.published += idx.len() as u64;
-            for (k, &i) in idx.iter().enumerate() {
-                offsets[i] = start + k as u64;
+            for (&o, &i) in got.iter().zip(idx) {
+                offsets[i] = o;
             }
             let Some(sid) = self.entities.get(entity).and_then(|s| s.session) else {
                 continue;
@@ -522,8 +531,8 @@ impl<S: Store> Hub<S> {
                 .sessions
                 .get_mut(&sid)
                 .expect("entity's session exists");
-            for (k, &i) in idx.iter().enumerate() {
-                s.offer(start + k as u64, now_ms, &batch[i], capacity);
+            for (&o, &i) in got.iter().zip(idx) {
+                s.offer(o, now_ms, &batch[i], capacity);
             }
             if s.idle {
                 s.idle = false;

@@ -429,7 +429,7 @@ impl Store for FileStore {
         groups: &[Group<'_>],
         now_ms: u64,
         side: Option<Side<'_>>,
-    ) -> Result<Vec<Result<u64, LogError>>, LogError> {
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
         // All or nothing: a record no log would take fails the batch before anything is
         // written, instead of half way with some entities served and a resend failing again.
         let max = self.config.log.max_record_bytes;
@@ -515,7 +515,8 @@ impl Store for FileStore {
             .zip(synced)
             .map(|((g, start), synced)| {
                 let log = self.logs.get_mut(&g.entity).expect("written entity");
-                log.settle(synced).map(|()| start)
+                log.settle(synced)
+                    .map(|()| (start..start + g.records.len() as u64).collect())
             })
             .collect();
         Ok(out)

@@ -150,6 +150,9 @@ pub enum LogError {
         /// What disagrees, and what to do.
         reason: String,
     },
+    /// A store shared through a cluster failed or answered what cannot be.
+    #[error("cluster store: {0}")]
+    Cluster(String),
     /// The offset asked for was deleted by retention.
     #[error("offset {offset} was deleted by retention; the log starts at {start}")]
     Deleted {

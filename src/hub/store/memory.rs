@@ -95,7 +95,7 @@ impl Store for MemoryStore {
         groups: &[Group<'_>],
         now_ms: u64,
         side: Option<Side<'_>>,
-    ) -> Result<Vec<Result<u64, LogError>>, LogError> {
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
         let max = self.max_record_bytes;
         if let Some(r) = groups
             .iter()
@@ -122,7 +122,7 @@ impl Store for MemoryStore {
                         data: data.to_vec(),
                     });
                 }
-                Ok(first)
+                Ok((first..first + g.records.len() as u64).collect())
             })
             .collect();
         if let Some(s) = side {

@@ -76,16 +76,17 @@ pub trait Store: Send {
     fn create(&mut self, entity: EntityId) -> Result<Range<u64>, LogError>;
 
     /// Appends each group's records to its entity's log (created when missing), durably,
-    /// with `side` in the same durable write. Returns the first offset each group got, in the
-    /// order of `groups`, or why that group failed: a group that failed holds none of its
-    /// records, one that did holds all. `Err` means no group was appended — in particular a
+    /// with `side` in the same durable write. Returns the offsets each group's records got
+    /// (ascending; consecutive in a store with one writer, while on a store several hubs share
+    /// another's records may fall between), in the order of `groups`, or why that group
+    /// failed: a group that failed holds none of its records, one that did holds all. `Err` means no group was appended — in particular a
     /// record over the store's size limit refuses the whole batch before anything is written.
     fn append(
         &mut self,
         groups: &[Group<'_>],
         now_ms: u64,
         side: Option<Side<'_>>,
-    ) -> Result<Vec<Result<u64, LogError>>, LogError>;
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError>;
 
     /// Reads at most `max_records` records (and about `max_bytes` payload bytes, at least
     /// one record) of `entity`'s log from offset `from` into `out`.
@@ -160,7 +161,7 @@ impl<S: Store> Store for std::sync::Arc<std::sync::Mutex<S>> {
         groups: &[Group<'_>],
         now_ms: u64,
         side: Option<Side<'_>>,
-    ) -> Result<Vec<Result<u64, LogError>>, LogError> {
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
         lock(self).append(groups, now_ms, side)
     }
 
