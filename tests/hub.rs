@@ -743,7 +743,7 @@ fn frames_round_trip_and_valid_seeds_decode() {
 const ENTITIES: u32 = 3;
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(crate) enum Op {
     Publish {
         entity: u32,
         count: u64,
@@ -771,7 +771,7 @@ enum Op {
     },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     let e = 0..ENTITIES;
     prop_oneof![
         3 => (e.clone(), 1..6u64).prop_map(|(entity, count)| Op::Publish { entity, count }),
@@ -795,7 +795,7 @@ struct Sub {
 }
 
 /// Opens a hub again on what the old one's store holds (at the given time).
-type Reopen<S> = Box<dyn Fn(&Hub<S>, u64) -> Hub<S>>;
+pub(crate) type Reopen<S> = Box<dyn Fn(&Hub<S>, u64) -> Hub<S>>;
 
 struct World<S: Store> {
     cfg: HubConfig,
@@ -953,7 +953,7 @@ impl<S: Store> World<S> {
     }
 }
 
-fn model_config() -> HubConfig {
+pub(crate) fn model_config() -> HubConfig {
     HubConfig {
         queue_capacity: 2,
         max_in_flight: 3,
@@ -965,7 +965,7 @@ fn model_config() -> HubConfig {
     }
 }
 
-fn run_model<S: Store>(hub: Hub<S>, reopen: Reopen<S>, ops: &[Op]) {
+pub(crate) fn run_model<S: Store>(hub: Hub<S>, reopen: Reopen<S>, ops: &[Op]) {
     let mut w = World {
         cfg: model_config(),
         hub,

@@ -14,6 +14,8 @@
 //! blocking thread of the shell) and report back ([`Store::handle_background`]).
 
 pub mod file;
+#[cfg(feature = "cluster")]
+pub mod jetstream;
 pub mod journal;
 pub mod log;
 pub mod memory;

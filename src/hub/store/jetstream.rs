@@ -1,0 +1,658 @@
+//! The hub's store on NATS JetStream (feature `cluster`): every edge of one hub shares it, and
+//! JetStream replicates it (`replicas`, 3 in production), so no single machine holds the only
+//! copy of a notification.
+//!
+//! - **Notifications**: one stream (`CWN_N`), one subject per entity (`cwn.n.<number>`). Each
+//!   record carries its per-entity offset in the `Cwn-Offset` header and the notification id as
+//!   `Nats-Msg-Id`, so a resend inside the duplicate window is dropped by the server (and
+//!   answered with the original's sequence). Appends to one entity carry
+//!   `Nats-Expected-Last-Subject-Sequence`: two edges appending to the same entity at once
+//!   cannot interleave offsets; the loser re-reads the subject's end and tries again.
+//! - **Acked offsets**: KV bucket `CWN_ACKED`, key = entity number.
+//! - **Numbering**: KV bucket `CWN_ENTITIES`, one create-only key per registry id (hex), so two
+//!   edges numbering at once cannot give one number twice or one id two numbers.
+//!
+//! Durability is the quorum's: a publish is acknowledged once a majority of the replicas
+//! hold it (the servers' own `fsync` runs on their `sync_interval`).
+//!
+//! The [`Store`] trait is synchronous; this store runs its NATS client on a runtime of its
+//! own and waits for it, so it may be called from any thread, async or not.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::ops::Range;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+
+use super::{Background, Group, LogError, Record, Retention, RetentionOutcome, Side, Store};
+use crate::hub::EntityId;
+
+/// The header that carries a record's per-entity offset.
+pub const OFFSET_HEADER: &str = "Cwn-Offset";
+/// The header that carries the time a record was appended, Unix milliseconds.
+pub const TIME_HEADER: &str = "Cwn-Time";
+
+/// Where the store lives in the cluster.
+#[derive(Clone, Debug)]
+pub struct JetStreamConfig {
+    /// NATS server URLs (`nats://host:port`); the client fails over between them.
+    pub urls: Vec<String>,
+    /// The notification stream.
+    pub stream: String,
+    /// Subjects are `<prefix>.<entity number>`.
+    pub subject_prefix: String,
+    /// KV bucket of acked offsets.
+    pub acked_bucket: String,
+    /// KV bucket of entity numbers.
+    pub entities_bucket: String,
+    /// Replicas of the stream and buckets (1 for a single server, 3 in production).
+    pub replicas: usize,
+    /// Largest record accepted.
+    pub max_record_bytes: usize,
+    /// How long one request to the cluster may take.
+    pub timeout: Duration,
+}
+
+impl JetStreamConfig {
+    /// The default names (`CWN_N`, `cwn.n`, `CWN_ACKED`, `CWN_ENTITIES`) on the servers at
+    /// `urls`, with three replicas, 1 MiB records and 10 s requests.
+    pub fn new(urls: Vec<String>) -> Self {
+        JetStreamConfig {
+            urls,
+            stream: "CWN_N".into(),
+            subject_prefix: "cwn.n".into(),
+            acked_bucket: "CWN_ACKED".into(),
+            entities_bucket: "CWN_ENTITIES".into(),
+            replicas: 3,
+            max_record_bytes: 1 << 20,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What this edge knows of one entity's subject.
+#[derive(Clone, Debug, Default)]
+struct SubjectLog {
+    /// First offset held.
+    start: u64,
+    /// Offset the next record gets.
+    next: u64,
+    /// Stream sequence of the subject's last message (0: none).
+    last_seq: u64,
+    /// Known stream sequences by offset (every record this edge wrote or read).
+    seqs: BTreeMap<u64, u64>,
+}
+
+/// The JetStream store. See the [module docs](self).
+pub struct JetStreamStore {
+    rt: Option<tokio::runtime::Runtime>,
+    cfg: JetStreamConfig,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    acked: kv::Store,
+    numbers: kv::Store,
+    logs: HashMap<EntityId, SubjectLog>,
+}
+
+impl std::fmt::Debug for JetStreamStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamStore")
+            .field("cfg", &self.cfg)
+            .field("entities", &self.logs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn cluster_err(what: &str, e: impl std::fmt::Display) -> LogError {
+    LogError::Cluster(format!("{what}: {e}"))
+}
+
+fn offset_of(m: &jetstream::message::StreamMessage) -> Result<u64, LogError> {
+    m.headers
+        .get(OFFSET_HEADER)
+        .and_then(|v| v.as_str().parse().ok())
+        .ok_or_else(|| {
+            cluster_err(
+                "stream message",
+                format!("sequence {} has no {OFFSET_HEADER} header", m.sequence),
+            )
+        })
+}
+
+fn not_found(e: &stream::DirectGetError) -> bool {
+    matches!(e.kind(), stream::DirectGetErrorKind::NotFound)
+}
+
+impl JetStreamStore {
+    /// Connects to the cluster and creates the stream and buckets where they do not exist.
+    pub fn open(cfg: JetStreamConfig) -> Result<JetStreamStore, LogError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cwn-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| cluster_err("runtime", e))?;
+        let c = cfg.clone();
+        let (js, stream, acked, numbers) = run_on(&rt, async move {
+            let client = async_nats::ConnectOptions::new()
+                .connection_timeout(c.timeout)
+                .request_timeout(Some(c.timeout))
+                .connect(c.urls.clone())
+                .await
+                .map_err(|e| cluster_err(&c.urls.join(","), e))?;
+            let js = jetstream::new(client);
+            let st = js
+                .get_or_create_stream(stream::Config {
+                    name: c.stream.clone(),
+                    subjects: vec![format!("{}.>", c.subject_prefix)],
+                    num_replicas: c.replicas,
+                    allow_direct: true,
+                    duplicate_window: Duration::from_secs(120),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| cluster_err(&c.stream, e))?;
+            let bucket = |name: String| {
+                let js = js.clone();
+                let replicas = c.replicas;
+                async move {
+                    match js.get_key_value(&name).await {
+                        Ok(s) => Ok(s),
+                        Err(_) => js
+                            .create_key_value(kv::Config {
+                                bucket: name.clone(),
+                                history: 1,
+                                num_replicas: replicas,
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(|e| cluster_err(&name, e)),
+                    }
+                }
+            };
+            let acked = bucket(c.acked_bucket.clone()).await?;
+            let numbers = bucket(c.entities_bucket.clone()).await?;
+            Ok::<_, LogError>((js, st, acked, numbers))
+        })?;
+        let mut store = JetStreamStore {
+            rt: Some(rt),
+            cfg,
+            js,
+            stream,
+            acked,
+            numbers,
+            logs: HashMap::new(),
+        };
+        for e in store.list_entities()? {
+            store.refresh(e)?;
+        }
+        Ok(store)
+    }
+
+    fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        run_on(self.rt.as_ref().expect("runtime until dropped"), f)
+    }
+
+    fn subject(&self, e: EntityId) -> String {
+        format!("{}.{}", self.cfg.subject_prefix, e.0)
+    }
+
+    fn list_entities(&self) -> Result<Vec<EntityId>, LogError> {
+        let (s, name, filter) = (
+            self.stream.clone(),
+            self.cfg.stream.clone(),
+            format!("{}.>", self.cfg.subject_prefix),
+        );
+        let prefix = format!("{}.", self.cfg.subject_prefix);
+        let subjects = self.run(async move {
+            let info = s
+                .info_with_subjects(filter)
+                .await
+                .map_err(|e| cluster_err(&name, e))?;
+            info.try_collect::<Vec<(String, usize)>>()
+                .await
+                .map_err(|e| cluster_err(&name, e))
+        })?;
+        let mut ids: Vec<EntityId> = subjects
+            .iter()
+            .filter_map(|(s, _)| s.strip_prefix(&prefix)?.parse().ok().map(EntityId))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Reads the first and last message of the entity's subject and takes their offsets.
+    fn refresh(&mut self, e: EntityId) -> Result<&mut SubjectLog, LogError> {
+        let (s, subject) = (self.stream.clone(), self.subject(e));
+        let (first, last) = self.run(async move {
+            let first = match s.direct_get_first_for_subject(subject.clone()).await {
+                Ok(m) => Some(m),
+                Err(e) if not_found(&e) => None,
+                Err(e) => return Err(cluster_err(&subject, e)),
+            };
+            let last = match s.direct_get_last_for_subject(subject.clone()).await {
+                Ok(m) => Some(m),
+                Err(e) if not_found(&e) => None,
+                Err(e) => return Err(cluster_err(&subject, e)),
+            };
+            Ok((first, last))
+        })?;
+        let log = self.logs.entry(e).or_default();
+        match (first, last) {
+            (Some(f), Some(l)) => {
+                let (fo, lo) = (offset_of(&f)?, offset_of(&l)?);
+                log.start = fo;
+                log.next = lo + 1;
+                log.last_seq = l.sequence;
+                log.seqs.insert(fo, f.sequence);
+                log.seqs.insert(lo, l.sequence);
+            }
+            _ => {
+                // Empty (or emptied by retention): the next offset is kept as known.
+                log.start = log.next;
+            }
+        }
+        Ok(log)
+    }
+
+    /// Appends one entity's records, each expecting the subject's last sequence this edge
+    /// knows, and returns the offset each got. A record the server already holds (the same
+    /// notification id within the duplicate window: a resend) keeps its first offset and
+    /// takes none. On a sequence mismatch (another edge appended) the end is read again and
+    /// the records not yet stored go after it.
+    fn append_group(&mut self, g: &Group<'_>, now_ms: u64) -> Result<Vec<u64>, LogError> {
+        const TRIES: usize = 8;
+        let subject = self.subject(g.entity);
+        let ids: Vec<String> = g
+            .records
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                crate::hub::Notification::decode(r).map_or_else(
+                    |_| format!("{}-{now_ms}-{k}", g.entity.0),
+                    |n| format!("{:032x}", n.id.0),
+                )
+            })
+            .collect();
+        let mut offsets: Vec<u64> = Vec::with_capacity(g.records.len());
+        let mut tries = 0;
+        while offsets.len() < g.records.len() {
+            if !self.logs.contains_key(&g.entity) {
+                self.refresh(g.entity)?;
+            }
+            let log = &self.logs[&g.entity];
+            let (mut next, mut last_seq) = (log.next, log.last_seq);
+            let todo: Vec<(Bytes, String)> = g.records[offsets.len()..]
+                .iter()
+                .zip(&ids[offsets.len()..])
+                .map(|(r, id)| (Bytes::copy_from_slice(r), id.clone()))
+                .collect();
+            let (js, st, subj) = (self.js.clone(), self.stream.clone(), subject.clone());
+            let (done, failed) = self.run(async move {
+                let mut done: Vec<(u64, u64)> = Vec::new();
+                for (payload, id) in todo {
+                    let mut publish = jetstream::message::PublishMessage::build()
+                        .payload(payload)
+                        .message_id(id)
+                        .header(OFFSET_HEADER, next.to_string().as_str())
+                        .header(TIME_HEADER, now_ms.to_string().as_str());
+                    if last_seq > 0 {
+                        publish = publish.expected_last_subject_sequence(last_seq);
+                    }
+                    let ack = match js.send_publish(subj.clone(), publish).await {
+                        Ok(f) => f.await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let ack = match ack {
+                        Ok(a) => a,
+                        Err(e) => return (done, Some(e)),
+                    };
+                    if ack.duplicate {
+                        // Stored before: its offset is in its own header.
+                        match st.direct_get(ack.sequence).await {
+                            Ok(m) => match offset_of(&m) {
+                                Ok(o) => done.push((o, ack.sequence)),
+                                Err(e) => return (done, Some(e.to_string())),
+                            },
+                            Err(e) => return (done, Some(e.to_string())),
+                        }
+                    } else {
+                        done.push((next, ack.sequence));
+                        next += 1;
+                        last_seq = ack.sequence;
+                    }
+                }
+                (done, None)
+            });
+            let log = self.logs.get_mut(&g.entity).expect("refreshed");
+            for &(offset, seq) in &done {
+                log.seqs.insert(offset, seq);
+                log.last_seq = log.last_seq.max(seq);
+                log.next = log.next.max(offset + 1);
+                offsets.push(offset);
+            }
+            if let Some(msg) = failed {
+                tries += 1;
+                if !msg.contains("wrong last sequence") || tries >= TRIES {
+                    return Err(cluster_err(&subject, msg));
+                }
+                // Another edge appended: take the subject's end and go on after it.
+                self.refresh(g.entity)?;
+            }
+        }
+        Ok(offsets)
+    }
+}
+
+/// Runs `f` on `rt` and waits for it from this thread, whatever runtime this thread is in.
+fn run_on<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    f: impl Future<Output = T> + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv()
+        .expect("the NATS runtime runs the request to its end")
+}
+
+impl Drop for JetStreamStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Store for JetStreamStore {
+    type Done = ();
+
+    fn number_entities(&mut self, names: &[&str]) -> Result<Vec<EntityId>, LogError> {
+        let kv = self.numbers.clone();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        self.run(async move {
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                let key = format!("id.{}", hex(&name));
+                loop {
+                    if let Some(v) = kv.get(&key).await.map_err(|e| cluster_err(&key, e))? {
+                        let n = std::str::from_utf8(&v)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| cluster_err(&key, "not a number"))?;
+                        out.push(EntityId(n));
+                        break;
+                    }
+                    // Take the next number (compare-and-set on the counter), then claim the
+                    // name with it; a number taken but not claimed is never reused.
+                    let counter = kv.entry("next").await.map_err(|e| cluster_err("next", e))?;
+                    let (n, taken) = match counter {
+                        Some(c) => {
+                            let n: u32 = std::str::from_utf8(&c.value)
+                                .ok()
+                                .and_then(|s| s.parse().ok())
+                                .ok_or_else(|| cluster_err("next", "not a number"))?;
+                            let bumped = Bytes::from((n + 1).to_string());
+                            (n, kv.update("next", bumped, c.revision).await.is_ok())
+                        }
+                        None => (0, kv.create("next", Bytes::from("1")).await.is_ok()),
+                    };
+                    if taken {
+                        // Another edge may have claimed the name meanwhile: then read again.
+                        let _ = kv.create(&key, Bytes::from(n.to_string())).await;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn entities(&self) -> Vec<EntityId> {
+        let mut v: Vec<EntityId> = self.logs.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn range(&self, entity: EntityId) -> Option<Range<u64>> {
+        self.logs.get(&entity).map(|l| l.start..l.next)
+    }
+
+    fn create(&mut self, entity: EntityId) -> Result<Range<u64>, LogError> {
+        if !self.logs.contains_key(&entity) {
+            self.refresh(entity)?;
+        }
+        Ok(self.range(entity).expect("refreshed"))
+    }
+
+    fn append(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        _side: Option<Side<'_>>,
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
+        let max = self.cfg.max_record_bytes;
+        if let Some(r) = groups
+            .iter()
+            .flat_map(|g| &g.records)
+            .find(|r| r.len() > max)
+        {
+            return Err(LogError::RecordTooLarge {
+                len: r.len(),
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(groups
+            .iter()
+            .map(|g| self.append_group(g, now_ms))
+            .collect())
+    }
+
+    fn read(
+        &mut self,
+        entity: EntityId,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+        out: &mut Vec<Record>,
+    ) -> Result<(), LogError> {
+        let log = match self.logs.get(&entity) {
+            Some(l) => l.clone(),
+            None => self.refresh(entity)?.clone(),
+        };
+        if from < log.start {
+            return Err(LogError::Deleted {
+                offset: from,
+                start: log.start,
+            });
+        }
+        if from >= log.next {
+            return Ok(());
+        }
+        // Start after the nearest known sequence at or before `from`.
+        let (known_off, known_seq) = log
+            .seqs
+            .range(..=from)
+            .next_back()
+            .map_or((None, 0), |(&o, &s)| (Some(o), s));
+        let (s, subject) = (self.stream.clone(), self.subject(entity));
+        let got = self.run(async move {
+            let mut got = Vec::new();
+            let (mut bytes, mut seq) = (0usize, known_seq);
+            // The known record itself is read again when it is the one asked for.
+            let mut at = if known_off == Some(from) {
+                Some(
+                    s.direct_get(known_seq)
+                        .await
+                        .map_err(|e| cluster_err(&subject, e))?,
+                )
+            } else {
+                None
+            };
+            loop {
+                let m = match at.take() {
+                    Some(m) => m,
+                    None => match s
+                        .direct_get_next_for_subject(subject.clone(), Some(seq + 1))
+                        .await
+                    {
+                        Ok(m) => m,
+                        Err(e) if not_found(&e) => break,
+                        Err(e) => return Err(cluster_err(&subject, e)),
+                    },
+                };
+                seq = m.sequence;
+                let offset = offset_of(&m)?;
+                if offset < from {
+                    continue;
+                }
+                let time_ms = m
+                    .headers
+                    .get(TIME_HEADER)
+                    .and_then(|v| v.as_str().parse().ok())
+                    .unwrap_or(0);
+                bytes += m.payload.len();
+                got.push((
+                    Record {
+                        offset,
+                        time_ms,
+                        data: m.payload.to_vec(),
+                    },
+                    m.sequence,
+                ));
+                if got.len() >= max_records || bytes >= max_bytes {
+                    break;
+                }
+            }
+            Ok(got)
+        })?;
+        let log = self.logs.get_mut(&entity).expect("known");
+        for (r, seq) in got {
+            log.seqs.insert(r.offset, seq);
+            log.next = log.next.max(r.offset + 1);
+            out.push(r);
+        }
+        Ok(())
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.cfg.max_record_bytes
+    }
+
+    fn load_acked(&mut self, entity: EntityId) -> Result<Option<u64>, LogError> {
+        let kv = self.acked.clone();
+        let key = entity.0.to_string();
+        self.run(async move {
+            let v = kv.get(&key).await.map_err(|e| cluster_err(&key, e))?;
+            v.map(|v| {
+                std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| cluster_err(&key, "not an offset"))
+            })
+            .transpose()
+        })
+    }
+
+    fn save_acked(&mut self, entity: EntityId, acked: u64) -> Result<(), LogError> {
+        self.save_acked_all(&[(entity, acked)])
+    }
+
+    fn save_acked_all(&mut self, all: &[(EntityId, u64)]) -> Result<(), LogError> {
+        let kv = self.acked.clone();
+        let all = all.to_vec();
+        self.run(async move {
+            for (e, a) in all {
+                let key = e.0.to_string();
+                kv.put(&key, Bytes::from(a.to_string()))
+                    .await
+                    .map_err(|e| cluster_err(&key, e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// By age only, and only what is acked: the entity's oldest records older than the limit
+    /// and below `acked` are purged from its subject. The size cap is the stream's own
+    /// (`max_bytes`), set by the operator.
+    fn retain(
+        &mut self,
+        entity: EntityId,
+        now_ms: u64,
+        policy: &Retention,
+        acked: u64,
+    ) -> Result<RetentionOutcome, LogError> {
+        let mut out = RetentionOutcome::default();
+        let Some(age) = policy.max_age_ms else {
+            return Ok(out);
+        };
+        let Some(log) = self.logs.get(&entity).cloned() else {
+            return Ok(out);
+        };
+        // The first record to keep: the first not acked or not old enough.
+        let mut keep_from = log.start;
+        let mut batch = Vec::new();
+        while keep_from < acked.min(log.next) {
+            batch.clear();
+            self.read(entity, keep_from, 256, 1 << 20, &mut batch)?;
+            let Some(pos) = batch
+                .iter()
+                .position(|r| r.offset >= acked || r.time_ms.saturating_add(age) > now_ms)
+            else {
+                keep_from = batch.last().map_or(acked, |r| r.offset + 1);
+                if batch.is_empty() {
+                    break;
+                }
+                continue;
+            };
+            keep_from = batch[pos].offset;
+            break;
+        }
+        // The last record always stays: it carries the entity's next offset, which an edge
+        // starting afresh reads from the subject's end.
+        let keep_from = keep_from.min(log.next.saturating_sub(1));
+        if keep_from <= log.start {
+            return Ok(out);
+        }
+        let log = self.logs.get(&entity).cloned().expect("known");
+        let seq = match log.seqs.get(&keep_from) {
+            Some(&s) => s,
+            None => log.last_seq + 1,
+        };
+        let (s, subject) = (self.stream.clone(), self.subject(entity));
+        let purged = self.run(async move {
+            s.purge()
+                .filter(subject.clone())
+                .sequence(seq)
+                .await
+                .map_err(|e| cluster_err(&subject, e))
+        })?;
+        out.segments_deleted = usize::try_from(purged.purged).unwrap_or(usize::MAX);
+        let log = self.logs.get_mut(&entity).expect("known");
+        log.start = keep_from;
+        log.seqs = log.seqs.split_off(&keep_from);
+        Ok(out)
+    }
+
+    /// The stream's bytes as of the last time this edge read its info (at open).
+    fn size_bytes(&self) -> u64 {
+        self.stream.cached_info().state.bytes
+    }
+
+    fn poll_background(&mut self) -> Option<Background<()>> {
+        None
+    }
+
+    fn handle_background(&mut self, (): ()) {}
+}
+
+fn hex(s: &str) -> String {
+    use std::fmt::Write as _;
+    s.bytes().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
