@@ -271,3 +271,71 @@ fn the_jetstream_store_matches_the_naive_model() {
     assert!(jsz["streams"].as_u64().unwrap() >= 24, "{jsz}");
     assert!(jsz["messages"].as_u64().unwrap() > 0, "{jsz}");
 }
+
+/// `cwn serve` with `[cluster]`: notifications, acked offsets and entity numbers live in
+/// JetStream, so another edge — its own empty data folder, the first edge gone — serves the
+/// subscriber from where it stopped, with what was published through either edge.
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_on_the_cluster_takes_over_where_another_left() {
+    use super::net::{Net, quiet, stream, take};
+    use cwn::hub::StartFrom;
+    use cwn::net::client::Client;
+    use cwn::net::config::ClusterConfig;
+    use cwn::net::server::Server;
+
+    let Some(bin) = nats_server() else { return };
+    let cluster = NatsCluster::start(bin);
+    let net = Net::new();
+    let mut cfg = net.cfg.clone();
+    cfg.cluster = Some(ClusterConfig {
+        nats: cluster.urls(),
+        replicas: 3,
+        stream: "CWN_N".into(),
+        subject_prefix: "cwn.n".into(),
+        acked_bucket: "CWN_ACKED".into(),
+        entities_bucket: "CWN_ENTITIES".into(),
+    });
+    let edge1 = Server::start(&cfg).await.unwrap();
+    let hub1 = edge1.local_addr().to_string();
+    let mut hospital = Client::connect(&hub1, &net.id("hospital"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    let t = net.telemetry(
+        "a.jsonl",
+        &[
+            ("a.evil.example", "198.51.100.1"),
+            ("b.evil.example", "198.51.100.2"),
+        ],
+    );
+    stream(&net, &hub1, &t).await;
+    let got = take(&mut hospital, 2).await;
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [0, 1]);
+    hospital.close().await;
+    edge1.shutdown().await;
+
+    // Another edge on the same cluster, with a data folder of its own.
+    let mut cfg2 = cfg.clone();
+    cfg2.data_dir = net.dir.path().join("edge2");
+    cfg2.audit_log = cfg2.data_dir.join("audit.jsonl");
+    let edge2 = Server::start(&cfg2).await.unwrap();
+    let hub2 = edge2.local_addr().to_string();
+    let t2 = net.telemetry("b.jsonl", &[("c.evil.example", "198.51.100.5")]);
+    stream(&net, &hub2, &t2).await;
+    let mut hospital = Client::connect(&hub2, &net.id("hospital"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    let got = take(&mut hospital, 1).await;
+    assert_eq!(got[0].0, 2, "after the last ack taken on the other edge");
+    assert_eq!(got[0].1["value"], "c.evil.example");
+    quiet(&mut hospital).await;
+    hospital.close().await;
+    edge2.shutdown().await;
+    drop(cluster);
+}

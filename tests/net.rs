@@ -180,7 +180,7 @@ pub(crate) async fn stream(net: &Net, hub: &str, file: &Path) -> Vec<cwn::net::b
 }
 
 /// Receives `n` notifications, acknowledging each; panics if they take over 5 s.
-async fn take(sub: &mut Subscription, n: usize) -> Vec<(u64, serde_json::Value)> {
+pub(crate) async fn take(sub: &mut Subscription, n: usize) -> Vec<(u64, serde_json::Value)> {
     let mut out = Vec::new();
     while out.len() < n {
         let (offset, note) = tokio::time::timeout(Duration::from_secs(5), sub.next())
@@ -195,7 +195,7 @@ async fn take(sub: &mut Subscription, n: usize) -> Vec<(u64, serde_json::Value)>
 }
 
 /// Nothing more arrives within a short while.
-async fn quiet(sub: &mut Subscription) {
+pub(crate) async fn quiet(sub: &mut Subscription) {
     let r = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
     assert!(r.is_err(), "unexpected notification: {r:?}");
 }

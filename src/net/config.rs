@@ -181,6 +181,26 @@ pub struct HubConfig {
     /// distribution 0/1, hits that reach nobody) then go to nobody and are only written to
     /// the audit log. Off by default: such a registry is refused.
     pub allow_no_publisher: bool,
+    /// `[cluster]`: the hub's notifications, acked offsets and numbering on NATS JetStream
+    /// (this process one edge of many); `None`: the embedded file store in `data_dir`.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]` of `hub.toml`: where the hub's store lives on NATS JetStream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://HOST:PORT`), tried in turn and failed over between.
+    pub nats: Vec<String>,
+    /// Replicas of the stream and buckets: 3 in production (1 for a single test server).
+    pub replicas: usize,
+    /// The notification stream (`CWN_N`).
+    pub stream: String,
+    /// Notification subjects are `PREFIX.<entity number>` (`cwn.n`).
+    pub subject_prefix: String,
+    /// KV bucket of acked offsets (`CWN_ACKED`).
+    pub acked_bucket: String,
+    /// KV bucket of entity numbers (`CWN_ENTITIES`).
+    pub entities_bucket: String,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +221,24 @@ struct Raw {
     snapshot: RawSnapshot,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    nats: Spanned<Vec<String>>,
+    #[serde(default)]
+    replicas: Option<Spanned<i64>>,
+    #[serde(default)]
+    stream: Option<Spanned<String>>,
+    #[serde(default)]
+    subject_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    acked_bucket: Option<Spanned<String>>,
+    #[serde(default)]
+    entities_bucket: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +291,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "tls",
             "snapshot",
             "limits",
+            "cluster",
         ],
     ),
     ("tls", &["cert", "key", "ca"]),
@@ -272,6 +311,17 @@ const KEYS: &[(&str, &[&str])] = &[
             "first_request_timeout",
             "sightings_interval",
             "max_indicators_per_partner_day",
+        ],
+    ),
+    (
+        "cluster",
+        &[
+            "nats",
+            "replicas",
+            "stream",
+            "subject_prefix",
+            "acked_bucket",
+            "entities_bucket",
         ],
     ),
 ];
@@ -327,6 +377,98 @@ fn unknown_keys(text: &str) -> Vec<ConfigProblem> {
         }
     }
     out
+}
+
+/// Checks `[cluster]`: at least one `nats://` or `tls://` URL with a host and port, 1 to 5
+/// replicas, names JetStream accepts.
+fn cluster_config(c: &RawCluster, p: &mut Problems<'_>) -> ClusterConfig {
+    if c.nats.get_ref().is_empty() {
+        p.at(c.nats.span(), "cluster.nats", "names no server");
+    }
+    for u in c.nats.get_ref() {
+        let rest = u
+            .strip_prefix("nats://")
+            .or_else(|| u.strip_prefix("tls://"));
+        let ok = rest.is_some_and(|r| {
+            r.rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
+        });
+        if !ok {
+            p.at(
+                c.nats.span(),
+                "cluster.nats",
+                format!("{u:?} is not a NATS URL (e.g. \"nats://10.0.0.5:4222\")"),
+            );
+        }
+    }
+    let replicas = match &c.replicas {
+        None => 3,
+        Some(v) => match usize::try_from(*v.get_ref()) {
+            Ok(n) if (1..=5).contains(&n) => n,
+            _ => {
+                p.at(
+                    v.span(),
+                    "cluster.replicas",
+                    "must be 1 to 5 (JetStream's range)",
+                );
+                3
+            }
+        },
+    };
+    let name = |v: &Option<Spanned<String>>,
+                key: &str,
+                default: &str,
+                dots: bool,
+                p: &mut Problems<'_>| {
+        let Some(v) = v else {
+            return default.to_string();
+        };
+        let s = v.get_ref().trim();
+        let valid = !s.is_empty()
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (dots && b == b'.')
+            })
+            && !s.starts_with('.')
+            && !s.ends_with('.');
+        if !valid {
+            p.at(
+                v.span(),
+                key,
+                if dots {
+                    "letters, digits, `_`, `-` and inner `.` only"
+                } else {
+                    "letters, digits, `_` and `-` only"
+                },
+            );
+        }
+        s.to_string()
+    };
+    ClusterConfig {
+        nats: c.nats.get_ref().clone(),
+        replicas,
+        stream: name(&c.stream, "cluster.stream", "CWN_N", false, p),
+        subject_prefix: name(
+            &c.subject_prefix,
+            "cluster.subject_prefix",
+            "cwn.n",
+            true,
+            p,
+        ),
+        acked_bucket: name(
+            &c.acked_bucket,
+            "cluster.acked_bucket",
+            "CWN_ACKED",
+            false,
+            p,
+        ),
+        entities_bucket: name(
+            &c.entities_bucket,
+            "cluster.entities_bucket",
+            "CWN_ENTITIES",
+            false,
+            p,
+        ),
+    }
 }
 
 /// Edit distance, for suggestions.
@@ -661,6 +803,7 @@ impl HubConfig {
                 Err(m) => p.at(v.span(), "limits.max_batch_size", m),
             }
         }
+        let cluster = raw.cluster.as_ref().map(|c| cluster_config(c, &mut p));
         if !p.list.is_empty() {
             p.list.sort_by_key(|x| x.line);
             return Err(fail(p.list));
@@ -688,6 +831,7 @@ impl HubConfig {
                 sign_key: raw.snapshot.sign_key.as_ref().map(path),
             },
             limits,
+            cluster,
         })
     }
 
@@ -795,6 +939,55 @@ verify_key = "verify.pem"
             ],
             "{e}"
         );
+    }
+
+    #[test]
+    fn cluster_section() {
+        let plain = HubConfig::from_toml(GOOD, "hub.toml", Path::new("/c")).unwrap();
+        assert_eq!(plain.cluster, None, "no [cluster]: the embedded file store");
+        let text = format!(
+            "{GOOD}[cluster]\nnats = [\"nats://10.0.0.5:4222\", \"tls://nats-2.example:4222\"]\n"
+        );
+        let c = HubConfig::from_toml(&text, "hub.toml", Path::new("/c"))
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(
+            c,
+            ClusterConfig {
+                nats: vec![
+                    "nats://10.0.0.5:4222".into(),
+                    "tls://nats-2.example:4222".into()
+                ],
+                replicas: 3,
+                stream: "CWN_N".into(),
+                subject_prefix: "cwn.n".into(),
+                acked_bucket: "CWN_ACKED".into(),
+                entities_bucket: "CWN_ENTITIES".into(),
+            }
+        );
+        let cases = [
+            ("nats = []\n", "hub.toml:11: cluster.nats: names no server"),
+            (
+                "nats = [\"http://x:1\"]\n",
+                "hub.toml:11: cluster.nats: \"http://x:1\" is not a NATS URL (e.g. \"nats://10.0.0.5:4222\")",
+            ),
+            (
+                "nats = [\"nats://a:1\"]\nreplicas = 7\n",
+                "hub.toml:12: cluster.replicas: must be 1 to 5 (JetStream's range)",
+            ),
+            (
+                "nats = [\"nats://a:1\"]\nstream = \"a.b\"\n",
+                "hub.toml:12: cluster.stream: letters, digits, `_` and `-` only",
+            ),
+            (
+                "nats = [\"nats://a:1\"]\nreplica = 3\n",
+                "hub.toml:12: cluster.replica: unknown key (did you mean replicas?)",
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(err(&format!("[cluster]\n{extra}")), want, "{extra}");
+        }
     }
 
     #[test]

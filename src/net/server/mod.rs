@@ -63,9 +63,11 @@ use crate::status::{EntityInfo, Metrics, SnapshotInfo};
 mod matching;
 mod session;
 mod snapshot;
+mod store;
 
 use matching::{BatchFailure, RecentAnswers};
 use session::{SessionSignal, connection};
+use store::HubStore;
 
 /// File name of the last accepted snapshot in the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.cwnsnap";
@@ -138,7 +140,7 @@ struct Shared {
     verify_key: VerifyingKey,
     sign_key: Option<SigningKey>,
     /// The sans-IO distribution core: logs, offsets, sessions.
-    hub: Mutex<core::Hub>,
+    hub: Mutex<core::Hub<HubStore>>,
     /// Wakes the connection task of each subscriber session.
     sessions: Mutex<HashMap<SessionId, Arc<SessionSignal>>>,
     /// Wakes the timer task when the core's next deadline may have moved.
@@ -278,7 +280,8 @@ impl Server {
             );
         }
         let (core_cfg, store_cfg) = core_config(cfg);
-        let mut hub = core::Hub::open(core_cfg, store_cfg, now_ms())
+        let store = open_store(cfg, store_cfg)?;
+        let mut hub = core::Hub::with_store(store, core_cfg, now_ms())
             .map_err(|e| file_err(&cfg.data_dir, e))?;
         let names: Vec<&str> = router
             .registry()
@@ -529,6 +532,38 @@ fn registry_entities(reg: &Registry) -> Vec<EntityInfo> {
             )
         })
         .collect()
+}
+
+/// The store `cfg` names: the file store in `data_dir/logs`, or JetStream for `[cluster]`.
+fn open_store(cfg: &HubConfig, file: core::FileStoreConfig) -> Result<HubStore, ServeError> {
+    let Some(c) = &cfg.cluster else {
+        return core::FileStore::open(file)
+            .map(|s| HubStore::File(Box::new(s)))
+            .map_err(|e| file_err(&cfg.data_dir, e));
+    };
+    #[cfg(feature = "cluster")]
+    {
+        use crate::hub::store::jetstream::{JetStreamConfig, JetStreamStore};
+        let mut j = JetStreamConfig::new(c.nats.clone());
+        j.replicas = c.replicas;
+        j.stream = c.stream.clone();
+        j.subject_prefix = c.subject_prefix.clone();
+        j.acked_bucket = c.acked_bucket.clone();
+        j.entities_bucket = c.entities_bucket.clone();
+        JetStreamStore::open(j)
+            .map(|s| HubStore::Cluster(Box::new(s)))
+            .map_err(|e| file_err(Path::new("[cluster]"), e))
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        Err(file_err(
+            Path::new("[cluster]"),
+            format!(
+                "this cwn was built without the `cluster` feature; it cannot use NATS at {}",
+                c.nats.join(",")
+            ),
+        ))
+    }
 }
 
 /// The core's settings from the configuration.
