@@ -53,34 +53,75 @@ struct Node {
 }
 
 /// A JetStream cluster of three nodes on loopback; every node is killed when it is dropped.
+/// One runs at a time in this test binary (the others wait), each under a name of its own.
 pub(crate) struct NatsCluster {
     bin: PathBuf,
     dir: tempfile::TempDir,
+    name: String,
     nodes: Vec<Node>,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
 
+/// Held by the running cluster: three nodes per test on two cores is load enough, and
+/// clusters started together raced for the ports they had each picked.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl NatsCluster {
-    /// Starts three nodes and waits until they have elected a JetStream meta leader.
+    /// Starts three nodes and waits until they have elected a JetStream meta leader. Ports
+    /// are picked free, but another process may take one before a node binds it: then the
+    /// cluster is started again on other ports (three tries).
     pub(crate) fn start(bin: PathBuf) -> NatsCluster {
-        let nodes = (1..=3)
-            .map(|i| Node {
-                name: format!("n{i}"),
-                client: free_tcp_port(),
-                route: free_tcp_port(),
-                monitor: free_tcp_port(),
-                child: None,
-            })
-            .collect();
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let guard = ONE_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
         let mut c = NatsCluster {
             bin,
             dir: tempfile::tempdir().unwrap(),
-            nodes,
+            name: String::new(),
+            nodes: Vec::new(),
+            _one_at_a_time: guard,
         };
-        for i in 0..c.nodes.len() {
-            c.restart(i);
+        for attempt in 1..=3 {
+            for i in 0..c.nodes.len() {
+                c.kill(i);
+            }
+            let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            c.name = format!("cwn-{}-{n}", std::process::id());
+            c.nodes = (1..=3)
+                .map(|i| Node {
+                    name: format!("n{i}"),
+                    client: free_tcp_port(),
+                    route: free_tcp_port(),
+                    monitor: free_tcp_port(),
+                    child: None,
+                })
+                .collect();
+            for i in 0..c.nodes.len() {
+                c.restart(i);
+            }
+            if attempt == 3 {
+                c.wait_for_leader(Duration::from_secs(30));
+                break;
+            }
+            if c.leader_within(Duration::from_secs(15)).is_some() {
+                break;
+            }
+            eprintln!("cluster start {attempt}: no meta leader in 15 s; again on other ports");
         }
-        c.wait_for_leader(Duration::from_secs(20));
         c
+    }
+
+    /// [`leader`](Self::leader), waiting at most `within`.
+    fn leader_within(&self, within: Duration) -> Option<usize> {
+        let t = Instant::now();
+        loop {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            if t.elapsed() > within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The client URLs of every node, `nats://127.0.0.1:P`.
@@ -99,13 +140,13 @@ impl NatsCluster {
             .map(|n| format!("nats://127.0.0.1:{}", n.route))
             .collect();
         let n = &self.nodes[i];
-        let data = self.dir.path().join(&n.name);
+        let data = self.dir.path().join(format!("{}-{}", self.name, n.name));
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", n.name))).unwrap();
         let child = Command::new(&self.bin)
             .args(["-a", "127.0.0.1", "-p", &n.client.to_string()])
             .args(["-n", &n.name, "-js", "-sd"])
             .arg(&data)
-            .args(["--cluster_name", "cwn"])
+            .args(["--cluster_name", &self.name])
             .args(["--cluster", &format!("nats://127.0.0.1:{}", n.route)])
             .args(["--routes", &routes.join(",")])
             .args(["-m", &n.monitor.to_string()])
