@@ -313,6 +313,27 @@ fn the_jetstream_store_matches_the_naive_model() {
     assert!(jsz["messages"].as_u64().unwrap() > 0, "{jsz}");
 }
 
+/// The test network's hub configuration as one edge on `cluster`, with its own data folder.
+#[cfg(feature = "cluster")]
+fn edge_config(
+    net: &super::net::Net,
+    cluster: &NatsCluster,
+    name: &str,
+) -> cwn::net::config::HubConfig {
+    let mut cfg = net.cfg.clone();
+    cfg.data_dir = net.dir.path().join(name);
+    cfg.audit_log = cfg.data_dir.join("audit.jsonl");
+    cfg.cluster = Some(cwn::net::config::ClusterConfig {
+        nats: cluster.urls(),
+        replicas: 3,
+        stream: "CWN_N".into(),
+        subject_prefix: "cwn.n".into(),
+        acked_bucket: "CWN_ACKED".into(),
+        entities_bucket: "CWN_ENTITIES".into(),
+    });
+    cfg
+}
+
 /// `cwn serve` with `[cluster]`: notifications, acked offsets and entity numbers live in
 /// JetStream, so another edge — its own empty data folder, the first edge gone — serves the
 /// subscriber from where it stopped, with what was published through either edge.
@@ -322,21 +343,12 @@ async fn an_edge_on_the_cluster_takes_over_where_another_left() {
     use super::net::{Net, quiet, stream, take};
     use cwn::hub::StartFrom;
     use cwn::net::client::Client;
-    use cwn::net::config::ClusterConfig;
     use cwn::net::server::Server;
 
     let Some(bin) = nats_server() else { return };
     let cluster = NatsCluster::start(bin);
     let net = Net::new();
-    let mut cfg = net.cfg.clone();
-    cfg.cluster = Some(ClusterConfig {
-        nats: cluster.urls(),
-        replicas: 3,
-        stream: "CWN_N".into(),
-        subject_prefix: "cwn.n".into(),
-        acked_bucket: "CWN_ACKED".into(),
-        entities_bucket: "CWN_ENTITIES".into(),
-    });
+    let cfg = edge_config(&net, &cluster, "edge1");
     let edge1 = Server::start(&cfg).await.unwrap();
     let hub1 = edge1.local_addr().to_string();
     let mut hospital = Client::connect(&hub1, &net.id("hospital"))
@@ -359,10 +371,9 @@ async fn an_edge_on_the_cluster_takes_over_where_another_left() {
     edge1.shutdown().await;
 
     // Another edge on the same cluster, with a data folder of its own.
-    let mut cfg2 = cfg.clone();
-    cfg2.data_dir = net.dir.path().join("edge2");
-    cfg2.audit_log = cfg2.data_dir.join("audit.jsonl");
-    let edge2 = Server::start(&cfg2).await.unwrap();
+    let edge2 = Server::start(&edge_config(&net, &cluster, "edge2"))
+        .await
+        .unwrap();
     let hub2 = edge2.local_addr().to_string();
     let t2 = net.telemetry("b.jsonl", &[("c.evil.example", "198.51.100.5")]);
     stream(&net, &hub2, &t2).await;
@@ -377,6 +388,60 @@ async fn an_edge_on_the_cluster_takes_over_where_another_left() {
     assert_eq!(got[0].1["value"], "c.evil.example");
     quiet(&mut hospital).await;
     hospital.close().await;
+    edge2.shutdown().await;
+    drop(cluster);
+}
+
+/// Two edges running at once on one cluster: a subscriber connected to one hears, live and
+/// once each, what partners stream through either (the edge's feed of the stream).
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_one_edge_hears_live_what_another_edge_takes() {
+    use super::net::{Net, quiet, stream, take};
+    use cwn::hub::StartFrom;
+    use cwn::net::client::Client;
+    use cwn::net::server::Server;
+
+    let Some(bin) = nats_server() else { return };
+    let cluster = NatsCluster::start(bin);
+    let net = Net::new();
+    let edge1 = Server::start(&edge_config(&net, &cluster, "edge1"))
+        .await
+        .unwrap();
+    let edge2 = Server::start(&edge_config(&net, &cluster, "edge2"))
+        .await
+        .unwrap();
+    let (hub1, hub2) = (
+        edge1.local_addr().to_string(),
+        edge2.local_addr().to_string(),
+    );
+    let mut hospital = Client::connect(&hub2, &net.id("hospital"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    let rows = |name: &str, value: &str| net.telemetry(name, &[(value, "198.51.100.7")]);
+    stream(&net, &hub1, &rows("a.jsonl", "a.evil.example")).await;
+    let got = take(&mut hospital, 1).await;
+    assert_eq!(
+        (got[0].0, got[0].1["value"].as_str()),
+        (0, Some("a.evil.example"))
+    );
+    stream(&net, &hub2, &rows("b.jsonl", "b.evil.example")).await;
+    stream(&net, &hub1, &rows("c.jsonl", "c.evil.example")).await;
+    let got = take(&mut hospital, 2).await;
+    let values: Vec<_> = got.iter().map(|g| (g.0, g.1["value"].clone())).collect();
+    assert_eq!(
+        values,
+        [
+            (1, serde_json::json!("b.evil.example")),
+            (2, serde_json::json!("c.evil.example"))
+        ]
+    );
+    quiet(&mut hospital).await;
+    hospital.close().await;
+    edge1.shutdown().await;
     edge2.shutdown().await;
     drop(cluster);
 }

@@ -294,14 +294,14 @@ impl JetStreamStore {
             let (done, failed) = self.run(async move {
                 let mut done: Vec<(u64, u64)> = Vec::new();
                 for (payload, id) in todo {
-                    let mut publish = jetstream::message::PublishMessage::build()
+                    // 0 too: "the subject holds nothing yet", so that two edges that both
+                    // saw it empty cannot both write offset 0.
+                    let publish = jetstream::message::PublishMessage::build()
                         .payload(payload)
                         .message_id(id)
                         .header(OFFSET_HEADER, next.to_string().as_str())
-                        .header(TIME_HEADER, now_ms.to_string().as_str());
-                    if last_seq > 0 {
-                        publish = publish.expected_last_subject_sequence(last_seq);
-                    }
+                        .header(TIME_HEADER, now_ms.to_string().as_str())
+                        .expected_last_subject_sequence(last_seq);
                     let ack = match js.send_publish(subj.clone(), publish).await {
                         Ok(f) => f.await.map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
@@ -344,6 +344,101 @@ impl JetStreamStore {
             }
         }
         Ok(offsets)
+    }
+}
+
+/// A notification the stream took, as an edge's live feed reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedItem {
+    /// Its offset in its entity's log.
+    pub offset: u64,
+    /// When it was appended, Unix milliseconds.
+    pub appended_ms: u64,
+    /// The notification (its entity included).
+    pub notification: crate::hub::Notification,
+}
+
+impl JetStreamStore {
+    /// Every notification the stream takes from now on, whichever edge appended it, in
+    /// stream order: the edge hands them to its core ([`Hub::handle_stored`]) so that its
+    /// subscribers hear other edges' notifications live. An ordered consumer (no state on the
+    /// servers, recreated by the client after a gap); a record that does not decode is
+    /// reported and skipped (the store's reads refuse it the same way). The channel holds
+    /// `capacity` items; the feed waits when it is full.
+    ///
+    /// [`Hub::handle_stored`]: crate::hub::Hub::handle_stored
+    pub fn live_feed(
+        &self,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<FeedItem>, LogError> {
+        use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+        use futures_util::StreamExt as _;
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        let (st, filter) = (
+            self.stream.clone(),
+            format!("{}.>", self.cfg.subject_prefix),
+        );
+        let prefix = format!("{}.", self.cfg.subject_prefix);
+        let messages = self.run(async move {
+            let consumer = st
+                .create_consumer(OrderedConfig {
+                    filter_subject: filter.clone(),
+                    deliver_policy: DeliverPolicy::New,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| cluster_err(&filter, e))?;
+            consumer
+                .messages()
+                .await
+                .map_err(|e| cluster_err(&filter, e))
+        })?;
+        self.rt
+            .as_ref()
+            .expect("runtime until dropped")
+            .spawn(async move {
+                let mut messages = messages;
+                while let Some(m) = messages.next().await {
+                    let m = match m {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!("cluster feed: {e}");
+                            continue;
+                        }
+                    };
+                    let header = |name: &str| -> Option<u64> {
+                        m.message.headers.as_ref()?.get(name)?.as_str().parse().ok()
+                    };
+                    let entity = m.message.subject.strip_prefix(prefix.as_str());
+                    let (Some(offset), Some(_entity)) = (header(OFFSET_HEADER), entity) else {
+                        tracing::warn!(
+                            "cluster feed: {} has no offset; skipped",
+                            m.message.subject
+                        );
+                        continue;
+                    };
+                    let appended_ms = header(TIME_HEADER).unwrap_or(0);
+                    let notification = match crate::hub::Notification::decode(&m.message.payload) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::warn!(
+                                "cluster feed: {} offset {offset} does not decode: {e}; skipped",
+                                m.message.subject
+                            );
+                            continue;
+                        }
+                    };
+                    let item = FeedItem {
+                        offset,
+                        appended_ms,
+                        notification,
+                    };
+                    if tx.send(item).await.is_err() {
+                        return; // the edge is gone
+                    }
+                }
+            });
+        Ok(rx)
     }
 }
 

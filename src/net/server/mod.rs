@@ -292,6 +292,9 @@ impl Server {
             .number_entities(&names)
             .map_err(|e| file_err(&cfg.data_dir, e))?;
         let router = router.with_numbers(numbers);
+        #[cfg(feature = "cluster")]
+        let feed =
+            store::live_feed(hub.store()).map_err(|e| file_err(Path::new("[cluster]"), e))?;
         let audit = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -341,6 +344,10 @@ impl Server {
         });
         let (tx, rx) = watch::channel(false);
         tokio::spawn(timer_loop(shared.clone(), rx.clone()));
+        #[cfg(feature = "cluster")]
+        if let Some(feed) = feed {
+            tokio::spawn(feed_loop(shared.clone(), feed, rx.clone()));
+        }
         let task = tokio::spawn(accept_loop(ep, shared, rx));
         tracing::info!(%addr, "hub listening");
         Ok(Server {
@@ -487,6 +494,36 @@ async fn accept_loop(
 
 /// A snapshot version and the clearance cut of it that one partner pulled.
 type Cut = (u64, Arc<Vec<u8>>);
+
+#[cfg(feature = "cluster")]
+/// Hands what the cluster's stream took — other edges' notifications among them — to the
+/// core, so that this edge's subscribers hear them live (`Hub::handle_stored`).
+async fn feed_loop(
+    shared: Arc<Shared>,
+    mut feed: store::Feed,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut items = Vec::new();
+    loop {
+        tokio::select! {
+            n = feed.recv_many(&mut items, 256) => {
+                if n == 0 {
+                    return;
+                }
+                {
+                    let mut hub = lock(&shared.hub);
+                    for i in items.drain(..) {
+                        if let Err(e) = hub.handle_stored(i.offset, i.appended_ms, &i.notification) {
+                            tracing::warn!("cluster feed: {e}");
+                        }
+                    }
+                }
+                shared.pump();
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
 
 /// The timer loop looks at the core's deadlines at least this often, so that sessions need
 /// not wake it for each send: an ack timeout fires at most this late.

@@ -116,3 +116,17 @@ impl Store for HubStore {
         }
     }
 }
+
+/// What a cluster edge's live feed yields (see `JetStreamStore::live_feed`).
+#[cfg(feature = "cluster")]
+pub(super) type Feed = tokio::sync::mpsc::Receiver<crate::hub::store::jetstream::FeedItem>;
+
+/// The live feed of a cluster store (every notification the stream takes from now on), or
+/// `None` for the file store, whose only writer is this process.
+#[cfg(feature = "cluster")]
+pub(super) fn live_feed(store: &HubStore) -> Result<Option<Feed>, LogError> {
+    match store {
+        HubStore::File(_) => Ok(None),
+        HubStore::Cluster(s) => s.live_feed(4096).map(Some),
+    }
+}
