@@ -389,6 +389,18 @@ async fn an_edge_on_the_cluster_takes_over_where_another_left() {
     quiet(&mut hospital).await;
     hospital.close().await;
     edge2.shutdown().await;
+    // The disclosures are on record in the cluster, not only in an edge's file.
+    let leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let jsz = cluster
+        .monitor(leader, "/jsz?streams=true")
+        .expect("the leader answers");
+    let audit = jsz["account_details"][0]["stream_detail"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["name"] == "CWN_N_AUDIT")
+        .unwrap_or_else(|| panic!("an audit stream: {jsz}"));
+    assert!(audit["state"]["messages"].as_u64().unwrap() >= 2, "{audit}");
     drop(cluster);
 }
 

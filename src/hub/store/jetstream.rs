@@ -8,6 +8,9 @@
 //!   answered with the original's sequence). Appends to one entity carry
 //!   `Nats-Expected-Last-Subject-Sequence`: two edges appending to the same entity at once
 //!   cannot interleave offsets; the loser re-reads the subject's end and tries again.
+//! - **Audit log**: the disclosure audit lines of each batch (the `side` of an append) on
+//!   their own stream (`<stream>_AUDIT`, subject `<prefix>-audit`), acknowledged before the
+//!   batch's notifications are appended, so that no disclosure is sent unrecorded.
 //! - **Acked offsets**: KV bucket `CWN_ACKED`, key = entity number.
 //! - **Numbering**: KV bucket `CWN_ENTITIES`, one create-only key per registry id (hex), so two
 //!   edges numbering at once cannot give one number twice or one id two numbers.
@@ -155,6 +158,15 @@ impl JetStreamStore {
                 })
                 .await
                 .map_err(|e| cluster_err(&c.stream, e))?;
+            let audit = format!("{}_AUDIT", c.stream);
+            js.get_or_create_stream(stream::Config {
+                name: audit.clone(),
+                subjects: vec![format!("{}-audit", c.subject_prefix)],
+                num_replicas: c.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| cluster_err(&audit, e))?;
             let bucket = |name: String| {
                 let js = js.clone();
                 let replicas = c.replicas;
@@ -527,7 +539,7 @@ impl Store for JetStreamStore {
         &mut self,
         groups: &[Group<'_>],
         now_ms: u64,
-        _side: Option<Side<'_>>,
+        side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
         let max = self.cfg.max_record_bytes;
         if let Some(r) = groups
@@ -539,6 +551,30 @@ impl Store for JetStreamStore {
                 len: r.len(),
                 max: u32::try_from(max).unwrap_or(u32::MAX),
             });
+        }
+        // The audit lines first, in chunks under NATS's payload limit: a disclosure is on
+        // record before it can be sent, and nothing is appended when they cannot be.
+        if let Some(side) = side {
+            const CHUNK: usize = 512 << 10;
+            let chunks: Vec<Bytes> = side
+                .bytes
+                .chunks(CHUNK)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            let (js, subject) = (
+                self.js.clone(),
+                format!("{}-audit", self.cfg.subject_prefix),
+            );
+            self.run(async move {
+                for c in chunks {
+                    js.publish(subject.clone(), c)
+                        .await
+                        .map_err(|e| cluster_err(&subject, e))?
+                        .await
+                        .map_err(|e| cluster_err(&subject, e))?;
+                }
+                Ok::<_, LogError>(())
+            })?;
         }
         Ok(groups
             .iter()
