@@ -145,6 +145,14 @@ impl Notification {
         Ok(n)
     }
 
+    /// The id of an encoded notification, read from its header without decoding the rest
+    /// (a store keying records by id); `None` when the bytes are not a notification's.
+    pub fn peek_id(bytes: &[u8]) -> Option<NotificationId> {
+        let mut r = Reader::new(bytes);
+        (r.u8().ok()? == NOTIFICATION_VERSION).then_some(())?;
+        r.u128().ok().map(NotificationId)
+    }
+
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Notification, FrameError> {
         let version = r.u8()?;
         if version != NOTIFICATION_VERSION {
@@ -186,6 +194,26 @@ mod tests {
             kind: NotificationKind::Hit,
             payload: br#"{"indicator":"bad.example"}"#.to_vec(),
         }
+    }
+
+    #[test]
+    fn the_id_is_read_from_the_header_alone() {
+        let n = Notification {
+            id: NotificationId(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+            created_at_ms: 5,
+            entity: EntityId(3),
+            tlp: Tlp::Green,
+            kind: NotificationKind::Hit,
+            payload: b"{}".to_vec(),
+        };
+        let bytes = n.to_bytes();
+        assert_eq!(Notification::peek_id(&bytes), Some(n.id));
+        assert_eq!(Notification::peek_id(&bytes[..10]), None, "truncated");
+        assert_eq!(
+            Notification::peek_id(b"\xffnot one"),
+            None,
+            "another version"
+        );
     }
 
     #[test]

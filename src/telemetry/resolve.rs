@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait, RecordBatch, make_array};
-use arrow_buffer::{ArrowNativeType, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema};
 
 use super::{BATCH_ROWS, FieldMap, TelemetryBatch, TelemetryError};
@@ -193,36 +193,31 @@ fn list_values<O: OffsetSizeTrait>(
     let nulls = l.nulls().cloned();
     // A list of lists (a list inside a list of structs) becomes one list per row.
     let (values, offsets) = match inner.data_type() {
-        DataType::List(_) => {
-            let il = inner.as_list::<i32>();
-            let io = il.offsets();
-            let flat: Vec<O> = offsets
-                .iter()
-                .map(|&o| O::usize_as(io[o.as_usize()].as_usize()))
-                .collect();
-            (
-                il.values().clone(),
-                OffsetBuffer::new(ScalarBuffer::from(flat)),
-            )
-        }
-        DataType::LargeList(_) => {
-            let il = inner.as_list::<i64>();
-            let io = il.offsets();
-            let flat: Vec<O> = offsets
-                .iter()
-                .map(|&o| O::usize_as(io[o.as_usize()].as_usize()))
-                .collect();
-            (
-                il.values().clone(),
-                OffsetBuffer::new(ScalarBuffer::from(flat)),
-            )
-        }
+        DataType::List(_) => flatten(offsets, inner.as_list::<i32>()),
+        DataType::LargeList(_) => flatten(offsets, inner.as_list::<i64>()),
         _ => (inner, offsets.clone()),
     };
     let field = Arc::new(Field::new_list_field(values.data_type().clone(), true));
     Ok(Arc::new(GenericListArray::<O>::try_new(
         field, offsets, values, nulls,
     )?))
+}
+
+/// A list (`outer`) of lists (`inner`) as one list per outer row: the inner values, with the
+/// outer offsets carried through the inner ones.
+fn flatten<O: OffsetSizeTrait, I: OffsetSizeTrait>(
+    outer: &OffsetBuffer<O>,
+    inner: &GenericListArray<I>,
+) -> (ArrayRef, OffsetBuffer<O>) {
+    let io = inner.offsets();
+    let flat: Vec<O> = outer
+        .iter()
+        .map(|&o| O::usize_as(io[o.as_usize()].as_usize()))
+        .collect();
+    (
+        inner.values().clone(),
+        OffsetBuffer::new(ScalarBuffer::from(flat)),
+    )
 }
 
 /// The values at `segs` below `array`: a struct's child, or a list of them.

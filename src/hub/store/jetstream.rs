@@ -283,9 +283,9 @@ impl JetStreamStore {
             .iter()
             .enumerate()
             .map(|(k, r)| {
-                crate::hub::Notification::decode(r).map_or_else(
-                    |_| format!("{}-{now_ms}-{k}", g.entity.0),
-                    |n| format!("{:032x}", n.id.0),
+                crate::hub::Notification::peek_id(r).map_or_else(
+                    || format!("{}-{now_ms}-{k}", g.entity.0),
+                    |id| format!("{:032x}", id.0),
                 )
             })
             .collect();
