@@ -1047,6 +1047,18 @@ mod listener {
             .unwrap();
         let t = net.telemetry("dns.jsonl", &[("www.evil.example", "198.51.100.20")]);
         assert_eq!(rt.block_on(crate::net::stream(&net, &hub, &t)).len(), 1);
+        // The notification logs' size reaches the page within a couple of seconds.
+        let t0 = std::time::Instant::now();
+        while !crate::net::http_get(&status, "/metrics")
+            .lines()
+            .any(|l| l.starts_with("cwn_log_disk_bytes ") && !l.ends_with(" 0"))
+        {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(5),
+                "cwn_log_disk_bytes stays 0 after a batch was logged"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let dom = dump_dom(&chromium, &format!("http://{status}/"));
         let body = crate::net::http_get(&status, "/metrics");
         let figures = assert_page_agrees_with_metrics(&dom, &body);

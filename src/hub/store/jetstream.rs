@@ -768,9 +768,12 @@ impl Store for JetStreamStore {
         Ok(out)
     }
 
-    /// The stream's bytes as of the last time this edge read its info (at open).
+    /// The notification stream's bytes, as its leader reports them now (as at open when it
+    /// does not answer).
     fn size_bytes(&self) -> u64 {
-        self.stream.cached_info().state.bytes
+        let st = self.stream.clone();
+        self.run(async move { st.get_info().await.map(|i| i.state.bytes) })
+            .unwrap_or_else(|_| self.stream.cached_info().state.bytes)
     }
 
     fn poll_background(&mut self) -> Option<Background<()>> {

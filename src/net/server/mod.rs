@@ -532,7 +532,16 @@ const TIMER_MAX_WAIT: Duration = Duration::from_millis(250);
 /// Runs the core's timers: ack timeouts (re-sends), saving acked offsets, retention.
 async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut next_sightings = now_ms() + shared.limits.sightings_interval.as_millis() as u64;
+    let mut next_usage = 0;
     loop {
+        // The logs' size for the status page and /metrics, once a second.
+        if now_ms() >= next_usage {
+            next_usage = now_ms() + 1000;
+            if let Some(m) = &shared.metrics {
+                let bytes = core::Store::size_bytes(lock(&shared.hub).store());
+                m.log_bytes(bytes);
+            }
+        }
         if now_ms() >= next_sightings {
             next_sightings = now_ms() + shared.limits.sightings_interval.as_millis() as u64;
             let s = shared.clone();
