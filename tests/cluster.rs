@@ -200,6 +200,45 @@ impl NatsCluster {
             .position(|n| n.name == name && n.child.is_some())
     }
 
+    /// The node leading stream `name`, once the running nodes report one, waiting at most
+    /// `within`.
+    ///
+    /// # Panics
+    /// When none does in time.
+    pub(crate) fn stream_leader(&self, name: &str, within: Duration) -> usize {
+        let t = Instant::now();
+        loop {
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].child.is_none() {
+                    continue;
+                }
+                let Some(jsz) = self.monitor(i, "/jsz?streams=true") else {
+                    continue;
+                };
+                let leader = jsz["account_details"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+                    .find(|d| d["name"] == name)
+                    .and_then(|d| d["cluster"]["leader"].as_str().map(str::to_owned));
+                if let Some(l) = leader
+                    && let Some(k) = self
+                        .nodes
+                        .iter()
+                        .position(|n| n.name == l && n.child.is_some())
+                {
+                    return k;
+                }
+            }
+            assert!(
+                t.elapsed() < within,
+                "no node reports a leader of stream {name} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until [`leader`](Self::leader) names one, at most `within`; returns it.
     ///
     /// # Panics
@@ -456,4 +495,569 @@ async fn a_subscriber_on_one_edge_hears_live_what_another_edge_takes() {
     edge1.shutdown().await;
     edge2.shutdown().await;
     drop(cluster);
+}
+
+// ---- chaos -----------------------------------------------------------------------------
+
+/// The chaos test's network: two partners, four subscribers (each owning `10.K.0.0/16`),
+/// all trusting both partners.
+#[cfg(all(feature = "cluster", unix))]
+const CHAOS_REGISTRY: &str = r#"
+[[entities]]
+id = "ncsc"
+name = "NCSC"
+roles = ["publisher"]
+
+[[entities]]
+id = "p0"
+name = "Partner 0"
+roles = ["partner"]
+
+[[entities]]
+id = "p1"
+name = "Partner 1"
+roles = ["partner"]
+
+[[entities]]
+id = "s0"
+name = "Subscriber 0"
+roles = ["subscriber"]
+prefixes = ["10.0.0.0/16"]
+trusts = ["p0", "p1"]
+
+[[entities]]
+id = "s1"
+name = "Subscriber 1"
+roles = ["subscriber"]
+prefixes = ["10.1.0.0/16"]
+trusts = ["p0", "p1"]
+
+[[entities]]
+id = "s2"
+name = "Subscriber 2"
+roles = ["subscriber"]
+prefixes = ["10.2.0.0/16"]
+trusts = ["p0", "p1"]
+
+[[entities]]
+id = "s3"
+name = "Subscriber 3"
+roles = ["subscriber"]
+prefixes = ["10.3.0.0/16"]
+trusts = ["p0", "p1"]
+"#;
+
+#[cfg(all(feature = "cluster", unix))]
+mod chaos_parts {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::NatsCluster;
+    use crate::net::Net;
+
+    pub(super) const PARTNERS: usize = 2;
+    pub(super) const SUBSCRIBERS: usize = 4;
+    pub(super) const BATCHES: usize = 60;
+    pub(super) const ROWS: usize = 10;
+    /// A partner sends a batch this often: a round streams for about three seconds.
+    pub(super) const PACE: Duration = Duration::from_millis(50);
+
+    /// What is killed in a round (then restarted).
+    #[derive(Clone, Copy, Debug)]
+    pub(super) enum Victim {
+        StreamLeader,
+        Edge,
+        Both,
+    }
+
+    /// A row's key: (partner, batch, row); its subscriber is `key_subscriber`.
+    pub(super) type Key = (usize, usize, usize);
+
+    /// The subscriber a row's client address belongs to; every fifth row is benign.
+    pub(super) fn row(p: usize, b: usize, r: usize) -> (String, String, Option<usize>) {
+        let k = (p + b + r) % SUBSCRIBERS;
+        let client = format!("10.{k}.{b}.{r}");
+        if (b * ROWS + r) % 5 == 4 {
+            (format!("p{p}b{b}r{r}.benign.example"), client, None)
+        } else {
+            (format!("p{p}b{b}r{r}.evil.example"), client, Some(k))
+        }
+    }
+
+    /// The key a notification's value names.
+    pub(super) fn key_of(value: &str) -> Option<Key> {
+        let label = value.strip_suffix(".evil.example")?.strip_prefix('p')?;
+        let (p, rest) = label.split_once('b')?;
+        let (b, r) = rest.split_once('r')?;
+        Some((p.parse().ok()?, b.parse().ok()?, r.parse().ok()?))
+    }
+
+    pub(super) fn free_udp_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Adds the chaos entities to `net`: their certificates and the registry.
+    pub(super) fn setup(net: &Net) {
+        let pki_dir = net.dir.path().join("pki");
+        let ids = (0..PARTNERS)
+            .map(|p| (format!("p{p}"), "partner"))
+            .chain((0..SUBSCRIBERS).map(|s| (format!("s{s}"), "subscriber")));
+        for (id, role) in ids {
+            cwn::net::pki::issue(
+                &pki_dir,
+                &cwn::net::pki::IssueOptions {
+                    entity: id,
+                    roles: vec![role.into()],
+                    dns: vec![],
+                    ips: vec![],
+                    days: 30,
+                    force: false,
+                },
+            )
+            .unwrap();
+        }
+        std::fs::write(net.dir.path().join("registry.toml"), super::CHAOS_REGISTRY).unwrap();
+    }
+
+    /// A `cwn serve` edge of round `round`, on a fixed port so that it comes back where
+    /// clients look for it.
+    pub(super) struct Edge {
+        pub(super) config: PathBuf,
+        pub(super) log: PathBuf,
+        pub(super) child: Option<Child>,
+    }
+
+    impl Edge {
+        pub(super) fn new(
+            net: &Net,
+            cluster: &NatsCluster,
+            round: usize,
+            i: usize,
+            port: u16,
+        ) -> Edge {
+            let name = format!("r{round}-edge{i}");
+            let nats: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+            let config = net.dir.path().join(format!("{name}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "listen = \"127.0.0.1:{port}\"\nregistry = \"registry.toml\"\ndata_dir = \"{name}\"\naudit_log = \"{name}/audit.jsonl\"\n\
+                     [tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n\
+                     [snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n\
+                     [cluster]\nnats = [{}]\nreplicas = 3\nstream = \"CHAOS{round}\"\nsubject_prefix = \"chaos{round}.n\"\n\
+                     acked_bucket = \"CHAOS{round}_ACKED\"\nentities_bucket = \"CHAOS{round}_ENTITIES\"\n",
+                    nats.join(", ")
+                ),
+            )
+            .unwrap();
+            Edge {
+                config,
+                log: net.dir.path().join(format!("{name}.log")),
+                child: None,
+            }
+        }
+
+        /// Starts it and waits until it listens.
+        pub(super) fn start(&mut self) {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .unwrap();
+            let before = std::fs::read_to_string(&self.log).unwrap_or_default().len();
+            let child = Command::new(env!("CARGO_BIN_EXE_cwn"))
+                .args(["serve", "--config"])
+                .arg(&self.config)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            self.child = Some(child);
+            let t = Instant::now();
+            loop {
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                if text[before.min(text.len())..].contains("listening on") {
+                    return;
+                }
+                if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                    panic!("edge {} ended ({st}):\n{text}", self.config.display());
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "edge {} did not listen within 60 s:\n{text}",
+                    self.config.display()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+
+        /// SIGKILL, as a machine that dies.
+        pub(super) fn kill(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    impl Drop for Edge {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    /// `cwn subscribe` for subscriber `s`, writing to `out`, trying `hubs` in its order.
+    pub(super) fn subscriber(net: &Net, s: usize, hubs: &str, out: &Path, log: &Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_cwn"))
+            .args(["subscribe", "--hub", hubs, "--pki"])
+            .arg(net.dir.path().join("pki"))
+            .args(["--entity", &format!("s{s}"), "--output"])
+            .arg(out)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Partner `p`'s batches, encoded.
+    pub(super) fn batches(net: &Net, round: usize, p: usize) -> Vec<Vec<u8>> {
+        let fields = cwn::telemetry::FieldMap::from_specs([
+            "query=domain".parse().unwrap(),
+            "client=ip".parse().unwrap(),
+        ])
+        .unwrap();
+        (0..BATCHES)
+            .map(|b| {
+                let rows: Vec<(String, String, Option<usize>)> =
+                    (0..ROWS).map(|r| row(p, b, r)).collect();
+                let refs: Vec<(&str, &str)> = rows
+                    .iter()
+                    .map(|(q, c, _)| (q.as_str(), c.as_str()))
+                    .collect();
+                let file = net.telemetry(&format!("r{round}-p{p}-b{b}.jsonl"), &refs);
+                let tb = cwn::telemetry::open(&file, None, &fields)
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap();
+                cwn::net::batch::encode_telemetry(
+                    &tb.batch,
+                    &fields,
+                    &format!("p{p}.jsonl"),
+                    (b * ROWS) as u64,
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// When each batch of each partner was answered.
+    pub(super) type Answered = Arc<Mutex<BTreeMap<(usize, usize), Instant>>>;
+
+    /// Streams partner `p`'s batches at [`PACE`] to `hubs`, riding out failovers; notes each
+    /// answer in `answered`.
+    pub(super) async fn partner(
+        id: cwn::net::tls::Identity,
+        p: usize,
+        hubs: String,
+        batches: Vec<Vec<u8>>,
+        answered: Answered,
+    ) -> anyhow::Result<u64> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let producer = tokio::spawn(async move {
+            for b in batches {
+                if tx.send(Ok(b)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(PACE).await;
+            }
+        });
+        let opts = cwn::net::client::StreamOptions {
+            transport: cwn::net::endpoint::Transport::default(),
+            retry_for: Duration::from_secs(90),
+        };
+        let n = cwn::net::client::stream_channel_with(&hubs, &id, rx, &opts, |b, _hits| {
+            answered
+                .lock()
+                .unwrap()
+                .insert((p, b as usize), Instant::now());
+        })
+        .await;
+        producer.abort();
+        n
+    }
+
+    /// One subscriber's output: `(offset, id, value)` per line.
+    pub(super) fn received(out: &Path) -> Vec<(u64, String, String)> {
+        std::fs::read_to_string(out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                (
+                    v["offset"].as_u64().unwrap(),
+                    v["id"].as_str().unwrap().to_owned(),
+                    v["payload"]["value"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The round's tally.
+    #[derive(Debug, Default)]
+    pub(super) struct Tally {
+        pub(super) acknowledged: usize,
+        pub(super) delivered: usize,
+        pub(super) lost: usize,
+        pub(super) misdelivered: usize,
+        pub(super) duplicates: usize,
+        pub(super) out_of_order: Vec<String>,
+    }
+
+    /// Counts what the subscribers' files hold against what the partners were answered.
+    pub(super) fn tally(
+        answered: &BTreeMap<(usize, usize), Instant>,
+        outs: &[PathBuf],
+    ) -> (Tally, Vec<Key>) {
+        let mut t = Tally::default();
+        let mut want: Vec<BTreeSet<Key>> = vec![BTreeSet::new(); SUBSCRIBERS];
+        for &(p, b) in answered.keys() {
+            for r in 0..ROWS {
+                if let (_, _, Some(k)) = row(p, b, r) {
+                    want[k].insert((p, b, r));
+                    t.acknowledged += 1;
+                }
+            }
+        }
+        let mut lost = Vec::new();
+        for (s, out) in outs.iter().enumerate() {
+            let lines = received(out);
+            let mut ids_of_key: HashMap<Key, BTreeSet<String>> = HashMap::new();
+            let mut last: Option<u64> = None;
+            for (offset, id, value) in &lines {
+                if let Some(l) = last
+                    && *offset <= l
+                {
+                    t.out_of_order
+                        .push(format!("s{s}: offset {offset} after {l}"));
+                }
+                last = Some(*offset);
+                let Some(key) = key_of(value) else {
+                    t.misdelivered += 1;
+                    continue;
+                };
+                if row(key.0, key.1, key.2).2 != Some(s) {
+                    t.misdelivered += 1;
+                    continue;
+                }
+                ids_of_key.entry(key).or_default().insert(id.clone());
+            }
+            t.delivered += ids_of_key.len();
+            t.duplicates += ids_of_key.values().map(|ids| ids.len() - 1).sum::<usize>();
+            for k in &want[s] {
+                if !ids_of_key.contains_key(k) {
+                    lost.push(*k);
+                }
+            }
+        }
+        t.lost = lost.len();
+        (t, lost)
+    }
+}
+
+/// The chaos test (issue 19): a 3-node JetStream cluster (replicas 3), two edges, two
+/// partners streaming and four subscribers spread over both edges; each round kills with
+/// SIGKILL the node leading the notification stream, one edge, or both (in turns), restarts
+/// them, and checks that every notification acknowledged to a partner reached its entity,
+/// exactly once after de-duplication by id, in order, and nowhere else. Partners and
+/// subscribers move to the surviving edge by themselves (`--hub A,B`).
+///
+/// `CWN_CHAOS_ROUNDS=N` runs N rounds (default 3: one of each kind).
+#[cfg(all(feature = "cluster", unix))]
+#[test]
+fn chaos() {
+    use chaos_parts::*;
+    let rounds: usize = std::env::var("CWN_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let Some(bin) = nats_server() else { return };
+    let mut cluster = NatsCluster::start(bin);
+    let net = super::net::Net::new();
+    setup(&net);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ports = [free_udp_port(), free_udp_port()];
+    let addrs = ports.map(|p| format!("127.0.0.1:{p}"));
+    // Edge 0 first for p0, s0, s1; edge 1 first for p1, s2, s3.
+    let hubs = [
+        format!("{},{}", addrs[0], addrs[1]),
+        format!("{},{}", addrs[1], addrs[0]),
+    ];
+    let mut failovers: Vec<String> = Vec::new();
+    for round in 0..rounds {
+        let victim = [Victim::StreamLeader, Victim::Edge, Victim::Both][round % 3];
+        let mut edges: Vec<Edge> = (0..2)
+            .map(|i| Edge::new(&net, &cluster, round, i, ports[i]))
+            .collect();
+        for e in &mut edges {
+            e.start();
+        }
+        let outs: Vec<std::path::PathBuf> = (0..SUBSCRIBERS)
+            .map(|s| net.dir.path().join(format!("r{round}-s{s}.jsonl")))
+            .collect();
+        let mut subs: Vec<std::process::Child> = (0..SUBSCRIBERS)
+            .map(|s| {
+                let log = net.dir.path().join(format!("r{round}-s{s}.log"));
+                subscriber(&net, s, &hubs[s / 2], &outs[s], &log)
+            })
+            .collect();
+        let answered: Answered = Default::default();
+        let partners: Vec<_> = (0..PARTNERS)
+            .map(|p| {
+                let (b, a, h) = (batches(&net, round, p), answered.clone(), hubs[p].clone());
+                let id = net.id(&format!("p{p}"));
+                rt.spawn(async move { partner(id, p, h, b, a).await })
+            })
+            .collect();
+        // Kill mid-stream: between 0.5 s and 2 s into it.
+        let mut seed = [0u8; 2];
+        getrandom::fill(&mut seed).unwrap();
+        let kill_after = Duration::from_millis(500 + u64::from(u16::from_le_bytes(seed)) % 1500);
+        std::thread::sleep(kill_after);
+        let leader = match victim {
+            Victim::StreamLeader | Victim::Both => {
+                let name = format!("CHAOS{round}");
+                Some(cluster.stream_leader(&name, Duration::from_secs(10)))
+            }
+            Victim::Edge => None,
+        };
+        let killed_at = Instant::now();
+        let answered_before = answered.lock().unwrap().len();
+        let heard_before: Vec<usize> = outs.iter().map(|o| received(o).len()).collect();
+        if let Some(l) = leader {
+            cluster.kill(l);
+        }
+        if matches!(victim, Victim::Edge | Victim::Both) {
+            edges[0].kill();
+        }
+        // Measure: the first batch answered after the kill; s0 and s1 (on edge 0 first)
+        // hearing something new through edge 1.
+        let mut resumed: Option<Duration> = None;
+        let mut heard_again: Option<Duration> = None;
+        let mut restarted = false;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) && (resumed.is_none() || heard_again.is_none())
+        {
+            if resumed.is_none() && answered.lock().unwrap().values().any(|&at| at > killed_at) {
+                resumed = Some(killed_at.elapsed());
+            }
+            if heard_again.is_none() && (0..2).all(|s| received(&outs[s]).len() > heard_before[s]) {
+                heard_again = Some(killed_at.elapsed());
+            }
+            if !restarted && killed_at.elapsed() > Duration::from_secs(2) {
+                restarted = true;
+                if let Some(l) = leader {
+                    cluster.restart(l);
+                }
+                if matches!(victim, Victim::Edge | Victim::Both) {
+                    edges[0].start();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !restarted {
+            if let Some(l) = leader {
+                cluster.restart(l);
+            }
+            if matches!(victim, Victim::Edge | Victim::Both) {
+                edges[0].start();
+            }
+        }
+        // Every partner finishes: each batch answered, through whichever edge.
+        for (p, h) in partners.into_iter().enumerate() {
+            let n = rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(120), h).await })
+                .unwrap_or_else(|_| panic!("round {round}: partner p{p} did not finish in 120 s"))
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: partner p{p}: {e}"));
+            assert_eq!(n as usize, BATCHES, "round {round}: p{p}'s batches");
+        }
+        let answered = answered.lock().unwrap().clone();
+        assert!(
+            answered_before < PARTNERS * BATCHES,
+            "round {round}: the kill after {kill_after:?} came after the stream ended"
+        );
+        // Everything acknowledged arrives (or the round fails after a minute).
+        let t = Instant::now();
+        let (tally, lost) = loop {
+            let (tally, lost) = tally(&answered, &outs);
+            if (tally.lost == 0 && tally.delivered >= tally.acknowledged)
+                || t.elapsed() > Duration::from_secs(60)
+            {
+                break (tally, lost);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for s in &mut subs {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        for e in &mut edges {
+            e.kill();
+        }
+        println!(
+            "chaos round {round}: acknowledged {}, delivered {}, lost {}, misdelivered {}, duplicates-after-dedup {}",
+            tally.acknowledged, tally.delivered, tally.lost, tally.misdelivered, tally.duplicates
+        );
+        let line = format!(
+            "round {round} ({victim:?}, killed after {kill_after:?}): batches answered again after {}, s0/s1 heard again after {}",
+            resumed.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+            heard_again.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+        );
+        eprintln!("{line}");
+        failovers.push(line);
+        let logs = || {
+            let mut all = String::new();
+            for e in &edges {
+                all += &format!("--- {}\n", e.log.display());
+                all += &std::fs::read_to_string(&e.log).unwrap_or_default();
+            }
+            all
+        };
+        assert!(
+            tally.lost == 0,
+            "round {round}: {} acknowledged notifications lost, e.g. {:?}\n{}",
+            tally.lost,
+            &lost[..lost.len().min(10)],
+            logs()
+        );
+        assert_eq!(tally.misdelivered, 0, "round {round}: misdelivered");
+        assert_eq!(
+            tally.duplicates, 0,
+            "round {round}: the same row under two ids"
+        );
+        assert!(
+            tally.out_of_order.is_empty(),
+            "round {round}: out of order: {:?}",
+            tally.out_of_order
+        );
+        assert_eq!(tally.delivered, tally.acknowledged, "round {round}");
+    }
+    eprintln!("failovers:\n{}", failovers.join("\n"));
 }

@@ -305,9 +305,9 @@ async fn roles_come_from_the_registry() {
     server.shutdown().await;
 }
 
-/// Several hub addresses (the edges of one hub, `--hub A,B`) are tried in turn: a dead first
-/// address costs its connect timeout, then the live one serves; with none alive, the error
-/// names every address.
+/// Several hub addresses (the edges of one hub, `--hub A,B`) are raced with a stagger: a dead
+/// first address costs a quarter second, not its connect timeout, and the live one serves;
+/// with none alive, the error names every address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_given_several_hub_addresses_uses_the_first_that_answers() {
     let net = Net::new();
@@ -323,13 +323,23 @@ async fn a_client_given_several_hub_addresses_uses_the_first_that_answers() {
         .map(|s| s.local_addr().unwrap().to_string())
         .collect();
     let transport = cwn::net::endpoint::Transport {
-        connect_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_secs(5),
         ..Default::default()
     };
+    let t = std::time::Instant::now();
     let c = Client::connect_with(&format!("{},{live}", dead[0]), &net.id("msp"), &transport)
         .await
         .unwrap();
     assert_eq!(c.connection().remote_address().to_string(), live);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the live edge answered after {:?}: the dead one was waited for",
+        t.elapsed()
+    );
+    let transport = cwn::net::endpoint::Transport {
+        connect_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
     let Err(err) = Client::connect_with(&dead.join(","), &net.id("msp"), &transport).await else {
         panic!("no address answers, yet a connection was made");
     };

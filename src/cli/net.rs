@@ -223,7 +223,8 @@ mod with_net {
     #[derive(Debug, Clone, Args)]
     pub struct IdentityArgs {
         /// The hub, HOST:PORT (HOST must be in the hub's certificate); several
-        /// comma-separated (the edges of one hub) are tried in turn.
+        /// comma-separated (the edges of one hub) are tried together, a quarter second apart,
+        /// and the first to answer is used.
         #[arg(long, value_name = "ADDR")]
         pub hub: String,
         /// Own certificate (PEM).

@@ -176,7 +176,7 @@ async fn resolve(hub: &str) -> Result<(SocketAddr, String), ClientError> {
 }
 
 impl Client {
-    /// Connects to `hub` (`HOST:PORT`, or several comma-separated, tried in turn: the edges of
+    /// Connects to `hub` (`HOST:PORT`, or several comma-separated, raced with a stagger: the edges of
     /// one hub) presenting `id`, and checks the hub's certificate against `id`'s CA for the
     /// name `HOST`.
     ///
@@ -232,42 +232,92 @@ impl Client {
         .await
     }
 
-    /// Tries `connect` on each comma-separated address of `hubs` in turn and returns the
-    /// first connection made; when none is, an error naming every address and why.
+    /// Tries `connect` on the comma-separated addresses of `hubs` as a staggered race (as
+    /// "happy eyeballs", RFC 8305, does for a host's addresses): the first starts at once, each
+    /// further one [`FAILOVER_STAGGER`] later or as soon as the one before it failed, and the
+    /// first connection made wins (the others are dropped). A dead first edge so costs a
+    /// quarter second, not its connect timeout. When none connects, the error names every
+    /// address and why.
     async fn each_address<'a, F, Fut>(hubs: &'a str, connect: F) -> Result<Client, ClientError>
     where
         F: Fn(&'a str) -> Fut,
         Fut: std::future::Future<Output = Result<Client, ClientError>>,
     {
+        use std::pin::Pin;
+        use std::task::Poll;
         let addrs: Vec<&str> = hubs
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
             .collect();
-        let mut failures = Vec::new();
-        for (i, one) in addrs.iter().enumerate() {
-            match connect(one).await {
-                Ok(c) => {
-                    if i > 0 {
-                        tracing::info!(hub = one, "connected to a further hub address");
-                    }
-                    return Ok(c);
-                }
-                // A refused identity or own TLS set-up is the same at every edge: say it now.
-                Err(e @ (ClientError::Refused { .. } | ClientError::Tls(_))) => return Err(e),
-                Err(e) if addrs.len() == 1 => return Err(e),
-                Err(e) => {
-                    tracing::warn!(hub = one, "{e}; trying the next hub address");
-                    failures.push(format!("{one}: {e}"));
-                }
+        match addrs.as_slice() {
+            [] => {
+                return Err(ClientError::Address(
+                    hubs.to_string(),
+                    "expected HOST:PORT[,HOST:PORT…]".into(),
+                ));
             }
+            [one] => return connect(one).await,
+            _ => {}
         }
-        Err(match failures.len() {
-            0 => ClientError::Address(hubs.to_string(), "expected HOST:PORT[,HOST:PORT…]".into()),
-            _ => {
-                ClientError::Connection(format!("no hub address answered: {}", failures.join("; ")))
+        // One slot per address: not started, running, or done (failed).
+        let mut running: Vec<Option<Pin<Box<Fut>>>> = addrs.iter().map(|_| None).collect();
+        let mut failures: Vec<Option<String>> = addrs.iter().map(|_| None).collect();
+        let mut started = 0usize;
+        let mut stagger = Box::pin(tokio::time::sleep(Duration::ZERO));
+        std::future::poll_fn(|cx| {
+            loop {
+                // Start the next address when its turn came or every started one failed.
+                let all_failed = (0..started).all(|i| failures[i].is_some());
+                if started < addrs.len() && (stagger.as_mut().poll(cx).is_ready() || all_failed) {
+                    running[started] = Some(Box::pin(connect(addrs[started])));
+                    started += 1;
+                    stagger
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + FAILOVER_STAGGER);
+                    continue;
+                }
+                let mut progressed = false;
+                for (i, slot) in running.iter_mut().enumerate() {
+                    let Some(f) = slot else { continue };
+                    let Poll::Ready(r) = f.as_mut().poll(cx) else {
+                        continue;
+                    };
+                    *slot = None;
+                    match r {
+                        Ok(c) => {
+                            if i > 0 {
+                                tracing::info!(
+                                    hub = addrs[i],
+                                    "connected to a further hub address"
+                                );
+                            }
+                            return Poll::Ready(Ok(c));
+                        }
+                        // A refused identity or own TLS set-up is the same at every edge.
+                        Err(e @ (ClientError::Refused { .. } | ClientError::Tls(_))) => {
+                            return Poll::Ready(Err(e));
+                        }
+                        Err(e) => {
+                            tracing::warn!(hub = addrs[i], "{e}; trying the other hub addresses");
+                            failures[i] = Some(format!("{}: {e}", addrs[i]));
+                            progressed = true;
+                        }
+                    }
+                }
+                if failures.iter().all(Option::is_some) {
+                    let all: Vec<String> = failures.iter().flatten().cloned().collect();
+                    return Poll::Ready(Err(ClientError::Connection(format!(
+                        "no hub address answered: {}",
+                        all.join("; ")
+                    ))));
+                }
+                if !progressed {
+                    return Poll::Pending;
+                }
             }
         })
+        .await
     }
 
     async fn open(
@@ -680,6 +730,10 @@ pub fn notification_json(offset: u64, n: &Notification) -> serde_json::Value {
     })
 }
 
+/// How long a client given several hub addresses waits for one to answer before it tries the
+/// next as well (see [`Client::connect`]).
+pub const FAILOVER_STAGGER: Duration = Duration::from_millis(250);
+
 /// Telemetry batches in flight before [`stream_files`] waits for hits.
 pub const STREAM_WINDOW: usize = 8;
 
@@ -735,7 +789,9 @@ impl BatchSource<'_> {
 /// [`stream_files`] that rides out a hub that goes away: for up to `retry_for` without
 /// progress it reconnects (with [`Backoff`]) and sends again the batches not yet answered,
 /// so that none is lost. A resent batch the hub had already made durable is answered from
-/// its memory of recent batches, not matched again, so none is doubled either.
+/// its memory of recent batches, not matched again, so none is doubled either; sent to
+/// another edge of a cluster, it is matched again and the stream drops the notifications it
+/// already holds (by id).
 ///
 /// # Errors
 /// An input cannot be read, the hub refused the identity or a batch, or it stayed away.
@@ -747,7 +803,6 @@ pub async fn stream_files_with(
     files: &[std::path::PathBuf],
     opts: &StreamOptions,
 ) -> anyhow::Result<Streamed> {
-    let retry_for = opts.retry_for;
     use crate::telemetry::FieldPresence;
     let mut readers = Vec::new();
     for path in files {
@@ -773,14 +828,76 @@ pub async fn stream_files_with(
                 .map_err(|e| ClientError::Input(e.to_string()))
         })())
     };
-    let mut pending: std::collections::VecDeque<(u64, Vec<u8>)> = Default::default();
     let mut answered: Vec<(u64, Vec<HitLine>)> = Vec::new();
+    stream_resilient(
+        hub,
+        id,
+        opts,
+        &mut BatchSource::Pull(&mut next_batch),
+        &mut |id, hits| answered.push((id, hits)),
+    )
+    .await?;
+    let empty_inputs = presence
+        .iter()
+        .filter_map(|(name, p)| p.check(name, fields).err().map(|e| e.to_string()))
+        .collect();
+    Ok(Streamed {
+        hits: answered.into_iter().flat_map(|(_, h)| h).collect(),
+        rows,
+        empty_inputs,
+    })
+}
+
+/// Partner: [`Client::stream_channel`] that rides out a hub that goes away, as
+/// [`stream_files_with`] does: batches from a live producer are numbered from 0, sent with at
+/// most [`STREAM_WINDOW`] unanswered, and those unanswered when a connection broke are sent
+/// again on the next (to whichever of the hub's addresses answers first). Each batch's hits
+/// go to `on_hits` once, in order. Returns the number of batches once the channel is closed
+/// and every batch is answered.
+///
+/// # Errors
+/// An input error from `batches`, the hub refused the identity or a batch, or it stayed away
+/// for `opts.retry_for` without progress.
+pub async fn stream_channel_with(
+    hub: &str,
+    id: &Identity,
+    mut batches: tokio::sync::mpsc::Receiver<Result<Vec<u8>, ClientError>>,
+    opts: &StreamOptions,
+    mut on_hits: impl FnMut(u64, Vec<HitLine>) + Send,
+) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    stream_resilient(
+        hub,
+        id,
+        opts,
+        &mut BatchSource::Channel(&mut batches),
+        &mut |id, hits| {
+            n = n.max(id + 1);
+            on_hits(id, hits);
+        },
+    )
+    .await?;
+    Ok(n)
+}
+
+/// The reconnecting loop of [`stream_files_with`] and [`stream_channel_with`]: connection
+/// after connection, each sending again what the last left unanswered, until `source` is
+/// exhausted and answered, or the hub stayed away for `opts.retry_for` without progress.
+async fn stream_resilient(
+    hub: &str,
+    id: &Identity,
+    opts: &StreamOptions,
+    source: &mut BatchSource<'_>,
+    on_hits: &mut (dyn FnMut(u64, Vec<HitLine>) + Send),
+) -> anyhow::Result<()> {
+    let retry_for = opts.retry_for;
+    let mut pending: std::collections::VecDeque<(u64, Vec<u8>)> = Default::default();
     let mut next_id = 0u64;
     let mut exhausted = false;
     let mut backoff = Backoff::new(Duration::from_secs(5));
     let mut since_progress = std::time::Instant::now();
     loop {
-        let before = answered.len();
+        let mut progress = false;
         let r = async {
             let mut c = Client::connect_with(hub, id, &opts.transport).await?;
             c.hello(Role::Partner).await?;
@@ -789,8 +906,11 @@ pub async fn stream_files_with(
                     &mut pending,
                     &mut next_id,
                     &mut exhausted,
-                    &mut BatchSource::Pull(&mut next_batch),
-                    &mut |id, hits| answered.push((id, hits)),
+                    source,
+                    &mut |id, hits| {
+                        progress = true;
+                        on_hits(id, hits);
+                    },
                 )
                 .await;
             if r.is_ok() {
@@ -800,9 +920,9 @@ pub async fn stream_files_with(
         }
         .await;
         match r {
-            Ok(()) => break,
+            Ok(()) => return Ok(()),
             Err(e) if e.is_transient() => {
-                if answered.len() > before {
+                if progress {
                     since_progress = std::time::Instant::now();
                     backoff.reset();
                 }
@@ -823,15 +943,6 @@ pub async fn stream_files_with(
             Err(e) => return Err(e.into()),
         }
     }
-    let empty_inputs = presence
-        .iter()
-        .filter_map(|(name, p)| p.check(name, fields).err().map(|e| e.to_string()))
-        .collect();
-    Ok(Streamed {
-        hits: answered.into_iter().flat_map(|(_, h)| h).collect(),
-        rows,
-        empty_inputs,
-    })
 }
 
 /// What [`stream_files`] did.

@@ -29,11 +29,14 @@ pub struct Transport {
     pub connect_timeout: Duration,
 }
 
+/// A client's settings: a keep-alive every 2 s and a 6 s idle timeout, so that a client whose
+/// hub edge died notices within 6 s and moves to another edge (the hub's own settings are in
+/// its `[limits]`; the shorter of the two idle timeouts applies).
 impl Default for Transport {
     fn default() -> Self {
         Transport {
-            idle_timeout: Duration::from_secs(30),
-            keep_alive_interval: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(6),
+            keep_alive_interval: Duration::from_secs(2),
             send_window: 1 << 20,
             connect_timeout: Duration::from_secs(10),
         }

@@ -57,11 +57,16 @@ pub struct JetStreamConfig {
     pub max_record_bytes: usize,
     /// How long one request to the cluster may take.
     pub timeout: Duration,
+    /// How long a publish waits for the stream's acknowledgement before it is sent again.
+    pub ack_wait: Duration,
+    /// How long an append keeps trying (a leader election takes seconds) before it fails.
+    pub append_for: Duration,
 }
 
 impl JetStreamConfig {
     /// The default names (`CWN_N`, `cwn.n`, `CWN_ACKED`, `CWN_ENTITIES`) on the servers at
-    /// `urls`, with three replicas, 1 MiB records and 10 s requests.
+    /// `urls`, with three replicas, 1 MiB records, 10 s requests, 2 s waits for a publish's
+    /// acknowledgement and 30 s of retries for an append.
     pub fn new(urls: Vec<String>) -> Self {
         JetStreamConfig {
             urls,
@@ -72,6 +77,8 @@ impl JetStreamConfig {
             replicas: 3,
             max_record_bytes: 1 << 20,
             timeout: Duration::from_secs(10),
+            ack_wait: Duration::from_secs(2),
+            append_for: Duration::from_secs(30),
         }
     }
 }
@@ -131,7 +138,25 @@ fn not_found(e: &stream::DirectGetError) -> bool {
 
 impl JetStreamStore {
     /// Connects to the cluster and creates the stream and buckets where they do not exist.
+    /// While the cluster cannot answer (electing a leader, a node restarting) it keeps trying
+    /// for [`JetStreamConfig::append_for`].
     pub fn open(cfg: JetStreamConfig) -> Result<JetStreamStore, LogError> {
+        let began = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match Self::open_once(cfg.clone()) {
+                Ok(s) => return Ok(s),
+                Err(e) if began.elapsed() < cfg.append_for => {
+                    tracing::warn!("opening the cluster store: {e}; trying again in {wait:?}");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn open_once(cfg: JetStreamConfig) -> Result<JetStreamStore, LogError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("cwn-nats")
@@ -139,7 +164,7 @@ impl JetStreamStore {
             .build()
             .map_err(|e| cluster_err("runtime", e))?;
         let c = cfg.clone();
-        let (js, stream, acked, numbers) = run_on(&rt, async move {
+        let opened = run_on(&rt, async move {
             let client = async_nats::ConnectOptions::new()
                 .connection_timeout(c.timeout)
                 .request_timeout(Some(c.timeout))
@@ -188,7 +213,15 @@ impl JetStreamStore {
             let acked = bucket(c.acked_bucket.clone()).await?;
             let numbers = bucket(c.entities_bucket.clone()).await?;
             Ok::<_, LogError>((js, st, acked, numbers))
-        })?;
+        });
+        let (js, stream, acked, numbers) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                // Not dropped here: this may be an async caller's thread.
+                rt.shutdown_background();
+                return Err(e);
+            }
+        };
         let mut store = JetStreamStore {
             rt: Some(rt),
             cfg,
@@ -274,9 +307,12 @@ impl JetStreamStore {
     /// knows, and returns the offset each got. A record the server already holds (the same
     /// notification id within the duplicate window: a resend) keeps its first offset and
     /// takes none. On a sequence mismatch (another edge appended) the end is read again and
-    /// the records not yet stored go after it.
+    /// the records not yet stored go after it. A publish that fails otherwise (no
+    /// acknowledgement within [`JetStreamConfig::ack_wait`]: the stream is electing a new
+    /// leader, or this client is moving to another server) is tried again with back-off for
+    /// up to [`JetStreamConfig::append_for`]: the notification id makes a retry of a publish
+    /// that did land a duplicate the server drops, so a retry never stores a record twice.
     fn append_group(&mut self, g: &Group<'_>, now_ms: u64) -> Result<Vec<u64>, LogError> {
-        const TRIES: usize = 8;
         let subject = self.subject(g.entity);
         let ids: Vec<String> = g
             .records
@@ -290,10 +326,22 @@ impl JetStreamStore {
             })
             .collect();
         let mut offsets: Vec<u64> = Vec::with_capacity(g.records.len());
-        let mut tries = 0;
+        let began = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        let mut stale = !self.logs.contains_key(&g.entity);
+        let append_for = self.cfg.append_for;
         while offsets.len() < g.records.len() {
-            if !self.logs.contains_key(&g.entity) {
-                self.refresh(g.entity)?;
+            if stale {
+                match self.refresh(g.entity) {
+                    Ok(_) => stale = false,
+                    Err(e) if began.elapsed() >= append_for => return Err(e),
+                    Err(e) => {
+                        tracing::debug!("{subject}: {e}; trying again");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_millis(250));
+                        continue;
+                    }
+                }
             }
             let log = &self.logs[&g.entity];
             let (mut next, mut last_seq) = (log.next, log.last_seq);
@@ -303,6 +351,7 @@ impl JetStreamStore {
                 .map(|(r, id)| (Bytes::copy_from_slice(r), id.clone()))
                 .collect();
             let (js, st, subj) = (self.js.clone(), self.stream.clone(), subject.clone());
+            let ack_wait = self.cfg.ack_wait;
             let (done, failed) = self.run(async move {
                 let mut done: Vec<(u64, u64)> = Vec::new();
                 for (payload, id) in todo {
@@ -315,7 +364,10 @@ impl JetStreamStore {
                         .header(TIME_HEADER, now_ms.to_string().as_str())
                         .expected_last_subject_sequence(last_seq);
                     let ack = match js.send_publish(subj.clone(), publish).await {
-                        Ok(f) => f.await.map_err(|e| e.to_string()),
+                        Ok(f) => match tokio::time::timeout(ack_wait, f).await {
+                            Ok(a) => a.map_err(|e| e.to_string()),
+                            Err(_) => Err(format!("no acknowledgement within {ack_wait:?}")),
+                        },
                         Err(e) => Err(e.to_string()),
                     };
                     let ack = match ack {
@@ -346,14 +398,19 @@ impl JetStreamStore {
                 log.next = log.next.max(offset + 1);
                 offsets.push(offset);
             }
-            if let Some(msg) = failed {
-                tries += 1;
-                if !msg.contains("wrong last sequence") || tries >= TRIES {
-                    return Err(cluster_err(&subject, msg));
-                }
-                // Another edge appended: take the subject's end and go on after it.
-                self.refresh(g.entity)?;
+            let Some(msg) = failed else { continue };
+            // Whatever failed, this edge's view of the subject's end may be wrong now.
+            stale = true;
+            if began.elapsed() >= append_for {
+                return Err(cluster_err(&subject, msg));
             }
+            if msg.contains("wrong last sequence") {
+                // Another edge appended: go on after the end it made.
+                continue;
+            }
+            tracing::warn!("{subject}: {msg}; publishing again in {backoff:?}");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_millis(250));
         }
         Ok(offsets)
     }
