@@ -1061,3 +1061,75 @@ fn chaos() {
     }
     eprintln!("failovers:\n{}", failovers.join("\n"));
 }
+
+/// `cwn push` to one edge of a cluster: the snapshot is stored in the cluster and every edge
+/// swaps it in — one already running (it watches), one started afterwards with an empty data
+/// folder (it takes it before serving) — and no edge takes a version that is not newer.
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_pushed_to_one_edge_is_used_by_every_edge() {
+    use super::net::{Net, snapshot, stream};
+    use cwn::indicator::Tlp;
+    use cwn::net::client::{Client, ClientError};
+    use cwn::net::server::Server;
+
+    let Some(bin) = nats_server() else { return };
+    let cluster = NatsCluster::start(bin);
+    let net = Net::new();
+    let edge1 = Server::start(&edge_config(&net, &cluster, "edge1"))
+        .await
+        .unwrap();
+    let edge2 = Server::start(&edge_config(&net, &cluster, "edge2"))
+        .await
+        .unwrap();
+    let (hub1, hub2) = (
+        edge1.local_addr().to_string(),
+        edge2.local_addr().to_string(),
+    );
+    let t = net.telemetry("dns.jsonl", &[("www.fresh.example", "198.51.100.21")]);
+    assert!(
+        stream(&net, &hub2, &t).await.is_empty(),
+        "not yet an indicator"
+    );
+
+    let v2 = snapshot(
+        2,
+        &[("evil.example", Tlp::Green), ("fresh.example", Tlp::Clear)],
+        &net.signing,
+    );
+    let mut publisher = Client::connect(&hub1, &net.id("ncsc")).await.unwrap();
+    assert_eq!(publisher.push_snapshot(&v2).await.unwrap(), 2);
+    publisher.close().await;
+    // The other edge swaps it in within moments.
+    let t0 = Instant::now();
+    loop {
+        if stream(&net, &hub2, &t).await.len() == 1 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "edge 2 never used the snapshot pushed to edge 1"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("edge 2 used it after {:?}", t0.elapsed());
+    // The same version again, now to edge 2: not newer than the cluster's.
+    let mut publisher = Client::connect(&hub2, &net.id("ncsc")).await.unwrap();
+    let r = publisher.push_snapshot(&v2).await;
+    assert!(
+        matches!(&r, Err(ClientError::Rejected { reason, .. }) if reason.contains("not newer")),
+        "{r:?}"
+    );
+    publisher.close().await;
+    // A new edge with nothing of its own serves the cluster's snapshot from its first batch.
+    let edge3 = Server::start(&edge_config(&net, &cluster, "edge3"))
+        .await
+        .unwrap();
+    let hits = stream(&net, &edge3.local_addr().to_string(), &t).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].indicator, "fresh.example");
+    for e in [edge1, edge2, edge3] {
+        e.shutdown().await;
+    }
+    drop(cluster);
+}

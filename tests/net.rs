@@ -50,7 +50,11 @@ pub(crate) struct Net {
     pub(crate) signing: ed25519_dalek::SigningKey,
 }
 
-fn snapshot(version: u64, values: &[(&str, Tlp)], key: &ed25519_dalek::SigningKey) -> Vec<u8> {
+pub(crate) fn snapshot(
+    version: u64,
+    values: &[(&str, Tlp)],
+    key: &ed25519_dalek::SigningKey,
+) -> Vec<u8> {
     let mut set = IndicatorSet::new();
     let source: Arc<str> = Arc::from("test-feed");
     for (i, (v, tlp)) in values.iter().enumerate() {

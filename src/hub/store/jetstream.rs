@@ -165,13 +165,7 @@ impl JetStreamStore {
             .map_err(|e| cluster_err("runtime", e))?;
         let c = cfg.clone();
         let opened = run_on(&rt, async move {
-            let client = async_nats::ConnectOptions::new()
-                .connection_timeout(c.timeout)
-                .request_timeout(Some(c.timeout))
-                .connect(c.urls.clone())
-                .await
-                .map_err(|e| cluster_err(&c.urls.join(","), e))?;
-            let js = jetstream::new(client);
+            let js = jetstream::new(connect(&c).await?);
             let st = js
                 .get_or_create_stream(stream::Config {
                     name: c.stream.clone(),
@@ -509,6 +503,20 @@ impl JetStreamStore {
             });
         Ok(rx)
     }
+}
+
+/// A NATS client on the servers `cfg` names, as every part of an edge connects: the store,
+/// the shared snapshot, tools.
+///
+/// # Errors
+/// No server answered.
+pub async fn connect(cfg: &JetStreamConfig) -> Result<async_nats::Client, LogError> {
+    async_nats::ConnectOptions::new()
+        .connection_timeout(cfg.timeout)
+        .request_timeout(Some(cfg.timeout))
+        .connect(cfg.urls.clone())
+        .await
+        .map_err(|e| cluster_err(&cfg.urls.join(","), e))
 }
 
 /// Runs `f` on `rt` and waits for it from this thread, whatever runtime this thread is in.

@@ -60,6 +60,8 @@ use crate::route::{
 };
 use crate::status::{EntityInfo, Metrics, SnapshotInfo};
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod matching;
 mod session;
 mod snapshot;
@@ -168,6 +170,9 @@ struct Shared {
     metrics: Option<Arc<Metrics>>,
     /// Serialises snapshot installs so that versions only go up.
     install: Mutex<()>,
+    /// On a cluster: the snapshot all edges use.
+    #[cfg(feature = "cluster")]
+    shared_snapshot: Option<Arc<cluster::SharedSnapshot>>,
 }
 
 /// A running hub.
@@ -295,6 +300,15 @@ impl Server {
         #[cfg(feature = "cluster")]
         let feed =
             store::live_feed(hub.store()).map_err(|e| file_err(Path::new("[cluster]"), e))?;
+        #[cfg(feature = "cluster")]
+        let shared_snapshot = match &cfg.cluster {
+            Some(c) => Some(Arc::new(
+                cluster::SharedSnapshot::open(&jetstream_config(c), MAX_SNAPSHOT)
+                    .await
+                    .map_err(|e| file_err(Path::new("[cluster]"), e))?,
+            )),
+            None => None,
+        };
         let audit = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -341,8 +355,31 @@ impl Server {
             stats: stats.clone(),
             metrics,
             install: Mutex::new(()),
+            #[cfg(feature = "cluster")]
+            shared_snapshot,
         });
         let (tx, rx) = watch::channel(false);
+        // The cluster's snapshot when it is newer than this edge's, before the first client;
+        // then every change of it, whichever edge it was pushed to.
+        #[cfg(feature = "cluster")]
+        if let Some(snap) = shared.shared_snapshot.clone() {
+            let current = snap
+                .current()
+                .await
+                .map_err(|e| file_err(Path::new("[cluster]"), e))?;
+            if let Some(c) = current {
+                let (s, snap) = (shared.clone(), snap.clone());
+                let _ = tokio::task::spawn_blocking(move || s.adopt(&snap, &c)).await;
+            }
+            let (s, stop) = (shared.clone(), rx.clone());
+            tokio::spawn(async move {
+                let on_current = |c: cluster::Current| {
+                    let (s, snap) = (s.clone(), snap.clone());
+                    tokio::task::spawn_blocking(move || s.adopt(&snap, &c));
+                };
+                snap.watch(on_current, stop).await;
+            });
+        }
         tokio::spawn(timer_loop(shared.clone(), rx.clone()));
         #[cfg(feature = "cluster")]
         if let Some(feed) = feed {
@@ -589,14 +626,7 @@ fn open_store(cfg: &HubConfig, file: core::FileStoreConfig) -> Result<HubStore, 
     };
     #[cfg(feature = "cluster")]
     {
-        use crate::hub::store::jetstream::{JetStreamConfig, JetStreamStore};
-        let mut j = JetStreamConfig::new(c.nats.clone());
-        j.replicas = c.replicas;
-        j.stream = c.stream.clone();
-        j.subject_prefix = c.subject_prefix.clone();
-        j.acked_bucket = c.acked_bucket.clone();
-        j.entities_bucket = c.entities_bucket.clone();
-        JetStreamStore::open(j)
+        crate::hub::store::jetstream::JetStreamStore::open(jetstream_config(c))
             .map(|s| HubStore::Cluster(Box::new(s)))
             .map_err(|e| file_err(Path::new("[cluster]"), e))
     }
@@ -610,6 +640,20 @@ fn open_store(cfg: &HubConfig, file: core::FileStoreConfig) -> Result<HubStore, 
             ),
         ))
     }
+}
+
+/// The cluster's names and servers as the store and the shared snapshot take them.
+#[cfg(feature = "cluster")]
+fn jetstream_config(
+    c: &super::config::ClusterConfig,
+) -> crate::hub::store::jetstream::JetStreamConfig {
+    let mut j = crate::hub::store::jetstream::JetStreamConfig::new(c.nats.clone());
+    j.replicas = c.replicas;
+    j.stream = c.stream.clone();
+    j.subject_prefix = c.subject_prefix.clone();
+    j.acked_bucket = c.acked_bucket.clone();
+    j.entities_bucket = c.entities_bucket.clone();
+    j
 }
 
 /// The core's settings from the configuration.
