@@ -884,7 +884,8 @@ mod chaos_parts {
 /// exactly once after de-duplication by id, in order, and nowhere else. Partners and
 /// subscribers move to the surviving edge by themselves (`--hub A,B`).
 ///
-/// `CWN_CHAOS_ROUNDS=N` runs N rounds (default 3: one of each kind).
+/// `CWN_CHAOS_ROUNDS=N` runs N rounds (default 3: one of each kind); `CWN_CHAOS_LOGS=1` prints
+/// the warnings and errors of the edges and subscribers after each round.
 #[cfg(all(feature = "cluster", unix))]
 #[test]
 fn chaos() {
@@ -1032,6 +1033,22 @@ fn chaos() {
         );
         eprintln!("{line}");
         failovers.push(line);
+        if std::env::var("CWN_CHAOS_LOGS").as_deref() == Ok("1") {
+            // What the edges and subscribers said, but the routine.
+            let mut logs: Vec<std::path::PathBuf> = edges.iter().map(|e| e.log.clone()).collect();
+            logs.extend(
+                (0..SUBSCRIBERS).map(|s| net.dir.path().join(format!("r{round}-s{s}.log"))),
+            );
+            for l in logs {
+                let text = std::fs::read_to_string(&l).unwrap_or_default();
+                for line in text
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                {
+                    eprintln!("  {}: {line}", l.file_name().unwrap().to_string_lossy());
+                }
+            }
+        }
         let logs = || {
             let mut all = String::new();
             for e in &edges {

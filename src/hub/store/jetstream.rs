@@ -105,6 +105,8 @@ pub struct JetStreamStore {
     acked: kv::Store,
     numbers: kv::Store,
     logs: HashMap<EntityId, SubjectLog>,
+    /// The acked offset of each entity as the bucket holds it, as far as this edge knows.
+    saved_acked: HashMap<EntityId, u64>,
 }
 
 impl std::fmt::Debug for JetStreamStore {
@@ -224,6 +226,7 @@ impl JetStreamStore {
             acked,
             numbers,
             logs: HashMap::new(),
+            saved_acked: HashMap::new(),
         };
         for e in store.list_entities()? {
             store.refresh(e)?;
@@ -297,117 +300,205 @@ impl JetStreamStore {
         Ok(log)
     }
 
-    /// Appends one entity's records, each expecting the subject's last sequence this edge
-    /// knows, and returns the offset each got. A record the server already holds (the same
-    /// notification id within the duplicate window: a resend) keeps its first offset and
-    /// takes none. On a sequence mismatch (another edge appended) the end is read again and
-    /// the records not yet stored go after it. A publish that fails otherwise (no
-    /// acknowledgement within [`JetStreamConfig::ack_wait`]: the stream is electing a new
-    /// leader, or this client is moving to another server) is tried again with back-off for
-    /// up to [`JetStreamConfig::append_for`]: the notification id makes a retry of a publish
-    /// that did land a duplicate the server drops, so a retry never stores a record twice.
-    fn append_group(&mut self, g: &Group<'_>, now_ms: u64) -> Result<Vec<u64>, LogError> {
-        let subject = self.subject(g.entity);
-        let ids: Vec<String> = g
-            .records
+    /// Appends every group's records and returns the offsets each got. Groups go to the
+    /// cluster at once (one round trip for a batch that hits many entities); one entity's
+    /// records go one after another, each expecting the subject's last sequence this edge
+    /// knows, so that two edges appending to one entity cannot give two records one offset.
+    ///
+    /// A record the server already holds (the same notification id within the duplicate
+    /// window: a resend) keeps its first offset and takes none. On a sequence mismatch
+    /// (another edge appended) the end is read again and the records not yet stored go after
+    /// it. A publish that fails otherwise (no acknowledgement within
+    /// [`JetStreamConfig::ack_wait`]: the stream is electing a new leader, or this client is
+    /// moving to another server) is tried again with back-off for up to
+    /// [`JetStreamConfig::append_for`]: the notification id makes a retry of a publish that
+    /// did land a duplicate the server drops, so a retry never stores a record twice.
+    fn append_groups(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+    ) -> Vec<Result<Vec<u64>, LogError>> {
+        struct Todo {
+            subject: String,
+            ids: Vec<String>,
+            offsets: Vec<u64>,
+            stale: bool,
+            error: Option<String>,
+        }
+        let mut todo: Vec<Todo> = groups
             .iter()
-            .enumerate()
-            .map(|(k, r)| {
-                crate::hub::Notification::peek_id(r).map_or_else(
-                    || format!("{}-{now_ms}-{k}", g.entity.0),
-                    |id| format!("{:032x}", id.0),
-                )
+            .map(|g| Todo {
+                subject: self.subject(g.entity),
+                ids: g
+                    .records
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| {
+                        crate::hub::Notification::peek_id(r).map_or_else(
+                            || format!("{}-{now_ms}-{k}", g.entity.0),
+                            |id| format!("{:032x}", id.0),
+                        )
+                    })
+                    .collect(),
+                offsets: Vec::with_capacity(g.records.len()),
+                stale: !self.logs.contains_key(&g.entity),
+                error: None,
             })
             .collect();
-        let mut offsets: Vec<u64> = Vec::with_capacity(g.records.len());
         let began = std::time::Instant::now();
-        let mut backoff = Duration::from_millis(50);
-        let mut stale = !self.logs.contains_key(&g.entity);
         let append_for = self.cfg.append_for;
-        while offsets.len() < g.records.len() {
-            if stale {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            // Refresh what a failure left unsure.
+            let mut waiting = false;
+            for (g, t) in groups.iter().zip(&mut todo) {
+                if t.offsets.len() == g.records.len() || !t.stale {
+                    continue;
+                }
                 match self.refresh(g.entity) {
-                    Ok(_) => stale = false,
-                    Err(e) if began.elapsed() >= append_for => return Err(e),
+                    Ok(_) => t.stale = false,
                     Err(e) => {
-                        tracing::debug!("{subject}: {e}; trying again");
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_millis(250));
-                        continue;
+                        t.error = Some(e.to_string());
+                        waiting = true;
                     }
                 }
             }
-            let log = &self.logs[&g.entity];
-            let (mut next, mut last_seq) = (log.next, log.last_seq);
-            let todo: Vec<(Bytes, String)> = g.records[offsets.len()..]
-                .iter()
-                .zip(&ids[offsets.len()..])
-                .map(|(r, id)| (Bytes::copy_from_slice(r), id.clone()))
-                .collect();
-            let (js, st, subj) = (self.js.clone(), self.stream.clone(), subject.clone());
-            let ack_wait = self.cfg.ack_wait;
-            let (done, failed) = self.run(async move {
-                let mut done: Vec<(u64, u64)> = Vec::new();
-                for (payload, id) in todo {
-                    // 0 too: "the subject holds nothing yet", so that two edges that both
-                    // saw it empty cannot both write offset 0.
-                    let publish = jetstream::message::PublishMessage::build()
-                        .payload(payload)
-                        .message_id(id)
-                        .header(OFFSET_HEADER, next.to_string().as_str())
-                        .header(TIME_HEADER, now_ms.to_string().as_str())
-                        .expected_last_subject_sequence(last_seq);
-                    let ack = match js.send_publish(subj.clone(), publish).await {
-                        Ok(f) => match tokio::time::timeout(ack_wait, f).await {
-                            Ok(a) => a.map_err(|e| e.to_string()),
-                            Err(_) => Err(format!("no acknowledgement within {ack_wait:?}")),
-                        },
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let ack = match ack {
-                        Ok(a) => a,
-                        Err(e) => return (done, Some(e)),
-                    };
-                    if ack.duplicate {
-                        // Stored before: its offset is in its own header.
-                        match st.direct_get(ack.sequence).await {
-                            Ok(m) => match offset_of(&m) {
-                                Ok(o) => done.push((o, ack.sequence)),
-                                Err(e) => return (done, Some(e.to_string())),
-                            },
-                            Err(e) => return (done, Some(e.to_string())),
-                        }
-                    } else {
-                        done.push((next, ack.sequence));
-                        next += 1;
-                        last_seq = ack.sequence;
+            // Every unfinished group with a known end, all at once.
+            let mut chains = Vec::new();
+            for (i, (g, t)) in groups.iter().zip(&todo).enumerate() {
+                if t.offsets.len() == g.records.len() || t.stale {
+                    continue;
+                }
+                let log = &self.logs[&g.entity];
+                let records: Vec<(Bytes, String)> = g.records[t.offsets.len()..]
+                    .iter()
+                    .zip(&t.ids[t.offsets.len()..])
+                    .map(|(r, id)| (Bytes::copy_from_slice(r), id.clone()))
+                    .collect();
+                chains.push((i, t.subject.clone(), records, log.next, log.last_seq));
+            }
+            let (js, st, ack_wait) = (self.js.clone(), self.stream.clone(), self.cfg.ack_wait);
+            let results = self.run(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for (i, subject, records, next, last_seq) in chains {
+                    let (js, st) = (js.clone(), st.clone());
+                    set.spawn(async move {
+                        let r = publish_chain(
+                            &js, &st, &subject, records, now_ms, next, last_seq, ack_wait,
+                        )
+                        .await;
+                        (i, r)
+                    });
+                }
+                let mut out = Vec::new();
+                while let Some(r) = set.join_next().await {
+                    if let Ok(r) = r {
+                        out.push(r);
                     }
                 }
-                (done, None)
+                out
             });
-            let log = self.logs.get_mut(&g.entity).expect("refreshed");
-            for &(offset, seq) in &done {
-                log.seqs.insert(offset, seq);
-                log.last_seq = log.last_seq.max(seq);
-                log.next = log.next.max(offset + 1);
-                offsets.push(offset);
+            let mut again = waiting;
+            for (i, (done, failed)) in results {
+                let log = self.logs.get_mut(&groups[i].entity).expect("refreshed");
+                let t = &mut todo[i];
+                for &(offset, seq) in &done {
+                    log.seqs.insert(offset, seq);
+                    log.last_seq = log.last_seq.max(seq);
+                    log.next = log.next.max(offset + 1);
+                    t.offsets.push(offset);
+                }
+                if let Some(msg) = failed {
+                    // Whatever failed, this edge's view of the subject's end may be wrong.
+                    t.stale = true;
+                    // Another edge appended: go on after the end it made, at once.
+                    again |= !msg.contains("wrong last sequence");
+                    t.error = Some(msg);
+                }
             }
-            let Some(msg) = failed else { continue };
-            // Whatever failed, this edge's view of the subject's end may be wrong now.
-            stale = true;
-            if began.elapsed() >= append_for {
-                return Err(cluster_err(&subject, msg));
+            let unfinished = groups
+                .iter()
+                .zip(&todo)
+                .any(|(g, t)| t.offsets.len() < g.records.len());
+            if !unfinished || began.elapsed() >= append_for {
+                break;
             }
-            if msg.contains("wrong last sequence") {
-                // Another edge appended: go on after the end it made.
-                continue;
+            if again {
+                let first = todo.iter().find_map(|t| t.error.as_deref()).unwrap_or("");
+                tracing::warn!("appending to the cluster: {first}; trying again in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(250));
             }
-            tracing::warn!("{subject}: {msg}; publishing again in {backoff:?}");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_millis(250));
         }
-        Ok(offsets)
+        groups
+            .iter()
+            .zip(todo)
+            .map(|(g, t)| {
+                if t.offsets.len() == g.records.len() {
+                    Ok(t.offsets)
+                } else {
+                    Err(cluster_err(
+                        &t.subject,
+                        t.error.unwrap_or_else(|| "not stored".into()),
+                    ))
+                }
+            })
+            .collect()
     }
+}
+
+/// Publishes one entity's `records` in order, the first expecting `last_seq` as the subject's
+/// last sequence and each next one the sequence the one before got; returns `(offset,
+/// sequence)` of each stored (a duplicate: its first offset, from its header) and the error
+/// that stopped the chain, if one did.
+#[allow(clippy::too_many_arguments)]
+async fn publish_chain(
+    js: &jetstream::Context,
+    st: &stream::Stream,
+    subject: &str,
+    records: Vec<(Bytes, String)>,
+    now_ms: u64,
+    mut next: u64,
+    mut last_seq: u64,
+    ack_wait: Duration,
+) -> (Vec<(u64, u64)>, Option<String>) {
+    let mut done: Vec<(u64, u64)> = Vec::new();
+    for (payload, id) in records {
+        // 0 too: "the subject holds nothing yet", so that two edges that both saw it empty
+        // cannot both write offset 0.
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .message_id(id)
+            .header(OFFSET_HEADER, next.to_string().as_str())
+            .header(TIME_HEADER, now_ms.to_string().as_str())
+            .expected_last_subject_sequence(last_seq);
+        let ack = match js.send_publish(subject.to_owned(), publish).await {
+            Ok(f) => match tokio::time::timeout(ack_wait, f).await {
+                Ok(a) => a.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no acknowledgement within {ack_wait:?}")),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let ack = match ack {
+            Ok(a) => a,
+            Err(e) => return (done, Some(e)),
+        };
+        if ack.duplicate {
+            // Stored before: its offset is in its own header.
+            match st.direct_get(ack.sequence).await {
+                Ok(m) => match offset_of(&m) {
+                    Ok(o) => done.push((o, ack.sequence)),
+                    Err(e) => return (done, Some(e.to_string())),
+                },
+                Err(e) => return (done, Some(e.to_string())),
+            }
+        } else {
+            done.push((next, ack.sequence));
+            next += 1;
+            last_seq = ack.sequence;
+        }
+    }
+    (done, None)
 }
 
 /// A notification the stream took, as an edge's live feed reports it.
@@ -641,10 +732,7 @@ impl Store for JetStreamStore {
                 Ok::<_, LogError>(())
             })?;
         }
-        Ok(groups
-            .iter()
-            .map(|g| self.append_group(g, now_ms))
-            .collect())
+        Ok(self.append_groups(groups, now_ms))
     }
 
     fn read(
@@ -741,7 +829,7 @@ impl Store for JetStreamStore {
     fn load_acked(&mut self, entity: EntityId) -> Result<Option<u64>, LogError> {
         let kv = self.acked.clone();
         let key = entity.0.to_string();
-        self.run(async move {
+        let acked = self.run(async move {
             let v = kv.get(&key).await.map_err(|e| cluster_err(&key, e))?;
             v.map(|v| {
                 std::str::from_utf8(&v)
@@ -750,25 +838,56 @@ impl Store for JetStreamStore {
                     .ok_or_else(|| cluster_err(&key, "not an offset"))
             })
             .transpose()
-        })
+        })?;
+        if let Some(a) = acked {
+            self.saved_acked.insert(entity, a);
+        }
+        Ok(acked)
     }
 
     fn save_acked(&mut self, entity: EntityId, acked: u64) -> Result<(), LogError> {
         self.save_acked_all(&[(entity, acked)])
     }
 
+    /// Only the offsets that changed since this edge last saved or read them, all at once,
+    /// each waiting at most [`JetStreamConfig::ack_wait`]: the hub calls this with every
+    /// entity's offset, and 7,000 round trips one after another would hold it for seconds.
+    /// On an error the caller keeps them to save again.
     fn save_acked_all(&mut self, all: &[(EntityId, u64)]) -> Result<(), LogError> {
-        let kv = self.acked.clone();
-        let all = all.to_vec();
+        let changed: Vec<(EntityId, u64)> = all
+            .iter()
+            .filter(|(e, a)| self.saved_acked.get(e) != Some(a))
+            .copied()
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let (kv, wait) = (self.acked.clone(), self.cfg.ack_wait);
+        let puts = changed.clone();
         self.run(async move {
-            for (e, a) in all {
-                let key = e.0.to_string();
-                kv.put(&key, Bytes::from(a.to_string()))
-                    .await
-                    .map_err(|e| cluster_err(&key, e))?;
+            let mut set = tokio::task::JoinSet::new();
+            for (e, a) in puts {
+                let kv = kv.clone();
+                set.spawn(async move {
+                    let key = e.0.to_string();
+                    match tokio::time::timeout(wait, kv.put(&key, Bytes::from(a.to_string()))).await
+                    {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(cluster_err(&key, e)),
+                        Err(_) => Err(cluster_err(&key, format!("no answer within {wait:?}"))),
+                    }
+                });
             }
-            Ok(())
-        })
+            let mut first_err = None;
+            while let Some(r) = set.join_next().await {
+                if let Ok(Err(e)) = r {
+                    first_err.get_or_insert(e);
+                }
+            }
+            first_err.map_or(Ok(()), Err)
+        })?;
+        self.saved_acked.extend(changed);
+        Ok(())
     }
 
     /// By age only, and only what is acked: the entity's oldest records older than the limit
