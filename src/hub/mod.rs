@@ -320,6 +320,98 @@ impl Session {
     }
 }
 
+/// A batch of notifications encoded and grouped per entity for [`Store::append`]: made by
+/// [`Hub::publish_batch`] itself, or by a caller that appends outside the hub and then hands
+/// the outcome to [`Hub::handle_appended`].
+#[derive(Debug, Default)]
+pub struct EncodedBatch {
+    /// Entities in order of first appearance in the batch.
+    order: Vec<EntityId>,
+    /// The batch positions of each entity's notifications.
+    members: Vec<Vec<usize>>,
+    /// Where each notification's record lies in the buffer.
+    bounds: Vec<Range<usize>>,
+    /// The records, when the batch owns them ([`EncodedBatch::encode`]).
+    buf: Vec<u8>,
+}
+
+impl EncodedBatch {
+    /// Encodes `batch`, checking every record against the store's `max_record_bytes`.
+    ///
+    /// # Errors
+    /// A notification for the reserved entity, or one over the limit: the whole batch is
+    /// refused.
+    pub fn encode(batch: &[Notification], max_record_bytes: usize) -> Result<Self, HubError> {
+        let mut buf = Vec::new();
+        let mut e = Self::encode_into(batch, max_record_bytes, &mut buf)?;
+        e.buf = buf;
+        Ok(e)
+    }
+
+    /// [`EncodedBatch::encode`] into the caller's buffer (cleared first).
+    fn encode_into(
+        batch: &[Notification],
+        max_record_bytes: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<Self, HubError> {
+        if batch.iter().any(|n| n.entity.0 == SIDE_ENTITY) {
+            return Err(HubError::ReservedEntity);
+        }
+        if let Some(n) = batch.iter().find(|n| n.encoded_len() > max_record_bytes) {
+            return Err(LogError::RecordTooLarge {
+                len: n.encoded_len(),
+                max: u32::try_from(max_record_bytes).unwrap_or(u32::MAX),
+            }
+            .into());
+        }
+        let mut order: Vec<EntityId> = Vec::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        let mut group_of: HashMap<EntityId, usize> = HashMap::new();
+        for (i, n) in batch.iter().enumerate() {
+            let g = *group_of.entry(n.entity).or_insert_with(|| {
+                order.push(n.entity);
+                members.push(Vec::new());
+                members.len() - 1
+            });
+            members[g].push(i);
+        }
+        buf.clear();
+        let mut bounds: Vec<Range<usize>> = vec![0..0; batch.len()];
+        for idx in &members {
+            for &i in idx {
+                let start = buf.len();
+                batch[i].encode(buf);
+                bounds[i] = start..buf.len();
+            }
+        }
+        Ok(EncodedBatch {
+            order,
+            members,
+            bounds,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The groups to append, over the records in `buf` (the batch's own buffer for an
+    /// [`EncodedBatch::encode`]d one: [`EncodedBatch::own_groups`]).
+    fn groups<'a>(&self, buf: &'a [u8]) -> Vec<store::Group<'a>> {
+        self.order
+            .iter()
+            .zip(&self.members)
+            .map(|(&entity, idx)| store::Group {
+                entity,
+                records: idx.iter().map(|&i| &buf[self.bounds[i].clone()]).collect(),
+            })
+            .collect()
+    }
+
+    /// The groups to hand to [`Store::append`]: one per entity, in order of first
+    /// appearance, each with its notifications in batch order.
+    pub fn own_groups(&self) -> Vec<store::Group<'_>> {
+        self.groups(&self.buf)
+    }
+}
+
 /// The distribution core. See the [module docs](self).
 pub struct Hub<S: Store = FileStore> {
     config: HubConfig,
@@ -446,54 +538,38 @@ impl<S: Store> Hub<S> {
         now_ms: u64,
         side: Option<(u64, &[u8])>,
     ) -> Result<Vec<u64>, HubError> {
-        if batch.iter().any(|n| n.entity.0 == SIDE_ENTITY) {
-            return Err(HubError::ReservedEntity);
-        }
-        let max = self.store.max_record_bytes();
-        if let Some(n) = batch.iter().find(|n| n.encoded_len() > max) {
-            return Err(LogError::RecordTooLarge {
-                len: n.encoded_len(),
-                max: u32::try_from(max).unwrap_or(u32::MAX),
-            }
-            .into());
-        }
-        // One group per entity, in order of first appearance; `members[g]` are the batch
-        // positions of group `g`.
-        let mut order: Vec<EntityId> = Vec::new();
-        let mut members: Vec<Vec<usize>> = Vec::new();
-        let mut group_of: HashMap<EntityId, usize> = HashMap::new();
-        for (i, n) in batch.iter().enumerate() {
-            let g = *group_of.entry(n.entity).or_insert_with(|| {
-                order.push(n.entity);
-                members.push(Vec::new());
-                members.len() - 1
-            });
-            members[g].push(i);
-        }
         let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        let mut bounds: Vec<Range<usize>> = vec![0..0; batch.len()];
-        for idx in &members {
-            for &i in idx {
-                let start = buf.len();
-                batch[i].encode(&mut buf);
-                bounds[i] = start..buf.len();
+        let encoded = EncodedBatch::encode_into(batch, self.store.max_record_bytes(), &mut buf);
+        let encoded = match encoded {
+            Ok(e) => e,
+            Err(e) => {
+                self.scratch = buf;
+                return Err(e);
             }
-        }
-        let groups: Vec<store::Group<'_>> = order
-            .iter()
-            .zip(&members)
-            .map(|(&entity, idx)| store::Group {
-                entity,
-                records: idx.iter().map(|&i| &buf[bounds[i].clone()]).collect(),
-            })
-            .collect();
+        };
         let side = side.map(|(offset, bytes)| store::Side { offset, bytes });
-        let appended = self.store.append(&groups, now_ms, side);
-        drop(groups);
+        let appended = self.store.append(&encoded.groups(&buf), now_ms, side);
         self.scratch = buf;
+        self.handle_appended(batch, &encoded, appended, now_ms)
+    }
+
+    /// The second half of [`Hub::publish_batch`] for a caller that appended `batch` to a
+    /// store shared with this hub itself, outside the hub (so that a slow store — a cluster
+    /// electing a leader — holds no lock the hub's sessions need): `appended` is what the
+    /// store's `append` of [`EncodedBatch::own_groups`] returned. Registers the entities the store
+    /// now holds and hands each appended notification to its entity's live session; returns
+    /// the offsets in input order, or the first error (the groups the store kept are
+    /// delivered all the same).
+    pub fn handle_appended(
+        &mut self,
+        batch: &[Notification],
+        encoded: &EncodedBatch,
+        appended: Result<Vec<Result<Vec<u64>, LogError>>, LogError>,
+        now_ms: u64,
+    ) -> Result<Vec<u64>, HubError> {
+        let (order, members) = (&encoded.order, &encoded.members);
         // Entities the store now holds (created by this append, even a failed one).
-        for &e in &order {
+        for &e in order {
             if !self.entities.contains_key(&e) && self.store.range(e).is_some() {
                 self.register(e)?;
             }
@@ -503,7 +579,7 @@ impl<S: Store> Hub<S> {
         let mut failed: Option<HubError> = None;
         let mut offsets = vec![0; batch.len()];
         let capacity = self.config.queue_capacity;
-        for ((entity, idx), got) in order.iter().zip(&members).zip(appended) {
+        for ((entity, idx), got) in order.iter().zip(members).zip(appended) {
             let got = match got {
                 Ok(g) if g.len() == idx.len() => g,
                 Ok(g) => {
@@ -523,6 +599,9 @@ impl<S: Store> Hub<S> {
             self.stats.published += idx.len() as u64;
             for (&o, &i) in got.iter().zip(idx) {
                 offsets[i] = o;
+            }
+            if !self.entities.contains_key(entity) {
+                self.register(*entity)?;
             }
             let Some(sid) = self.entities.get(entity).and_then(|s| s.session) else {
                 continue;

@@ -97,23 +97,31 @@ struct SubjectLog {
 }
 
 /// The JetStream store. See the [module docs](self).
-pub struct JetStreamStore {
+///
+/// A clone is the same store (one connection, one view of the subjects): an edge appends
+/// through one clone outside its hub's lock while the hub reads through another, so that a
+/// slow append (a leader election) holds nothing the hub's sessions need.
+#[derive(Clone)]
+pub struct JetStreamStore(std::sync::Arc<Inner>);
+
+struct Inner {
     rt: Option<tokio::runtime::Runtime>,
     cfg: JetStreamConfig,
     js: jetstream::Context,
     stream: stream::Stream,
     acked: kv::Store,
     numbers: kv::Store,
-    logs: HashMap<EntityId, SubjectLog>,
+    /// What this edge knows of each entity's subject; locked only between round trips.
+    logs: std::sync::Mutex<HashMap<EntityId, SubjectLog>>,
     /// The acked offset of each entity as the bucket holds it, as far as this edge knows.
-    saved_acked: HashMap<EntityId, u64>,
+    saved_acked: std::sync::Mutex<HashMap<EntityId, u64>>,
 }
 
 impl std::fmt::Debug for JetStreamStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JetStreamStore")
-            .field("cfg", &self.cfg)
-            .field("entities", &self.logs.len())
+            .field("cfg", &self.0.cfg)
+            .field("entities", &self.logs().len())
             .finish_non_exhaustive()
     }
 }
@@ -218,37 +226,42 @@ impl JetStreamStore {
                 return Err(e);
             }
         };
-        let mut store = JetStreamStore {
+        let store = JetStreamStore(std::sync::Arc::new(Inner {
             rt: Some(rt),
             cfg,
             js,
             stream,
             acked,
             numbers,
-            logs: HashMap::new(),
-            saved_acked: HashMap::new(),
-        };
+            logs: Default::default(),
+            saved_acked: Default::default(),
+        }));
         for e in store.list_entities()? {
             store.refresh(e)?;
         }
         Ok(store)
     }
 
+    /// What this edge knows of the subjects, locked (never across a round trip).
+    fn logs(&self) -> std::sync::MutexGuard<'_, HashMap<EntityId, SubjectLog>> {
+        self.0.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
-        run_on(self.rt.as_ref().expect("runtime until dropped"), f)
+        run_on(self.0.rt.as_ref().expect("runtime until dropped"), f)
     }
 
     fn subject(&self, e: EntityId) -> String {
-        format!("{}.{}", self.cfg.subject_prefix, e.0)
+        format!("{}.{}", self.0.cfg.subject_prefix, e.0)
     }
 
     fn list_entities(&self) -> Result<Vec<EntityId>, LogError> {
         let (s, name, filter) = (
-            self.stream.clone(),
-            self.cfg.stream.clone(),
-            format!("{}.>", self.cfg.subject_prefix),
+            self.0.stream.clone(),
+            self.0.cfg.stream.clone(),
+            format!("{}.>", self.0.cfg.subject_prefix),
         );
-        let prefix = format!("{}.", self.cfg.subject_prefix);
+        let prefix = format!("{}.", self.0.cfg.subject_prefix);
         let subjects = self.run(async move {
             let info = s
                 .info_with_subjects(filter)
@@ -267,8 +280,8 @@ impl JetStreamStore {
     }
 
     /// Reads the first and last message of the entity's subject and takes their offsets.
-    fn refresh(&mut self, e: EntityId) -> Result<&mut SubjectLog, LogError> {
-        let (s, subject) = (self.stream.clone(), self.subject(e));
+    fn refresh(&self, e: EntityId) -> Result<SubjectLog, LogError> {
+        let (s, subject) = (self.0.stream.clone(), self.subject(e));
         let (first, last) = self.run(async move {
             let first = match s.direct_get_first_for_subject(subject.clone()).await {
                 Ok(m) => Some(m),
@@ -282,13 +295,17 @@ impl JetStreamStore {
             };
             Ok((first, last))
         })?;
-        let log = self.logs.entry(e).or_default();
+        let mut logs = self.logs();
+        let log = logs.entry(e).or_default();
         match (first, last) {
             (Some(f), Some(l)) => {
                 let (fo, lo) = (offset_of(&f)?, offset_of(&l)?);
                 log.start = fo;
-                log.next = lo + 1;
-                log.last_seq = l.sequence;
+                // Another clone may have appended since these were read: never go back.
+                if lo + 1 >= log.next {
+                    log.next = lo + 1;
+                    log.last_seq = l.sequence;
+                }
                 log.seqs.insert(fo, f.sequence);
                 log.seqs.insert(lo, l.sequence);
             }
@@ -297,7 +314,7 @@ impl JetStreamStore {
                 log.start = log.next;
             }
         }
-        Ok(log)
+        Ok(log.clone())
     }
 
     /// Appends every group's records and returns the offsets each got. Groups go to the
@@ -313,11 +330,7 @@ impl JetStreamStore {
     /// moving to another server) is tried again with back-off for up to
     /// [`JetStreamConfig::append_for`]: the notification id makes a retry of a publish that
     /// did land a duplicate the server drops, so a retry never stores a record twice.
-    fn append_groups(
-        &mut self,
-        groups: &[Group<'_>],
-        now_ms: u64,
-    ) -> Vec<Result<Vec<u64>, LogError>> {
+    fn append_groups(&self, groups: &[Group<'_>], now_ms: u64) -> Vec<Result<Vec<u64>, LogError>> {
         struct Todo {
             subject: String,
             ids: Vec<String>,
@@ -341,12 +354,12 @@ impl JetStreamStore {
                     })
                     .collect(),
                 offsets: Vec::with_capacity(g.records.len()),
-                stale: !self.logs.contains_key(&g.entity),
+                stale: !self.logs().contains_key(&g.entity),
                 error: None,
             })
             .collect();
         let began = std::time::Instant::now();
-        let append_for = self.cfg.append_for;
+        let append_for = self.0.cfg.append_for;
         let mut backoff = Duration::from_millis(50);
         loop {
             // Refresh what a failure left unsure.
@@ -369,7 +382,7 @@ impl JetStreamStore {
                 if t.offsets.len() == g.records.len() || t.stale {
                     continue;
                 }
-                let log = &self.logs[&g.entity];
+                let log = &self.logs()[&g.entity];
                 let records: Vec<(Bytes, String)> = g.records[t.offsets.len()..]
                     .iter()
                     .zip(&t.ids[t.offsets.len()..])
@@ -377,7 +390,11 @@ impl JetStreamStore {
                     .collect();
                 chains.push((i, t.subject.clone(), records, log.next, log.last_seq));
             }
-            let (js, st, ack_wait) = (self.js.clone(), self.stream.clone(), self.cfg.ack_wait);
+            let (js, st, ack_wait) = (
+                self.0.js.clone(),
+                self.0.stream.clone(),
+                self.0.cfg.ack_wait,
+            );
             let results = self.run(async move {
                 let mut set = tokio::task::JoinSet::new();
                 for (i, subject, records, next, last_seq) in chains {
@@ -400,7 +417,8 @@ impl JetStreamStore {
             });
             let mut again = waiting;
             for (i, (done, failed)) in results {
-                let log = self.logs.get_mut(&groups[i].entity).expect("refreshed");
+                let mut logs = self.logs();
+                let log = logs.get_mut(&groups[i].entity).expect("refreshed");
                 let t = &mut todo[i];
                 for &(offset, seq) in &done {
                     log.seqs.insert(offset, seq);
@@ -501,6 +519,58 @@ async fn publish_chain(
     (done, None)
 }
 
+impl JetStreamStore {
+    /// [`Store::append`] through a shared reference: an edge appends through a clone of the
+    /// store its hub holds, outside the hub's lock, and hands the outcome to
+    /// [`Hub::handle_appended`](crate::hub::Hub::handle_appended).
+    ///
+    /// # Errors
+    /// As [`Store::append`].
+    pub fn append_shared(
+        &self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        side: Option<Side<'_>>,
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
+        let max = self.0.cfg.max_record_bytes;
+        if let Some(r) = groups
+            .iter()
+            .flat_map(|g| &g.records)
+            .find(|r| r.len() > max)
+        {
+            return Err(LogError::RecordTooLarge {
+                len: r.len(),
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+            });
+        }
+        // The audit lines first, in chunks under NATS's payload limit: a disclosure is on
+        // record before it can be sent, and nothing is appended when they cannot be.
+        if let Some(side) = side {
+            const CHUNK: usize = 512 << 10;
+            let chunks: Vec<Bytes> = side
+                .bytes
+                .chunks(CHUNK)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            let (js, subject) = (
+                self.0.js.clone(),
+                format!("{}-audit", self.0.cfg.subject_prefix),
+            );
+            self.run(async move {
+                for c in chunks {
+                    js.publish(subject.clone(), c)
+                        .await
+                        .map_err(|e| cluster_err(&subject, e))?
+                        .await
+                        .map_err(|e| cluster_err(&subject, e))?;
+                }
+                Ok::<_, LogError>(())
+            })?;
+        }
+        Ok(self.append_groups(groups, now_ms))
+    }
+}
+
 /// A notification the stream took, as an edge's live feed reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedItem {
@@ -529,10 +599,10 @@ impl JetStreamStore {
         use futures_util::StreamExt as _;
         let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
         let (st, filter) = (
-            self.stream.clone(),
-            format!("{}.>", self.cfg.subject_prefix),
+            self.0.stream.clone(),
+            format!("{}.>", self.0.cfg.subject_prefix),
         );
-        let prefix = format!("{}.", self.cfg.subject_prefix);
+        let prefix = format!("{}.", self.0.cfg.subject_prefix);
         let messages = self.run(async move {
             let consumer = st
                 .create_consumer(OrderedConfig {
@@ -547,7 +617,8 @@ impl JetStreamStore {
                 .await
                 .map_err(|e| cluster_err(&filter, e))
         })?;
-        self.rt
+        self.0
+            .rt
             .as_ref()
             .expect("runtime until dropped")
             .spawn(async move {
@@ -623,7 +694,7 @@ fn run_on<T: Send + 'static>(
         .expect("the NATS runtime runs the request to its end")
 }
 
-impl Drop for JetStreamStore {
+impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
@@ -635,7 +706,7 @@ impl Store for JetStreamStore {
     type Done = ();
 
     fn number_entities(&mut self, names: &[&str]) -> Result<Vec<EntityId>, LogError> {
-        let kv = self.numbers.clone();
+        let kv = self.0.numbers.clone();
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         self.run(async move {
             let mut out = Vec::with_capacity(names.len());
@@ -675,17 +746,17 @@ impl Store for JetStreamStore {
     }
 
     fn entities(&self) -> Vec<EntityId> {
-        let mut v: Vec<EntityId> = self.logs.keys().copied().collect();
+        let mut v: Vec<EntityId> = self.logs().keys().copied().collect();
         v.sort_unstable();
         v
     }
 
     fn range(&self, entity: EntityId) -> Option<Range<u64>> {
-        self.logs.get(&entity).map(|l| l.start..l.next)
+        self.logs().get(&entity).map(|l| l.start..l.next)
     }
 
     fn create(&mut self, entity: EntityId) -> Result<Range<u64>, LogError> {
-        if !self.logs.contains_key(&entity) {
+        if !self.logs().contains_key(&entity) {
             self.refresh(entity)?;
         }
         Ok(self.range(entity).expect("refreshed"))
@@ -697,42 +768,7 @@ impl Store for JetStreamStore {
         now_ms: u64,
         side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
-        let max = self.cfg.max_record_bytes;
-        if let Some(r) = groups
-            .iter()
-            .flat_map(|g| &g.records)
-            .find(|r| r.len() > max)
-        {
-            return Err(LogError::RecordTooLarge {
-                len: r.len(),
-                max: u32::try_from(max).unwrap_or(u32::MAX),
-            });
-        }
-        // The audit lines first, in chunks under NATS's payload limit: a disclosure is on
-        // record before it can be sent, and nothing is appended when they cannot be.
-        if let Some(side) = side {
-            const CHUNK: usize = 512 << 10;
-            let chunks: Vec<Bytes> = side
-                .bytes
-                .chunks(CHUNK)
-                .map(Bytes::copy_from_slice)
-                .collect();
-            let (js, subject) = (
-                self.js.clone(),
-                format!("{}-audit", self.cfg.subject_prefix),
-            );
-            self.run(async move {
-                for c in chunks {
-                    js.publish(subject.clone(), c)
-                        .await
-                        .map_err(|e| cluster_err(&subject, e))?
-                        .await
-                        .map_err(|e| cluster_err(&subject, e))?;
-                }
-                Ok::<_, LogError>(())
-            })?;
-        }
-        Ok(self.append_groups(groups, now_ms))
+        self.append_shared(groups, now_ms, side)
     }
 
     fn read(
@@ -743,9 +779,10 @@ impl Store for JetStreamStore {
         max_bytes: usize,
         out: &mut Vec<Record>,
     ) -> Result<(), LogError> {
-        let log = match self.logs.get(&entity) {
-            Some(l) => l.clone(),
-            None => self.refresh(entity)?.clone(),
+        let known = self.logs().get(&entity).cloned();
+        let log = match known {
+            Some(l) => l,
+            None => self.refresh(entity)?,
         };
         if from < log.start {
             return Err(LogError::Deleted {
@@ -762,7 +799,7 @@ impl Store for JetStreamStore {
             .range(..=from)
             .next_back()
             .map_or((None, 0), |(&o, &s)| (Some(o), s));
-        let (s, subject) = (self.stream.clone(), self.subject(entity));
+        let (s, subject) = (self.0.stream.clone(), self.subject(entity));
         let got = self.run(async move {
             let mut got = Vec::new();
             let (mut bytes, mut seq) = (0usize, known_seq);
@@ -813,7 +850,8 @@ impl Store for JetStreamStore {
             }
             Ok(got)
         })?;
-        let log = self.logs.get_mut(&entity).expect("known");
+        let mut logs = self.logs();
+        let log = logs.get_mut(&entity).expect("known");
         for (r, seq) in got {
             log.seqs.insert(r.offset, seq);
             log.next = log.next.max(r.offset + 1);
@@ -823,11 +861,11 @@ impl Store for JetStreamStore {
     }
 
     fn max_record_bytes(&self) -> usize {
-        self.cfg.max_record_bytes
+        self.0.cfg.max_record_bytes
     }
 
     fn load_acked(&mut self, entity: EntityId) -> Result<Option<u64>, LogError> {
-        let kv = self.acked.clone();
+        let kv = self.0.acked.clone();
         let key = entity.0.to_string();
         let acked = self.run(async move {
             let v = kv.get(&key).await.map_err(|e| cluster_err(&key, e))?;
@@ -840,7 +878,11 @@ impl Store for JetStreamStore {
             .transpose()
         })?;
         if let Some(a) = acked {
-            self.saved_acked.insert(entity, a);
+            self.0
+                .saved_acked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(entity, a);
         }
         Ok(acked)
     }
@@ -856,13 +898,20 @@ impl Store for JetStreamStore {
     fn save_acked_all(&mut self, all: &[(EntityId, u64)]) -> Result<(), LogError> {
         let changed: Vec<(EntityId, u64)> = all
             .iter()
-            .filter(|(e, a)| self.saved_acked.get(e) != Some(a))
+            .filter(|(e, a)| {
+                self.0
+                    .saved_acked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(e)
+                    != Some(a)
+            })
             .copied()
             .collect();
         if changed.is_empty() {
             return Ok(());
         }
-        let (kv, wait) = (self.acked.clone(), self.cfg.ack_wait);
+        let (kv, wait) = (self.0.acked.clone(), self.0.cfg.ack_wait);
         let puts = changed.clone();
         self.run(async move {
             let mut set = tokio::task::JoinSet::new();
@@ -886,7 +935,11 @@ impl Store for JetStreamStore {
             }
             first_err.map_or(Ok(()), Err)
         })?;
-        self.saved_acked.extend(changed);
+        self.0
+            .saved_acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(changed);
         Ok(())
     }
 
@@ -904,7 +957,7 @@ impl Store for JetStreamStore {
         let Some(age) = policy.max_age_ms else {
             return Ok(out);
         };
-        let Some(log) = self.logs.get(&entity).cloned() else {
+        let Some(log) = self.logs().get(&entity).cloned() else {
             return Ok(out);
         };
         // The first record to keep: the first not acked or not old enough.
@@ -932,12 +985,12 @@ impl Store for JetStreamStore {
         if keep_from <= log.start {
             return Ok(out);
         }
-        let log = self.logs.get(&entity).cloned().expect("known");
+        let log = self.logs().get(&entity).cloned().expect("known");
         let seq = match log.seqs.get(&keep_from) {
             Some(&s) => s,
             None => log.last_seq + 1,
         };
-        let (s, subject) = (self.stream.clone(), self.subject(entity));
+        let (s, subject) = (self.0.stream.clone(), self.subject(entity));
         let purged = self.run(async move {
             s.purge()
                 .filter(subject.clone())
@@ -946,7 +999,8 @@ impl Store for JetStreamStore {
                 .map_err(|e| cluster_err(&subject, e))
         })?;
         out.segments_deleted = usize::try_from(purged.purged).unwrap_or(usize::MAX);
-        let log = self.logs.get_mut(&entity).expect("known");
+        let mut logs = self.logs();
+        let log = logs.get_mut(&entity).expect("known");
         log.start = keep_from;
         log.seqs = log.seqs.split_off(&keep_from);
         Ok(out)
@@ -955,9 +1009,9 @@ impl Store for JetStreamStore {
     /// The notification stream's bytes, as its leader reports them now (as at open when it
     /// does not answer).
     fn size_bytes(&self) -> u64 {
-        let st = self.stream.clone();
+        let st = self.0.stream.clone();
         self.run(async move { st.get_info().await.map(|i| i.state.bytes) })
-            .unwrap_or_else(|_| self.stream.cached_info().state.bytes)
+            .unwrap_or_else(|_| self.0.stream.cached_info().state.bytes)
     }
 
     fn poll_background(&mut self) -> Option<Background<()>> {

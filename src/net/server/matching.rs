@@ -82,6 +82,29 @@ pub(super) fn telemetry_kind(input: &str) -> &'static str {
 }
 
 impl Shared {
+    /// Logs `logged` durably (with the audit lines `side`) and hands each notification to
+    /// its entity's session. On a cluster the append runs outside the hub's lock: a slow
+    /// store (a leader election) then holds up this batch only, not every session.
+    fn publish(
+        &self,
+        logged: &[Notification],
+        side: Option<(u64, &[u8])>,
+    ) -> Result<(), core::HubError> {
+        #[cfg(feature = "cluster")]
+        if let Some(store) = &self.cluster_store {
+            use crate::hub::Store as _;
+            let encoded = core::EncodedBatch::encode(logged, store.max_record_bytes())?;
+            let side = side.map(|(offset, bytes)| core::store::Side { offset, bytes });
+            let appended = store.append_shared(&encoded.own_groups(), now_ms(), side);
+            return lock(&self.hub)
+                .handle_appended(logged, &encoded, appended, now_ms())
+                .map(|_| ());
+        }
+        lock(&self.hub)
+            .publish_batch_with(logged, now_ms(), side)
+            .map(|_| ())
+    }
+
     /// Matches one telemetry batch of `partner`, routes and logs the notifications (durably),
     /// and returns the hits the partner may see, as Arrow IPC.
     pub(super) fn match_batch(
@@ -211,8 +234,8 @@ impl Shared {
         if !logged.is_empty() {
             // Durable (one fsync per entity) before the partner hears the batch is done.
             let side = audit_at.map(|at| (at, routed.audit.as_slice()));
-            let published = lock(&self.hub).publish_batch_with(&logged, now_ms(), side);
-            published.map_err(|e| BatchFailure::Internal(format!("notification log: {e}")))?;
+            self.publish(&logged, side)
+                .map_err(|e| BatchFailure::Internal(format!("notification log: {e}")))?;
             self.stats
                 .notifications_logged
                 .fetch_add(logged.len() as u64, Ordering::Relaxed);

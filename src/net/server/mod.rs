@@ -173,6 +173,9 @@ struct Shared {
     /// On a cluster: the snapshot all edges use.
     #[cfg(feature = "cluster")]
     shared_snapshot: Option<Arc<cluster::SharedSnapshot>>,
+    /// On a cluster: the store the hub holds, to append to outside the hub's lock.
+    #[cfg(feature = "cluster")]
+    cluster_store: Option<crate::hub::store::jetstream::JetStreamStore>,
 }
 
 /// A running hub.
@@ -301,6 +304,11 @@ impl Server {
         let feed =
             store::live_feed(hub.store()).map_err(|e| file_err(Path::new("[cluster]"), e))?;
         #[cfg(feature = "cluster")]
+        let cluster_store = match hub.store() {
+            HubStore::Cluster(s) => Some((**s).clone()),
+            HubStore::File(_) => None,
+        };
+        #[cfg(feature = "cluster")]
         let shared_snapshot = match &cfg.cluster {
             Some(c) => Some(Arc::new(
                 cluster::SharedSnapshot::open(&jetstream_config(c), MAX_SNAPSHOT)
@@ -357,6 +365,8 @@ impl Server {
             install: Mutex::new(()),
             #[cfg(feature = "cluster")]
             shared_snapshot,
+            #[cfg(feature = "cluster")]
+            cluster_store,
         });
         let (tx, rx) = watch::channel(false);
         // The cluster's snapshot when it is newer than this edge's, before the first client;
