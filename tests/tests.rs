@@ -9,6 +9,7 @@ mod fuzz_corpus;
 mod r#gen;
 mod hub;
 mod misp;
+mod nats;
 #[cfg(feature = "net")]
 mod net;
 mod normalize;

@@ -201,6 +201,13 @@ pub struct ClusterConfig {
     pub acked_bucket: String,
     /// KV bucket of entity numbers (`CWN_ENTITIES`).
     pub entities_bucket: String,
+    /// A NATS credentials file (JWT and NKey seed, as `nsc` writes it) to authenticate with.
+    pub credentials: Option<PathBuf>,
+    /// CA certificate (PEM) that NATS servers' TLS certificates are checked against; given,
+    /// TLS is required.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for servers that verify clients (`tls { verify: true }`).
+    pub tls_client: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +244,14 @@ struct RawCluster {
     subject_prefix: Option<Spanned<String>>,
     #[serde(default)]
     acked_bucket: Option<Spanned<String>>,
+    #[serde(default)]
+    credentials: Option<Spanned<String>>,
+    #[serde(default)]
+    tls_ca: Option<Spanned<String>>,
+    #[serde(default)]
+    tls_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    tls_key: Option<Spanned<String>>,
     #[serde(default)]
     entities_bucket: Option<Spanned<String>>,
 }
@@ -322,6 +337,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "subject_prefix",
             "acked_bucket",
             "entities_bucket",
+            "credentials",
+            "tls_ca",
+            "tls_cert",
+            "tls_key",
         ],
     ),
 ];
@@ -380,8 +399,37 @@ fn unknown_keys(text: &str) -> Vec<ConfigProblem> {
 }
 
 /// Checks `[cluster]`: at least one `nats://` or `tls://` URL with a host and port, 1 to 5
-/// replicas, names JetStream accepts.
-fn cluster_config(c: &RawCluster, p: &mut Problems<'_>) -> ClusterConfig {
+/// replicas, names JetStream accepts, a TLS client certificate with its key; paths are taken
+/// relative to `base`.
+fn cluster_config(c: &RawCluster, base: &Path, p: &mut Problems<'_>) -> ClusterConfig {
+    let path = |v: &Option<Spanned<String>>, key: &str, p: &mut Problems<'_>| {
+        let v = v.as_ref()?;
+        let s = v.get_ref().trim();
+        if s.is_empty() {
+            p.at(v.span(), key, "empty path");
+            return None;
+        }
+        Some(base.join(s))
+    };
+    let credentials = path(&c.credentials, "cluster.credentials", p);
+    let tls_ca = path(&c.tls_ca, "cluster.tls_ca", p);
+    let tls_client = match (
+        path(&c.tls_cert, "cluster.tls_cert", p),
+        path(&c.tls_key, "cluster.tls_key", p),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            let span = c.tls_cert.as_ref().map(Spanned::span).unwrap_or_default();
+            p.at(span, "cluster.tls_cert", "needs cluster.tls_key beside it");
+            None
+        }
+        (None, Some(_)) => {
+            let span = c.tls_key.as_ref().map(Spanned::span).unwrap_or_default();
+            p.at(span, "cluster.tls_key", "needs cluster.tls_cert beside it");
+            None
+        }
+    };
     if c.nats.get_ref().is_empty() {
         p.at(c.nats.span(), "cluster.nats", "names no server");
     }
@@ -468,6 +516,9 @@ fn cluster_config(c: &RawCluster, p: &mut Problems<'_>) -> ClusterConfig {
             false,
             p,
         ),
+        credentials,
+        tls_ca,
+        tls_client,
     }
 }
 
@@ -803,7 +854,10 @@ impl HubConfig {
                 Err(m) => p.at(v.span(), "limits.max_batch_size", m),
             }
         }
-        let cluster = raw.cluster.as_ref().map(|c| cluster_config(c, &mut p));
+        let cluster = raw
+            .cluster
+            .as_ref()
+            .map(|c| cluster_config(c, base, &mut p));
         if !p.list.is_empty() {
             p.list.sort_by_key(|x| x.line);
             return Err(fail(p.list));
@@ -964,9 +1018,33 @@ verify_key = "verify.pem"
                 subject_prefix: "cwn.n".into(),
                 acked_bucket: "CWN_ACKED".into(),
                 entities_bucket: "CWN_ENTITIES".into(),
+                credentials: None,
+                tls_ca: None,
+                tls_client: None,
             }
         );
+        // NATS authentication and TLS, relative to the configuration's folder.
+        let text = format!(
+            "{GOOD}[cluster]\nnats = [\"tls://n1:4222\"]\ncredentials = \"edge.creds\"\ntls_ca = \"nats/ca.pem\"\ntls_cert = \"nats/edge.pem\"\ntls_key = \"nats/edge.key\"\n"
+        );
+        let c = HubConfig::from_toml(&text, "hub.toml", Path::new("/c"))
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.credentials, Some(PathBuf::from("/c/edge.creds")));
+        assert_eq!(c.tls_ca, Some(PathBuf::from("/c/nats/ca.pem")));
+        assert_eq!(
+            c.tls_client,
+            Some((
+                PathBuf::from("/c/nats/edge.pem"),
+                PathBuf::from("/c/nats/edge.key")
+            ))
+        );
         let cases = [
+            (
+                "nats = [\"nats://a:1\"]\ntls_cert = \"e.pem\"\n",
+                "hub.toml:12: cluster.tls_cert: needs cluster.tls_key beside it",
+            ),
             ("nats = []\n", "hub.toml:11: cluster.nats: names no server"),
             (
                 "nats = [\"http://x:1\"]\n",

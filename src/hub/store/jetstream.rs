@@ -61,6 +61,12 @@ pub struct JetStreamConfig {
     pub ack_wait: Duration,
     /// How long an append keeps trying (a leader election takes seconds) before it fails.
     pub append_for: Duration,
+    /// A NATS credentials file (JWT and NKey seed) to authenticate with.
+    pub credentials: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) for the servers' TLS certificates; given, TLS is required.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for servers that verify clients.
+    pub tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl JetStreamConfig {
@@ -79,6 +85,9 @@ impl JetStreamConfig {
             timeout: Duration::from_secs(10),
             ack_wait: Duration::from_secs(2),
             append_for: Duration::from_secs(30),
+            credentials: None,
+            tls_ca: None,
+            tls_client: None,
         }
     }
 }
@@ -673,10 +682,34 @@ impl JetStreamStore {
 /// # Errors
 /// No server answered.
 pub async fn connect(cfg: &JetStreamConfig) -> Result<async_nats::Client, LogError> {
-    async_nats::ConnectOptions::new()
+    let mut opts = async_nats::ConnectOptions::new()
         .connection_timeout(cfg.timeout)
-        .request_timeout(Some(cfg.timeout))
-        .connect(cfg.urls.clone())
+        .request_timeout(Some(cfg.timeout));
+    if let Some(creds) = &cfg.credentials {
+        opts = opts
+            .credentials_file(creds)
+            .await
+            .map_err(|e| cluster_err(&creds.display().to_string(), e))?;
+    }
+    if let Some(ca) = &cfg.tls_ca {
+        for p in [
+            Some(ca),
+            cfg.tls_client.as_ref().map(|c| &c.0),
+            cfg.tls_client.as_ref().map(|c| &c.1),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !p.is_file() {
+                return Err(cluster_err(&p.display().to_string(), "no such file"));
+            }
+        }
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &cfg.tls_client {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    opts.connect(cfg.urls.clone())
         .await
         .map_err(|e| cluster_err(&cfg.urls.join(","), e))
 }

@@ -663,6 +663,9 @@ fn jetstream_config(
     j.subject_prefix = c.subject_prefix.clone();
     j.acked_bucket = c.acked_bucket.clone();
     j.entities_bucket = c.entities_bucket.clone();
+    j.credentials = c.credentials.clone();
+    j.tls_ca = c.tls_ca.clone();
+    j.tls_client = c.tls_client.clone();
     j
 }
 
