@@ -63,3 +63,45 @@ fn a_short_demo_delivers_to_every_entity_concerned_and_leaves_nothing_behind() {
     assert_eq!(h["temp_dir_removed"], true, "{h}");
     assert!(!std::path::Path::new(dir).exists(), "{dir} is still there");
 }
+
+/// `cwn demo --cluster`: three local NATS nodes and two edges; an edge and the stream's
+/// leader are killed mid-stream and restarted, and every acknowledged notification still
+/// reaches its subscriber, once per id, nowhere else.
+#[cfg(feature = "cluster")]
+#[test]
+fn the_cluster_demo_loses_nothing_when_an_edge_and_the_stream_leader_die() {
+    let Some(_) = super::nats::nats_server() else {
+        return;
+    };
+    let _one = super::nats::one_cluster_at_a_time();
+    let out = Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args([
+            "demo",
+            "--cluster",
+            "--duration",
+            "12",
+            "--entities",
+            "6",
+            "--rate",
+            "200",
+            "--json",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run cwn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("edge 0 killed"), "{err}");
+    assert!(
+        err.contains("leader of the notification stream) killed"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert_eq!(n("acknowledged"), 12 * 200, "{v}");
+    assert_eq!(n("delivered"), n("acknowledged"), "{v}");
+    assert_eq!(n("lost"), 0, "{v}");
+    assert_eq!(n("misdelivered"), 0, "{v}");
+    assert_eq!(n("duplicates_after_dedup"), 0, "{v}");
+    assert!(v["edge_failover_secs"].as_f64().is_some(), "{v}");
+}

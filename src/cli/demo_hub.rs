@@ -56,10 +56,10 @@ const PARTNERS: [(&str, Preset, &str); 2] = [
 ];
 
 /// A directory removed when dropped.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new() -> anyhow::Result<TempDir> {
+    pub(super) fn new() -> anyhow::Result<TempDir> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());

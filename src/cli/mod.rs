@@ -25,6 +25,8 @@ macro_rules! out {
 }
 
 mod demo;
+#[cfg(feature = "cluster")]
+mod demo_cluster;
 #[cfg(feature = "net")]
 mod demo_hub;
 mod r#gen;

@@ -44,6 +44,8 @@ pub mod client;
 pub mod der;
 #[cfg(feature = "net")]
 pub mod endpoint;
+#[cfg(feature = "cluster")]
+pub mod local_nats;
 #[cfg(feature = "net")]
 pub mod pki;
 #[cfg(feature = "net")]

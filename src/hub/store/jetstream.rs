@@ -292,12 +292,14 @@ impl JetStreamStore {
     fn refresh(&self, e: EntityId) -> Result<SubjectLog, LogError> {
         let (s, subject) = (self.0.stream.clone(), self.subject(e));
         let (first, last) = self.run(async move {
-            let first = match s.direct_get_first_for_subject(subject.clone()).await {
+            let asked = direct(|| s.direct_get_first_for_subject(subject.clone())).await;
+            let first = match asked.map_err(|e| cluster_err(&subject, e))? {
                 Ok(m) => Some(m),
                 Err(e) if not_found(&e) => None,
                 Err(e) => return Err(cluster_err(&subject, e)),
             };
-            let last = match s.direct_get_last_for_subject(subject.clone()).await {
+            let asked = direct(|| s.direct_get_last_for_subject(subject.clone())).await;
+            let last = match asked.map_err(|e| cluster_err(&subject, e))? {
                 Ok(m) => Some(m),
                 Err(e) if not_found(&e) => None,
                 Err(e) => return Err(cluster_err(&subject, e)),
@@ -512,12 +514,13 @@ async fn publish_chain(
         };
         if ack.duplicate {
             // Stored before: its offset is in its own header.
-            match st.direct_get(ack.sequence).await {
-                Ok(m) => match offset_of(&m) {
+            match direct(|| st.direct_get(ack.sequence)).await {
+                Ok(Ok(m)) => match offset_of(&m) {
                     Ok(o) => done.push((o, ack.sequence)),
                     Err(e) => return (done, Some(e.to_string())),
                 },
-                Err(e) => return (done, Some(e.to_string())),
+                Ok(Err(e)) => return (done, Some(e.to_string())),
+                Err(e) => return (done, Some(e)),
             }
         } else {
             done.push((next, ack.sequence));
@@ -674,6 +677,28 @@ impl JetStreamStore {
             });
         Ok(rx)
     }
+}
+
+/// How long a direct get waits for an answer before it is asked again.
+const DIRECT_WAIT: Duration = Duration::from_secs(1);
+
+/// A direct get, asked up to three times: every replica of the stream answers direct gets,
+/// but one that restarted and is still catching up may leave a request unanswered, and the
+/// connection's request timeout (10 s) would then hold the caller — a whole edge's append —
+/// for that long.
+async fn direct<T, E, F, Fut>(mut get: F) -> Result<Result<T, E>, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    for _ in 0..3 {
+        if let Ok(r) = tokio::time::timeout(DIRECT_WAIT, get()).await {
+            return Ok(r);
+        }
+    }
+    Err(format!(
+        "no replica answered a direct get within 3 x {DIRECT_WAIT:?}"
+    ))
 }
 
 /// A NATS client on the servers `cfg` names, as every part of an edge connects: the store,
@@ -839,8 +864,9 @@ impl Store for JetStreamStore {
             // The known record itself is read again when it is the one asked for.
             let mut at = if known_off == Some(from) {
                 Some(
-                    s.direct_get(known_seq)
+                    direct(|| s.direct_get(known_seq))
                         .await
+                        .map_err(|e| cluster_err(&subject, e))?
                         .map_err(|e| cluster_err(&subject, e))?,
                 )
             } else {
@@ -849,9 +875,11 @@ impl Store for JetStreamStore {
             loop {
                 let m = match at.take() {
                     Some(m) => m,
-                    None => match s
-                        .direct_get_next_for_subject(subject.clone(), Some(seq + 1))
-                        .await
+                    None => match direct(|| {
+                        s.direct_get_next_for_subject(subject.clone(), Some(seq + 1))
+                    })
+                    .await
+                    .map_err(|e| cluster_err(&subject, e))?
                     {
                         Ok(m) => m,
                         Err(e) if not_found(&e) => break,
