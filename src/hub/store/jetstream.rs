@@ -771,7 +771,11 @@ impl Store for JetStreamStore {
             for name in names {
                 let key = format!("id.{}", hex(&name));
                 loop {
-                    if let Some(v) = kv.get(&key).await.map_err(|e| cluster_err(&key, e))? {
+                    let got = direct(|| kv.get(&key))
+                        .await
+                        .map_err(|e| cluster_err(&key, e))?
+                        .map_err(|e| cluster_err(&key, e))?;
+                    if let Some(v) = got {
                         let n = std::str::from_utf8(&v)
                             .ok()
                             .and_then(|s| s.parse().ok())
@@ -929,7 +933,12 @@ impl Store for JetStreamStore {
         let kv = self.0.acked.clone();
         let key = entity.0.to_string();
         let acked = self.run(async move {
-            let v = kv.get(&key).await.map_err(|e| cluster_err(&key, e))?;
+            // Bounded like a direct get: the hub waits on this with its lock held (a session
+            // connecting), and a catching-up replica may leave it unanswered.
+            let v = direct(|| kv.get(&key))
+                .await
+                .map_err(|e| cluster_err(&key, e))?
+                .map_err(|e| cluster_err(&key, e))?;
             v.map(|v| {
                 std::str::from_utf8(&v)
                     .ok()
