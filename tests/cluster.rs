@@ -976,3 +976,61 @@ fn the_store_reaches_nats_over_mutual_tls() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Sightings on a cluster: each edge appends its aggregate to the publisher's subject in the
+/// replicated stream, so the publisher, subscribed at either edge, hears the counts of both.
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_hears_the_sightings_of_every_edge() {
+    use super::net::{Net, stream, take};
+    use cwn::hub::StartFrom;
+    use cwn::net::client::Client;
+    use cwn::net::server::Server;
+
+    let Some(bin) = nats_server() else { return };
+    let cluster = NatsCluster::start(bin);
+    let net = Net::new();
+    let cfg = |name: &str| {
+        let mut c = edge_config(&net, &cluster, name);
+        c.limits.sightings_interval = Duration::from_millis(200);
+        c
+    };
+    let edge1 = Server::start(&cfg("edge1")).await.unwrap();
+    let edge2 = Server::start(&cfg("edge2")).await.unwrap();
+    let (hub1, hub2) = (
+        edge1.local_addr().to_string(),
+        edge2.local_addr().to_string(),
+    );
+    let t1 = net.telemetry(
+        "a.jsonl",
+        &[
+            ("www.evil.example", "198.51.100.20"),
+            ("a.evil.example", "198.51.100.21"),
+        ],
+    );
+    let t2 = net.telemetry("b.jsonl", &[("c.evil.example", "198.51.100.22")]);
+    assert_eq!(stream(&net, &hub1, &t1).await.len(), 2);
+    assert_eq!(stream(&net, &hub2, &t2).await.len(), 1);
+    let mut publisher = Client::connect(&hub2, &net.id("ncsc"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    let got = take(&mut publisher, 2).await;
+    let mut counts: Vec<u64> = got
+        .iter()
+        .map(|(_, n)| {
+            let rows = n["sightings"].as_array().unwrap();
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(rows[0]["partner"], "msp");
+            rows[0]["count"].as_u64().unwrap()
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2], "one aggregate from each edge");
+    publisher.close().await;
+    edge1.shutdown().await;
+    edge2.shutdown().await;
+    drop(cluster);
+}

@@ -85,7 +85,7 @@ impl Shared {
     /// Logs `logged` durably (with the audit lines `side`) and hands each notification to
     /// its entity's session. On a cluster the append runs outside the hub's lock: a slow
     /// store (a leader election) then holds up this batch only, not every session.
-    fn publish(
+    pub(super) fn publish(
         &self,
         logged: &[Notification],
         side: Option<(u64, &[u8])>,

@@ -704,7 +704,9 @@ impl Shared {
         }
         let now = now_ms();
         let n = route::sightings_notification(&taken, &self.router, publisher, now);
-        let r = lock(&self.hub).publish_batch(std::slice::from_ref(&n), now);
+        // Into the publisher's log like any notification: on a cluster, the replicated
+        // stream (each edge sends its own aggregate; the counts add up at the publisher).
+        let r = self.publish(std::slice::from_ref(&n), None);
         match r {
             Ok(_) => {
                 tracing::info!(rows = taken.len(), "sightings sent to the publisher");
