@@ -120,47 +120,9 @@ fn run(
 ) -> (f64, Vec<RateResult>) {
     rt.block_on(async {
         let t_connect = Instant::now();
-        let gate = Arc::new(tokio::sync::Semaphore::new(64));
         // Samples: (created_at_ms, latency ms, subscriber).
         let samples: Arc<Mutex<Vec<(u64, u32, usize)>>> = Default::default();
-        let endpoints: Vec<Vec<quinn::Endpoint>> = hubs
-            .iter()
-            .map(|h| {
-                let remote: std::net::SocketAddr = h.parse().unwrap();
-                (0..sockets)
-                    .map(|_| cwn::net::endpoint::shared_client_endpoint(remote).unwrap())
-                    .collect()
-            })
-            .collect();
-        let mut pending = Vec::with_capacity(subscribers);
-        for i in 0..subscribers {
-            let id = Identity::from_pki_dir(pki_dir, &format!("s{i}")).unwrap();
-            let own = i % hubs.len();
-            let list: Vec<String> = (0..hubs.len())
-                .map(|k| hubs[(own + k) % hubs.len()].clone())
-                .collect();
-            let list = list.join(",");
-            let gate = gate.clone();
-            let eps = &endpoints[own];
-            let ep = (!eps.is_empty()).then(|| eps[i % eps.len()].clone());
-            pending.push(tokio::spawn(async move {
-                let _permit = gate.acquire_owned().await.unwrap();
-                let transport = cwn::net::endpoint::Transport::default();
-                let client = match &ep {
-                    Some(ep) => Client::connect_on(ep, &list, &id, &transport).await,
-                    None => Client::connect_with(&list, &id, &transport).await,
-                };
-                client
-                    .unwrap()
-                    .subscribe(StartFrom::Acked)
-                    .await
-                    .unwrap()
-            }));
-        }
-        let mut subs = Vec::with_capacity(subscribers);
-        for t in pending {
-            subs.push(t.await.unwrap());
-        }
+        let subs = hub_net::subscribe_all(pki_dir, hubs, subscribers, sockets).await;
         let connect_secs = t_connect.elapsed().as_secs_f64();
         println!(
             "cluster/{label}/connect: {subscribers} subscribers over {} hub process(es) connected and subscribed in {connect_secs:.2} s",

@@ -32,10 +32,8 @@ mod hub_net;
 use hub_net::{addr, env};
 
 use std::io::BufRead as _;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cwn::hub::StartFrom;
 use cwn::net::client::Client;
 use cwn::net::tls::Identity;
 use cwn::telemetry::FieldMap;
@@ -153,34 +151,13 @@ fn main() {
         // Connect everyone, 64 handshakes at a time, spread over `sockets` client sockets
         // (0: a socket per subscriber, as 7,000 separate machines would have).
         let t_connect = Instant::now();
-        let gate = Arc::new(tokio::sync::Semaphore::new(64));
-        let remote: std::net::SocketAddr = hub_addr.parse().unwrap();
-        let endpoints: Vec<quinn::Endpoint> = (0..sockets)
-            .map(|_| cwn::net::endpoint::shared_client_endpoint(remote).unwrap())
-            .collect();
-        let mut pending = Vec::with_capacity(subscribers);
-        for i in 0..subscribers {
-            let id = Identity::from_pki_dir(&pki_dir, &format!("s{i}")).unwrap();
-            let (gate, hub_addr) = (gate.clone(), hub_addr.clone());
-            let ep = (!endpoints.is_empty()).then(|| endpoints[i % endpoints.len()].clone());
-            pending.push(tokio::spawn(async move {
-                let _permit = gate.acquire_owned().await.unwrap();
-                let transport = cwn::net::endpoint::Transport::default();
-                let client = match &ep {
-                    Some(ep) => Client::connect_on(ep, &hub_addr, &id, &transport).await,
-                    None => Client::connect_with(&hub_addr, &id, &transport).await,
-                };
-                client
-                    .unwrap()
-                    .subscribe(StartFrom::Acked)
-                    .await
-                    .unwrap()
-            }));
-        }
-        let mut subs = Vec::with_capacity(subscribers);
-        for t in pending {
-            subs.push(t.await.unwrap());
-        }
+        let subs = hub_net::subscribe_all(
+            &pki_dir,
+            std::slice::from_ref(&hub_addr),
+            subscribers,
+            sockets,
+        )
+        .await;
         let connect_secs = t_connect.elapsed().as_secs_f64();
         let (hwm, rss) = memory_kib(hub_pid);
         println!(

@@ -235,54 +235,6 @@ async fn a_subscriber_on_one_edge_hears_live_what_another_edge_takes() {
 
 // ---- chaos -----------------------------------------------------------------------------
 
-/// The chaos test's network: two partners, four subscribers (each owning `10.K.0.0/16`),
-/// all trusting both partners.
-#[cfg(all(feature = "cluster", unix))]
-const CHAOS_REGISTRY: &str = r#"
-[[entities]]
-id = "ncsc"
-name = "NCSC"
-roles = ["publisher"]
-
-[[entities]]
-id = "p0"
-name = "Partner 0"
-roles = ["partner"]
-
-[[entities]]
-id = "p1"
-name = "Partner 1"
-roles = ["partner"]
-
-[[entities]]
-id = "s0"
-name = "Subscriber 0"
-roles = ["subscriber"]
-prefixes = ["10.0.0.0/16"]
-trusts = ["p0", "p1"]
-
-[[entities]]
-id = "s1"
-name = "Subscriber 1"
-roles = ["subscriber"]
-prefixes = ["10.1.0.0/16"]
-trusts = ["p0", "p1"]
-
-[[entities]]
-id = "s2"
-name = "Subscriber 2"
-roles = ["subscriber"]
-prefixes = ["10.2.0.0/16"]
-trusts = ["p0", "p1"]
-
-[[entities]]
-id = "s3"
-name = "Subscriber 3"
-roles = ["subscriber"]
-prefixes = ["10.3.0.0/16"]
-trusts = ["p0", "p1"]
-"#;
-
 #[cfg(all(feature = "cluster", unix))]
 mod chaos_parts {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -359,7 +311,23 @@ mod chaos_parts {
             )
             .unwrap();
         }
-        std::fs::write(net.dir.path().join("registry.toml"), super::CHAOS_REGISTRY).unwrap();
+        // The publisher, the partners, and the subscribers, each owning `10.K.0.0/16` and
+        // trusting both partners.
+        let mut registry =
+            String::from("[[entities]]\nid = \"ncsc\"\nname = \"NCSC\"\nroles = [\"publisher\"]\n");
+        for p in 0..PARTNERS {
+            registry += &format!(
+                "\n[[entities]]\nid = \"p{p}\"\nname = \"Partner {p}\"\nroles = [\"partner\"]\n"
+            );
+        }
+        let trusts: Vec<String> = (0..PARTNERS).map(|p| format!("\"p{p}\"")).collect();
+        for k in 0..SUBSCRIBERS {
+            registry += &format!(
+                "\n[[entities]]\nid = \"s{k}\"\nname = \"Subscriber {k}\"\nroles = [\"subscriber\"]\nprefixes = [\"10.{k}.0.0/16\"]\ntrusts = [{}]\n",
+                trusts.join(", ")
+            );
+        }
+        std::fs::write(net.dir.path().join("registry.toml"), registry).unwrap();
     }
 
     /// A `cwn serve` edge of round `round`, on a fixed port so that it comes back where

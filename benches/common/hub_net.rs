@@ -97,3 +97,58 @@ impl BenchNet {
         self.dir.path()
     }
 }
+
+/// Connects and subscribes subscribers `s0..s{n-1}` (from `pki_dir`), 64 handshakes at a time:
+/// subscriber `i` to `hubs[i % hubs.len()]` first and the others after it, as `--hub A,B` would,
+/// over `sockets` shared client sockets per hub (0: a socket each, as separate machines would
+/// have).
+#[allow(dead_code)] // not every bench that shares this module holds subscribers
+pub async fn subscribe_all(
+    pki_dir: &Path,
+    hubs: &[String],
+    n: usize,
+    sockets: usize,
+) -> Vec<cwn::net::client::Subscription> {
+    use cwn::net::client::Client;
+    use cwn::net::tls::Identity;
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let endpoints: Vec<Vec<quinn::Endpoint>> = hubs
+        .iter()
+        .map(|h| {
+            let remote: std::net::SocketAddr = h.parse().unwrap();
+            (0..sockets)
+                .map(|_| cwn::net::endpoint::shared_client_endpoint(remote).unwrap())
+                .collect()
+        })
+        .collect();
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = Identity::from_pki_dir(pki_dir, &format!("s{i}")).unwrap();
+        let own = i % hubs.len();
+        let list: Vec<String> = (0..hubs.len())
+            .map(|k| hubs[(own + k) % hubs.len()].clone())
+            .collect();
+        let list = list.join(",");
+        let gate = gate.clone();
+        let eps = &endpoints[own];
+        let ep = (!eps.is_empty()).then(|| eps[i % eps.len()].clone());
+        pending.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            let transport = cwn::net::endpoint::Transport::default();
+            let client = match &ep {
+                Some(ep) => Client::connect_on(ep, &list, &id, &transport).await,
+                None => Client::connect_with(&list, &id, &transport).await,
+            };
+            client
+                .unwrap()
+                .subscribe(cwn::hub::StartFrom::Acked)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut subs = Vec::with_capacity(n);
+    for t in pending {
+        subs.push(t.await.unwrap());
+    }
+    subs
+}

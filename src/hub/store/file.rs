@@ -430,16 +430,7 @@ impl Store for FileStore {
         now_ms: u64,
         side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
-        // All or nothing: a record no log would take fails the batch before anything is
-        // written, instead of half way with some entities served and a resend failing again.
-        let max = self.config.log.max_record_bytes;
-        if let Some(r) = groups
-            .iter()
-            .flat_map(|g| &g.records)
-            .find(|r| r.len() > max as usize)
-        {
-            return Err(LogError::RecordTooLarge { len: r.len(), max });
-        }
+        super::refuse_oversized(groups, self.config.log.max_record_bytes as usize)?;
         // 1. Write: every entity's records reach its file, none is synced yet.
         let mut written: Vec<u64> = Vec::with_capacity(groups.len());
         let mut failed = None;

@@ -544,17 +544,7 @@ impl JetStreamStore {
         now_ms: u64,
         side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
-        let max = self.0.cfg.max_record_bytes;
-        if let Some(r) = groups
-            .iter()
-            .flat_map(|g| &g.records)
-            .find(|r| r.len() > max)
-        {
-            return Err(LogError::RecordTooLarge {
-                len: r.len(),
-                max: u32::try_from(max).unwrap_or(u32::MAX),
-            });
-        }
+        super::refuse_oversized(groups, self.0.cfg.max_record_bytes)?;
         // The audit lines first, in chunks under NATS's payload limit: a disclosure is on
         // record before it can be sent, and nothing is appended when they cannot be.
         if let Some(side) = side {

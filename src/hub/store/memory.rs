@@ -96,17 +96,7 @@ impl Store for MemoryStore {
         now_ms: u64,
         side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
-        let max = self.max_record_bytes;
-        if let Some(r) = groups
-            .iter()
-            .flat_map(|g| &g.records)
-            .find(|r| r.len() > max)
-        {
-            return Err(LogError::RecordTooLarge {
-                len: r.len(),
-                max: u32::try_from(max).unwrap_or(u32::MAX),
-            });
-        }
+        super::refuse_oversized(groups, self.max_record_bytes)?;
         let out = groups
             .iter()
             .map(|g| {

@@ -31,6 +31,22 @@ pub use memory::MemoryStore;
 
 use super::EntityId;
 
+/// Refuses a batch with any record over `max` bytes, before anything of it is written: all
+/// or nothing, instead of half way with some entities served and a resend failing again.
+pub(crate) fn refuse_oversized(groups: &[Group<'_>], max: usize) -> Result<(), LogError> {
+    match groups
+        .iter()
+        .flat_map(|g| &g.records)
+        .find(|r| r.len() > max)
+    {
+        Some(r) => Err(LogError::RecordTooLarge {
+            len: r.len(),
+            max: u32::try_from(max).unwrap_or(u32::MAX),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// One entity's share of a batch to append: its records in order.
 #[derive(Clone, Debug)]
 pub struct Group<'a> {
