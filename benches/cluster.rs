@@ -259,20 +259,7 @@ fn main() {
                         )
                     })
                     .collect();
-                let f = p.join("batch.jsonl");
-                std::fs::write(&f, text).unwrap();
-                let tb = cwn::telemetry::open(&f, None, &fields)
-                    .unwrap()
-                    .next()
-                    .unwrap()
-                    .unwrap();
-                cwn::net::batch::encode_telemetry(
-                    &tb.batch,
-                    &fields,
-                    "t.jsonl",
-                    (k * batch_rows) as u64,
-                )
-                .unwrap()
+                hub_net::encode_batch(&p, &fields, &text, k * batch_rows)
             })
             .collect()
     };

@@ -101,23 +101,7 @@ fn main() {
                 )
             })
             .collect();
-        let f = p.join("batch.jsonl");
-        std::fs::write(&f, text).unwrap();
-        let tb = cwn::telemetry::open(&f, None, &fields)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
-        assert_eq!(tb.batch.num_rows(), batch_rows);
-        ipc.push(
-            cwn::net::batch::encode_telemetry(
-                &tb.batch,
-                &fields,
-                "t.jsonl",
-                (k * batch_rows) as u64,
-            )
-            .unwrap(),
-        );
+        ipc.push(hub_net::encode_batch(p, &fields, &text, k * batch_rows));
     }
     eprintln!(
         "scale: setup (PKI for {subscribers}, {batches} batches) {:.1} s",

@@ -109,6 +109,33 @@ fn edge_config(
     cfg
 }
 
+/// Two edges (`edge1`, `edge2`, data folders of their own) on `cluster`, each configuration
+/// changed by `tune` first; the servers and their addresses.
+#[cfg(feature = "cluster")]
+async fn two_edges(
+    net: &super::net::Net,
+    cluster: &NatsCluster,
+    tune: impl Fn(&mut cwn::net::config::HubConfig),
+) -> (
+    cwn::net::server::Server,
+    cwn::net::server::Server,
+    String,
+    String,
+) {
+    let start = |name: &str| {
+        let mut c = edge_config(net, cluster, name);
+        tune(&mut c);
+        async move { cwn::net::server::Server::start(&c).await.unwrap() }
+    };
+    let edge1 = start("edge1").await;
+    let edge2 = start("edge2").await;
+    let (a1, a2) = (
+        edge1.local_addr().to_string(),
+        edge2.local_addr().to_string(),
+    );
+    (edge1, edge2, a1, a2)
+}
+
 /// `cwn serve` with `[cluster]`: notifications, acked offsets and entity numbers live in
 /// JetStream, so another edge — its own empty data folder, the first edge gone — serves the
 /// subscriber from where it stopped, with what was published through either edge.
@@ -187,21 +214,11 @@ async fn a_subscriber_on_one_edge_hears_live_what_another_edge_takes() {
     use super::net::{Net, quiet, stream, take};
     use cwn::hub::StartFrom;
     use cwn::net::client::Client;
-    use cwn::net::server::Server;
 
     let Some(bin) = nats_server() else { return };
     let cluster = NatsCluster::start(bin);
     let net = Net::new();
-    let edge1 = Server::start(&edge_config(&net, &cluster, "edge1"))
-        .await
-        .unwrap();
-    let edge2 = Server::start(&edge_config(&net, &cluster, "edge2"))
-        .await
-        .unwrap();
-    let (hub1, hub2) = (
-        edge1.local_addr().to_string(),
-        edge2.local_addr().to_string(),
-    );
+    let (edge1, edge2, hub1, hub2) = two_edges(&net, &cluster, |_| {}).await;
     let mut hospital = Client::connect(&hub2, &net.id("hospital"))
         .await
         .unwrap()
@@ -814,16 +831,7 @@ async fn a_snapshot_pushed_to_one_edge_is_used_by_every_edge() {
     let Some(bin) = nats_server() else { return };
     let cluster = NatsCluster::start(bin);
     let net = Net::new();
-    let edge1 = Server::start(&edge_config(&net, &cluster, "edge1"))
-        .await
-        .unwrap();
-    let edge2 = Server::start(&edge_config(&net, &cluster, "edge2"))
-        .await
-        .unwrap();
-    let (hub1, hub2) = (
-        edge1.local_addr().to_string(),
-        edge2.local_addr().to_string(),
-    );
+    let (edge1, edge2, hub1, hub2) = two_edges(&net, &cluster, |_| {}).await;
     let t = net.telemetry("dns.jsonl", &[("www.fresh.example", "198.51.100.21")]);
     assert!(
         stream(&net, &hub2, &t).await.is_empty(),
@@ -953,22 +961,14 @@ async fn the_publisher_hears_the_sightings_of_every_edge() {
     use super::net::{Net, stream, take};
     use cwn::hub::StartFrom;
     use cwn::net::client::Client;
-    use cwn::net::server::Server;
 
     let Some(bin) = nats_server() else { return };
     let cluster = NatsCluster::start(bin);
     let net = Net::new();
-    let cfg = |name: &str| {
-        let mut c = edge_config(&net, &cluster, name);
+    let (edge1, edge2, hub1, hub2) = two_edges(&net, &cluster, |c| {
         c.limits.sightings_interval = Duration::from_millis(200);
-        c
-    };
-    let edge1 = Server::start(&cfg("edge1")).await.unwrap();
-    let edge2 = Server::start(&cfg("edge2")).await.unwrap();
-    let (hub1, hub2) = (
-        edge1.local_addr().to_string(),
-        edge2.local_addr().to_string(),
-    );
+    })
+    .await;
     let t1 = net.telemetry(
         "a.jsonl",
         &[

@@ -152,3 +152,27 @@ pub async fn subscribe_all(
     }
     subs
 }
+
+/// One partner batch: the JSON lines `text` written to `dir`, read back as `cwn stream` reads
+/// telemetry (one batch of every line) and encoded for the wire, its first row `first_row`.
+#[allow(dead_code)] // not every bench that shares this module streams
+pub fn encode_batch(
+    dir: &Path,
+    fields: &cwn::telemetry::FieldMap,
+    text: &str,
+    first_row: usize,
+) -> Vec<u8> {
+    let f = dir.join("batch.jsonl");
+    std::fs::write(&f, text).unwrap();
+    let tb = cwn::telemetry::open(&f, None, fields)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tb.batch.num_rows(),
+        text.lines().count(),
+        "one batch of every line"
+    );
+    cwn::net::batch::encode_telemetry(&tb.batch, fields, "t.jsonl", first_row as u64).unwrap()
+}

@@ -600,9 +600,6 @@ impl<S: Store> Hub<S> {
             for (&o, &i) in got.iter().zip(idx) {
                 offsets[i] = o;
             }
-            if !self.entities.contains_key(entity) {
-                self.register(*entity)?;
-            }
             let Some(sid) = self.entities.get(entity).and_then(|s| s.session) else {
                 continue;
             };
