@@ -79,7 +79,12 @@ fn ingest_writes_indicators_and_rejects_as_json_lines() {
     assert_eq!(inds[1]["value"], "http://bad.example.org/gate.php");
     assert_eq!(inds[1]["defanged"], true);
     assert_eq!(inds[1]["tlp"], "GREEN");
-    assert!(inds[1]["id"].as_str().unwrap().ends_with("list.txt:3"));
+    assert!(
+        inds[1]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("list.txt:http://bad.example.org/gate.php")
+    );
     assert_eq!(inds[3]["value"], "203.0.113.0/28");
     let rejects: Vec<serde_json::Value> = std::fs::read_to_string(&rej_path)
         .unwrap()

@@ -130,6 +130,6 @@ fn ids_name_the_file_and_line() {
         .find(|i| i.value == "5.63.151.0/24")
         .expect("mass scanner /24 present");
     assert_eq!(cidr.kind, Kind::Cidr);
-    assert_eq!(cidr.id, "mass_scanner_cidr.txt:7");
+    assert_eq!(cidr.id, "mass_scanner_cidr.txt:5.63.151.0/24");
     assert_eq!(cidr.source.as_ref(), "mass_scanner_cidr");
 }

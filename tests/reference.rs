@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use cwn::index::IndexBuilder;
+use cwn::index::delta::Delta;
+use cwn::index::{CompiledIndex, IndexBuilder};
 use cwn::indicator::normalize;
 use cwn::indicator::{Indicator, IndicatorSet, Kind, Tlp};
 use cwn::matcher::Matcher;
@@ -146,6 +147,13 @@ pub fn fast(
     now: i64,
     arm_red: bool,
 ) -> Expected {
+    let index = IndexBuilder::new().arm_red(arm_red).build(set).unwrap();
+    index.validate().unwrap();
+    match_rows(&index, fields, rows, now)
+}
+
+/// `rows` written as JSON lines, read back and matched against `index`.
+pub fn match_rows(index: &CompiledIndex, fields: &FieldMap, rows: &[Row], now: i64) -> Expected {
     let mut text = String::new();
     for row in rows {
         let mut obj = serde_json::Map::new();
@@ -170,9 +178,7 @@ pub fn fast(
         fields,
     )
     .unwrap();
-    let index = IndexBuilder::new().arm_red(arm_red).build(set).unwrap();
-    index.validate().unwrap();
-    let m = Matcher::new(&index, fields, now);
+    let m = Matcher::new(index, fields, now);
     let mut hits = Vec::new();
     for b in &batches {
         m.match_batch(b, &mut hits);
@@ -437,5 +443,98 @@ proptest! {
         let want = reference(&set, &fields, &rows, NOW, arm_red);
         let got = fast(&set, &fields, &rows, NOW, arm_red);
         prop_assert_eq!(got, want);
+    }
+}
+
+/// One version of a changing set: per generated indicator, absent or present with a TLP and a
+/// validity window (a change of either is a metadata change under the same id).
+type Version = Vec<Option<(Tlp, (Option<i64>, Option<i64>))>>;
+
+const WINDOWS: &[(Option<i64>, Option<i64>)] = &[
+    (None, None),
+    (Some(NOW - 50), None),
+    (None, Some(NOW)),
+    (Some(NOW), Some(NOW + 101)),
+];
+
+fn set_of(gens: &[Gen], v: &Version) -> IndicatorSet {
+    let mut set = IndicatorSet::new();
+    for (i, (g, p)) in gens.iter().zip(v).enumerate() {
+        if let Some((tlp, w)) = p
+            && let Some(ind) = indicator(i, g, *tlp, *w)
+        {
+            let _ = set.insert(ind);
+        }
+    }
+    set
+}
+
+fn chain_scenario() -> impl Strategy<Value = (Vec<Gen>, Vec<Version>, Vec<Row>, bool)> {
+    prop::collection::vec(any_indicator(), 1..24).prop_flat_map(|gens| {
+        let n = gens.len();
+        let entry = prop::option::weighted(
+            0.7,
+            (
+                prop::sample::select(&Tlp::ALL[..]),
+                prop::sample::select(WINDOWS),
+            ),
+        );
+        // Each later version keeps an entry as it was with probability 0.6.
+        let step = prop::collection::vec((prop::bool::weighted(0.6), entry.clone()), n);
+        (
+            Just(gens.clone()),
+            prop::collection::vec(entry, n),
+            prop::collection::vec(step, 1..6),
+            prop::collection::vec(row_strategy(gens), 1..10),
+            any::<bool>(),
+        )
+            .prop_map(|(gens, first, steps, rows, arm_red)| {
+                let mut versions = vec![first];
+                for step in steps {
+                    let prev = versions.last().cloned().unwrap_or_default();
+                    versions.push(
+                        step.into_iter()
+                            .zip(prev)
+                            .map(|((keep, e), p)| if keep { p } else { e })
+                            .collect(),
+                    );
+                }
+                (gens, versions, rows, arm_red)
+            })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    /// A base snapshot with a chain of deltas (each written and read back) gives the same
+    /// hits as a full compile of each version, and as the reference.
+    #[test]
+    fn a_delta_chain_matches_as_a_full_compile((gens, versions, rows, arm_red) in chain_scenario()) {
+        let fields = field_map();
+        let builder = |v: u64| IndexBuilder::new().arm_red(arm_red).set_version(v).created_at(v as i64);
+        let first = builder(1).build(&set_of(&gens, &versions[0])).unwrap();
+        let mut state = CompiledIndex::from_snapshot(&first.to_snapshot(None), None).unwrap();
+        for (i, v) in versions.iter().enumerate().skip(1) {
+            let set = set_of(&gens, v);
+            let b = builder(i as u64 + 1);
+            let (delta, stats) = Delta::compute(&state, &set, &b).unwrap();
+            let read = Delta::from_bytes(&delta.to_bytes(None), None).unwrap();
+            prop_assert_eq!(read.removed(), delta.removed());
+            prop_assert_eq!(stats.removed, delta.removed().len());
+            state = state.apply(&read).unwrap();
+            state.validate().unwrap();
+            let full = b.build(&set).unwrap();
+            prop_assert_eq!(state.len(), full.len());
+            let got = match_rows(&state, &fields, &rows, NOW);
+            prop_assert_eq!(&got, &match_rows(&full, &fields, &rows, NOW));
+            prop_assert_eq!(&got, &reference(&set, &fields, &rows, NOW, arm_red));
+        }
+        // Compaction folds the chain into a snapshot that answers alike.
+        let compacted = CompiledIndex::from_snapshot(&state.to_snapshot(None), None).unwrap();
+        prop_assert_eq!(
+            match_rows(&compacted, &fields, &rows, NOW),
+            match_rows(&state, &fields, &rows, NOW)
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cluster;
+mod delta;
 #[cfg(feature = "net")]
 mod demo;
 mod formats;

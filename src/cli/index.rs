@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{SourceArgs, ingest_sources, load_warninglists, write_atomically};
 use cwn::hits::{HitWriter, Sightings};
+use cwn::index::delta::{self, Delta};
 use cwn::index::snapshot::keys;
 use cwn::index::{CompiledIndex, IndexBuilder};
 use cwn::indicator::{Kind, Tlp};
@@ -51,7 +52,17 @@ pub struct CompileArgs {
     /// Fail (exit 1, write nothing) if any record is invalid or unsupported.
     #[arg(long)]
     pub strict: bool,
-    /// The snapshot to write.
+    /// Write a delta against this snapshot instead of a full snapshot: what to remove from
+    /// it and what to add so that it answers as a full compile of the sources would.
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "for_entity")]
+    pub base: Option<PathBuf>,
+    /// Deltas already applied to `--base`, in order: the new delta follows the last of them.
+    #[arg(long = "delta", value_name = "DELTA", requires = "base")]
+    pub deltas: Vec<PathBuf>,
+    /// With `--base`: the key the base and its deltas must be signed with.
+    #[arg(long, value_name = "KEY", requires = "base")]
+    pub verify_key: Option<PathBuf>,
+    /// The snapshot (or with `--base`, the delta) to write.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 }
@@ -102,14 +113,24 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         })
         .unwrap_or_else(|| newest_mtime(&args.source.sources));
     let t = Instant::now();
-    let (index, build) = IndexBuilder::new()
+    let base = args
+        .base
+        .as_deref()
+        .map(|b| load_state(b, &args.deltas, args.verify_key.as_deref()))
+        .transpose()?;
+    let default_version = u64::try_from(created_at).unwrap_or(0).max(1);
+    let builder = IndexBuilder::new()
         .arm_red(args.arm_red)
-        .set_version(
-            args.set_version
-                .unwrap_or_else(|| u64::try_from(created_at).unwrap_or(0).max(1)),
-        )
-        .created_at(created_at)
-        .build_with_report(&set)?;
+        .set_version(args.set_version.unwrap_or_else(|| match &base {
+            // A delta must be newer than its base, also when the sources are older.
+            Some(b) => default_version.max(b.header().set_version + 1),
+            None => default_version,
+        }))
+        .created_at(created_at);
+    if let Some(base) = &base {
+        return write_delta(args, base, &set, &builder, key.as_ref(), ingest_secs);
+    }
+    let (index, build) = builder.build_with_report(&set)?;
     let index = match (&args.for_entity, &args.registry) {
         (Some(entity), Some(path)) => clearance_cut(&index, entity, path, args.arm_red)?,
         _ => index,
@@ -127,6 +148,66 @@ pub(super) fn run_compile(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         if key.is_some() { ", signed" } else { "" },
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Computes and writes the delta from `base` to `set` (`cwn compile --base`).
+fn write_delta(
+    args: &CompileArgs,
+    base: &CompiledIndex,
+    set: &cwn::indicator::IndicatorSet,
+    builder: &IndexBuilder,
+    key: Option<&ed25519_dalek::SigningKey>,
+    ingest_secs: f64,
+) -> anyhow::Result<ExitCode> {
+    let t = Instant::now();
+    let (delta, stats) = Delta::compute(base, set, builder)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
+    let bytes = delta.to_bytes(key);
+    let compute_secs = t.elapsed().as_secs_f64();
+    write_atomically(&args.output, |w| w.write_all(&bytes))?;
+    let changes = stats.added + stats.removed - stats.changed;
+    eprintln!(
+        "delta {} on {}: +{} added, -{} removed ({} of them changed), {} kept, {} left out; {} ({} bytes{}, {}) — ingest {ingest_secs:.2} s, delta {:.0} ms",
+        delta.header().set_version,
+        delta.base(),
+        stats.added - stats.changed,
+        stats.removed - stats.changed,
+        stats.changed,
+        stats.kept,
+        stats.left_out,
+        args.output.display(),
+        bytes.len(),
+        if key.is_some() { ", signed" } else { "" },
+        if changes > 0 {
+            format!(
+                "{:.0} bytes per change",
+                bytes.len() as f64 / changes as f64
+            )
+        } else {
+            "no change".to_string()
+        },
+        compute_secs * 1e3,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads a snapshot and applies `deltas` to it in order, each checked against the state it
+/// names (and with `verify_key`, its signature).
+pub(super) fn load_state(
+    snapshot: &Path,
+    deltas: &[PathBuf],
+    verify_key: Option<&Path>,
+) -> anyhow::Result<CompiledIndex> {
+    let (mut index, _, _) = load_index(snapshot, verify_key)?;
+    let vk = verify_key.map(keys::read_verify).transpose()?;
+    for d in deltas {
+        let delta = Delta::read(d, vk.as_ref())
+            .map_err(|e| anyhow::anyhow!("{}: refused: {e}", d.display()))?;
+        index = index
+            .apply(&delta)
+            .map_err(|e| anyhow::anyhow!("{}: refused: {e}", d.display()))?;
+    }
+    Ok(index)
 }
 
 /// The indicators of `index` that `entity` of the registry at `path` may hold: the same cut
@@ -178,13 +259,30 @@ pub(super) fn load_index(
 ) -> anyhow::Result<(CompiledIndex, f64, u64)> {
     let vk = verify_key.map(keys::read_verify).transpose()?;
     let t = Instant::now();
-    let index = CompiledIndex::open(path, vk.as_ref())
-        .map_err(|e| anyhow::anyhow!("{}: refused: {e}", path.display()))?;
+    let index = CompiledIndex::open(path, vk.as_ref()).map_err(|e| {
+        let is_delta = std::fs::read(path).is_ok_and(|b| b.starts_with(&delta::MAGIC));
+        if is_delta {
+            anyhow::anyhow!(
+                "{}: refused: this is a delta; give its base snapshot as the index and the delta with --delta",
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("{}: refused: {e}", path.display())
+        }
+    })?;
     let bytes = index.snapshot_bytes();
     Ok((index, t.elapsed().as_secs_f64(), bytes))
 }
 
 pub(super) fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let mut magic = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open(&args.snapshot) {
+        use std::io::Read;
+        let _ = f.read(&mut magic);
+    }
+    if magic == delta::MAGIC {
+        return inspect_delta(args);
+    }
     let (index, load_secs, file_bytes) = load_index(&args.snapshot, args.verify_key.as_deref())?;
     if args.check {
         let t = Instant::now();
@@ -227,10 +325,11 @@ pub(super) fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
             "set_version": h.set_version,
             "created_at": created,
             "signed": h.signed,
+            "identity": delta::hex(&h.digest),
             "indicators": h.indicator_count,
             "by_kind": by_kind,
             "by_tlp": by_tlp,
-            "sources": m.by_source().count(),
+            "sources": m.source_count(),
             "file_bytes": file_bytes,
             "load_ms": load_secs * 1e3,
             "sizes": parts,
@@ -253,10 +352,11 @@ pub(super) fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
             "unsigned"
         }
     );
+    outln!("  identity {}", delta::hex(&h.digest));
     outln!(
         "  {} indicators from {} source(s); {file_bytes} bytes; loaded and checked in {:.1} ms",
         h.indicator_count,
-        m.by_source().count(),
+        m.source_count(),
         load_secs * 1e3
     );
     outln!("\nby kind:");
@@ -285,15 +385,98 @@ pub(super) fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `cwn inspect` of a delta: its base, what it removes and adds, its signature.
+fn inspect_delta(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let path = &args.snapshot;
+    let vk = args
+        .verify_key
+        .as_deref()
+        .map(keys::read_verify)
+        .transpose()?;
+    let d = Delta::read(path, vk.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: refused: {e}", path.display()))?;
+    if args.check {
+        d.validate()
+            .map_err(|e| anyhow::anyhow!("{}: check failed: {e}", path.display()))?;
+        eprintln!("{}: every structure's invariants hold", path.display());
+    }
+    let h = d.header();
+    let added: serde_json::Map<String, serde_json::Value> = Kind::ALL
+        .iter()
+        .filter(|&&k| h.count(k) > 0)
+        .map(|&k| (k.name().to_string(), h.count(k).into()))
+        .collect();
+    let created = jiff::Timestamp::from_second(h.created_at)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let signature = match (h.signed, vk.is_some()) {
+        (true, true) => "signed (signature verified)",
+        (true, false) => "signed (not verified: no --verify-key)",
+        (false, _) => "unsigned",
+    };
+    if args.json {
+        let v = serde_json::json!({
+            "kind": "delta",
+            "format_version": h.format_version,
+            "set_version": h.set_version,
+            "created_at": created,
+            "signed": h.signed,
+            "signature": signature,
+            "identity": delta::hex(&h.digest),
+            "base": {
+                "set_version": d.base().set_version,
+                "identity": delta::hex(&d.base().digest),
+                "ordinals": d.base().ordinals,
+            },
+            "added": h.indicator_count,
+            "added_by_kind": added,
+            "removed": d.removed().len(),
+            "file_bytes": d.file_bytes(),
+        });
+        outln!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("delta {}", path.display());
+    outln!(
+        "  format version {}, set version {}, created {created}, {signature}",
+        h.format_version,
+        h.set_version
+    );
+    outln!("  identity {}", delta::hex(&h.digest));
+    outln!(
+        "  applies to set version {} (identity {}, {} ordinals)",
+        d.base().set_version,
+        delta::hex(&d.base().digest),
+        d.base().ordinals
+    );
+    outln!(
+        "  {} added, {} removed; {} bytes",
+        h.indicator_count,
+        d.removed().len(),
+        d.file_bytes()
+    );
+    if !added.is_empty() {
+        outln!("\nadded by kind:");
+        for (k, n) in &added {
+            outln!("  {k:<16} {n:>10}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Arguments of `cwn match`.
 #[derive(Debug, Args)]
 pub struct MatchArgs {
     /// The compiled snapshot.
     #[arg(long, value_name = "SNAPSHOT")]
     pub index: PathBuf,
-    /// Require a signature by this public key.
+    /// Require a signature by this public key (of the snapshot and of every delta).
     #[arg(long, value_name = "KEY")]
     pub verify_key: Option<PathBuf>,
+    /// Deltas to apply to the snapshot, in order (each refused, naming the mismatch, when it
+    /// does not apply to the state before it).
+    #[arg(long = "delta", value_name = "DELTA")]
+    pub deltas: Vec<PathBuf>,
     /// Which column holds which observable: NAME=KIND (ip, domain, url, md5, sha1, sha256,
     /// hash, email, ja3, ja3s, ja4, user-agent, text, time, port@ADDRFIELD; HOST+TARGET=url
     /// joins a host and a request-target column). Repeatable; with --preset, adds to it or
@@ -354,7 +537,9 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     let mut chosen = Vec::new();
-    let (index, load_secs, _) = load_index(&args.index, args.verify_key.as_deref())?;
+    let t = Instant::now();
+    let index = load_state(&args.index, &args.deltas, args.verify_key.as_deref())?;
+    let load_secs = t.elapsed().as_secs_f64();
     let now = jiff::Timestamp::now().as_second();
     let scanner = Scanner::new(args.threads)?;
     let started = Instant::now();

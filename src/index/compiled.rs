@@ -4,21 +4,23 @@
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use ipnet::IpNet;
+use roaring::RoaringBitmap;
 
 use super::domain::{DomainIndex, DomainIndexBuilder};
 use super::exact::{BytesIndex, BytesIndexBuilder, ExactIndex, ExactIndexBuilder, parse_hex};
 use super::ip::{IpIndex, IpIndexBuilder};
-use super::meta::{MetaBuilder, MetaTable};
+use super::meta::{Interner, Meta, MetaBuilder, MetaTable};
 use super::snapshot::{self, Header, SnapshotError};
 use super::substring::{SubstringBuilder, SubstringIndex, classes_of};
 use super::{FormatError, SectionReader, SectionWriter, Sections, array};
 use crate::indicator::normalize;
-use crate::indicator::{IndicatorSet, Kind, Tlp};
+use crate::indicator::{Indicator, IndicatorSet, Kind, Tlp};
 
 /// Why a set could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,21 @@ impl IndexBuilder {
         self.build_with_report(set).map(|(i, _)| i)
     }
 
+    /// The set version it writes.
+    pub fn version(&self) -> u64 {
+        self.set_version
+    }
+
+    /// The creation time it writes.
+    pub fn created(&self) -> i64 {
+        self.created_at
+    }
+
+    /// Whether a compile keeps `ind` (not RED unless armed, a value that parses).
+    pub fn admits(&self, ind: &Indicator) -> bool {
+        (ind.tlp != Tlp::Red || self.arm_red) && Key::parse(ind.kind, &ind.value).is_some()
+    }
+
     /// Compiles the set and says what was left out.
     pub fn build_with_report(
         &self,
@@ -94,6 +111,25 @@ impl IndexBuilder {
         if set.len() > u32::MAX as usize - 1 {
             return Err(BuildError::TooMany(set.len()));
         }
+        let (layer, report) = self.layer_with_report(set);
+        let header = Header {
+            format_version: snapshot::FORMAT_VERSION,
+            set_version: self.set_version,
+            created_at: self.created_at,
+            indicator_count: 0,
+            counts: Vec::new(),
+            signed: false,
+            digest: [0; 32],
+        };
+        Ok((CompiledIndex::of_layer(header, layer), report))
+    }
+
+    /// Compiles `set` into one layer (no header): a snapshot's, or a delta overlay's.
+    pub(crate) fn build_layer(&self, set: &IndicatorSet) -> Layer {
+        self.layer_with_report(set).0
+    }
+
+    fn layer_with_report(&self, set: &IndicatorSet) -> (Layer, BuildReport) {
         let mut report = BuildReport::default();
         let mut meta = MetaBuilder::new();
         let mut ip = IpIndexBuilder::new();
@@ -140,34 +176,22 @@ impl IndexBuilder {
                 }
             }
         }
-        Ok((
-            CompiledIndex {
-                header: Header {
-                    format_version: snapshot::FORMAT_VERSION,
-                    set_version: self.set_version,
-                    created_at: self.created_at,
-                    indicator_count: 0,
-                    counts: Vec::new(),
-                    signed: false,
-                },
-                meta: meta.build(),
-                ip: ip.build(),
-                names: names.build(),
-                urls: urls.build(),
-                emails: emails.build(),
-                ja4: ja4.build(),
-                md5: md5.build(),
-                sha1: sha1.build(),
-                sha256: sha256.build(),
-                sha512: sha512.build(),
-                ja3: ja3.build(),
-                ja3s: ja3s.build(),
-                substrings: subs.build(),
-                snapshot_bytes: 0,
-            }
-            .with_counts(),
-            report,
-        ))
+        let layer = Layer {
+            meta: meta.build(),
+            ip: ip.build(),
+            names: names.build(),
+            urls: urls.build(),
+            emails: emails.build(),
+            ja4: ja4.build(),
+            md5: md5.build(),
+            sha1: sha1.build(),
+            sha256: sha256.build(),
+            sha512: sha512.build(),
+            ja3: ja3.build(),
+            ja3s: ja3s.build(),
+            substrings: subs.build(),
+        };
+        (layer, report)
     }
 }
 
@@ -220,12 +244,11 @@ impl<'a> Key<'a> {
     }
 }
 
-/// Every lookup structure over one indicator set: immutable, `Send + Sync`, shared by all
-/// matching threads.
+/// The lookup structures and metadata of one compiled set of indicators: a snapshot's
+/// content, or the additions of applied deltas.
 #[derive(Debug)]
-pub struct CompiledIndex {
-    header: Header,
-    meta: MetaTable,
+pub(crate) struct Layer {
+    pub(crate) meta: MetaTable,
     ip: IpIndex,
     names: DomainIndex,
     urls: BytesIndex,
@@ -238,177 +261,10 @@ pub struct CompiledIndex {
     ja3: ExactIndex<16>,
     ja3s: ExactIndex<16>,
     substrings: SubstringIndex,
-    /// Length of the snapshot it was loaded from, 0 when built.
-    snapshot_bytes: u64,
 }
 
-/// Bytes used by one part of the index, for `cwn inspect`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct PartSize {
-    /// The part (`ip`, `names`, `metadata`, …).
-    pub part: &'static str,
-    /// Indicators it holds.
-    pub indicators: u64,
-    /// Bytes of its arrays.
-    pub bytes: u64,
-}
-
-impl CompiledIndex {
-    fn with_counts(mut self) -> Self {
-        let mut counts = vec![0u64; Kind::ALL.len()];
-        for ord in self.meta.ords() {
-            let k = self.meta.kind(ord);
-            if let Some(i) = Kind::ALL.iter().position(|&x| x == k) {
-                counts[i] += 1;
-            }
-        }
-        self.header.indicator_count = self.meta.len() as u64;
-        self.header.counts = counts;
-        self
-    }
-
-    /// The header (versions, creation time, counts).
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
-    /// Per-indicator metadata.
-    pub fn meta(&self) -> &MetaTable {
-        &self.meta
-    }
-
-    /// Number of indicators.
-    pub fn len(&self) -> usize {
-        self.meta.len()
-    }
-
-    /// Whether the index is empty.
-    pub fn is_empty(&self) -> bool {
-        self.meta.is_empty()
-    }
-
-    /// Every IP, CIDR (all covering networks) indicator for `ip`, and with a port the
-    /// `ip:port` indicators of that pair. Port constraints of networks are the caller's to
-    /// check (`meta().port`).
-    #[inline]
-    pub fn lookup_ip(&self, ip: IpAddr, port: Option<u16>, out: &mut Vec<u32>) {
-        self.ip.lookup_ip(ip, out);
-        if let Some(p) = port {
-            self.ip.lookup_ip_port(ip, p, out);
-        }
-    }
-
-    /// Whether any `ip:port` indicator has address `addr`, whatever its port.
-    #[inline]
-    pub fn has_port_pairs(&self, ip: IpAddr) -> bool {
-        self.ip.has_port_pairs(ip)
-    }
-
-    /// `ip:port` indicators equal to `(ip, port)` only; [`lookup_ip`](Self::lookup_ip) gives
-    /// those and the address ones together.
-    #[inline]
-    pub fn lookup_ip_port(&self, ip: IpAddr, port: u16, out: &mut Vec<u32>) {
-        self.ip.lookup_ip_port(ip, port, out);
-    }
-
-    /// Domain indicators equal to or above `name`, hostname indicators equal to it. `name`
-    /// must be canonical (lower case, no trailing dot).
-    #[inline]
-    pub fn lookup_name(&self, name: &[u8], out: &mut Vec<u32>) {
-        self.names.lookup(name, out);
-    }
-
-    /// URL indicators with the same scheme-insensitive, fully decoded key (`K2d`).
-    pub fn lookup_url(&self, url: &normalize::CanonicalUrl, out: &mut Vec<u32>) {
-        self.urls.lookup(url.k2d().as_bytes(), out);
-    }
-
-    /// Digest indicators of `kind` equal to the canonical lower-case hex `hex`.
-    pub fn lookup_digest(&self, kind: Kind, hex: &str, out: &mut Vec<u32>) {
-        let h = hex.as_bytes();
-        match kind {
-            Kind::Md5 => self.md5.lookup_hex(h, out),
-            Kind::Sha1 => self.sha1.lookup_hex(h, out),
-            Kind::Sha256 => self.sha256.lookup_hex(h, out),
-            Kind::Sha512 => self.sha512.lookup_hex(h, out),
-            Kind::Ja3 => self.ja3.lookup_hex(h, out),
-            Kind::Ja3s => self.ja3s.lookup_hex(h, out),
-            _ => {}
-        }
-    }
-
-    /// Exact e-mail or JA4 indicators equal to the canonical `key`.
-    pub fn lookup_bytes(&self, kind: Kind, key: &[u8], out: &mut Vec<u32>) {
-        match kind {
-            Kind::Email => self.emails.lookup(key, out),
-            Kind::Ja4 => self.ja4.lookup(key, out),
-            _ => {}
-        }
-    }
-
-    /// Substring indicators of the given classes that occur in `text`.
-    #[inline]
-    pub fn find_substrings(&self, text: &[u8], classes: u8, out: &mut Vec<u32>) {
-        self.substrings.find(text, classes, out);
-    }
-
-    /// Bytes per part, for reports.
-    pub fn sizes(&self) -> Vec<PartSize> {
-        let h = &self.header;
-        let part = |part: &'static str, kinds: &[Kind], bytes: usize| PartSize {
-            part,
-            indicators: kinds.iter().map(|&k| h.count(k)).sum(),
-            bytes: bytes as u64,
-        };
-        let all = self.meta.len() as u64;
-        let fixed = self.meta.fixed_bytes();
-        vec![
-            PartSize {
-                part: "metadata (fixed columns)",
-                indicators: all,
-                bytes: fixed as u64,
-            },
-            PartSize {
-                part: "metadata (strings, tags, bitmaps)",
-                indicators: all,
-                bytes: (self.meta.heap_bytes() - fixed) as u64,
-            },
-            part(
-                "ip, cidr, ip:port",
-                &[Kind::Ipv4, Kind::Ipv6, Kind::Cidr, Kind::IpPort],
-                self.ip.heap_bytes(),
-            ),
-            part(
-                "domain, hostname",
-                &[Kind::Domain, Kind::Hostname],
-                self.names.heap_bytes(),
-            ),
-            part("url", &[Kind::Url], self.urls.heap_bytes()),
-            part(
-                "email, ja4",
-                &[Kind::Email, Kind::Ja4],
-                self.emails.heap_bytes() + self.ja4.heap_bytes(),
-            ),
-            part(
-                "md5, ja3, ja3s",
-                &[Kind::Md5, Kind::Ja3, Kind::Ja3s],
-                self.md5.heap_bytes() + self.ja3.heap_bytes() + self.ja3s.heap_bytes(),
-            ),
-            part("sha1", &[Kind::Sha1], self.sha1.heap_bytes()),
-            part("sha256", &[Kind::Sha256], self.sha256.heap_bytes()),
-            part("sha512", &[Kind::Sha512], self.sha512.heap_bytes()),
-            part(
-                "url-substring, uri, user-agent",
-                &[Kind::UrlSubstring, Kind::Uri, Kind::UserAgent],
-                self.substrings.heap_bytes(),
-            ),
-        ]
-    }
-
-    /// Checks every structure's invariants, in O(n) (what `cwn inspect --check` runs; a load
-    /// checks only what is O(1) per structure, see [`from_shared`](Self::from_shared)), and
-    /// that all agree on the number of indicators.
-    pub fn validate(&self) -> Result<(), FormatError> {
+impl Layer {
+    fn validate(&self) -> Result<(), FormatError> {
         self.meta.validate()?;
         self.ip.validate()?;
         self.names.validate()?;
@@ -421,25 +277,7 @@ impl CompiledIndex {
         self.sha512.validate()?;
         self.ja3.validate()?;
         self.ja3s.validate()?;
-        self.substrings.validate()?;
-        self.check_counts()
-    }
-
-    /// Checks that the header counts agree with the metadata.
-    fn check_counts(&self) -> Result<(), FormatError> {
-        // Ordinals inside the structures are not cross-checked here (a flipped ordinal byte
-        // breaks no structural invariant; the section digests catch corruption): the matcher
-        // skips any ordinal at or past `len()`, so even a crafted file cannot make it panic.
-        let n = self.meta.len() as u32;
-        if self.header.counts.iter().sum::<u64>() != u64::from(n)
-            || self.header.indicator_count != u64::from(n)
-        {
-            return Err(FormatError::new(
-                "index",
-                "header counts disagree with the metadata",
-            ));
-        }
-        Ok(())
+        self.substrings.validate()
     }
 
     fn write_sections(&self, w: &mut SectionWriter) {
@@ -458,10 +296,369 @@ impl CompiledIndex {
         self.substrings.write_sections(w);
     }
 
-    /// The snapshot bytes, signed when `key` is given. Deterministic.
+    /// Reads every structure from `r`, in [`write_sections`](Self::write_sections) order.
+    fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError> {
+        Ok(Layer {
+            meta: MetaTable::read_sections(r)?,
+            ip: IpIndex::read_sections(r)?,
+            names: DomainIndex::read_sections(r)?,
+            urls: BytesIndex::read_sections(r)?,
+            emails: BytesIndex::read_sections(r)?,
+            ja4: BytesIndex::read_sections(r)?,
+            md5: ExactIndex::read_sections(r)?,
+            sha1: ExactIndex::read_sections(r)?,
+            sha256: ExactIndex::read_sections(r)?,
+            sha512: ExactIndex::read_sections(r)?,
+            ja3: ExactIndex::read_sections(r)?,
+            ja3s: ExactIndex::read_sections(r)?,
+            substrings: SubstringIndex::read_sections(r)?,
+        })
+    }
+
+    fn lookup_ip(&self, ip: IpAddr, port: Option<u16>, out: &mut Vec<u32>) {
+        self.ip.lookup_ip(ip, out);
+        if let Some(p) = port {
+            self.ip.lookup_ip_port(ip, p, out);
+        }
+    }
+
+    fn lookup_digest(&self, kind: Kind, h: &[u8], out: &mut Vec<u32>) {
+        match kind {
+            Kind::Md5 => self.md5.lookup_hex(h, out),
+            Kind::Sha1 => self.sha1.lookup_hex(h, out),
+            Kind::Sha256 => self.sha256.lookup_hex(h, out),
+            Kind::Sha512 => self.sha512.lookup_hex(h, out),
+            Kind::Ja3 => self.ja3.lookup_hex(h, out),
+            Kind::Ja3s => self.ja3s.lookup_hex(h, out),
+            _ => {}
+        }
+    }
+
+    fn lookup_bytes(&self, kind: Kind, key: &[u8], out: &mut Vec<u32>) {
+        match kind {
+            Kind::Email => self.emails.lookup(key, out),
+            Kind::Ja4 => self.ja4.lookup(key, out),
+            _ => {}
+        }
+    }
+
+    fn heap_bytes(&self) -> u64 {
+        (self.meta.heap_bytes()
+            + self.ip.heap_bytes()
+            + self.names.heap_bytes()
+            + self.urls.heap_bytes()
+            + self.emails.heap_bytes()
+            + self.ja4.heap_bytes()
+            + self.md5.heap_bytes()
+            + self.sha1.heap_bytes()
+            + self.sha256.heap_bytes()
+            + self.sha512.heap_bytes()
+            + self.ja3.heap_bytes()
+            + self.ja3s.heap_bytes()
+            + self.substrings.heap_bytes()) as u64
+    }
+}
+
+/// What applied deltas changed of a base snapshot: base ordinals masked, and a small layer of
+/// added indicators whose ordinals follow the base's.
+#[derive(Debug)]
+pub(crate) struct Overlay {
+    /// Base ordinals the deltas removed.
+    pub(crate) removed: RoaringBitmap,
+    /// The indicators the deltas added (and did not remove again), in the order they came.
+    pub(crate) added: Layer,
+    /// The set version and identity of the snapshot the chain starts from.
+    pub(crate) base: (u64, [u8; 32]),
+    /// How many deltas have been applied since the base.
+    pub(crate) applied: u32,
+}
+
+/// Every lookup structure over one indicator set: immutable, `Send + Sync`, shared by all
+/// matching threads.
+///
+/// An index is a snapshot's structures, used in place, and after [`apply`](Self::apply)ing
+/// deltas also an overlay: the base stays as it was mapped, lookups mask the removed base
+/// ordinals and add the overlay's answers (ordinals after the base's). Without deltas a
+/// lookup is one branch more than the base's own.
+#[derive(Debug)]
+pub struct CompiledIndex {
+    header: Header,
+    base: Arc<Layer>,
+    overlay: Option<Arc<Overlay>>,
+    /// Length of the snapshot it was loaded from, 0 when built.
+    snapshot_bytes: u64,
+}
+
+/// Bytes used by one part of the index, for `cwn inspect`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartSize {
+    /// The part (`ip`, `names`, `metadata`, …).
+    pub part: &'static str,
+    /// Indicators it holds.
+    pub indicators: u64,
+    /// Bytes of its arrays.
+    pub bytes: u64,
+}
+
+impl CompiledIndex {
+    /// An index of one layer, its header counts taken from the layer.
+    pub(crate) fn of_layer(mut header: Header, layer: Layer) -> Self {
+        header.counts = counts_of(Meta::of(&layer.meta));
+        header.indicator_count = layer.meta.len() as u64;
+        CompiledIndex {
+            header,
+            base: Arc::new(layer),
+            overlay: None,
+            snapshot_bytes: 0,
+        }
+    }
+
+    /// This index's base with `overlay` over it, under `header` (its counts recomputed).
+    pub(crate) fn with_overlay(&self, mut header: Header, overlay: Overlay) -> Self {
+        let meta = Meta::layered(&self.base.meta, &overlay.removed, &overlay.added.meta);
+        header.counts = counts_of(meta);
+        header.indicator_count = meta.live() as u64;
+        CompiledIndex {
+            header,
+            base: self.base.clone(),
+            overlay: Some(Arc::new(overlay)),
+            snapshot_bytes: self.snapshot_bytes,
+        }
+    }
+
+    /// The overlay of applied deltas, if any.
+    pub(crate) fn overlay(&self) -> Option<&Overlay> {
+        self.overlay.as_deref()
+    }
+
+    /// The header (versions, creation time, counts). With deltas applied: the last delta's
+    /// set version, creation time and identity, and the counts of the indicators now live.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Per-indicator metadata.
+    pub fn meta(&self) -> Meta<'_> {
+        match &self.overlay {
+            None => Meta::of(&self.base.meta),
+            Some(o) => Meta::layered(&self.base.meta, &o.removed, &o.added.meta),
+        }
+    }
+
+    /// Number of indicators (with deltas applied: those live).
+    pub fn len(&self) -> usize {
+        self.header.indicator_count as usize
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The set version and identity of the snapshot under the applied deltas, and how many
+    /// deltas have been applied; `None` for a plain snapshot.
+    pub fn delta_chain(&self) -> Option<(u64, [u8; 32], u32)> {
+        self.overlay
+            .as_ref()
+            .map(|o| (o.base.0, o.base.1, o.applied))
+    }
+
+    /// Runs `f` on the base and, with deltas applied, on the overlay: base answers that are
+    /// removed (or past the base, which only a crafted file gives) are dropped, the overlay's
+    /// are shifted past the base.
+    #[inline]
+    fn each(&self, out: &mut Vec<u32>, f: impl Fn(&Layer, &mut Vec<u32>)) {
+        let Some(o) = &self.overlay else {
+            return f(&self.base, out);
+        };
+        let start = out.len();
+        f(&self.base, out);
+        let split = self.base.meta.len() as u32;
+        if out.len() > start {
+            let mut keep = start;
+            for i in start..out.len() {
+                let v = out[i];
+                if v < split && !o.removed.contains(v) {
+                    out[keep] = v;
+                    keep += 1;
+                }
+            }
+            out.truncate(keep);
+        }
+        let mid = out.len();
+        f(&o.added, out);
+        for v in &mut out[mid..] {
+            *v = v.saturating_add(split);
+        }
+    }
+
+    /// Every IP, CIDR (all covering networks) indicator for `ip`, and with a port the
+    /// `ip:port` indicators of that pair. Port constraints of networks are the caller's to
+    /// check (`meta().port`).
+    #[inline]
+    pub fn lookup_ip(&self, ip: IpAddr, port: Option<u16>, out: &mut Vec<u32>) {
+        self.each(out, |l, out| l.lookup_ip(ip, port, out));
+    }
+
+    /// Whether any `ip:port` indicator has address `addr`, whatever its port.
+    #[inline]
+    pub fn has_port_pairs(&self, ip: IpAddr) -> bool {
+        self.base.ip.has_port_pairs(ip)
+            || self
+                .overlay
+                .as_ref()
+                .is_some_and(|o| o.added.ip.has_port_pairs(ip))
+    }
+
+    /// `ip:port` indicators equal to `(ip, port)` only; [`lookup_ip`](Self::lookup_ip) gives
+    /// those and the address ones together.
+    #[inline]
+    pub fn lookup_ip_port(&self, ip: IpAddr, port: u16, out: &mut Vec<u32>) {
+        self.each(out, |l, out| l.ip.lookup_ip_port(ip, port, out));
+    }
+
+    /// Domain indicators equal to or above `name`, hostname indicators equal to it. `name`
+    /// must be canonical (lower case, no trailing dot).
+    #[inline]
+    pub fn lookup_name(&self, name: &[u8], out: &mut Vec<u32>) {
+        self.each(out, |l, out| l.names.lookup(name, out));
+    }
+
+    /// URL indicators with the same scheme-insensitive, fully decoded key (`K2d`).
+    pub fn lookup_url(&self, url: &normalize::CanonicalUrl, out: &mut Vec<u32>) {
+        let k = url.k2d();
+        self.each(out, |l, out| l.urls.lookup(k.as_bytes(), out));
+    }
+
+    /// Digest indicators of `kind` equal to the canonical lower-case hex `hex`.
+    pub fn lookup_digest(&self, kind: Kind, hex: &str, out: &mut Vec<u32>) {
+        self.each(out, |l, out| l.lookup_digest(kind, hex.as_bytes(), out));
+    }
+
+    /// Exact e-mail or JA4 indicators equal to the canonical `key`.
+    pub fn lookup_bytes(&self, kind: Kind, key: &[u8], out: &mut Vec<u32>) {
+        self.each(out, |l, out| l.lookup_bytes(kind, key, out));
+    }
+
+    /// Substring indicators of the given classes that occur in `text`.
+    #[inline]
+    pub fn find_substrings(&self, text: &[u8], classes: u8, out: &mut Vec<u32>) {
+        self.each(out, |l, out| l.substrings.find(text, classes, out));
+    }
+
+    /// Bytes per part, for reports (the base's parts; with deltas applied, one more line
+    /// for the overlay).
+    pub fn sizes(&self) -> Vec<PartSize> {
+        let b = &self.base;
+        let counts = counts_of(Meta::of(&b.meta));
+        let count = |k: Kind| {
+            Kind::ALL
+                .iter()
+                .position(|&x| x == k)
+                .map_or(0, |i| counts[i])
+        };
+        let part = |part: &'static str, kinds: &[Kind], bytes: usize| PartSize {
+            part,
+            indicators: kinds.iter().map(|&k| count(k)).sum(),
+            bytes: bytes as u64,
+        };
+        let all = b.meta.len() as u64;
+        let fixed = b.meta.fixed_bytes();
+        let mut parts = vec![
+            PartSize {
+                part: "metadata (fixed columns)",
+                indicators: all,
+                bytes: fixed as u64,
+            },
+            PartSize {
+                part: "metadata (strings, tags, bitmaps)",
+                indicators: all,
+                bytes: (b.meta.heap_bytes() - fixed) as u64,
+            },
+            part(
+                "ip, cidr, ip:port",
+                &[Kind::Ipv4, Kind::Ipv6, Kind::Cidr, Kind::IpPort],
+                b.ip.heap_bytes(),
+            ),
+            part(
+                "domain, hostname",
+                &[Kind::Domain, Kind::Hostname],
+                b.names.heap_bytes(),
+            ),
+            part("url", &[Kind::Url], b.urls.heap_bytes()),
+            part(
+                "email, ja4",
+                &[Kind::Email, Kind::Ja4],
+                b.emails.heap_bytes() + b.ja4.heap_bytes(),
+            ),
+            part(
+                "md5, ja3, ja3s",
+                &[Kind::Md5, Kind::Ja3, Kind::Ja3s],
+                b.md5.heap_bytes() + b.ja3.heap_bytes() + b.ja3s.heap_bytes(),
+            ),
+            part("sha1", &[Kind::Sha1], b.sha1.heap_bytes()),
+            part("sha256", &[Kind::Sha256], b.sha256.heap_bytes()),
+            part("sha512", &[Kind::Sha512], b.sha512.heap_bytes()),
+            part(
+                "url-substring, uri, user-agent",
+                &[Kind::UrlSubstring, Kind::Uri, Kind::UserAgent],
+                b.substrings.heap_bytes(),
+            ),
+        ];
+        if let Some(o) = &self.overlay {
+            parts.push(PartSize {
+                part: "delta overlay (added; removed bitmap)",
+                indicators: o.added.meta.len() as u64,
+                bytes: o.added.heap_bytes() + o.removed.serialized_size() as u64,
+            });
+        }
+        parts
+    }
+
+    /// Checks every structure's invariants, in O(n) (what `cwn inspect --check` runs; a load
+    /// checks only what is O(1) per structure, see [`from_shared`](Self::from_shared)), and
+    /// that all agree on the number of indicators.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        self.base.validate()?;
+        if let Some(o) = &self.overlay {
+            o.added.validate()?;
+            if o.removed
+                .max()
+                .is_some_and(|m| m as usize >= self.base.meta.len())
+            {
+                return Err(FormatError::new("index", "removed ordinal past the base"));
+            }
+        }
+        self.check_counts()
+    }
+
+    /// Checks that the header counts agree with the metadata.
+    fn check_counts(&self) -> Result<(), FormatError> {
+        // Ordinals inside the structures are not cross-checked here (a flipped ordinal byte
+        // breaks no structural invariant; the section digests catch corruption): the matcher
+        // skips any ordinal at or past `len()`, so even a crafted file cannot make it panic.
+        let n = self.meta().live() as u64;
+        if self.header.counts.iter().sum::<u64>() != n || self.header.indicator_count != n {
+            return Err(FormatError::new(
+                "index",
+                "header counts disagree with the metadata",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The snapshot bytes, signed when `key` is given. Deterministic. With deltas applied,
+    /// the snapshot of the live indicators ([`compact`](Self::compact)).
     pub fn to_snapshot(&self, key: Option<&SigningKey>) -> Vec<u8> {
+        if self.overlay.is_some() {
+            return match self.compact() {
+                Ok(c) => c.to_snapshot(key),
+                // The live indicators compiled before; a rebuild of them cannot be refused.
+                Err(e) => unreachable!("live indicators no longer compile: {e}"),
+            };
+        }
         let mut w = SectionWriter::new();
-        self.write_sections(&mut w);
+        self.base.write_sections(&mut w);
         snapshot::encode(
             self.header.set_version,
             self.header.created_at,
@@ -469,6 +666,26 @@ impl CompiledIndex {
             &w.sections,
             key,
         )
+    }
+
+    /// The live indicators as one layer, in ordinal order: what a full compile of the
+    /// inputs behind the applied deltas gives (same hits), with the last delta's set version
+    /// and creation time. A plain snapshot's indicators are rebuilt as they are.
+    ///
+    /// # Errors
+    /// When the rebuilt set does not compile (not for a set that compiled before).
+    pub fn compact(&self) -> Result<CompiledIndex, BuildError> {
+        let m = self.meta();
+        let mut strings = Interner::default();
+        let mut set = IndicatorSet::new();
+        for ord in m.ords() {
+            let _ = set.insert(m.indicator(ord, &mut strings));
+        }
+        IndexBuilder::new()
+            .arm_red(true)
+            .set_version(self.header.set_version)
+            .created_at(self.header.created_at)
+            .build(&set)
     }
 
     /// Loads a snapshot held in memory: copies it once into an aligned buffer, then as
@@ -532,7 +749,7 @@ impl CompiledIndex {
         }
         let snapshot_bytes = backing.len() as u64;
         let mut r = SectionReader::over(backing, ranges);
-        let mut index = Self::read_sections(&mut r, header)?;
+        let layer = Layer::read_sections(&mut r)?;
         if r.position() != r.len() {
             return Err(FormatError::new(
                 "index",
@@ -540,36 +757,32 @@ impl CompiledIndex {
             )
             .into());
         }
-        index.check_counts()?;
-        index.snapshot_bytes = snapshot_bytes;
-        Ok(index)
-    }
-
-    /// Reads every structure from `r`, in [`write_sections`](Self::write_sections) order.
-    fn read_sections(r: &mut SectionReader, header: Header) -> Result<Self, FormatError> {
-        Ok(CompiledIndex {
-            meta: MetaTable::read_sections(r)?,
-            ip: IpIndex::read_sections(r)?,
-            names: DomainIndex::read_sections(r)?,
-            urls: BytesIndex::read_sections(r)?,
-            emails: BytesIndex::read_sections(r)?,
-            ja4: BytesIndex::read_sections(r)?,
-            md5: ExactIndex::read_sections(r)?,
-            sha1: ExactIndex::read_sections(r)?,
-            sha256: ExactIndex::read_sections(r)?,
-            sha512: ExactIndex::read_sections(r)?,
-            ja3: ExactIndex::read_sections(r)?,
-            ja3s: ExactIndex::read_sections(r)?,
-            substrings: SubstringIndex::read_sections(r)?,
+        let index = CompiledIndex {
             header,
-            snapshot_bytes: 0,
-        })
+            base: Arc::new(layer),
+            overlay: None,
+            snapshot_bytes,
+        };
+        index.check_counts()?;
+        Ok(index)
     }
 
     /// The length of the snapshot this index was loaded from (0 for one built in memory).
     pub fn snapshot_bytes(&self) -> u64 {
         self.snapshot_bytes
     }
+}
+
+/// Live indicators per kind, in [`Kind::ALL`] order.
+fn counts_of(meta: Meta<'_>) -> Vec<u64> {
+    let mut counts = vec![0u64; Kind::ALL.len()];
+    for ord in meta.ords() {
+        let k = meta.kind(ord);
+        if let Some(i) = Kind::ALL.iter().position(|&x| x == k) {
+            counts[i] += 1;
+        }
+    }
+    counts
 }
 
 /// Why [`CompiledIndex::open`] failed.
@@ -684,10 +897,13 @@ mod tests {
         index.validate().unwrap();
         assert_eq!(answers(&index), answers(&built));
         assert!(
-            !index.ip.v6.exact_keys_view_of(&backing),
+            !index.base.ip.v6.exact_keys_view_of(&backing),
             "u128 keys copied"
         );
-        assert!(index.meta.kinds_view_of(&backing), "bytes viewed in place");
+        assert!(
+            index.base.meta.kinds_view_of(&backing),
+            "bytes viewed in place"
+        );
     }
 
     #[test]
@@ -750,7 +966,7 @@ mod tests {
         }
         let index = IndexBuilder::new().created_at(7).build(&set).unwrap();
         let mut w = SectionWriter::new();
-        index.names.write_sections(&mut w);
+        index.base.names.write_sections(&mut w);
         assert_eq!(w.sections.len(), DomainIndex::SECTIONS);
         let bytes = index.to_snapshot(None);
         let back = CompiledIndex::from_snapshot(&bytes, None).unwrap();

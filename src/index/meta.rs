@@ -205,6 +205,145 @@ fn clamp_u32(s: i64) -> u32 {
     s.clamp(0, i64::from(u32::MAX)) as u32
 }
 
+/// The flags byte of an indicator as stored.
+fn flags_of(ind: &Indicator) -> u8 {
+    let mut flags = 0;
+    if ind.no_attribution {
+        flags |= FLAG_NO_ATTRIBUTION;
+    }
+    if ind.defanged {
+        flags |= FLAG_DEFANGED;
+    }
+    match ind.direction {
+        Some(Direction::Src) => flags |= FLAG_DIR_SRC,
+        Some(Direction::Dst) => flags |= FLAG_DIR_DST,
+        None => {}
+    }
+    flags
+}
+
+/// The confidence byte as stored (255: none).
+fn confidence_code(ind: &Indicator) -> u8 {
+    ind.confidence.map_or(255, |c| c.min(100))
+}
+
+/// The validity start as stored, to the second.
+fn valid_from_code(v: &Validity) -> u32 {
+    v.valid_from
+        .map_or(OPEN_FROM, |v| clamp_u32(ceil_secs(v)).max(1))
+}
+
+/// The validity end as stored, to the second.
+fn valid_until_code(v: &Validity) -> u32 {
+    v.valid_until
+        .map_or(OPEN_UNTIL, |v| clamp_u32(ceil_secs(v)).min(OPEN_UNTIL - 1))
+}
+
+/// The stored form of one indicator record, borrowed: what a [`MetaTable`] keeps of it, and
+/// so what decides whether two records are the same (see [`Fingerprint`]).
+struct Stored<'a, T: Iterator<Item = &'a str>> {
+    kind: u8,
+    tlp: u8,
+    flags: u8,
+    confidence: u8,
+    id: &'a str,
+    value: &'a str,
+    source: &'a str,
+    origin: Option<&'a str>,
+    sharing_group: Option<&'a str>,
+    distribution: u8,
+    valid_from: u32,
+    valid_until: u32,
+    port: u16,
+    tags: T,
+}
+
+impl<'a, T: Iterator<Item = &'a str>> Stored<'a, T> {
+    fn fingerprint(self) -> Fingerprint {
+        use xxhash_rust::xxh3::Xxh3;
+        let mut h = Xxh3::new();
+        let s = |h: &mut Xxh3, v: &str| {
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        };
+        let o = |h: &mut Xxh3, v: Option<&str>| match v {
+            None => h.update(&[0]),
+            Some(v) => {
+                h.update(&[1]);
+                s(h, v);
+            }
+        };
+        h.update(&[
+            self.kind,
+            self.tlp,
+            self.flags,
+            self.confidence,
+            self.distribution,
+        ]);
+        h.update(&self.valid_from.to_le_bytes());
+        h.update(&self.valid_until.to_le_bytes());
+        h.update(&self.port.to_le_bytes());
+        s(&mut h, self.id);
+        s(&mut h, self.value);
+        s(&mut h, self.source);
+        o(&mut h, self.origin);
+        o(&mut h, self.sharing_group);
+        let mut n = 0u64;
+        for t in self.tags {
+            s(&mut h, t);
+            n += 1;
+        }
+        h.update(&n.to_le_bytes());
+        Fingerprint(h.digest128())
+    }
+}
+
+/// A 128-bit hash of everything a [`MetaTable`] stores of one indicator: equal for two
+/// records exactly when a compile would store them alike (up to a 2^-64 chance at a billion
+/// records), so that a delta can tell kept, removed and changed indicators apart without
+/// holding either set's strings twice. [`fingerprint_of`] and [`MetaTable::fingerprint`]
+/// hash the same stored form, through the same code as [`MetaBuilder::push`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub u128);
+
+/// The fingerprint of `ind` as [`MetaBuilder::push`] would store it with `port`.
+pub fn fingerprint_of(ind: &Indicator, port: Option<u16>) -> Fingerprint {
+    Stored {
+        kind: kind_code(ind.kind),
+        tlp: tlp_code(ind.tlp),
+        flags: flags_of(ind),
+        confidence: confidence_code(ind),
+        id: &ind.id,
+        value: &ind.value,
+        source: &ind.source,
+        origin: ind.origin.as_deref(),
+        sharing_group: ind.sharing_group.as_deref(),
+        distribution: ind.distribution.unwrap_or(255),
+        valid_from: valid_from_code(&ind.validity),
+        valid_until: valid_until_code(&ind.validity),
+        port: port.unwrap_or(0),
+        tags: ind.tags.iter().map(|t| &**t),
+    }
+    .fingerprint()
+}
+
+/// Shares the strings of rebuilt indicators ([`MetaTable::indicator`]): one `Arc` per distinct
+/// source, origin, sharing group and tag, as ingest gives them.
+#[derive(Debug, Default)]
+pub struct Interner(HashMap<Box<str>, Arc<str>>);
+
+impl Interner {
+    /// The shared copy of `s`.
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(s.into(), a.clone());
+        a
+    }
+}
+
 /// The columns of a [`MetaTable`] while it is built.
 #[derive(Debug, Default)]
 struct Columns {
@@ -251,21 +390,8 @@ impl MetaBuilder {
         let t = &mut self.t;
         t.kind.push(kind_code(ind.kind));
         t.tlp.push(tlp_code(ind.tlp));
-        let mut flags = 0;
-        if ind.no_attribution {
-            flags |= FLAG_NO_ATTRIBUTION;
-        }
-        if ind.defanged {
-            flags |= FLAG_DEFANGED;
-        }
-        match ind.direction {
-            Some(Direction::Src) => flags |= FLAG_DIR_SRC,
-            Some(Direction::Dst) => flags |= FLAG_DIR_DST,
-            None => {}
-        }
-        t.flags.push(flags);
-        t.confidence
-            .push(ind.confidence.map_or(255, |c| c.min(100)));
+        t.flags.push(flags_of(ind));
+        t.confidence.push(confidence_code(ind));
         t.id.push(self.strings.push_unique(&ind.id));
         t.value.push(self.strings.push_unique(&ind.value));
         let source = self.strings.intern(&ind.source);
@@ -290,16 +416,8 @@ impl MetaBuilder {
             next_ctx
         });
         t.context.push(ctx_id);
-        t.valid_from.push(
-            ind.validity
-                .valid_from
-                .map_or(OPEN_FROM, |v| clamp_u32(ceil_secs(v)).max(1)),
-        );
-        t.valid_until.push(
-            ind.validity
-                .valid_until
-                .map_or(OPEN_UNTIL, |v| clamp_u32(ceil_secs(v)).min(OPEN_UNTIL - 1)),
-        );
+        t.valid_from.push(valid_from_code(&ind.validity));
+        t.valid_until.push(valid_until_code(&ind.validity));
         t.port.push(port.unwrap_or(0));
         for tag in &ind.tags {
             let id = self.strings.intern(tag);
@@ -640,6 +758,239 @@ impl MetaTable {
             return Err(FormatError::new(STRUCTURE, "TLP bitmaps missing"));
         }
         Ok(())
+    }
+}
+
+impl MetaTable {
+    /// Whether the value of indicator `ord` was written defanged in its source.
+    pub fn defanged(&self, ord: IndicatorId) -> bool {
+        self.flags[ord.as_usize()] & FLAG_DEFANGED != 0
+    }
+
+    /// The [`Fingerprint`] of indicator `ord`'s stored record.
+    pub fn fingerprint(&self, ord: IndicatorId) -> Fingerprint {
+        let ctx = |col: &Arr<u32>| self.ctx_column(col, ord).unwrap_or(NO_STRING);
+        let opt = |s: u32| (s != NO_STRING).then(|| self.strings.get(s));
+        let i = ord.as_usize();
+        Stored {
+            kind: self.kind[i],
+            tlp: self.tlp[i],
+            flags: self.flags[i],
+            confidence: self.confidence[i],
+            id: self.id(ord),
+            value: self.value(ord),
+            source: self.strings.get(ctx(&self.ctx_source)),
+            origin: opt(ctx(&self.ctx_origin)),
+            sharing_group: opt(ctx(&self.ctx_sharing_group)),
+            distribution: self.ctx_column(&self.ctx_distribution, ord).unwrap_or(255),
+            valid_from: self.valid_from[i],
+            valid_until: self.valid_until[i],
+            port: self.port[i],
+            tags: self.tags(ord),
+        }
+        .fingerprint()
+    }
+
+    /// Indicator `ord` rebuilt from its record: what [`MetaBuilder::push`] stores of it
+    /// again, with the same fingerprint (validity to the second; MISP `first_seen` and
+    /// `last_seen`, which a compile does not keep, absent). Strings shared through `strings`.
+    pub fn indicator(&self, ord: IndicatorId, strings: &mut Interner) -> Indicator {
+        let kind = self.kind(ord);
+        let mut ind = Indicator::new(
+            self.id(ord),
+            kind,
+            self.value(ord),
+            strings.get(self.source(ord)),
+            self.tlp(ord),
+        );
+        ind.origin = self.origin(ord).map(|o| strings.get(o));
+        ind.tags = self.tags(ord).map(|t| strings.get(t)).collect();
+        ind.no_attribution = self.no_attribution(ord);
+        ind.defanged = self.defanged(ord);
+        ind.distribution = self.distribution(ord);
+        ind.sharing_group = self.sharing_group(ord).map(|g| strings.get(g));
+        ind.validity = self.validity(ord);
+        ind.confidence = self.confidence(ord);
+        ind.direction = self.direction(ord);
+        // An ip:port carries its port in the value (the compile stores it in both).
+        ind.port = if kind == Kind::IpPort {
+            None
+        } else {
+            self.port(ord)
+        };
+        ind
+    }
+}
+
+/// The metadata of a compiled index as matching and routing see it: one table, or a base
+/// table with some of its ordinals removed and a table of added indicators whose ordinals
+/// follow the base's (a snapshot with deltas applied, see [`delta`](super::delta)).
+///
+/// Ordinals are those of the index's lookups; every accessor taking one answers for the table
+/// that holds it. A removed base ordinal still answers (lookups never return it).
+#[derive(Clone, Copy, Debug)]
+pub struct Meta<'a> {
+    base: &'a MetaTable,
+    layer: Option<(&'a RoaringBitmap, &'a MetaTable)>,
+}
+
+macro_rules! forward {
+    ($($(#[$doc:meta])* $name:ident -> $ret:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[inline]
+            pub fn $name(&self, ord: IndicatorId) -> $ret {
+                let (t, o) = self.at(ord);
+                t.$name(o)
+            }
+        )*
+    };
+}
+
+impl<'a> Meta<'a> {
+    /// The view of one table.
+    pub fn of(base: &'a MetaTable) -> Self {
+        Meta { base, layer: None }
+    }
+
+    /// The view of `base` without `removed`, followed by `added`.
+    pub fn layered(base: &'a MetaTable, removed: &'a RoaringBitmap, added: &'a MetaTable) -> Self {
+        Meta {
+            base,
+            layer: Some((removed, added)),
+        }
+    }
+
+    /// The table holding `ord`, and `ord` within it.
+    #[inline]
+    fn at(&self, ord: IndicatorId) -> (&'a MetaTable, IndicatorId) {
+        let split = self.base.len() as u32;
+        match self.layer {
+            Some((_, added)) if ord.as_u32() >= split => {
+                (added, IndicatorId::new(ord.as_u32() - split))
+            }
+            _ => (self.base, ord),
+        }
+    }
+
+    /// One past the highest ordinal (removed base ordinals included): every ordinal a lookup
+    /// returns is below it.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.base.len() + self.layer.map_or(0, |(_, a)| a.len())
+    }
+
+    /// Whether there are no ordinals at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of indicators (removed ones not counted).
+    pub fn live(&self) -> usize {
+        self.len() - self.layer.map_or(0, |(r, _)| r.len() as usize)
+    }
+
+    /// The base ordinals removed by deltas (empty for a plain snapshot).
+    pub fn removed(&self) -> Option<&'a RoaringBitmap> {
+        self.layer.map(|(r, _)| r)
+    }
+
+    /// The ordinal where added indicators begin (the base table's length).
+    pub fn split(&self) -> u32 {
+        self.base.len() as u32
+    }
+
+    /// Every live ordinal, ascending.
+    pub fn ords(&self) -> impl Iterator<Item = IndicatorId> + 'a {
+        let (base, layer) = (self.base, self.layer);
+        let split = base.len() as u32;
+        (0..split)
+            .filter(move |&o| layer.is_none_or(|(r, _)| !r.contains(o)))
+            .chain(split..split + layer.map_or(0, |(_, a)| a.len() as u32))
+            .map(IndicatorId::new)
+    }
+
+    forward! {
+        /// The kind of indicator `ord` ([`MetaTable::kind`]).
+        kind -> Kind;
+        /// The TLP of indicator `ord`.
+        tlp -> Tlp;
+        /// The id of indicator `ord`.
+        id -> &'a str;
+        /// The canonical value of indicator `ord`.
+        value -> &'a str;
+        /// The source of indicator `ord`.
+        source -> &'a str;
+        /// The producing organisation of indicator `ord`, if known.
+        origin -> Option<&'a str>;
+        /// The MISP distribution of indicator `ord`, if its source has one.
+        distribution -> Option<u8>;
+        /// The sharing group of indicator `ord`, if any.
+        sharing_group -> Option<&'a str>;
+        /// The port constraint of indicator `ord`.
+        port -> Option<u16>;
+        /// Confidence 0–100, where the source gave one.
+        confidence -> Option<u8>;
+        /// Where in a flow the indicator was seen, where the source says.
+        direction -> Option<Direction>;
+        /// Whether the source must not be named in anything sent out.
+        no_attribution -> bool;
+        /// Whether the value was written defanged in its source.
+        defanged -> bool;
+        /// The validity window of indicator `ord`, to the second.
+        validity -> Validity;
+        /// The fingerprint of indicator `ord`'s stored record.
+        fingerprint -> Fingerprint;
+    }
+
+    /// The tags of indicator `ord`.
+    pub fn tags(&self, ord: IndicatorId) -> impl Iterator<Item = &'a str> + use<'a> {
+        let (t, o) = self.at(ord);
+        t.tags(o)
+    }
+
+    /// Whether indicator `ord` is valid at `unix_seconds`.
+    #[inline]
+    pub fn valid_at(&self, ord: IndicatorId, unix_seconds: i64) -> bool {
+        let (t, o) = self.at(ord);
+        t.valid_at(o, unix_seconds)
+    }
+
+    /// Indicator `ord` rebuilt ([`MetaTable::indicator`]).
+    pub fn indicator(&self, ord: IndicatorId, strings: &mut Interner) -> Indicator {
+        let (t, o) = self.at(ord);
+        t.indicator(o, strings)
+    }
+
+    /// Live ordinals per TLP level.
+    pub fn by_tlp(&self, tlp: Tlp) -> std::borrow::Cow<'a, RoaringBitmap> {
+        let base = self.base.by_tlp(tlp);
+        match self.layer {
+            None => std::borrow::Cow::Borrowed(base),
+            Some((removed, added)) => {
+                let mut b = base - removed;
+                let split = self.base.len() as u32;
+                b.extend(added.by_tlp(tlp).iter().map(|o| o + split));
+                std::borrow::Cow::Owned(b)
+            }
+        }
+    }
+
+    /// Number of distinct sources of live indicators.
+    pub fn source_count(&self) -> usize {
+        match self.layer {
+            None => self.base.by_source.len(),
+            Some((removed, added)) => {
+                let mut names: std::collections::HashSet<&str> = self
+                    .base
+                    .by_source()
+                    .filter(|(_, b)| !b.is_subset(removed))
+                    .map(|(s, _)| s)
+                    .collect();
+                names.extend(added.by_source().map(|(s, _)| s));
+                names.len()
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod array;
 pub mod compiled;
+pub mod delta;
 pub mod domain;
 pub mod exact;
 pub mod hash;

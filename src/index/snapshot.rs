@@ -54,6 +54,10 @@ pub struct Header {
     pub counts: Vec<u64>,
     /// Whether the file carries a signature.
     pub signed: bool,
+    /// BLAKE3 of the header, section table and signature, which commit to every section:
+    /// the file's identity, by which a delta names the state it applies to. Zero for an index
+    /// built in memory and not yet written.
+    pub digest: [u8; 32],
 }
 
 impl Header {
@@ -149,6 +153,18 @@ pub fn encode(
     sections: &[Vec<u8>],
     key: Option<&SigningKey>,
 ) -> Vec<u8> {
+    encode_as(MAGIC, set_version, created_at, counts, sections, key)
+}
+
+/// [`encode`] under another file type's magic bytes (a delta is a `CWNDELTA` container).
+pub fn encode_as(
+    magic: [u8; 8],
+    set_version: u64,
+    created_at: i64,
+    counts: &[u64],
+    sections: &[Vec<u8>],
+    key: Option<&SigningKey>,
+) -> Vec<u8> {
     let table_end = FIXED + counts.len() * 8 + sections.len() * ENTRY;
     let header_end = table_end + SIG + DIGEST;
     let mut offset = header_end + pad(header_end);
@@ -157,7 +173,7 @@ pub fn encode(
         .map(|s| *blake3::hash(s).as_bytes())
         .collect();
     let mut out = Vec::with_capacity(offset + sections.iter().map(|s| s.len() + 8).sum::<usize>());
-    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&magic);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(if key.is_some() { FLAG_SIGNED } else { 0 }).to_le_bytes());
     out.extend_from_slice(&set_version.to_le_bytes());
@@ -221,8 +237,17 @@ pub fn decode_ranges(
     bytes: &[u8],
     verify: Option<&VerifyingKey>,
 ) -> Result<(Header, Vec<Range<usize>>), SnapshotError> {
+    decode_ranges_as(MAGIC, bytes, verify)
+}
+
+/// [`decode_ranges`] of a container with other magic bytes.
+pub fn decode_ranges_as(
+    magic: [u8; 8],
+    bytes: &[u8],
+    verify: Option<&VerifyingKey>,
+) -> Result<(Header, Vec<Range<usize>>), SnapshotError> {
     need(bytes, "header", FIXED)?;
-    if bytes[..8] != MAGIC {
+    if bytes[..8] != magic {
         return Err(SnapshotError::BadMagic);
     }
     let version = u32_at(bytes, 8);
@@ -330,8 +355,24 @@ pub fn decode_ranges(
         indicator_count: u64_at(bytes, 32),
         counts,
         signed,
+        digest: *digest.as_bytes(),
     };
     Ok((header, sections))
+}
+
+/// The identity ([`Header::digest`]) of a container's bytes as [`encode`] wrote them, read
+/// from its header without checking the rest; `None` if the bytes are too short.
+pub fn identity(bytes: &[u8]) -> Option<[u8; 32]> {
+    if bytes.len() < FIXED {
+        return None;
+    }
+    let n_sections = u32_at(bytes, 40) as usize;
+    let n_kinds = u32_at(bytes, 44) as usize;
+    let end = FIXED
+        .checked_add(n_kinds.checked_mul(8)?)?
+        .checked_add(n_sections.checked_mul(ENTRY)?)?
+        .checked_add(SIG + DIGEST)?;
+    bytes.get(end - DIGEST..end)?.try_into().ok()
 }
 
 fn check_zero(bytes: &[u8], from: usize, to: usize) -> Result<(), SnapshotError> {

@@ -353,7 +353,7 @@ impl Validity {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Indicator {
     /// Stable id: the MISP attribute uuid, the STIX indicator id (with `#N` for the N-th
-    /// disjunct of its pattern when there are several), or `<file name>:<line>` for lists.
+    /// disjunct of its pattern when there are several), or `<file name>:<canonical value>` for lists.
     pub id: String,
     /// What the value is.
     pub kind: Kind,

@@ -3,7 +3,9 @@
 //! Plain lists are what maltrail, abuse.ch and most block lists publish: one value per line,
 //! `#` starting a comment (at the start of a line or after white space, so that a URL fragment
 //! survives), blank lines ignored. The kind is guessed per value ([`normalize::guess`]) unless
-//! `--kind` fixes it. Each indicator's id is `<file name>:<line>` and its source the list name.
+//! `--kind` fixes it. Each indicator's id is `<file name>:<canonical value>` — stable when
+//! lines are added or removed around it, so that a changed list makes a small delta and its
+//! sightings keep their indicator — and its source the list name.
 //!
 //! CSV lists have a header row; the value comes from the chosen column (`--column`, else a
 //! column named `value`, `indicator`, `ioc`, `indicator_value`, else the first). Optional
@@ -78,7 +80,7 @@ pub fn parse_plain(
         match normalise(opts.kind, value) {
             Ok(n) => {
                 let mut ind = Indicator::new(
-                    format!("{file}:{line_no}"),
+                    format!("{file}:{}", n.value),
                     n.kind,
                     n.value,
                     Arc::clone(&source),
@@ -232,7 +234,7 @@ pub fn parse_csv(bytes: &[u8], file: &Arc<str>, opts: &SourceOptions, out: &mut 
         match normalise(kind, value) {
             Ok(n) => {
                 let mut ind = Indicator::new(
-                    format!("{file}:{line_no}"),
+                    format!("{file}:{}", n.value),
                     n.kind,
                     n.value,
                     Arc::clone(&source),
@@ -286,9 +288,18 @@ mod tests {
         assert_eq!(
             vals,
             vec![
-                ("t.txt:3".to_string(), "evil.example.com".to_string()),
-                ("t.txt:4".to_string(), "45.83.64.0/24".to_string()),
-                ("t.txt:5".to_string(), "http://x.example.org/".to_string()),
+                (
+                    "t.txt:evil.example.com".to_string(),
+                    "evil.example.com".to_string()
+                ),
+                (
+                    "t.txt:45.83.64.0/24".to_string(),
+                    "45.83.64.0/24".to_string()
+                ),
+                (
+                    "t.txt:http://x.example.org/".to_string(),
+                    "http://x.example.org/".to_string()
+                ),
             ]
         );
     }

@@ -297,7 +297,7 @@ struct Cand<'b> {
 
 /// Per-row state while a row's hits are collected.
 struct RowHits<'m, 'o> {
-    meta: &'m crate::index::meta::MetaTable,
+    meta: crate::index::meta::Meta<'m>,
     now: i64,
     row: u64,
     /// The row's event time, computed on the first candidate (most rows have none).

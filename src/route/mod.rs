@@ -106,7 +106,7 @@ use serde::Serialize;
 
 use crate::hits::SightingCounts;
 use crate::hub::{EntityId, Notification, NotificationId, NotificationKind};
-use crate::index::meta::MetaTable;
+use crate::index::meta::Meta;
 use crate::indicator::{Indicator, IndicatorId, Tlp};
 use constituency::{ConstituencyIndex, Observable};
 use registry::{EntityOrd, Registry, Role};
@@ -141,7 +141,7 @@ impl<'a> Sensitivity<'a> {
     ///
     /// # Panics
     /// If `ord` is not an ordinal of `meta`.
-    pub fn of_meta(meta: &'a MetaTable, ord: IndicatorId) -> Self {
+    pub fn of_meta(meta: Meta<'a>, ord: IndicatorId) -> Self {
         Sensitivity {
             tlp: meta.tlp(ord),
             distribution: meta.distribution(ord),
@@ -694,7 +694,7 @@ impl Router {
     ///
     /// # Panics
     /// If `entity` is not an ordinal of this registry.
-    pub fn clearance(&self, entity: EntityOrd, meta: &MetaTable) -> RoaringBitmap {
+    pub fn clearance(&self, entity: EntityOrd, meta: Meta<'_>) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
         for ord in meta.ords() {
             if self.may_hold(entity, &Sensitivity::of_meta(meta, ord)) {
