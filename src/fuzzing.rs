@@ -156,15 +156,103 @@ fn split_sections(mut data: &[u8]) -> Vec<Vec<u8>> {
     sections
 }
 
-/// The input of [`snapshot_sections`] that holds the sections of `snapshot` (for seeds).
-pub fn sections_input(snapshot: &[u8]) -> Option<Vec<u8>> {
-    let (_, sections) = crate::index::snapshot::decode(snapshot, None).ok()?;
+/// The input of [`snapshot_sections`] (or of [`delta_sections`]) that holds the sections of
+/// `file`, a snapshot or a delta (for seeds).
+pub fn sections_input(file: &[u8]) -> Option<Vec<u8>> {
+    use crate::index::{delta, snapshot};
+    let magic = if file.starts_with(&delta::MAGIC) {
+        delta::MAGIC
+    } else {
+        snapshot::MAGIC
+    };
+    let (_, ranges) = snapshot::decode_ranges_as(magic, file, None).ok()?;
     let mut out = Vec::new();
-    for s in sections {
-        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        out.extend_from_slice(s);
+    for r in ranges {
+        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        out.extend_from_slice(&file[r]);
     }
     Some(out)
+}
+
+/// The fixed base [`delta_sections`] applies deltas to: a few indicators of most kinds,
+/// loaded from their snapshot so that they have an identity.
+pub fn delta_base() -> &'static crate::index::CompiledIndex {
+    use crate::indicator::{Indicator, IndicatorSet, Kind, Tlp};
+    static BASE: std::sync::OnceLock<crate::index::CompiledIndex> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let src: Arc<str> = Arc::from("base");
+        let mut set = IndicatorSet::new();
+        for (i, (k, v)) in [
+            (Kind::Domain, "evil.example"),
+            (Kind::Hostname, "mail.bad.example"),
+            (Kind::Ipv4, "198.51.100.23"),
+            (Kind::Cidr, "2001:db8:1::/48"),
+            (Kind::IpPort, "[2001:db8::2]:443"),
+            (Kind::Url, "http://evil.example/gate.php"),
+            (Kind::Uri, "/gate.php"),
+            (Kind::Md5, "d41d8cd98f00b204e9800998ecf8427e"),
+            (Kind::Email, "phisher@example.org"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let _ = set.insert(Indicator::new(
+                format!("b{i}"),
+                k,
+                v,
+                src.clone(),
+                Tlp::Green,
+            ));
+        }
+        let built = crate::index::IndexBuilder::new()
+            .build(&set)
+            .expect("a fixed set compiles");
+        crate::index::CompiledIndex::from_snapshot(&built.to_snapshot(None), None)
+            .expect("its own snapshot loads")
+    })
+}
+
+/// A delta in a valid `CWNDELTA` container over arbitrary sections: the input is split into
+/// sections ([`sections_input`] makes one from a delta file), the first replaced by a
+/// reference to [`delta_base`] so that decoding gets as far as applying. Whatever decodes is
+/// applied; whatever applies must answer lookups of every kind, `validate` and compact
+/// without panicking or hanging, and cannot be applied a second time.
+pub fn delta_sections(data: &[u8]) {
+    use crate::index::delta::{self, Delta, StateRef};
+    let base = delta_base();
+    let mut sections = split_sections(data);
+    if sections.is_empty() {
+        return;
+    }
+    let r = StateRef::of(base);
+    let mut first = r.set_version.to_le_bytes().to_vec();
+    first.extend_from_slice(&r.digest);
+    first.extend_from_slice(&r.ordinals.to_le_bytes());
+    sections[0] = first;
+    // The header counts must agree with the additions: their first column has a byte each.
+    let n = sections.get(2).map_or(0, |s| s.len() as u64);
+    let mut counts = vec![0u64; crate::indicator::Kind::ALL.len()];
+    counts[0] = n;
+    let bytes = crate::index::snapshot::encode_as(
+        delta::MAGIC,
+        r.set_version + 1,
+        0,
+        &counts,
+        &sections,
+        None,
+    );
+    let Ok(d) = Delta::from_bytes(&bytes, None) else {
+        return;
+    };
+    let Ok(index) = base.apply(&d) else {
+        return;
+    };
+    look_up_everything(&index);
+    let _ = index.sizes();
+    assert!(index.validate().is_ok(), "an applied delta validates");
+    assert!(index.apply(&d).is_err(), "a delta applies once");
+    let compacted = index.compact().expect("live records compile again");
+    assert_eq!(compacted.len(), index.len());
 }
 
 /// Arbitrary sections in a valid container: the input is split into sections

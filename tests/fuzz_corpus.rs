@@ -202,3 +202,8 @@ fn certificate_corpus() {
 fn matcher_vs_naive_corpus() {
     run("matcher_vs_naive", cwn::fuzzing::matcher_vs_naive);
 }
+
+#[test]
+fn delta_sections_corpus() {
+    run("delta_sections", cwn::fuzzing::delta_sections);
+}

@@ -7,6 +7,8 @@ mod util;
 
 pub use util::{extract, shared_real as shared};
 
+pub mod zeek;
+
 /// The whole real maltrail set, ingested without warninglists.
 pub fn maltrail_set() -> Option<cwn::indicator::IndicatorSet> {
     use cwn::ingest::{self, Ingest, SourceOptions};
