@@ -22,6 +22,8 @@ mod route;
 mod scan;
 mod status;
 mod stix;
+#[cfg(feature = "net")]
+mod sync;
 mod tour;
 mod util;
 mod warninglist;

@@ -32,6 +32,8 @@ mod demo_hub;
 mod r#gen;
 mod index;
 mod net;
+#[cfg(feature = "net")]
+mod sync;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -127,6 +129,12 @@ pub enum Command {
     /// Example: cwn stream --hub localhost:4433 --pki pki --entity msp-a --field query=domain dns.log -o hits.jsonl
     #[cfg(feature = "net")]
     Stream(net::StreamArgs),
+    /// Publisher: follow MISP feeds, TAXII 2.1 collections and lists, and publish every change
+    /// as a signed delta (a full snapshot first and after `compact_every` deltas).
+    ///
+    /// Example: cwn sync --config sync.toml --once -o published/
+    #[cfg(feature = "net")]
+    Sync(sync::SyncArgs),
     /// Subscriber: receive this entity's notifications as JSON lines, acknowledging each
     /// once written.
     ///
@@ -233,6 +241,8 @@ pub fn main() -> ExitCode {
         Command::Stream(args) => net::run_stream(&args),
         #[cfg(feature = "net")]
         Command::Subscribe(args) => net::run_subscribe(&args),
+        #[cfg(feature = "net")]
+        Command::Sync(args) => sync::run_sync(&args),
     };
     match result {
         Ok(code) => code,

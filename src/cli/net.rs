@@ -11,8 +11,9 @@ use cwn::net::config::HubConfig;
 /// `cwn config …`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a hub configuration: exit 0 if it is good, 1 with every problem (file, line,
-    /// key) otherwise. The registry it names is checked too when the file exists.
+    /// Validate a hub configuration (or a `cwn sync` one, which has `[[source]]` tables):
+    /// exit 0 if it is good, 1 with every problem (file, line, key) otherwise. The registry a
+    /// hub configuration names is checked too when the file exists.
     ///
     /// Example: cwn config check hub.toml
     Check {
@@ -24,6 +25,21 @@ pub enum ConfigCommand {
 
 pub(super) fn run_config(cmd: &ConfigCommand) -> anyhow::Result<ExitCode> {
     let ConfigCommand::Check { file } = cmd;
+    // A `cwn sync` configuration follows sources; a hub's does not.
+    let is_sync = std::fs::read_to_string(file)
+        .is_ok_and(|t| t.lines().any(|l| l.trim_start().starts_with("[[source]]")));
+    if is_sync {
+        return Ok(match cwn::sync::config::SyncConfig::load(file) {
+            Ok(_) => {
+                outln!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        });
+    }
     match HubConfig::load(file) {
         Ok(cfg) => {
             let problems = check_files(&cfg);

@@ -111,7 +111,7 @@ impl IndexBuilder {
         if set.len() > u32::MAX as usize - 1 {
             return Err(BuildError::TooMany(set.len()));
         }
-        let (layer, report) = self.layer_with_report(set);
+        let (layer, report) = self.layer_with_report(set.as_slice());
         let header = Header {
             format_version: snapshot::FORMAT_VERSION,
             set_version: self.set_version,
@@ -125,11 +125,13 @@ impl IndexBuilder {
     }
 
     /// Compiles `set` into one layer (no header): a snapshot's, or a delta overlay's.
-    pub(crate) fn build_layer(&self, set: &IndicatorSet) -> Layer {
-        self.layer_with_report(set).0
+    /// Records are taken as they are, in order, without de-duplication: a delta overlay and
+    /// a compaction keep every live record, as the index they rebuild held it.
+    pub(crate) fn build_layer(&self, records: &[Indicator]) -> Layer {
+        self.layer_with_report(records).0
     }
 
-    fn layer_with_report(&self, set: &IndicatorSet) -> (Layer, BuildReport) {
+    fn layer_with_report(&self, records: &[Indicator]) -> (Layer, BuildReport) {
         let mut report = BuildReport::default();
         let mut meta = MetaBuilder::new();
         let mut ip = IpIndexBuilder::new();
@@ -144,7 +146,7 @@ impl IndexBuilder {
         let mut ja3 = ExactIndexBuilder::<16>::new();
         let mut ja3s = ExactIndexBuilder::<16>::new();
         let mut subs = SubstringBuilder::new();
-        for (_, ind) in set.iter() {
+        for ind in records {
             if ind.tlp == Tlp::Red && !self.arm_red {
                 report.red_not_armed += 1;
                 continue;
@@ -675,17 +677,36 @@ impl CompiledIndex {
     /// # Errors
     /// When the rebuilt set does not compile (not for a set that compiled before).
     pub fn compact(&self) -> Result<CompiledIndex, BuildError> {
+        self.compact_as(self.header.set_version, self.header.created_at)
+    }
+
+    /// [`compact`](Self::compact) under another set version and creation time (a new base
+    /// published after a chain needs a version of its own).
+    ///
+    /// # Errors
+    /// As [`compact`](Self::compact).
+    pub fn compact_as(
+        &self,
+        set_version: u64,
+        created_at: i64,
+    ) -> Result<CompiledIndex, BuildError> {
         let m = self.meta();
         let mut strings = Interner::default();
-        let mut set = IndicatorSet::new();
-        for ord in m.ords() {
-            let _ = set.insert(m.indicator(ord, &mut strings));
+        let records: Vec<Indicator> = m.ords().map(|o| m.indicator(o, &mut strings)).collect();
+        if records.len() > u32::MAX as usize - 1 {
+            return Err(BuildError::TooMany(records.len()));
         }
-        IndexBuilder::new()
-            .arm_red(true)
-            .set_version(self.header.set_version)
-            .created_at(self.header.created_at)
-            .build(&set)
+        let layer = IndexBuilder::new().arm_red(true).build_layer(&records);
+        let header = Header {
+            format_version: self.header.format_version,
+            set_version,
+            created_at,
+            indicator_count: 0,
+            counts: Vec::new(),
+            signed: false,
+            digest: [0; 32],
+        };
+        Ok(CompiledIndex::of_layer(header, layer))
     }
 
     /// Loads a snapshot held in memory: copies it once into an aligned buffer, then as

@@ -35,7 +35,7 @@ use super::compiled::{IndexBuilder, Overlay};
 use super::meta::{Fingerprint, Interner, Meta, MetaBuilder, MetaTable, fingerprint_of};
 use super::snapshot::{self, Header, SnapshotError};
 use super::{CompiledIndex, FormatError, SectionReader, SectionWriter, Sections, array};
-use crate::indicator::{Indicator, IndicatorId, IndicatorSet, Kind};
+use crate::indicator::{IndicatorId, IndicatorSet, Kind};
 
 /// The first eight bytes of every delta.
 pub const MAGIC: [u8; 8] = *b"CWNDELTA";
@@ -421,26 +421,27 @@ impl CompiledIndex {
         removed |= &gone_base;
         // The overlay again: the previous additions it keeps, then its own.
         let mut strings = Interner::default();
-        let mut set = IndicatorSet::new();
-        let mut expect = 0usize;
+        let mut records = Vec::new();
         if let Some(o) = prior {
             for i in 0..o.added.meta.len() as u32 {
                 if !delta.removed.contains(split + i) {
-                    let _ = set.insert(o.added.meta.indicator(IndicatorId::new(i), &mut strings));
-                    expect += 1;
+                    records.push(o.added.meta.indicator(IndicatorId::new(i), &mut strings));
                 }
             }
         }
-        for ord in delta.added.ords() {
-            let _ = set.insert(delta.added.indicator(ord, &mut strings));
-            expect += 1;
-        }
-        let added = IndexBuilder::new().arm_red(true).build_layer(&set);
+        records.extend(
+            delta
+                .added
+                .ords()
+                .map(|o| delta.added.indicator(o, &mut strings)),
+        );
+        let expect = records.len();
+        let added = IndexBuilder::new().arm_red(true).build_layer(&records);
         if added.meta.len() != expect {
             return Err(FormatError::new(
                 STRUCTURE,
                 format!(
-                    "{} of its {expect} added record(s) duplicate another or do not compile",
+                    "{} of its {expect} added record(s) do not compile",
                     expect - added.meta.len()
                 ),
             )
@@ -463,11 +464,4 @@ impl CompiledIndex {
         };
         Ok(self.with_overlay(header, overlay))
     }
-}
-
-/// Indicators rebuilt from a state's live records (for tests and `cwn sync`'s state).
-pub fn live_indicators(index: &CompiledIndex) -> Vec<Indicator> {
-    let m = index.meta();
-    let mut strings = Interner::default();
-    m.ords().map(|o| m.indicator(o, &mut strings)).collect()
 }

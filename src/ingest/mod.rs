@@ -643,8 +643,13 @@ pub struct Ingest {
 impl Ingest {
     /// A driver that suppresses indicators found on `warninglists`.
     pub fn new(warninglists: Option<Warninglists>) -> Self {
+        Self::with_shared(warninglists.map(Arc::new))
+    }
+
+    /// [`new`](Self::new) with lists shared with other drivers (`cwn sync` loads them once).
+    pub fn with_shared(warninglists: Option<Arc<Warninglists>>) -> Self {
         Ingest {
-            warninglists: warninglists.map(Arc::new),
+            warninglists,
             ..Default::default()
         }
     }

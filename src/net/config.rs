@@ -292,7 +292,7 @@ struct RawLimits {
 }
 
 /// Keys known per table, for "did you mean".
-const KEYS: &[(&str, &[&str])] = &[
+const KEYS: KnownKeys = &[
     (
         "",
         &[
@@ -357,7 +357,12 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Every key of `text` that its table does not know, with line and suggestion (a line-based
 /// reading of the simple TOML a hub configuration is; anything it cannot read is left to the
 /// parser).
-fn unknown_keys(text: &str) -> Vec<ConfigProblem> {
+/// The keys of each table a configuration file knows: `(table, keys)`, `""` for the top
+/// level; an array of tables (`[[source]]`) by its name.
+pub(crate) type KnownKeys = &'static [(&'static str, &'static [&'static str])];
+
+/// Every key and table of `text` that `keys` does not know, each with the closest known one.
+pub(crate) fn unknown_keys(text: &str, keys: KnownKeys) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
     let mut table = String::new();
     for (i, line) in text.lines().enumerate() {
@@ -366,8 +371,9 @@ fn unknown_keys(text: &str) -> Vec<ConfigProblem> {
             continue;
         }
         if let Some(rest) = l.strip_prefix('[') {
+            let rest = rest.strip_prefix('[').unwrap_or(rest);
             let name = rest.split(']').next().unwrap_or("").trim().to_string();
-            if !KEYS.iter().any(|(t, _)| *t == name) {
+            if !keys.iter().any(|(t, _)| *t == name) {
                 out.push(ConfigProblem {
                     line: Some(i + 1),
                     key: name.clone(),
@@ -381,14 +387,14 @@ fn unknown_keys(text: &str) -> Vec<ConfigProblem> {
             continue;
         };
         let key = key.trim().trim_matches('"');
-        let Some((_, known)) = KEYS.iter().find(|(t, _)| *t == table) else {
+        let Some((_, known)) = keys.iter().find(|(t, _)| *t == table) else {
             continue;
         };
         if !known.contains(&key) {
             out.push(ConfigProblem {
                 line: Some(i + 1),
                 key: join(&table, key),
-                message: match suggest(&table, key) {
+                message: match suggest(keys, &table, key) {
                     Some(s) => format!("unknown key (did you mean {s}?)"),
                     None => "unknown key".into(),
                 },
@@ -537,8 +543,8 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn suggest(table: &str, key: &str) -> Option<&'static str> {
-    let known = KEYS.iter().find(|(t, _)| *t == table)?.1;
+fn suggest(keys: KnownKeys, table: &str, key: &str) -> Option<&'static str> {
+    let known = keys.iter().find(|(t, _)| *t == table)?.1;
     known
         .iter()
         .map(|k| (distance(key, k), *k))
@@ -555,7 +561,7 @@ fn key_path_at(text: &str, offset: usize) -> (String, String) {
         .lines()
         .filter_map(|l| {
             let l = l.trim();
-            (l.starts_with('[') && !l.starts_with("[["))
+            l.starts_with('[')
                 .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
         })
         .next_back()
@@ -582,7 +588,8 @@ fn join(table: &str, key: &str) -> String {
     }
 }
 
-fn serde_problem(text: &str, e: &toml::de::Error) -> ConfigProblem {
+/// A serde error of `text` as a problem naming its line and key path.
+pub(crate) fn serde_problem(text: &str, e: &toml::de::Error, keys: KnownKeys) -> ConfigProblem {
     let msg = e.message().trim_end().to_string();
     let Some(span) = e.span() else {
         return ConfigProblem {
@@ -595,7 +602,7 @@ fn serde_problem(text: &str, e: &toml::de::Error) -> ConfigProblem {
     let (table, key) = key_path_at(text, span.start);
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let unknown = rest.split('`').next().unwrap_or("");
-        let message = match suggest(&table, unknown) {
+        let message = match suggest(keys, &table, unknown) {
             Some(s) => format!("unknown key (did you mean {s}?)"),
             None => "unknown key".to_string(),
         };
@@ -669,13 +676,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-struct Problems<'t> {
-    text: &'t str,
-    list: Vec<ConfigProblem>,
+/// Problems collected while a file is checked.
+pub(crate) struct Problems<'t> {
+    pub(crate) text: &'t str,
+    pub(crate) list: Vec<ConfigProblem>,
 }
 
 impl Problems<'_> {
-    fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+    pub(crate) fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
         self.list.push(ConfigProblem {
             line: Some(line_of(self.text, span.start)),
             key: key.to_string(),
@@ -697,11 +705,12 @@ impl HubConfig {
             problems,
         };
         // Every unknown key at once, not only the first one serde stops at.
-        let unknown = unknown_keys(text);
+        let unknown = unknown_keys(text, KEYS);
         if !unknown.is_empty() {
             return Err(fail(unknown));
         }
-        let raw: Raw = toml::from_str(text).map_err(|e| fail(vec![serde_problem(text, &e)]))?;
+        let raw: Raw =
+            toml::from_str(text).map_err(|e| fail(vec![serde_problem(text, &e, KEYS)]))?;
         let mut p = Problems {
             text,
             list: Vec::new(),

@@ -1098,7 +1098,8 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn encode_base64(bytes: &[u8]) -> String {
+/// Standard padded base64 of `bytes` (also HTTP basic authentication in `cwn sync`).
+pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk
