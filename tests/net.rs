@@ -410,6 +410,195 @@ async fn push_swaps_the_index_and_streams_see_new_indicators() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_deltas_are_applied_in_order_a_gap_is_refused_and_the_chain_survives_a_restart() {
+    use cwn::index::delta::Delta;
+    let net = Net::new();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let t = net.telemetry(
+        "dns.jsonl",
+        &[
+            ("www.evil.example", "198.51.100.20"),
+            ("fresh.example", "198.51.100.21"),
+            ("later.example", "198.51.100.22"),
+        ],
+    );
+    // The hub's state: the configured snapshot (v1). Two deltas on it, as `cwn sync` makes
+    // them: v2 adds fresh.example, v3 adds later.example.
+    let base = cwn::index::CompiledIndex::from_snapshot(
+        &std::fs::read(net.dir.path().join("set.cwnsnap")).unwrap(),
+        None,
+    )
+    .unwrap();
+    let set = |values: &[&str]| {
+        let mut set = IndicatorSet::new();
+        let source: Arc<str> = Arc::from("test-feed");
+        for (i, v) in values.iter().enumerate() {
+            let tlp = if *v == "secret.example" {
+                Tlp::Amber
+            } else {
+                Tlp::Green
+            };
+            let _ = set.insert(Indicator::new(
+                format!("ind-{i}"),
+                Kind::Domain,
+                *v,
+                source.clone(),
+                tlp,
+            ));
+        }
+        set
+    };
+    let builder = |v: u64| IndexBuilder::new().set_version(v).created_at(1_700_000_000);
+    let (d2, _) = Delta::compute(
+        &base,
+        &set(&["evil.example", "secret.example", "fresh.example"]),
+        &builder(2),
+    )
+    .unwrap();
+    let d2 = d2.to_bytes(Some(&net.signing));
+    let s2 = base.apply(&Delta::from_bytes(&d2, None).unwrap()).unwrap();
+    let (d3, _) = Delta::compute(
+        &s2,
+        &set(&[
+            "evil.example",
+            "secret.example",
+            "fresh.example",
+            "later.example",
+        ]),
+        &builder(3),
+    )
+    .unwrap();
+    let d3 = d3.to_bytes(Some(&net.signing));
+
+    let mut publisher = Client::connect(&hub, &net.id("ncsc")).await.unwrap();
+    // v3 before v2: a gap, refused with the version the hub is at.
+    match publisher.push_snapshot(&d3).await {
+        Err(ClientError::Rejected { reason, .. }) => assert!(
+            reason.contains("the hub is at set version 1")
+                && reason.contains("applies to set version 2"),
+            "{reason}"
+        ),
+        r => panic!("a gap was not refused: {r:?}"),
+    }
+    // Signed with another key: refused.
+    let stranger = keys::generate().unwrap();
+    let forged = Delta::from_bytes(&d2, None)
+        .unwrap()
+        .to_bytes(Some(&stranger));
+    assert!(matches!(
+        publisher.push_snapshot(&forged).await,
+        Err(ClientError::Rejected { .. })
+    ));
+    assert_eq!(publisher.push_snapshot(&d2).await.unwrap(), 2);
+    assert_eq!(publisher.push_snapshot(&d3).await.unwrap(), 3);
+    // Again: not newer.
+    assert!(matches!(
+        publisher.push_snapshot(&d3).await,
+        Err(ClientError::Rejected { .. })
+    ));
+    publisher.close().await;
+    let hits = stream(&net, &hub, &t).await;
+    let got: Vec<&str> = hits.iter().map(|h| h.indicator.as_str()).collect();
+    assert_eq!(got, ["evil.example", "fresh.example", "later.example"]);
+    // The partner's pull is the cut of the state with the deltas applied.
+    let mut c = Client::connect(&hub, &net.id("msp")).await.unwrap();
+    let cut =
+        cwn::index::CompiledIndex::from_snapshot(&c.pull_snapshot(0).await.unwrap(), None).unwrap();
+    c.close().await;
+    assert_eq!((cut.header().set_version, cut.len()), (3, 3));
+    server.shutdown().await;
+
+    // The chain is stored beside the snapshot: a restarted hub is at v3.
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hits = stream(&net, &server.local_addr().to_string(), &t).await;
+    assert_eq!(hits.len(), 3);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_pushes_each_change_to_the_hub_and_catches_up_after_an_outage() {
+    let net = Net::new();
+    let p = net.dir.path();
+    std::fs::write(
+        p.join("signing.pem"),
+        keys::signing_pem(&net.signing).unwrap(),
+    )
+    .unwrap();
+    std::fs::create_dir(p.join("lists")).unwrap();
+    let list = |lines: &str| std::fs::write(p.join("lists/feed.txt"), lines).unwrap();
+    list("evil.example\n");
+    std::fs::write(
+        p.join("sync.toml"),
+        "state_dir = \"sync\"\nsign_key = \"signing.pem\"\n[[source]]\nname = \"feed\"\nkind = \"list\"\nurl = \"lists\"\ntlp = \"green\"\n",
+    )
+    .unwrap();
+    let sync = |hub: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+            .args(["sync", "--config"])
+            .arg(p.join("sync.toml"))
+            .args([
+                "--once",
+                "--json",
+                "--hub",
+                hub,
+                "--connect-timeout",
+                "2",
+                "--pki",
+            ])
+            .arg(p.join("pki"))
+            .args(["--entity", "ncsc"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        (
+            o.status.code(),
+            report,
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let t = net.telemetry(
+        "dns.jsonl",
+        &[
+            ("www.evil.example", "198.51.100.20"),
+            ("fresh.example", "198.51.100.21"),
+        ],
+    );
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    // Cycle 1: a full snapshot, pushed.
+    let (code, r, err) = tokio::task::block_in_place(|| sync(&hub));
+    assert_eq!(code, Some(0), "{r}\n{err}");
+    let v1 = r["version"].as_u64().unwrap();
+    // Cycle 2: a new line, a delta, pushed and used.
+    list("evil.example\nfresh.example\n");
+    let (code, r, err) = tokio::task::block_in_place(|| sync(&hub));
+    assert_eq!(code, Some(0), "{r}\n{err}");
+    assert_eq!(r["published"][0]["kind"], "delta");
+    let v2 = r["version"].as_u64().unwrap();
+    assert!(v2 > v1);
+    let hits = stream(&net, &hub, &t).await;
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    server.shutdown().await;
+    // Cycle 3 while the hub is down: published, not pushed (exit 1).
+    list("fresh.example\n");
+    let (code, r, err) = tokio::task::block_in_place(|| sync(&hub));
+    assert_eq!(code, Some(1), "{r}\n{err}");
+    assert_eq!(r["published"][0]["kind"], "delta");
+    // Back up (same data directory: at v2): the next cycle pushes what it missed.
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let (code, r, err) = tokio::task::block_in_place(|| sync(&hub));
+    assert_eq!(code, Some(0), "{r}\n{err}");
+    assert!(r["published"].as_array().unwrap().is_empty(), "{r}");
+    let hits = stream(&net, &hub, &t).await;
+    let got: Vec<&str> = hits.iter().map(|h| h.indicator.as_str()).collect();
+    assert_eq!(got, ["fresh.example"], "the hub is at the latest version");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_gives_the_partner_its_clearance_cut_signed_by_the_hub() {
     let net = Net::new();
     let server = Server::start(&net.cfg).await.unwrap();

@@ -114,7 +114,7 @@ pub enum Command {
     /// Example: cwn serve --config hub.toml
     #[cfg(feature = "net")]
     Serve(net::ServeArgs),
-    /// Publisher: push a signed snapshot to the hub.
+    /// Publisher: push a signed snapshot, or a delta against the hub's state, to the hub.
     ///
     /// Example: cwn push --hub localhost:4433 --pki pki --entity ncsc set.cwnsnap
     #[cfg(feature = "net")]

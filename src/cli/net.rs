@@ -243,6 +243,14 @@ mod with_net {
         /// and the first to answer is used.
         #[arg(long, value_name = "ADDR")]
         pub hub: String,
+        /// Who connects.
+        #[command(flatten)]
+        pub who: Credentials,
+    }
+
+    /// The certificate a client connects with, and how long it waits for the hub.
+    #[derive(Debug, Clone, Args)]
+    pub struct Credentials {
         /// Own certificate (PEM).
         #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "pki")]
         pub cert: Option<PathBuf>,
@@ -265,7 +273,18 @@ mod with_net {
 
     impl IdentityArgs {
         /// Transport settings with the connect timeout asked for.
-        fn transport(&self) -> anyhow::Result<cwn::net::endpoint::Transport> {
+        pub(in crate::cli) fn transport(&self) -> anyhow::Result<cwn::net::endpoint::Transport> {
+            self.who.transport()
+        }
+
+        pub(in crate::cli) fn load(&self) -> anyhow::Result<Identity> {
+            self.who.load()
+        }
+    }
+
+    impl Credentials {
+        /// Transport settings with the connect timeout asked for.
+        pub(in crate::cli) fn transport(&self) -> anyhow::Result<cwn::net::endpoint::Transport> {
             let t = Duration::try_from_secs_f64(self.connect_timeout)
                 .ok()
                 .filter(|d| !d.is_zero())
@@ -276,7 +295,8 @@ mod with_net {
             })
         }
 
-        fn load(&self) -> anyhow::Result<Identity> {
+        /// The identity the options name.
+        pub(in crate::cli) fn load(&self) -> anyhow::Result<Identity> {
             match (&self.pki, &self.entity, &self.cert, &self.key, &self.ca) {
                 (Some(dir), Some(id), ..) => Ok(Identity::from_pki_dir(dir, id)?),
                 (_, _, Some(c), Some(k), Some(ca)) => Ok(Identity::load(c, k, ca)?),
@@ -285,7 +305,7 @@ mod with_net {
         }
     }
 
-    fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    pub(in crate::cli) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         Ok(tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -318,7 +338,8 @@ mod with_net {
         /// Hub and identity.
         #[command(flatten)]
         pub id: IdentityArgs,
-        /// The signed snapshot to push.
+        /// The signed snapshot to push, or a delta (`cwn compile --base`, `cwn sync`) against
+        /// the state the hub is in.
         #[arg(value_name = "SNAPSHOT")]
         pub snapshot: PathBuf,
         /// The verify key the hub checks snapshots with: the snapshot is checked against it
@@ -340,7 +361,16 @@ mod with_net {
                     .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
             })
             .transpose()?;
-        if let Err(e) = cwn::index::CompiledIndex::from_snapshot(&bytes, vk.as_ref()) {
+        let checked = if bytes.starts_with(&cwn::index::delta::MAGIC) {
+            cwn::index::delta::Delta::from_bytes(&bytes, vk.as_ref())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        } else {
+            cwn::index::CompiledIndex::from_snapshot(&bytes, vk.as_ref())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = checked {
             anyhow::bail!("{}: not pushed: {e}", args.snapshot.display());
         }
         let transport = args.id.transport()?;

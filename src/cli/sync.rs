@@ -15,13 +15,22 @@ pub struct SyncArgs {
     /// The configuration (`sync.toml`; see `data/sync.example.toml`).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Run one cycle and exit (0 when every source refreshed, 1 when one failed and its last
-    /// good state was used).
+    /// Run one cycle and exit (0 when every source refreshed and, with --hub, the hub took
+    /// what was published; 1 otherwise: a source's last good state was used, or the hub gets
+    /// it next time).
     #[arg(long)]
     pub once: bool,
     /// Publish snapshots and deltas into this directory (default `<state_dir>/published`).
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Push every snapshot and delta published to this hub (HOST:PORT; several
+    /// comma-separated for the edges of one hub), as `cwn push` does, as the publisher the
+    /// credentials below name; what a hub that is down misses is pushed once it is back.
+    #[arg(long, value_name = "ADDR")]
+    pub hub: Option<String>,
+    /// The publisher's certificate for --hub.
+    #[command(flatten)]
+    pub who: super::net::Credentials,
     /// Print each cycle's report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -35,7 +44,14 @@ pub(super) fn run_sync(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     loop {
         let started = Instant::now();
         let report = syncer.cycle()?;
-        let failed = report.sources.iter().filter(|s| !s.ok).count();
+        let mut failed = report.sources.iter().filter(|s| !s.ok).count();
+        if let Some(hub) = &args.hub
+            && let Err(e) = push_new(&syncer, hub, &args.who)
+        {
+            // The hub gets it next cycle; the published files stay.
+            tracing::error!("pushing to {hub}: {e:#}");
+            failed += 1;
+        }
         if args.json {
             outln!("{}", serde_json::to_string(&report)?);
         } else {
@@ -126,4 +142,70 @@ fn format_cycle(r: &CycleReport, seconds: f64) -> String {
         );
     }
     s
+}
+
+/// Pushes what `syncer` published and the hub has not taken yet, in version order; when the
+/// hub refuses a delta (it is at another state), the newest full snapshot and the deltas
+/// after it. The last version the hub took is kept in `<state_dir>/pushed`, so that a hub
+/// that was unreachable receives everything once it is back.
+fn push_new(syncer: &Syncer, hub: &str, who: &super::net::Credentials) -> anyhow::Result<()> {
+    use cwn::net::client::{Client, ClientError};
+    let mark = syncer.state_dir().join("pushed");
+    let pushed: u64 = std::fs::read_to_string(&mark)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let files = cwn::sync::run::published(syncer.out_dir());
+    let mut todo: Vec<&(u64, bool, PathBuf)> =
+        files.iter().filter(|(v, _, _)| *v > pushed).collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let identity = who.load()?;
+    let transport = who.transport()?;
+    let mut done = pushed;
+    let result = super::net::runtime()?.block_on(async {
+        let mut c = Client::connect_with(hub, &identity, &transport).await?;
+        let mut rebased = false;
+        let mut i = 0;
+        let outcome = loop {
+            let Some(&&(v, full, ref path)) = todo.get(i) else {
+                break Ok(());
+            };
+            let bytes = match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => break Err(anyhow::anyhow!("{}: {e}", path.display())),
+            };
+            match c.push_snapshot(&bytes).await {
+                Ok(_) => {
+                    tracing::info!("the hub took {}", path.display());
+                    done = v;
+                    i += 1;
+                }
+                Err(ClientError::Rejected { reason, .. }) if !full && !rebased => {
+                    let Some(f) = files.iter().rposition(|(_, full, _)| *full) else {
+                        break Err(anyhow::anyhow!("{}: refused: {reason}", path.display()));
+                    };
+                    tracing::warn!(
+                        "{}: refused ({reason}); pushing the newest full snapshot and its deltas",
+                        path.display()
+                    );
+                    rebased = true;
+                    todo = files[f..].iter().collect();
+                    i = 0;
+                }
+                Err(ClientError::Rejected { reason, .. }) => {
+                    break Err(anyhow::anyhow!("{}: refused: {reason}", path.display()));
+                }
+                Err(e) => break Err(e.into()),
+            }
+        };
+        c.close().await;
+        outcome
+    });
+    if done > pushed {
+        std::fs::write(&mark, format!("{done}\n"))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", mark.display()))?;
+    }
+    result
 }

@@ -130,8 +130,9 @@ fn published_version(name: &str) -> Option<(u64, bool)> {
     Some((rest.strip_suffix(".cwndelta")?.parse().ok()?, false))
 }
 
-/// The full snapshot and delta files of `dir`, by version.
-fn published(dir: &Path) -> Vec<(u64, bool, PathBuf)> {
+/// The full snapshot and delta files of a publication directory, by version (a full
+/// snapshot before a delta of the same version).
+pub fn published(dir: &Path) -> Vec<(u64, bool, PathBuf)> {
     let mut out: Vec<(u64, bool, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -225,6 +226,11 @@ impl Syncer {
     /// Where snapshots and deltas are published.
     pub fn out_dir(&self) -> &Path {
         &self.out
+    }
+
+    /// Where the sources' states and the status are kept.
+    pub fn state_dir(&self) -> &Path {
+        &self.cfg.state_dir
     }
 
     /// Runs one cycle: every source refreshed (a failure is logged and reported, and the

@@ -675,21 +675,38 @@ const DIRECT_WAIT: Duration = Duration::from_secs(1);
 /// A direct get, asked up to three times: every replica of the stream answers direct gets,
 /// but one that restarted and is still catching up may leave a request unanswered, and the
 /// connection's request timeout (10 s) would then hold the caller — a whole edge's append —
-/// for that long.
+/// for that long. A `503 no responders` (nobody serves the stream yet: a cluster just formed
+/// or electing) is asked again too, every quarter second for up to [`NO_RESPONDERS_FOR`];
+/// any other answer, an error included, is the caller's.
 async fn direct<T, E, F, Fut>(mut get: F) -> Result<Result<T, E>, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
 {
-    for _ in 0..3 {
-        if let Ok(r) = tokio::time::timeout(DIRECT_WAIT, get()).await {
-            return Ok(r);
+    let began = tokio::time::Instant::now();
+    let mut timeouts = 0;
+    loop {
+        match tokio::time::timeout(DIRECT_WAIT, get()).await {
+            Ok(Err(e))
+                if e.to_string().contains("no responders")
+                    && began.elapsed() < NO_RESPONDERS_FOR =>
+            {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(r) => return Ok(r),
+            Err(_) if timeouts < 2 => timeouts += 1,
+            Err(_) => {
+                return Err(format!(
+                    "no replica answered a direct get within 3 x {DIRECT_WAIT:?}"
+                ));
+            }
         }
     }
-    Err(format!(
-        "no replica answered a direct get within 3 x {DIRECT_WAIT:?}"
-    ))
 }
+
+/// How long a direct get is asked again while nobody serves the stream.
+const NO_RESPONDERS_FOR: Duration = Duration::from_secs(10);
 
 /// A NATS client on the servers `cfg` names, as every part of an edge connects: the store,
 /// the shared snapshot, tools.

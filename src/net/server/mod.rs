@@ -71,6 +71,10 @@ use matching::{BatchFailure, RecentAnswers};
 use session::{SessionSignal, connection};
 use store::HubStore;
 
+/// Directory of the deltas applied to the snapshot in the data directory, one
+/// `set-v<V>.cwndelta` each.
+pub const DELTA_DIR: &str = "snapshot.deltas";
+
 /// File name of the last accepted snapshot in the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.cwnsnap";
 /// Beside [`SNAPSHOT_FILE`]: the registry id of the publisher that pushed it, who owns its
@@ -196,6 +200,40 @@ fn now_ms() -> u64 {
     jiff::Timestamp::now().as_millisecond().max(0) as u64
 }
 
+/// `index` with the stored deltas of `dir` applied in version order: each that follows the
+/// state before it (a delta left over from an older snapshot, or after a gap, is skipped and
+/// logged).
+fn apply_stored_deltas(mut index: CompiledIndex, dir: &Path, vk: &VerifyingKey) -> CompiledIndex {
+    let mut files: Vec<(u64, std::path::PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let v = name
+                .to_str()?
+                .strip_prefix("set-v")?
+                .strip_suffix(".cwndelta")?
+                .parse()
+                .ok()?;
+            Some((v, e.path()))
+        })
+        .collect();
+    files.sort();
+    for (v, path) in files {
+        if v <= index.header().set_version {
+            continue;
+        }
+        let applied =
+            crate::index::delta::Delta::read(&path, Some(vk)).and_then(|d| index.apply(&d));
+        match applied {
+            Ok(next) => index = next,
+            Err(e) => tracing::warn!("{}: not applied: {e}", path.display()),
+        }
+    }
+    index
+}
+
 fn read_snapshot(path: &Path, vk: &VerifyingKey) -> Result<CompiledIndex, ServeError> {
     let bytes = fs::read(path).map_err(|e| file_err(path, e))?;
     CompiledIndex::from_snapshot(&bytes, Some(vk))
@@ -280,6 +318,13 @@ impl Server {
                     only_publisher
                 };
             }
+        }
+        if let Some(i) = index.take() {
+            index = Some(apply_stored_deltas(
+                i,
+                &cfg.data_dir.join(DELTA_DIR),
+                &verify_key,
+            ));
         }
         if index.is_some() && publisher.is_none() {
             tracing::warn!(

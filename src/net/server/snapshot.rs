@@ -15,6 +15,15 @@ impl Shared {
                 reason,
             }
         };
+        if bytes.starts_with(&crate::index::delta::MAGIC) {
+            return match self.install_delta(owner, bytes) {
+                Ok(v) => {
+                    tracing::info!("delta {v} applied and in use");
+                    Frame::SnapshotAccepted { set_version: v }
+                }
+                Err(reason) => reject(reason),
+            };
+        }
         let index = match CompiledIndex::from_snapshot(bytes, Some(&self.verify_key)) {
             Ok(i) => i,
             Err(e) => return reject(e.to_string()),
@@ -56,6 +65,54 @@ impl Shared {
         Frame::SnapshotAccepted { set_version: v }
     }
 
+    /// A publisher's delta: its signature checked, applied to the state in use (refused,
+    /// naming both states, when it names another), stored in the chain beside the snapshot,
+    /// swapped in; matching goes on meanwhile on the state before it.
+    fn install_delta(&self, owner: EntityOrd, bytes: &[u8]) -> Result<u64, String> {
+        use crate::index::delta::{Delta, DeltaError};
+        #[cfg(feature = "cluster")]
+        if self.shared_snapshot.is_some() {
+            return Err(
+                "a hub on a cluster takes full snapshots only (for now): push the \
+                        compacted set (`cwn compile` without --base)"
+                    .into(),
+            );
+        }
+        let delta = Delta::from_bytes(bytes, Some(&self.verify_key)).map_err(|e| e.to_string())?;
+        let Some(cur) = self.index.load_full() else {
+            return Err("the hub has no snapshot yet: push a full snapshot first".into());
+        };
+        let next = cur.apply(&delta).map_err(|e| match e {
+            DeltaError::BaseMismatch { wanted, found } => format!(
+                "the delta applies to {wanted}, but the hub is at {found}: push the deltas \
+                 that follow set version {}, or a full snapshot",
+                found.set_version
+            ),
+            e => e.to_string(),
+        })?;
+        let v = next.header().set_version;
+        let dir = self.data_dir.join(DELTA_DIR);
+        let stored = std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                crate::outfile::replace(&dir.join(format!("set-v{v}.cwndelta")), bytes, true)
+            })
+            .and_then(|()| {
+                let owner_id = &self.router.registry().entity(owner).id;
+                crate::outfile::replace(
+                    &self.data_dir.join(SNAPSHOT_OWNER_FILE),
+                    owner_id.as_bytes(),
+                    true,
+                )
+            });
+        stored.map_err(|e| format!("the hub could not store it: {e}"))?;
+        *lock(&self.publisher) = Some(owner);
+        if let Some(m) = &self.metrics {
+            m.snapshot(SnapshotInfo::from_index(&next));
+        }
+        self.index.store(Some(Arc::new(next)));
+        Ok(v)
+    }
+
     /// Stores `bytes` beside the logs (with its owner's id) and swaps `index` in.
     fn activate(
         &self,
@@ -70,6 +127,13 @@ impl Shared {
             owner_id.as_bytes(),
             true,
         )?;
+        // The deltas of the previous snapshot apply to it no more (after a crash here they
+        // are left over, and skipped at start: their base is not this snapshot).
+        match std::fs::remove_dir_all(self.data_dir.join(DELTA_DIR)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         *lock(&self.publisher) = owner;
         if let Some(m) = &self.metrics {
             m.snapshot(SnapshotInfo::from_index(&index));
