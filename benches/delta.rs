@@ -16,13 +16,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::zeek::{NOW, Rng, write_zeek_parquet};
+use common::zeek::{NOW, Rng, write_zeek_parquet, zeek_fields};
 use cwn::index::delta::Delta;
 use cwn::index::{CompiledIndex, IndexBuilder};
 use cwn::indicator::{Indicator, IndicatorSet, Kind, Tlp};
 use cwn::matcher::Matcher;
 use cwn::matcher::scan::{ScannedBatch, Scanner};
-use cwn::telemetry::FieldMap;
 
 const VERSIONS: u64 = 10;
 
@@ -154,18 +153,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("zeek.parquet");
     write_zeek_parquet(&path, rows, &names, &ips);
-    let fields = FieldMap::from_specs(
-        [
-            "ts=time",
-            "id.orig_h=ip",
-            "id.resp_h=ip",
-            "id.resp_p=port@id.resp_h",
-            "query=domain",
-        ]
-        .iter()
-        .map(|s| s.parse().expect("field")),
-    )
-    .expect("field map");
+    let fields = zeek_fields();
     let scanner = Scanner::new(0).expect("pool");
     let run = |index: &CompiledIndex| {
         let matcher = Matcher::new(index, &fields, NOW);

@@ -14,14 +14,13 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use common::zeek::{NOW, write_zeek_parquet};
+use common::zeek::{NOW, write_zeek_parquet, zeek_fields};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use cwn::index::IndexBuilder;
 use cwn::indicator::Kind;
 use cwn::matcher::Matcher;
 use cwn::matcher::scan::{ScannedBatch, Scanner};
-use cwn::telemetry::FieldMap;
 
 const ROWS: usize = 400_000;
 
@@ -55,18 +54,7 @@ fn scan(c: &mut Criterion) {
     let path = dir.path().join("zeek.parquet");
     write_zeek_parquet(&path, ROWS, &names, &ips);
     let bytes = std::fs::metadata(&path).expect("size").len();
-    let fields = FieldMap::from_specs(
-        [
-            "ts=time",
-            "id.orig_h=ip",
-            "id.resp_h=ip",
-            "id.resp_p=port@id.resp_h",
-            "query=domain",
-        ]
-        .iter()
-        .map(|s| s.parse().expect("field")),
-    )
-    .expect("field map");
+    let fields = zeek_fields();
     let matcher = Matcher::new(&index, &fields, NOW);
     let mut g = c.benchmark_group("scan");
     g.throughput(Throughput::Bytes(bytes));

@@ -125,3 +125,20 @@ pub fn write_zeek_parquet(path: &Path, rows: usize, bad_names: &[String], bad_ip
     }
     writer.expect("rows").close().expect("close");
 }
+
+/// The field map of that telemetry: time, both addresses (the server's with its port) and
+/// the DNS name.
+pub fn zeek_fields() -> cwn::telemetry::FieldMap {
+    cwn::telemetry::FieldMap::from_specs(
+        [
+            "ts=time",
+            "id.orig_h=ip",
+            "id.resp_h=ip",
+            "id.resp_p=port@id.resp_h",
+            "query=domain",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("field")),
+    )
+    .expect("field map")
+}

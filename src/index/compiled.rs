@@ -795,7 +795,7 @@ impl CompiledIndex {
 }
 
 /// Live indicators per kind, in [`Kind::ALL`] order.
-fn counts_of(meta: Meta<'_>) -> Vec<u64> {
+pub(crate) fn counts_of(meta: Meta<'_>) -> Vec<u64> {
     let mut counts = vec![0u64; Kind::ALL.len()];
     for ord in meta.ords() {
         let k = meta.kind(ord);

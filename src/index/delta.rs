@@ -31,7 +31,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
-use super::compiled::{IndexBuilder, Overlay};
+use super::compiled::{IndexBuilder, Overlay, counts_of};
 use super::meta::{Fingerprint, Interner, Meta, MetaBuilder, MetaTable, fingerprint_of};
 use super::snapshot::{self, Header, SnapshotError};
 use super::{CompiledIndex, FormatError, SectionReader, SectionWriter, Sections, array};
@@ -227,7 +227,7 @@ impl Delta {
             set_version: builder.version(),
             created_at: builder.created(),
             indicator_count: added.len() as u64,
-            counts: kind_counts(&added),
+            counts: counts_of(Meta::of(&added)),
             signed: false,
             digest: [0; 32],
         };
@@ -369,17 +369,6 @@ impl Delta {
     pub fn validate(&self) -> Result<(), FormatError> {
         self.added.validate()
     }
-}
-
-fn kind_counts(meta: &MetaTable) -> Vec<u64> {
-    let mut counts = vec![0u64; Kind::ALL.len()];
-    for ord in meta.ords() {
-        let k = meta.kind(ord);
-        if let Some(i) = Kind::ALL.iter().position(|&x| x == k) {
-            counts[i] += 1;
-        }
-    }
-    counts
 }
 
 impl CompiledIndex {

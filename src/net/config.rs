@@ -676,6 +676,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A configuration file's text, its name for messages, and the directory its relative paths
+/// are taken against.
+pub(crate) fn read_config(file: &Path) -> Result<(String, String, &Path), ConfigError> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: name.clone(),
+        problems: vec![ConfigProblem {
+            line: None,
+            key: String::new(),
+            message: e.to_string(),
+        }],
+    })?;
+    Ok((text, name, file.parent().unwrap_or(Path::new("."))))
+}
+
 /// Problems collected while a file is checked.
 pub(crate) struct Problems<'t> {
     pub(crate) text: &'t str,
@@ -903,16 +918,7 @@ impl HubConfig {
     /// # Errors
     /// The file cannot be read, or [`from_toml`](Self::from_toml) finds problems.
     pub fn load(file: &Path) -> Result<HubConfig, ConfigError> {
-        let name = file.display().to_string();
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-            file: name.clone(),
-            problems: vec![ConfigProblem {
-                line: None,
-                key: String::new(),
-                message: e.to_string(),
-            }],
-        })?;
-        let base = file.parent().unwrap_or(Path::new("."));
+        let (text, name, base) = read_config(file)?;
         HubConfig::from_toml(&text, &name, base)
     }
 }

@@ -28,8 +28,8 @@ use toml::Spanned;
 
 use crate::indicator::{Kind, Tlp};
 use crate::net::config::{
-    ConfigError, ConfigProblem, KnownKeys, Problems, parse_duration, parse_size, serde_problem,
-    unknown_keys,
+    ConfigError, ConfigProblem, KnownKeys, Problems, parse_duration, parse_size, read_config,
+    serde_problem, unknown_keys,
 };
 
 /// What a source is.
@@ -405,16 +405,7 @@ impl SyncConfig {
     /// # Errors
     /// The file cannot be read, or [`from_toml`](Self::from_toml) finds problems.
     pub fn load(file: &Path) -> Result<SyncConfig, ConfigError> {
-        let name = file.display().to_string();
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-            file: name.clone(),
-            problems: vec![ConfigProblem {
-                line: None,
-                key: String::new(),
-                message: e.to_string(),
-            }],
-        })?;
-        let base = file.parent().unwrap_or(Path::new("."));
+        let (text, name, base) = read_config(file)?;
         Self::from_toml(&text, &name, base)
     }
 }
