@@ -691,6 +691,31 @@ pub(crate) fn read_config(file: &Path) -> Result<(String, String, &Path), Config
     Ok((text, name, file.parent().unwrap_or(Path::new("."))))
 }
 
+/// `text` deserialised, after every unknown key of it was reported at once (not only the
+/// first one serde stops at), with an empty list for the checks that follow.
+pub(crate) fn parse_checked<'t, T: serde::de::DeserializeOwned>(
+    text: &'t str,
+    file: &str,
+    keys: KnownKeys,
+) -> Result<(T, Problems<'t>), ConfigError> {
+    let fail = |problems| ConfigError {
+        file: file.to_string(),
+        problems,
+    };
+    let unknown = unknown_keys(text, keys);
+    if !unknown.is_empty() {
+        return Err(fail(unknown));
+    }
+    let raw = toml::from_str(text).map_err(|e| fail(vec![serde_problem(text, &e, keys)]))?;
+    Ok((
+        raw,
+        Problems {
+            text,
+            list: Vec::new(),
+        },
+    ))
+}
+
 /// Problems collected while a file is checked.
 pub(crate) struct Problems<'t> {
     pub(crate) text: &'t str,
@@ -698,6 +723,18 @@ pub(crate) struct Problems<'t> {
 }
 
 impl Problems<'_> {
+    /// Every problem found, in file order, as the error of `file`; `Ok` when there is none.
+    pub(crate) fn finish(mut self, file: &str) -> Result<(), ConfigError> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        self.list.sort_by_key(|x| x.line);
+        Err(ConfigError {
+            file: file.to_string(),
+            problems: self.list,
+        })
+    }
+
     pub(crate) fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
         self.list.push(ConfigProblem {
             line: Some(line_of(self.text, span.start)),
@@ -715,21 +752,7 @@ impl HubConfig {
     /// Every problem found: TOML syntax, unknown or missing keys (with a suggestion), values of
     /// the wrong type, unparsable addresses, durations or sizes, and limits out of range.
     pub fn from_toml(text: &str, file: &str, base: &Path) -> Result<HubConfig, ConfigError> {
-        let fail = |problems| ConfigError {
-            file: file.to_string(),
-            problems,
-        };
-        // Every unknown key at once, not only the first one serde stops at.
-        let unknown = unknown_keys(text, KEYS);
-        if !unknown.is_empty() {
-            return Err(fail(unknown));
-        }
-        let raw: Raw =
-            toml::from_str(text).map_err(|e| fail(vec![serde_problem(text, &e, KEYS)]))?;
-        let mut p = Problems {
-            text,
-            list: Vec::new(),
-        };
+        let (raw, mut p): (Raw, _) = parse_checked(text, file, KEYS)?;
         let path = |s: &Spanned<String>| base.join(s.get_ref().trim());
         let addr = |s: &Spanned<String>, key: &str, p: &mut Problems<'_>| {
             s.get_ref().trim().parse::<SocketAddr>().map_or_else(
@@ -882,10 +905,7 @@ impl HubConfig {
             .cluster
             .as_ref()
             .map(|c| cluster_config(c, base, &mut p));
-        if !p.list.is_empty() {
-            p.list.sort_by_key(|x| x.line);
-            return Err(fail(p.list));
-        }
+        p.finish(file)?;
         let data_dir = path(&raw.data_dir);
         Ok(HubConfig {
             listen: listen.expect("checked above"),

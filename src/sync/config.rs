@@ -28,8 +28,8 @@ use toml::Spanned;
 
 use crate::indicator::{Kind, Tlp};
 use crate::net::config::{
-    ConfigError, ConfigProblem, KnownKeys, Problems, parse_duration, parse_size, read_config,
-    serde_problem, unknown_keys,
+    ConfigError, ConfigProblem, KnownKeys, Problems, parse_checked, parse_duration, parse_size,
+    read_config,
 };
 
 /// What a source is.
@@ -194,20 +194,7 @@ impl SyncConfig {
     /// of the wrong type, unknown kinds or TLP levels, URLs that are not `http(s)://` where
     /// one is needed, duplicate source names, a client certificate without its key.
     pub fn from_toml(text: &str, file: &str, base: &Path) -> Result<SyncConfig, ConfigError> {
-        let fail = |problems| ConfigError {
-            file: file.to_string(),
-            problems,
-        };
-        let unknown = unknown_keys(text, KEYS);
-        if !unknown.is_empty() {
-            return Err(fail(unknown));
-        }
-        let raw: Raw =
-            toml::from_str(text).map_err(|e| fail(vec![serde_problem(text, &e, KEYS)]))?;
-        let mut p = Problems {
-            text,
-            list: Vec::new(),
-        };
+        let (raw, mut p): (Raw, _) = parse_checked(text, file, KEYS)?;
         let path = |s: &Spanned<String>, key: &str, p: &mut Problems<'_>| {
             let v = s.get_ref().trim();
             if v.is_empty() {
@@ -385,10 +372,7 @@ impl SyncConfig {
                 message: "no [[source]]: nothing to follow".into(),
             });
         }
-        if !p.list.is_empty() {
-            p.list.sort_by_key(|x| x.line);
-            return Err(fail(p.list));
-        }
+        p.finish(file)?;
         Ok(SyncConfig {
             state_dir,
             interval,
