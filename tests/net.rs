@@ -516,6 +516,201 @@ async fn pushed_deltas_are_applied_in_order_a_gap_is_refused_and_the_chain_survi
     server.shutdown().await;
 }
 
+/// Domains as a feed lists them, each its own id; `secret*` ones are AMBER (the partner "msp"
+/// is not cleared for them), the others GREEN.
+fn domains(values: &[&str]) -> IndicatorSet {
+    let mut set = IndicatorSet::new();
+    let source: Arc<str> = Arc::from("test-feed");
+    for v in values {
+        let tlp = if v.starts_with("secret") {
+            Tlp::Amber
+        } else {
+            Tlp::Green
+        };
+        let _ = set.insert(Indicator::new(*v, Kind::Domain, *v, source.clone(), tlp));
+    }
+    set
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_since_brings_a_partner_only_the_cut_deltas_it_lacks_and_hides_what_it_may_not_see() {
+    use cwn::index::CompiledIndex;
+    use cwn::index::delta::Delta;
+    let net = Net::new();
+    let p = net.dir.path().to_path_buf();
+    let hub_vk = keys::read_verify(&p.join("hub-verify.pem")).unwrap();
+    let pull = |hub: &str, since: u64, dir: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+            .args(["pull", "--hub", hub, "--pki"])
+            .arg(p.join("pki"))
+            .args(["--entity", "msp", "--since", &since.to_string(), "-o"])
+            .arg(p.join(dir))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    let files = |dir: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(p.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    // The partner's state: its chain applied, as `cwn match --index … --delta …` loads it.
+    let held = |dir: &str| {
+        let mut chain = files(dir).into_iter();
+        let base = chain.next().unwrap();
+        let mut s = CompiledIndex::from_snapshot(
+            &std::fs::read(p.join(dir).join(base)).unwrap(),
+            Some(&hub_vk),
+        )
+        .unwrap();
+        for d in chain {
+            let d = Delta::read(&p.join(dir).join(d), Some(&hub_vk)).unwrap();
+            s = s.apply(&d).unwrap();
+        }
+        let m = s.meta();
+        let mut values: Vec<String> = m.ords().map(|o| m.value(o).to_string()).collect();
+        values.sort();
+        (s.header().set_version, values)
+    };
+    let cut_delta = |dir: &str, v: u64| {
+        let d = Delta::read(
+            &p.join(dir).join(format!("set-v{v}.cwndelta")),
+            Some(&hub_vk),
+        )
+        .unwrap();
+        let a = d.added();
+        let added: Vec<String> = a.ords().map(|o| a.value(o).to_string()).collect();
+        (added, d.removed().len())
+    };
+    let builder = |v: u64| {
+        IndexBuilder::new()
+            .set_version(v)
+            .created_at(1_700_000_000 + v as i64)
+    };
+    // The hub's snapshot, v1: the feed's first version.
+    let base = builder(1)
+        .build(&domains(&["evil.example", "secret.example"]))
+        .unwrap()
+        .to_snapshot(Some(&net.signing));
+    std::fs::write(p.join("set.cwnsnap"), &base).unwrap();
+    let base = CompiledIndex::from_snapshot(&base, None).unwrap();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+
+    // Nothing held: the cut of the hub's snapshot (evil.example; secret.example is AMBER).
+    let err = tokio::task::block_in_place(|| pull(&hub, 0, "chain"));
+    assert!(err.contains("at set version 1"), "{err}");
+    assert_eq!(files("chain"), ["set-v1.cwnsnap"]);
+    assert_eq!(held("chain"), (1, vec!["evil.example".to_string()]));
+
+    // v2 adds fresh.example and secret-two.example: the partner's delta adds the first only.
+    let (d2, _) = Delta::compute(
+        &base,
+        &domains(&[
+            "evil.example",
+            "secret.example",
+            "fresh.example",
+            "secret-two.example",
+        ]),
+        &builder(2),
+    )
+    .unwrap();
+    let d2 = d2.to_bytes(Some(&net.signing));
+    let s2 = base.apply(&Delta::from_bytes(&d2, None).unwrap()).unwrap();
+    // v3 removes evil.example and secret.example, adds later.example: the partner learns of
+    // the removal it held, never of the AMBER one.
+    let (d3, _) = Delta::compute(
+        &s2,
+        &domains(&["fresh.example", "secret-two.example", "later.example"]),
+        &builder(3),
+    )
+    .unwrap();
+    let d3 = d3.to_bytes(Some(&net.signing));
+    let s3 = s2.apply(&Delta::from_bytes(&d3, None).unwrap()).unwrap();
+    let mut publisher = Client::connect(&hub, &net.id("ncsc")).await.unwrap();
+    assert_eq!(publisher.push_snapshot(&d2).await.unwrap(), 2);
+    let err = tokio::task::block_in_place(|| pull(&hub, 1, "chain"));
+    assert!(err.contains("at set version 2: 1 file(s)"), "{err}");
+    assert_eq!(
+        cut_delta("chain", 2),
+        (vec!["fresh.example".to_string()], 0)
+    );
+    assert_eq!(publisher.push_snapshot(&d3).await.unwrap(), 3);
+    publisher.close().await;
+    let err = tokio::task::block_in_place(|| pull(&hub, 2, "chain"));
+    assert!(err.contains("at set version 3: 1 file(s)"), "{err}");
+    assert!(err.contains("--delta"), "{err}");
+    assert_eq!(
+        cut_delta("chain", 3),
+        (vec!["later.example".to_string()], 1)
+    );
+    assert_eq!(
+        files("chain"),
+        ["set-v1.cwnsnap", "set-v2.cwndelta", "set-v3.cwndelta"]
+    );
+    let want = (
+        3,
+        vec!["fresh.example".to_string(), "later.example".to_string()],
+    );
+    assert_eq!(held("chain"), want);
+    // The same as a plain pull of the cut of the hub's state.
+    let mut c = Client::connect(&hub, &net.id("msp")).await.unwrap();
+    let whole = CompiledIndex::from_snapshot(&c.pull_snapshot(0).await.unwrap(), None).unwrap();
+    c.close().await;
+    let m = whole.meta();
+    let mut values: Vec<String> = m.ords().map(|o| m.value(o).to_string()).collect();
+    values.sort();
+    assert_eq!(values, want.1);
+    // Up to date: nothing to fetch.
+    let err = tokio::task::block_in_place(|| pull(&hub, 3, "chain"));
+    assert!(err.contains("up to date at set version 3"), "{err}");
+    server.shutdown().await;
+
+    // A restarted hub computes the same chain: it knows the partner's state and goes on.
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let (d4, _) = Delta::compute(
+        &s3,
+        &domains(&[
+            "fresh.example",
+            "secret-two.example",
+            "later.example",
+            "newest.example",
+        ]),
+        &builder(4),
+    )
+    .unwrap();
+    let mut publisher = Client::connect(&hub, &net.id("ncsc")).await.unwrap();
+    assert_eq!(
+        publisher
+            .push_snapshot(&d4.to_bytes(Some(&net.signing)))
+            .await
+            .unwrap(),
+        4
+    );
+    publisher.close().await;
+    let err = tokio::task::block_in_place(|| pull(&hub, 3, "chain"));
+    assert!(err.contains("at set version 4: 1 file(s)"), "{err}");
+    assert_eq!(
+        cut_delta("chain", 4),
+        (vec!["newest.example".to_string()], 0)
+    );
+    assert_eq!(held("chain").1.len(), 3);
+    // A directory without the state named: the whole chain, and nothing of another one left.
+    std::fs::create_dir(p.join("other")).unwrap();
+    std::fs::write(p.join("other/set-v0.cwndelta"), b"left over").unwrap();
+    let err = tokio::task::block_in_place(|| pull(&hub, 2, "other"));
+    assert!(err.contains("holds no set version 2"), "{err}");
+    assert_eq!(files("other"), files("chain"));
+    assert_eq!(held("other"), held("chain"));
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_pushes_each_change_to_the_hub_and_catches_up_after_an_outage() {
     let net = Net::new();

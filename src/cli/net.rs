@@ -390,12 +390,23 @@ mod with_net {
         /// Hub and identity.
         #[command(flatten)]
         pub id: IdentityArgs,
-        /// Where to write the snapshot (via a temporary file and a rename).
+        /// Follow the hub's deltas: fetch only what changed since set version V, which the
+        /// directory given as --output holds (`set-vV.cwnsnap` or `set-vV.cwndelta` from an
+        /// earlier `--since` pull; 0 for nothing yet). The hub sends the deltas that follow,
+        /// each cut to this entity's clearance, or the cut of its base snapshot and the deltas
+        /// after it when the directory's state is not in the hub's chain.
+        #[arg(long, value_name = "V")]
+        pub since: Option<u64>,
+        /// Where to write the snapshot (via a temporary file and a rename); with --since, the
+        /// directory of the chain (`set-vN.cwnsnap`, then `set-vN.cwndelta` files).
         #[arg(short, long, value_name = "FILE")]
         pub output: PathBuf,
     }
 
     pub(in crate::cli) fn run_pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
+        if let Some(v) = args.since {
+            return pull_since(args, v);
+        }
         let id = args.id.load()?;
         let transport = args.id.transport()?;
         let bytes = runtime()?.block_on(async {
@@ -406,6 +417,122 @@ mod with_net {
         })?;
         write_atomically(&args.output, |w| w.write_all(&bytes))?;
         eprintln!("wrote {} ({} bytes)", args.output.display(), bytes.len());
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The chain files of `dir` (`set-vN.cwnsnap` and `set-vN.cwndelta`) by version, each
+    /// with whether it is a delta.
+    fn chain_files(dir: &Path) -> Vec<(u64, bool, PathBuf)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let (v, delta) = name.to_str()?.strip_prefix("set-v")?.split_once('.')?;
+                let delta = match delta {
+                    "cwnsnap" => false,
+                    "cwndelta" => true,
+                    _ => return None,
+                };
+                Some((v.parse().ok()?, delta, e.path()))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn pull_since(args: &PullArgs, since: u64) -> anyhow::Result<ExitCode> {
+        use cwn::index::delta::{self, Delta};
+        use cwn::index::snapshot;
+        let dir = &args.output;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let held = chain_files(dir);
+        // The state the directory holds at `since`: the identity of its file of that version.
+        let identity = match held.iter().rev().find(|(v, _, _)| *v == since) {
+            Some((_, _, path)) => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                snapshot::identity(&bytes)
+                    .ok_or_else(|| anyhow::anyhow!("{}: not a snapshot or delta", path.display()))?
+            }
+            None => {
+                if since != 0 {
+                    eprintln!(
+                        "{} holds no set version {since}: pulling the whole chain",
+                        dir.display()
+                    );
+                }
+                [0; 32]
+            }
+        };
+        let id = args.id.load()?;
+        let transport = args.id.transport()?;
+        let (head, files) = runtime()?.block_on(async {
+            let mut c = Client::connect_with(&args.id.hub, &id, &transport).await?;
+            let r = c.pull_since(since, identity).await;
+            c.close().await;
+            r
+        })?;
+        // Check the answer links up before writing any of it: each delta follows the state
+        // before it, the first the one held (or a full snapshot starts a new chain).
+        let mut prev = identity;
+        let mut written = Vec::new();
+        for (i, bytes) in files.iter().enumerate() {
+            let bad =
+                |why: String| anyhow::anyhow!("the hub's file {} of {}: {why}", i + 1, files.len());
+            let (version, is_delta) = if bytes.starts_with(&delta::MAGIC) {
+                let d = Delta::from_bytes(bytes, None).map_err(|e| bad(e.to_string()))?;
+                if d.base().digest != prev {
+                    return Err(bad(format!(
+                        "it applies to {}, not to the state before it",
+                        d.base()
+                    )));
+                }
+                (d.header().set_version, true)
+            } else {
+                let index = cwn::index::CompiledIndex::from_snapshot(bytes, None)
+                    .map_err(|e| bad(e.to_string()))?;
+                (index.header().set_version, false)
+            };
+            prev = snapshot::identity(bytes).ok_or_else(|| bad("no identity".into()))?;
+            let ext = if is_delta { "cwndelta" } else { "cwnsnap" };
+            written.push((version, dir.join(format!("set-v{version}.{ext}")), bytes));
+        }
+        for (_, path, bytes) in &written {
+            write_atomically(path, |w| w.write_all(bytes))?;
+        }
+        // A full snapshot starts a new chain: the files of the old one apply no more.
+        if written
+            .first()
+            .is_some_and(|(_, p, _)| p.extension().is_some_and(|e| e == "cwnsnap"))
+        {
+            for (_, _, path) in chain_files(dir) {
+                if !written.iter().any(|(_, p, _)| *p == path) {
+                    std::fs::remove_file(&path)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                }
+            }
+        }
+        let bytes: usize = files.iter().map(Vec::len).sum();
+        if files.is_empty() {
+            eprintln!("up to date at set version {head}");
+        } else {
+            eprintln!(
+                "at set version {head}: {} file(s), {bytes} bytes, written to {}",
+                files.len(),
+                dir.display()
+            );
+        }
+        // How to match on it.
+        let chain = chain_files(dir);
+        if let Some(start) = chain.iter().rposition(|(_, delta, _)| !delta) {
+            let mut cmd = format!("cwn match --index {}", chain[start].2.display());
+            for (_, _, p) in &chain[start + 1..] {
+                cmd.push_str(&format!(" --delta {}", p.display()));
+            }
+            eprintln!("match with: {cmd} ...");
+        }
         Ok(ExitCode::SUCCESS)
     }
 

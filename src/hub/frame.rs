@@ -28,6 +28,8 @@
 //! | 11 | [`Frame::Hits`] | batch id u64 · Arrow IPC bytes |
 //! | 12 | [`Frame::Error`] | code u16 · message string |
 //! | 13 | [`Frame::Close`] | (empty) |
+//! | 14 | [`Frame::PullSince`] | set version u64 · identity (32 bytes) |
+//! | 15 | [`Frame::PullAnswer`] | set version u64 · files u32 |
 
 use super::StartFrom;
 use super::notification::Notification;
@@ -201,6 +203,24 @@ pub enum Frame {
     },
     /// Orderly end of the conversation.
     Close,
+    /// A partner asks for what it lacks after the state it holds (a snapshot or delta it
+    /// pulled before; version 0 and a zero identity for none). Answered with
+    /// [`Frame::PullAnswer`], then each file as `PushSnapshot` chunks.
+    PullSince {
+        /// The set version of the state held.
+        set_version: u64,
+        /// Its identity (the header digest of the last file it applied).
+        identity: [u8; 32],
+    },
+    /// The answer to [`Frame::PullSince`]: how many files follow (each as `PushSnapshot`
+    /// chunks from position 0; the first a full snapshot when the partner's state is not in
+    /// the hub's chain, deltas after), and the set version they lead to.
+    PullAnswer {
+        /// The set version the partner holds after the files.
+        set_version: u64,
+        /// Files that follow (0: up to date).
+        files: u32,
+    },
 }
 
 mod ty {
@@ -217,6 +237,8 @@ mod ty {
     pub const HITS: u8 = 11;
     pub const ERROR: u8 = 12;
     pub const CLOSE: u8 = 13;
+    pub const PULL_SINCE: u8 = 14;
+    pub const PULL_ANSWER: u8 = 15;
 }
 
 /// Whether `buf` starts with a whole frame: `Ok(Some(n))` with its length in bytes,
@@ -312,6 +334,14 @@ pub fn decode(buf: &[u8]) -> Result<Frame, FrameError> {
             message: r.string()?,
         },
         ty::CLOSE => Frame::Close,
+        ty::PULL_SINCE => Frame::PullSince {
+            set_version: r.u64()?,
+            identity: r.array()?,
+        },
+        ty::PULL_ANSWER => Frame::PullAnswer {
+            set_version: r.u64()?,
+            files: r.u32()?,
+        },
         other => return Err(FrameError::UnknownType(other)),
     };
     r.finish()?;
@@ -428,6 +458,19 @@ fn encode_inner(frame: &Frame, out: &mut Vec<u8>, start: usize) -> Result<(), Fr
             string(out, message)?;
         }
         Frame::Close => out.push(ty::CLOSE),
+        Frame::PullSince {
+            set_version,
+            identity,
+        } => {
+            out.push(ty::PULL_SINCE);
+            u64s(out, &[*set_version]);
+            out.extend_from_slice(identity);
+        }
+        Frame::PullAnswer { set_version, files } => {
+            out.push(ty::PULL_ANSWER);
+            u64s(out, &[*set_version]);
+            out.extend_from_slice(&files.to_le_bytes());
+        }
     }
     let total = out.len() - start;
     if total > MAX_FRAME_LEN {
@@ -578,6 +621,14 @@ mod tests {
                 reason: "signature does not verify".into(),
             },
             Frame::PullSnapshot { have_version: 4 },
+            Frame::PullSince {
+                set_version: 4,
+                identity: [7; 32],
+            },
+            Frame::PullAnswer {
+                set_version: 6,
+                files: 2,
+            },
             Frame::TelemetryBatch {
                 batch_id: 9,
                 arrow_ipc: vec![0xff; 10],

@@ -451,6 +451,44 @@ impl Client {
     pub async fn pull_snapshot(&mut self, have_version: u64) -> Result<Vec<u8>, ClientError> {
         self.hello(Role::Partner).await?;
         wire::send(&mut self.send, &Frame::PullSnapshot { have_version }).await?;
+        self.recv_file().await
+    }
+
+    /// Partner: pulls what it lacks after the state it holds (`have_version` and the
+    /// identity of the last file it applied; 0 and zeros for none): the cut deltas that
+    /// follow, or the cut of the hub's base snapshot and the deltas after it when the hub's
+    /// chain does not hold that state. Returns the set version the files lead to and the
+    /// files in order (none when up to date).
+    ///
+    /// # Errors
+    /// Not a partner, no snapshot at the hub, or the connection failed.
+    pub async fn pull_since(
+        &mut self,
+        have_version: u64,
+        identity: [u8; 32],
+    ) -> Result<(u64, Vec<Vec<u8>>), ClientError> {
+        self.hello(Role::Partner).await?;
+        wire::send(
+            &mut self.send,
+            &Frame::PullSince {
+                set_version: have_version,
+                identity,
+            },
+        )
+        .await?;
+        let (head, n) = match self.recv().await? {
+            Frame::PullAnswer { set_version, files } => (set_version, files),
+            f => return Err(ClientError::Protocol(format!("unexpected {f:?}"))),
+        };
+        let mut files = Vec::new();
+        for _ in 0..n {
+            files.push(self.recv_file().await?);
+        }
+        Ok((head, files))
+    }
+
+    /// One file sent as `PushSnapshot` chunks.
+    async fn recv_file(&mut self) -> Result<Vec<u8>, ClientError> {
         let mut out = Vec::new();
         loop {
             match self.recv().await? {

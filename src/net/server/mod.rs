@@ -166,6 +166,11 @@ struct Shared {
     quota: Mutex<route::DailyQuota>,
     /// The clearance cut each partner last pulled, with the snapshot version it is of.
     cuts: Mutex<HashMap<EntityOrd, Cut>>,
+    /// The hub's chain: the snapshot in use before any delta, then the state after each delta
+    /// applied since (the last is [`index`](Self::index)); what `cwn pull --since` cuts.
+    states: Mutex<Vec<Arc<CompiledIndex>>>,
+    /// Each partner's cut chain of [`states`](Self::states), grown as it pulls.
+    chains: Mutex<HashMap<EntityOrd, Arc<Mutex<Option<route::cut::CutChain>>>>>,
     limits: Limits,
     data_dir: PathBuf,
     next_hit: AtomicU64,
@@ -200,10 +205,15 @@ fn now_ms() -> u64 {
     jiff::Timestamp::now().as_millisecond().max(0) as u64
 }
 
-/// `index` with the stored deltas of `dir` applied in version order: each that follows the
-/// state before it (a delta left over from an older snapshot, or after a gap, is skipped and
-/// logged).
-fn apply_stored_deltas(mut index: CompiledIndex, dir: &Path, vk: &VerifyingKey) -> CompiledIndex {
+/// `index`, then the state after each stored delta of `dir` applied in version order: each
+/// that follows the state before it (a delta left over from an older snapshot, or after a
+/// gap, is skipped and logged).
+fn apply_stored_deltas(
+    index: CompiledIndex,
+    dir: &Path,
+    vk: &VerifyingKey,
+) -> Vec<Arc<CompiledIndex>> {
+    let mut states = vec![Arc::new(index)];
     let mut files: Vec<(u64, std::path::PathBuf)> = fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -221,17 +231,18 @@ fn apply_stored_deltas(mut index: CompiledIndex, dir: &Path, vk: &VerifyingKey) 
         .collect();
     files.sort();
     for (v, path) in files {
+        let index = states.last().expect("never empty");
         if v <= index.header().set_version {
             continue;
         }
         let applied =
             crate::index::delta::Delta::read(&path, Some(vk)).and_then(|d| index.apply(&d));
         match applied {
-            Ok(next) => index = next,
+            Ok(next) => states.push(Arc::new(next)),
             Err(e) => tracing::warn!("{}: not applied: {e}", path.display()),
         }
     }
-    index
+    states
 }
 
 fn read_snapshot(path: &Path, vk: &VerifyingKey) -> Result<CompiledIndex, ServeError> {
@@ -319,13 +330,10 @@ impl Server {
                 };
             }
         }
-        if let Some(i) = index.take() {
-            index = Some(apply_stored_deltas(
-                i,
-                &cfg.data_dir.join(DELTA_DIR),
-                &verify_key,
-            ));
-        }
+        let states = index.take().map_or_else(Vec::new, |i| {
+            apply_stored_deltas(i, &cfg.data_dir.join(DELTA_DIR), &verify_key)
+        });
+        let index = states.last().cloned();
         if index.is_some() && publisher.is_none() {
             tracing::warn!(
                 "no publisher owns the snapshot in use (several in the registry, none recorded \
@@ -392,10 +400,12 @@ impl Server {
             per_entity: Mutex::new(HashMap::new()),
             answered: Mutex::new(RecentAnswers::default()),
             cuts: Mutex::new(HashMap::new()),
+            states: Mutex::new(states),
+            chains: Mutex::new(HashMap::new()),
             quota: Mutex::new(route::DailyQuota::new(
                 cfg.limits.max_indicators_per_partner_day,
             )),
-            index: ArcSwapOption::new(index.map(Arc::new)),
+            index: ArcSwapOption::new(index),
             verify_key,
             sign_key,
             hub: Mutex::new(hub),

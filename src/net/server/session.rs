@@ -128,6 +128,8 @@ fn frame_name(f: &Frame) -> &'static str {
         Frame::Hits { .. } => "Hits",
         Frame::Error { .. } => "Error",
         Frame::Close => "Close",
+        Frame::PullSince { .. } => "PullSince",
+        Frame::PullAnswer { .. } => "PullAnswer",
     }
 }
 
@@ -358,24 +360,28 @@ async fn partner(
                         b
                     }
                 };
-                let total_len = bytes.len() as u64;
-                let mut position = 0usize;
-                loop {
-                    let end = (position + SNAPSHOT_CHUNK).min(bytes.len());
-                    wire::send(
-                        send,
-                        &Frame::PushSnapshot {
-                            set_version,
-                            total_len,
-                            position: position as u64,
-                            data: bytes[position..end].to_vec(),
-                        },
-                    )
-                    .await?;
-                    position = end;
-                    if position >= bytes.len() {
-                        break;
-                    }
+                send_file(send, set_version, &bytes).await?;
+            }
+            Frame::PullSince {
+                set_version,
+                identity,
+            } => {
+                let s = shared.clone();
+                let (head, files) =
+                    tokio::task::spawn_blocking(move || s.pull_since(ord, set_version, &identity))
+                        .await
+                        .map_err(|e| End::Error(ErrorCode::INTERNAL, e.to_string()))?
+                        .map_err(|e| End::Error(ErrorCode::INTERNAL, e))?;
+                wire::send(
+                    send,
+                    &Frame::PullAnswer {
+                        set_version: head,
+                        files: files.len() as u32,
+                    },
+                )
+                .await?;
+                for f in files {
+                    send_file(send, f.state.set_version, &f.bytes).await?;
                 }
             }
             Frame::TelemetryBatch {
@@ -408,6 +414,33 @@ async fn partner(
         }
     }
     Ok(())
+}
+
+/// Sends one file (a snapshot or a delta of `set_version`) as `PushSnapshot` chunks.
+async fn send_file(
+    send: &mut quinn::SendStream,
+    set_version: u64,
+    bytes: &[u8],
+) -> Result<(), End> {
+    let total_len = bytes.len() as u64;
+    let mut position = 0usize;
+    loop {
+        let end = (position + SNAPSHOT_CHUNK).min(bytes.len());
+        wire::send(
+            send,
+            &Frame::PushSnapshot {
+                set_version,
+                total_len,
+                position: position as u64,
+                data: bytes[position..end].to_vec(),
+            },
+        )
+        .await?;
+        position = end;
+        if position >= bytes.len() {
+            return Ok(());
+        }
+    }
 }
 
 /// What the core tells one subscriber's connection task.

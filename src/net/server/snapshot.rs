@@ -109,7 +109,9 @@ impl Shared {
         if let Some(m) = &self.metrics {
             m.snapshot(SnapshotInfo::from_index(&next));
         }
-        self.index.store(Some(Arc::new(next)));
+        let next = Arc::new(next);
+        lock(&self.states).push(next.clone());
+        self.index.store(Some(next));
         Ok(v)
     }
 
@@ -138,8 +140,41 @@ impl Shared {
         if let Some(m) = &self.metrics {
             m.snapshot(SnapshotInfo::from_index(&index));
         }
-        self.index.store(Some(Arc::new(index)));
+        let index = Arc::new(index);
+        *lock(&self.states) = vec![index.clone()];
+        self.index.store(Some(index));
         Ok(())
+    }
+
+    /// What partner `ord` lacks after the state it holds (`version`, `identity`): the files
+    /// of its cut chain after that state, or the whole chain (the cut of the hub's base, then
+    /// a cut delta per delta since) when it holds none of it; with the set version they lead
+    /// to. The chain is built on first use and grown as the hub's grows.
+    pub(super) fn pull_since(
+        &self,
+        ord: EntityOrd,
+        version: u64,
+        identity: &[u8; 32],
+    ) -> Result<(u64, Vec<route::cut::CutFile>), String> {
+        use route::cut::CutChain;
+        let states = lock(&self.states).clone();
+        let Some(base) = states.first() else {
+            return Err("the hub has no snapshot yet".into());
+        };
+        // One partner's pulls build its chain one at a time; other partners are not held up.
+        let cell = lock(&self.chains).entry(ord).or_default().clone();
+        let mut chain = lock(&cell);
+        let key = self.sign_key.as_ref();
+        let grown = match chain.as_mut() {
+            Some(c) if c.starts_from(base) => c.extend(&self.router, ord, &states, key),
+            _ => CutChain::build(&self.router, ord, &states, key).map(|c| *chain = Some(c)),
+        };
+        grown.map_err(|e| format!("clearance cut: {e}"))?;
+        let chain = chain.as_ref().expect("built above");
+        Ok((
+            chain.head().set_version,
+            chain.lacking(version, identity).to_vec(),
+        ))
     }
 
     /// Takes the cluster's current snapshot when it is newer than the one in use: fetched,
