@@ -198,7 +198,7 @@ impl IndexBuilder {
 }
 
 /// An indicator value parsed into the key of the structure that holds it.
-enum Key<'a> {
+pub(crate) enum Key<'a> {
     Addr(IpAddr),
     Net(IpNet),
     Pair(IpAddr, u16),
@@ -218,7 +218,7 @@ enum Key<'a> {
 
 impl<'a> Key<'a> {
     /// `None` when the stored value does not parse (never for a set built by ingest).
-    fn parse(kind: Kind, v: &'a str) -> Option<Key<'a>> {
+    pub(crate) fn parse(kind: Kind, v: &'a str) -> Option<Key<'a>> {
         let b = v.as_bytes();
         let non_empty = (!b.is_empty()).then_some(b);
         Some(match kind {

@@ -28,6 +28,7 @@ use bytes::Bytes;
 
 pub use array::Arr;
 
+pub(crate) use compiled::Key as IndexKey;
 pub use compiled::{BuildError, BuildReport, CompiledIndex, IndexBuilder, OpenError};
 
 #[cfg(target_endian = "big")]

@@ -19,6 +19,7 @@
 //! hands hits, in input order, to a sink (the writers live in `hits`).
 
 pub mod scan;
+pub mod summary;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -570,115 +571,179 @@ impl<'a> Matcher<'a> {
     }
 
     /// Looks one value of a field up; appends candidate ordinals (validity not yet checked).
+    #[inline]
     pub fn lookup(&self, kind: &FieldKind, v: &str, port: Option<u16>, out: &mut Vec<u32>) {
-        let idx = self.index;
-        match kind {
-            FieldKind::Ip => {
-                if let Some(ip) = parse_ip(v) {
-                    idx.lookup_ip(ip, port, out);
-                }
-            }
-            FieldKind::Domain => {
-                if let Some(ip) = self.resolve_host(v, out) {
-                    idx.lookup_ip(ip, port, out);
-                }
-            }
-            FieldKind::Url => {
-                let t = v.trim();
-                if !t.starts_with('/')
-                    && let Ok(u) = normalize::url(t)
-                {
-                    idx.lookup_url(&u, out);
-                    match u.host.parse::<IpAddr>() {
-                        Ok(ip) => idx.lookup_ip(ip, None, out),
-                        Err(_) => {
-                            match u.host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-                                Some(v6) => {
-                                    if let Ok(ip) = v6.parse::<IpAddr>() {
-                                        idx.lookup_ip(ip, None, out);
-                                    }
-                                }
-                                None => idx.lookup_name(u.host.as_bytes(), out),
-                            }
-                        }
-                    }
-                }
-                idx.find_substrings(t.as_bytes(), CLASS_URL, out);
-            }
-            FieldKind::Md5 => self.digest(Kind::Md5, v, out),
-            FieldKind::Sha1 => self.digest(Kind::Sha1, v, out),
-            FieldKind::Sha256 => self.digest(Kind::Sha256, v, out),
-            FieldKind::Hash => {
-                if let Ok(n) = normalize::hash_by_length(v) {
-                    idx.lookup_digest(n.kind, &n.value, out);
-                    // A 32-digit value may equally be a JA3 fingerprint or an x509 MD5:
-                    // only the digest kinds are consulted for `hash`.
-                }
-            }
-            FieldKind::Ja3 => self.digest(Kind::Ja3, v, out),
-            FieldKind::Ja3s => self.digest(Kind::Ja3s, v, out),
-            FieldKind::Email => {
-                if let Ok(e) = normalize::email(v) {
-                    idx.lookup_bytes(Kind::Email, e.as_bytes(), out);
-                }
-            }
-            FieldKind::Ja4 => {
-                if let Ok(j) = normalize::ja4(v) {
-                    idx.lookup_bytes(Kind::Ja4, j.as_bytes(), out);
-                }
-            }
-            FieldKind::UserAgent => idx.find_substrings(v.trim().as_bytes(), CLASS_USER_AGENT, out),
-            FieldKind::Text => idx.find_substrings(v.as_bytes(), CLASS_ALL, out),
-            FieldKind::Time | FieldKind::Uid | FieldKind::Port(_) => {}
-        }
-    }
-
-    fn digest(&self, kind: Kind, v: &str, out: &mut Vec<u32>) {
-        if let Some(h) = normalize::hash_fast(kind, v) {
-            self.index.lookup_digest(kind, h, out);
-        } else if let Ok(h) = normalize::hash(kind, v) {
-            self.index.lookup_digest(kind, &h, out);
-        }
+        lookup_with(self.index, kind, v, port, out);
     }
 
     /// A DNS or host name as logged: a trailing `:port` (HTTP Host headers) is removed, and an
     /// IP literal is returned to be looked up as an address; names are looked up here.
+    #[inline]
     fn resolve_host(&self, v: &str, out: &mut Vec<u32>) -> Option<IpAddr> {
-        let b = v.as_bytes();
-        // The common case, a bare name or address: nothing to trim or strip.
-        if normalize::untrimmed(b) && !b.iter().any(|&c| c == b':' || c == b'[') {
-            if let Some(ip) = normalize::ipv4_fast(b) {
-                return Some(IpAddr::V4(ip));
-            }
-            // Without a `:`, only digits and dots can make an address.
-            if b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
-                && let Ok(ip) = normalize::ip(v)
-            {
-                return Some(ip);
-            }
-            if let Some(d) = normalize::domain_fast(v) {
-                self.index.lookup_name(d.as_bytes(), out);
-            } else if let Ok(d) = normalize::domain(v) {
-                self.index.lookup_name(d.as_bytes(), out);
-            }
-            return None;
-        }
-        let t = v.trim();
-        let host = match t.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => t,
-        };
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if let Ok(ip) = normalize::ip(host) {
-            return Some(ip);
-        } else if let Ok(d) = normalize::domain(host) {
-            self.index.lookup_name(d.as_bytes(), out);
-        }
-        None
+        resolve_host_with(self.index, v, out)
     }
+}
+
+/// The lookups a field value resolves to, as [`CompiledIndex`] answers them; also recorded,
+/// instead of answered, for a batch's retro-hunt summary ([`summary`]).
+pub(crate) trait Lookups {
+    /// Address (and with `port`, `ip:port`) indicators covering `ip`.
+    fn lookup_ip(&self, ip: IpAddr, port: Option<u16>, out: &mut Vec<u32>);
+    /// Domain indicators equal to or a parent of `name`, and hostname indicators equal to it.
+    fn lookup_name(&self, name: &[u8], out: &mut Vec<u32>);
+    /// URL indicators with `url`'s key.
+    fn lookup_url(&self, url: &normalize::CanonicalUrl, out: &mut Vec<u32>);
+    /// Digest indicators of `kind` equal to `hex`.
+    fn lookup_digest(&self, kind: Kind, hex: &str, out: &mut Vec<u32>);
+    /// E-mail or JA4 indicators equal to `key`.
+    fn lookup_bytes(&self, kind: Kind, key: &[u8], out: &mut Vec<u32>);
+    /// Substring indicators of `classes` in `text`.
+    fn find_substrings(&self, text: &[u8], classes: u8, out: &mut Vec<u32>);
+}
+
+impl Lookups for CompiledIndex {
+    #[inline]
+    fn lookup_ip(&self, ip: IpAddr, port: Option<u16>, out: &mut Vec<u32>) {
+        CompiledIndex::lookup_ip(self, ip, port, out);
+    }
+    #[inline]
+    fn lookup_name(&self, name: &[u8], out: &mut Vec<u32>) {
+        CompiledIndex::lookup_name(self, name, out);
+    }
+    #[inline]
+    fn lookup_url(&self, url: &normalize::CanonicalUrl, out: &mut Vec<u32>) {
+        CompiledIndex::lookup_url(self, url, out);
+    }
+    #[inline]
+    fn lookup_digest(&self, kind: Kind, hex: &str, out: &mut Vec<u32>) {
+        CompiledIndex::lookup_digest(self, kind, hex, out);
+    }
+    #[inline]
+    fn lookup_bytes(&self, kind: Kind, key: &[u8], out: &mut Vec<u32>) {
+        CompiledIndex::lookup_bytes(self, kind, key, out);
+    }
+    #[inline]
+    fn find_substrings(&self, text: &[u8], classes: u8, out: &mut Vec<u32>) {
+        CompiledIndex::find_substrings(self, text, classes, out);
+    }
+}
+
+/// Looks one value of a field of `kind` up in `idx`: how each field kind is normalised and
+/// which lookups it makes (the table in the module's documentation).
+#[inline]
+pub(crate) fn lookup_with<L: Lookups + ?Sized>(
+    idx: &L,
+    kind: &FieldKind,
+    v: &str,
+    port: Option<u16>,
+    out: &mut Vec<u32>,
+) {
+    match kind {
+        FieldKind::Ip => {
+            if let Some(ip) = parse_ip(v) {
+                idx.lookup_ip(ip, port, out);
+            }
+        }
+        FieldKind::Domain => {
+            if let Some(ip) = resolve_host_with(idx, v, out) {
+                idx.lookup_ip(ip, port, out);
+            }
+        }
+        FieldKind::Url => {
+            let t = v.trim();
+            if !t.starts_with('/')
+                && let Ok(u) = normalize::url(t)
+            {
+                idx.lookup_url(&u, out);
+                match u.host.parse::<IpAddr>() {
+                    Ok(ip) => idx.lookup_ip(ip, None, out),
+                    Err(_) => match u.host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                        Some(v6) => {
+                            if let Ok(ip) = v6.parse::<IpAddr>() {
+                                idx.lookup_ip(ip, None, out);
+                            }
+                        }
+                        None => idx.lookup_name(u.host.as_bytes(), out),
+                    },
+                }
+            }
+            idx.find_substrings(t.as_bytes(), CLASS_URL, out);
+        }
+        FieldKind::Md5 => digest_with(idx, Kind::Md5, v, out),
+        FieldKind::Sha1 => digest_with(idx, Kind::Sha1, v, out),
+        FieldKind::Sha256 => digest_with(idx, Kind::Sha256, v, out),
+        FieldKind::Hash => {
+            if let Ok(n) = normalize::hash_by_length(v) {
+                idx.lookup_digest(n.kind, &n.value, out);
+                // A 32-digit value may equally be a JA3 fingerprint or an x509 MD5:
+                // only the digest kinds are consulted for `hash`.
+            }
+        }
+        FieldKind::Ja3 => digest_with(idx, Kind::Ja3, v, out),
+        FieldKind::Ja3s => digest_with(idx, Kind::Ja3s, v, out),
+        FieldKind::Email => {
+            if let Ok(e) = normalize::email(v) {
+                idx.lookup_bytes(Kind::Email, e.as_bytes(), out);
+            }
+        }
+        FieldKind::Ja4 => {
+            if let Ok(j) = normalize::ja4(v) {
+                idx.lookup_bytes(Kind::Ja4, j.as_bytes(), out);
+            }
+        }
+        FieldKind::UserAgent => idx.find_substrings(v.trim().as_bytes(), CLASS_USER_AGENT, out),
+        FieldKind::Text => idx.find_substrings(v.as_bytes(), CLASS_ALL, out),
+        FieldKind::Time | FieldKind::Uid | FieldKind::Port(_) => {}
+    }
+}
+
+#[inline]
+fn digest_with<L: Lookups + ?Sized>(idx: &L, kind: Kind, v: &str, out: &mut Vec<u32>) {
+    if let Some(h) = normalize::hash_fast(kind, v) {
+        idx.lookup_digest(kind, h, out);
+    } else if let Ok(h) = normalize::hash(kind, v) {
+        idx.lookup_digest(kind, &h, out);
+    }
+}
+
+/// A DNS or host name as logged: a trailing `:port` (HTTP Host headers) is removed, and an IP
+/// literal is returned to be looked up as an address; names are looked up here.
+#[inline]
+fn resolve_host_with<L: Lookups + ?Sized>(idx: &L, v: &str, out: &mut Vec<u32>) -> Option<IpAddr> {
+    let b = v.as_bytes();
+    // The common case, a bare name or address: nothing to trim or strip.
+    if normalize::untrimmed(b) && !b.iter().any(|&c| c == b':' || c == b'[') {
+        if let Some(ip) = normalize::ipv4_fast(b) {
+            return Some(IpAddr::V4(ip));
+        }
+        // Without a `:`, only digits and dots can make an address.
+        if b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+            && let Ok(ip) = normalize::ip(v)
+        {
+            return Some(ip);
+        }
+        if let Some(d) = normalize::domain_fast(v) {
+            idx.lookup_name(d.as_bytes(), out);
+        } else if let Ok(d) = normalize::domain(v) {
+            idx.lookup_name(d.as_bytes(), out);
+        }
+        return None;
+    }
+    let t = v.trim();
+    let host = match t.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => t,
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = normalize::ip(host) {
+        return Some(ip);
+    } else if let Ok(d) = normalize::domain(host) {
+        idx.lookup_name(d.as_bytes(), out);
+    }
+    None
 }
 
 /// Records the candidates `ords[start..]` of one value, if any.
