@@ -525,6 +525,7 @@ pub fn telemetry_batch(data: &[u8]) {
             input: &t.input,
             hits: &hits,
             digest: 0,
+            retro: false,
         },
         crate::route::BatchParties {
             partner: reg.iter().last().map(|(o, _)| o).expect("entities"),

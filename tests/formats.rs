@@ -634,6 +634,7 @@ fn hits_and_notes(
                 input: "whatever",
                 hits: &found,
                 digest: 1,
+                retro: false,
             },
             parties,
             0,
@@ -955,6 +956,7 @@ fn a_huge_value_in_a_row_makes_a_bounded_notification() {
                 input: "x",
                 hits: &found,
                 digest: 7,
+                retro: false,
             },
             BatchParties {
                 partner: reg.by_id("msp").unwrap(),

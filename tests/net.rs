@@ -712,6 +712,165 @@ async fn pull_since_brings_a_partner_only_the_cut_deltas_it_lacks_and_hides_what
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_indicator_finds_the_victim_of_telemetry_received_23_hours_earlier_once() {
+    use cwn::index::CompiledIndex;
+    use cwn::index::delta::Delta;
+    let net = Net::new();
+    let mut cfg = net.cfg.clone();
+    cfg.retro = Some(cwn::net::config::RetroConfig {
+        keep: Duration::from_secs(86_400),
+        max_bytes: 1 << 30,
+    });
+    let p = net.dir.path();
+    let now = jiff::Timestamp::now().as_second();
+    let fields = FieldMap::from_specs([
+        "query=domain".parse().unwrap(),
+        "client=ip".parse().unwrap(),
+        "ts=time".parse().unwrap(),
+    ])
+    .unwrap();
+    let rows = |name: &str, query: &str, client: &str, ts: i64| {
+        let path = p.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "{{\"ts\":{ts},\"query\":\"{query}\",\"client\":\"{client}\"}}\n\
+                 {{\"ts\":{ts},\"query\":\"benign.example\",\"client\":\"{client}\"}}\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let kept = || {
+        let mut v: Vec<String> = std::fs::read_dir(p.join("var/retro"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .filter(|n| n.ends_with(".parquet"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let server = Server::start(&cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    // Yesterday's telemetry, streamed while nothing was known about either name: the
+    // hospital's client asked for old-bad.test 23 hours ago, the water board's for
+    // older-bad.test 25 hours ago.
+    let day_old = now - 23 * 3600;
+    for (name, query, client, ts) in [
+        ("a.jsonl", "old-bad.test", "198.51.100.20", day_old),
+        ("b.jsonl", "older-bad.test", "203.0.113.9", now - 25 * 3600),
+    ] {
+        let want = kept().len() + 1;
+        let r = stream_files(
+            &hub,
+            &net.id("msp"),
+            &fields,
+            None,
+            &[rows(name, query, client, ts)],
+        )
+        .await
+        .unwrap();
+        assert!(r.hits.is_empty());
+        for _ in 0..100 {
+            if kept().len() == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(kept().len(), want, "each batch is kept");
+    }
+    server.shutdown().await;
+    // The batches as if they had come 23 and 25 hours ago (the store's names carry the time
+    // each came): one day is kept.
+    let kept_now = kept();
+    for (name, age) in kept_now.iter().zip([23, 25]) {
+        let (_, digest) = name.trim_end_matches(".parquet").split_once('-').unwrap();
+        let then = (now - age * 3600) * 1000;
+        for ext in ["parquet", "sum"] {
+            let from = p.join("var/retro").join(name.replace("parquet", ext));
+            std::fs::rename(from, p.join(format!("var/retro/{then:013}-{digest}.{ext}"))).unwrap();
+        }
+    }
+    let server = Server::start(&cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    assert_eq!(kept().len(), 1, "the batch older than a day is gone");
+    let mut hospital = Client::connect(&hub, &net.id("hospital"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    let mut water = Client::connect(&hub, &net.id("water"))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap();
+    // Today both names are published, in a delta.
+    let base =
+        CompiledIndex::from_snapshot(&std::fs::read(p.join("set.cwnsnap")).unwrap(), None).unwrap();
+    let mut set = IndicatorSet::new();
+    let source: Arc<str> = Arc::from("test-feed");
+    for (i, (v, tlp)) in [
+        ("evil.example", Tlp::Green),
+        ("secret.example", Tlp::Amber),
+        ("old-bad.test", Tlp::Green),
+        ("older-bad.test", Tlp::Green),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = set.insert(Indicator::new(
+            format!("ind-{i}"),
+            Kind::Domain,
+            v,
+            source.clone(),
+            tlp,
+        ));
+    }
+    let (d, _) = Delta::compute(
+        &base,
+        &set,
+        &IndexBuilder::new().set_version(2).created_at(1_700_000_000),
+    )
+    .unwrap();
+    let pushed = std::time::Instant::now();
+    let mut publisher = Client::connect(&hub, &net.id("ncsc")).await.unwrap();
+    assert_eq!(
+        publisher
+            .push_snapshot(&d.to_bytes(Some(&net.signing)))
+            .await
+            .unwrap(),
+        2
+    );
+    publisher.close().await;
+    let (offset, note) = tokio::time::timeout(Duration::from_secs(60), hospital.next())
+        .await
+        .expect("the retro-hunt's notification within 60 s")
+        .unwrap()
+        .expect("subscription open");
+    hospital.ack(offset).await.unwrap();
+    assert!(pushed.elapsed() < Duration::from_secs(60));
+    let n: serde_json::Value = serde_json::from_slice(&note.payload).unwrap();
+    assert_eq!(n["indicator"], "old-bad.test", "{n}");
+    assert_eq!(n["retro"], true, "{n}");
+    assert_eq!(n["partner"], "msp", "{n}");
+    assert_eq!(
+        n["event_time"],
+        jiff::Timestamp::from_second(day_old).unwrap().to_string(),
+        "the row's own time: {n}"
+    );
+    assert_eq!(n["victim"][0]["value"], "198.51.100.20", "{n}");
+    // Once; and nothing from the batch that fell out of the window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    quiet(&mut hospital).await;
+    quiet(&mut water).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_pushes_each_change_to_the_hub_and_catches_up_after_an_outage() {
     let net = Net::new();
     let p = net.dir.path();

@@ -326,7 +326,7 @@ mod leaks {
                 prop_assert_eq!(found.len(), matchable);
                 let routed = route_batch(&router, &MatchedBatch {
                     index: &index, fields: &fields, batch: &b.batch, first_row: b.first_row,
-                    input: "rows.jsonl", hits: &found, digest: 7,
+                    input: "rows.jsonl", hits: &found, digest: 7, retro: false,
                 }, parties, 0, jiff::Timestamp::from_second(NOW).unwrap());
                 for h in &routed.back_to_partner {
                     let (t, victim) = (row_tlp(h.row), row_victim(h.row));

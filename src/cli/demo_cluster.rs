@@ -66,15 +66,19 @@ impl Edge {
             .context("starting cwn serve")?;
         let mut err = std::io::BufReader::new(child.stderr.take().expect("piped"));
         let mut line = String::new();
+        let mut said = String::new();
         let mut log = log;
         loop {
             line.clear();
             if err.read_line(&mut line)? == 0 {
+                // What it said, here: the directory (and its log) goes when the demo ends.
                 anyhow::bail!(
-                    "an edge ended before it listened; see {}",
-                    self.log.display()
+                    "an edge ended before it listened ({}): {}",
+                    self.log.display(),
+                    said.trim_end()
                 );
             }
+            said.push_str(&line);
             std::io::Write::write_all(&mut log, line.as_bytes())?;
             if line.contains("listening on") {
                 break;

@@ -121,6 +121,19 @@ fn read_ipc(bytes: &[u8]) -> Result<(Arc<Schema>, Vec<RecordBatch>), BatchError>
 pub fn decode_telemetry(bytes: &[u8], max_expanded: u64) -> Result<Telemetry, BatchError> {
     expanded_size(bytes, max_expanded)?;
     let (schema, batches) = read_ipc(bytes)?;
+    telemetry_of(&schema, &batches)
+}
+
+/// A telemetry batch from its schema (the metadata [`encode_telemetry`] writes: field map,
+/// input name, first row) and its record batches (one at most), as decoded from a frame or
+/// read back from where the hub keeps batches.
+///
+/// # Errors
+/// Missing or malformed metadata, or more than one record batch.
+pub fn telemetry_of(
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+) -> Result<Telemetry, BatchError> {
     let meta = schema.metadata();
     let get = |k: &str| {
         meta.get(k)
@@ -144,7 +157,7 @@ pub fn decode_telemetry(bytes: &[u8], max_expanded: u64) -> Result<Telemetry, Ba
     let first_row = get(META_FIRST_ROW)?
         .parse()
         .map_err(|_| BatchError::Meta(format!("{META_FIRST_ROW}: not a number")))?;
-    let batch = arrow_select_concat(&schema, &batches)?;
+    let batch = arrow_select_concat(schema, batches)?;
     Ok(Telemetry {
         batch,
         fields,

@@ -184,6 +184,28 @@ pub struct HubConfig {
     /// `[cluster]`: the hub's notifications, acked offsets and numbering on NATS JetStream
     /// (this process one edge of many); `None`: the embedded file store in `data_dir`.
     pub cluster: Option<ClusterConfig>,
+    /// `[retro]`: partner batches kept for retro-hunts when a delta adds indicators; `None`:
+    /// nothing kept.
+    pub retro: Option<RetroConfig>,
+}
+
+/// `[retro]` of `hub.toml`: partner telemetry kept for retro-hunts (off without the table:
+/// keeping partners' telemetry is a decision for the operator and the partners).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetroConfig {
+    /// How long each batch is kept after it came (`keep`, e.g. "7d").
+    pub keep: Duration,
+    /// Bytes kept at most (`max_size`, e.g. "10GiB"); the oldest batches go first.
+    pub max_bytes: u64,
+}
+
+impl Default for RetroConfig {
+    fn default() -> Self {
+        RetroConfig {
+            keep: Duration::from_secs(7 * 86_400),
+            max_bytes: 10 << 30,
+        }
+    }
 }
 
 /// `[cluster]` of `hub.toml`: where the hub's store lives on NATS JetStream.
@@ -230,6 +252,17 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     cluster: Option<RawCluster>,
+    #[serde(default)]
+    retro: Option<RawRetro>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetro {
+    #[serde(default)]
+    keep: Option<Spanned<String>>,
+    #[serde(default)]
+    max_size: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -307,8 +340,10 @@ const KEYS: KnownKeys = &[
             "snapshot",
             "limits",
             "cluster",
+            "retro",
         ],
     ),
+    ("retro", &["keep", "max_size"]),
     ("tls", &["cert", "key", "ca"]),
     ("snapshot", &["path", "verify_key", "sign_key"]),
     (
@@ -905,6 +940,18 @@ impl HubConfig {
             .cluster
             .as_ref()
             .map(|c| cluster_config(c, base, &mut p));
+        let retro = raw.retro.as_ref().map(|r| {
+            let mut cfg = RetroConfig::default();
+            dur(&r.keep, "retro.keep", &mut cfg.keep, &mut p);
+            if let Some(v) = &r.max_size {
+                match parse_size(v.get_ref()) {
+                    Ok(n) if n >= 1 << 20 => cfg.max_bytes = n,
+                    Ok(_) => p.at(v.span(), "retro.max_size", "must be at least 1MiB"),
+                    Err(m) => p.at(v.span(), "retro.max_size", m),
+                }
+            }
+            cfg
+        });
         p.finish(file)?;
         let data_dir = path(&raw.data_dir);
         Ok(HubConfig {
@@ -930,6 +977,7 @@ impl HubConfig {
             },
             limits,
             cluster,
+            retro,
         })
     }
 
@@ -1026,6 +1074,32 @@ verify_key = "verify.pem"
                 "hub.toml:12: limits.max_conections: unknown key (did you mean max_connections?)",
                 "hub.toml:13: limits.queue: unknown key",
             ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn retro_section() {
+        let plain = HubConfig::from_toml(GOOD, "hub.toml", Path::new("/c")).unwrap();
+        assert_eq!(plain.retro, None, "no [retro]: no telemetry kept");
+        let c =
+            HubConfig::from_toml(&format!("{GOOD}[retro]\n"), "hub.toml", Path::new("/c")).unwrap();
+        assert_eq!(c.retro, Some(RetroConfig::default()));
+        let text = format!("{GOOD}[retro]\nkeep = \"1d\"\nmax_size = \"2GiB\"\n");
+        let c = HubConfig::from_toml(&text, "hub.toml", Path::new("/c")).unwrap();
+        assert_eq!(
+            c.retro,
+            Some(RetroConfig {
+                keep: Duration::from_secs(86_400),
+                max_bytes: 2 << 30
+            })
+        );
+        let text = format!("{GOOD}[retro]\nkep = \"1d\"\nmax_size = \"1KiB\"\n");
+        let e = HubConfig::from_toml(&text, "hub.toml", Path::new("/c"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("retro.kep: unknown key (did you mean keep?)"),
             "{e}"
         );
     }

@@ -47,6 +47,10 @@ pub struct MatchedBatch<'a> {
     /// the same value (and so the same notification ids, which receivers de-duplicate); any
     /// other batch — tomorrow's `conn.log` with the same name and rows — another.
     pub digest: u128,
+    /// Matched again by a retro-hunt (on indicators added after the batch came): the
+    /// notifications say so (`retro: true`), and the partner's own hits become
+    /// notifications to it as well as lines.
+    pub retro: bool,
 }
 
 /// Who sent a batch and who owns the indicators it matched.
@@ -132,6 +136,10 @@ pub struct NotificationBody<'a> {
     /// the batch maps one: what the victim quotes to find the connection. Victims only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
+    /// Found by a retro-hunt: the indicator came after the telemetry; `event_time` is the
+    /// row's own. Absent for live hits.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retro: bool,
 }
 
 /// The longest telemetry value a notification carries (the matched value, each victim
@@ -236,7 +244,9 @@ pub fn route_batch(
         for d in decisions.iter().filter(|d| d.allowed) {
             if d.recipient == parties.partner {
                 out.back_to_partner.push(line.clone());
-                continue;
+                if !batch.retro {
+                    continue;
+                }
             }
             let victim: Vec<VictimObservable> = observables
                 .iter()
@@ -272,6 +282,7 @@ pub fn route_batch(
                         .map(|u| bounded(&u))
                 },
                 victim,
+                retro: batch.retro,
             };
             out.notifications.push(RoutedNotification {
                 recipient: d.recipient,

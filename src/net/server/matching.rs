@@ -171,15 +171,49 @@ impl Shared {
                 m.hits(partner_id, k, n, now);
             }
         }
+        if let Some(tx) = &self.retro_tx {
+            let keep = super::retro::ToKeep {
+                partner: self.router.registry().entity(partner).id.clone(),
+                batch: t.batch.clone(),
+                fields: t.fields.clone(),
+                digest,
+                received_ms: now_ms(),
+            };
+            // Kept in the background; a full queue holds this batch up, never drops it.
+            if lock(tx).send(keep).is_err() {
+                tracing::error!("retro-hunt store: its writer stopped; batch not kept");
+            }
+        }
+        let (_, back) = self.route_and_log(partner, &index, &t, &hits, digest, false, now)?;
+        batch::encode_hits(&back).map_err(|e| BatchFailure::Internal(e.to_string()))
+    }
+
+    /// Routes the `hits` of one batch `t` of `partner`, matched on `index`, logs the
+    /// notifications durably (with their audit lines), and returns how many were logged and
+    /// the hit lines the partner may see (its daily quota applied). A retro-hunt's hits are
+    /// marked `retro`; their lines for the partner also become notifications to it (there is
+    /// no connection to answer on), within the same quota.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn route_and_log(
+        self: &Arc<Self>,
+        partner: EntityOrd,
+        index: &CompiledIndex,
+        t: &batch::Telemetry,
+        hits: &[crate::matcher::Hit],
+        digest: u128,
+        retro: bool,
+        now: jiff::Timestamp,
+    ) -> Result<(u64, Vec<batch::HitLine>), BatchFailure> {
         let reg = self.router.registry();
         let matched = MatchedBatch {
-            index: &index,
+            index,
             fields: &t.fields,
             batch: &t.batch,
             first_row: t.first_row,
             input: &t.input,
-            hits: &hits,
+            hits,
             digest,
+            retro,
         };
         let parties = BatchParties {
             partner,
@@ -207,11 +241,6 @@ impl Shared {
         {
             m.sightings(&reg.entity(partner).id, hits.len() as u64);
         }
-        let (decisions_logged, logged): (Vec<EntityOrd>, Vec<Notification>) = routed
-            .notifications
-            .into_iter()
-            .map(|n| (n.recipient, n.notification))
-            .unzip();
         // The partner's daily quota of distinct indicators it may learn of.
         let partner_id = &reg.entity(partner).id;
         let quota = lock(&self.quota).filter(partner, partner_id, routed.back_to_partner, now);
@@ -231,6 +260,26 @@ impl Shared {
                 .map_err(|e| BatchFailure::Internal(format!("audit log: {e}")))?;
         }
         let back = quota.admitted;
+        let mut notifications = routed.notifications;
+        if retro {
+            // What the quota withheld from the partner it does not hear of by notification
+            // either.
+            let admitted: std::collections::HashSet<&str> =
+                back.iter().map(|l| l.indicator_id.as_str()).collect();
+            notifications.retain(|n| {
+                n.recipient != partner || {
+                    let id: Option<String> =
+                        serde_json::from_slice::<serde_json::Value>(&n.notification.payload)
+                            .ok()
+                            .and_then(|v| v["indicator_id"].as_str().map(str::to_string));
+                    id.is_some_and(|id| admitted.contains(id.as_str()))
+                }
+            });
+        }
+        let (decisions_logged, logged): (Vec<EntityOrd>, Vec<Notification>) = notifications
+            .into_iter()
+            .map(|n| (n.recipient, n.notification))
+            .unzip();
         if !logged.is_empty() {
             // Durable (one fsync per entity) before the partner hears the batch is done.
             let side = audit_at.map(|at| (at, routed.audit.as_slice()));
@@ -252,6 +301,6 @@ impl Shared {
             self.pump();
             self.timer.notify_one();
         }
-        batch::encode_hits(&back).map_err(|e| BatchFailure::Internal(e.to_string()))
+        Ok((logged.len() as u64, back))
     }
 }

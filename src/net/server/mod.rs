@@ -63,6 +63,7 @@ use crate::status::{EntityInfo, Metrics, SnapshotInfo};
 #[cfg(feature = "cluster")]
 mod cluster;
 mod matching;
+mod retro;
 mod session;
 mod snapshot;
 mod store;
@@ -169,6 +170,10 @@ struct Shared {
     /// The hub's chain: the snapshot in use before any delta, then the state after each delta
     /// applied since (the last is [`index`](Self::index)); what `cwn pull --since` cuts.
     states: Mutex<Vec<Arc<CompiledIndex>>>,
+    /// Partner batches kept for retro-hunts (`[retro]`).
+    retro: Option<Arc<retro::RetroStore>>,
+    /// Hands batches to the retro store's writer thread.
+    retro_tx: Option<Mutex<std::sync::mpsc::SyncSender<retro::ToKeep>>>,
     /// Each partner's cut chain of [`states`](Self::states), grown as it pulls.
     chains: Mutex<HashMap<EntityOrd, Arc<Mutex<Option<route::cut::CutChain>>>>>,
     limits: Limits,
@@ -393,7 +398,33 @@ impl Server {
                 m.snapshot(SnapshotInfo::from_index(i));
             }
         }
+        let retro = cfg
+            .retro
+            .clone()
+            .map(|r| retro::RetroStore::open(&cfg.data_dir, r).map(Arc::new))
+            .transpose()
+            .map_err(|e| file_err(&cfg.data_dir.join(retro::RETRO_DIR), e))?;
+        let retro_tx = match &retro {
+            Some(store) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<retro::ToKeep>(64);
+                let store = store.clone();
+                std::thread::Builder::new()
+                    .name("cwn-retro-store".into())
+                    .spawn(move || {
+                        for k in rx {
+                            if let Err(e) = store.keep(&k) {
+                                tracing::error!("retro-hunt store: {e}");
+                            }
+                        }
+                    })
+                    .map_err(|e| file_err(&cfg.data_dir, e))?;
+                Some(Mutex::new(tx))
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            retro,
+            retro_tx,
             router,
             publisher: Mutex::new(publisher),
             sightings: Mutex::new(SightingsAggregator::new()),

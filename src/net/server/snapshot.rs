@@ -1,9 +1,15 @@
 //! A publisher's snapshot: checked, stored beside the logs, swapped in.
 
 use super::*;
+use crate::indicator::IndicatorId;
 
 impl Shared {
-    pub(super) fn install(&self, owner: EntityOrd, bytes: &[u8], announced: u64) -> Frame {
+    pub(super) fn install(
+        self: &Arc<Self>,
+        owner: EntityOrd,
+        bytes: &[u8],
+        announced: u64,
+    ) -> Frame {
         let _one = lock(&self.install);
         let reject = |reason: String| {
             self.stats
@@ -68,7 +74,7 @@ impl Shared {
     /// A publisher's delta: its signature checked, applied to the state in use (refused,
     /// naming both states, when it names another), stored in the chain beside the snapshot,
     /// swapped in; matching goes on meanwhile on the state before it.
-    fn install_delta(&self, owner: EntityOrd, bytes: &[u8]) -> Result<u64, String> {
+    fn install_delta(self: &Arc<Self>, owner: EntityOrd, bytes: &[u8]) -> Result<u64, String> {
         use crate::index::delta::{Delta, DeltaError};
         #[cfg(feature = "cluster")]
         if self.shared_snapshot.is_some() {
@@ -111,7 +117,32 @@ impl Shared {
         }
         let next = Arc::new(next);
         lock(&self.states).push(next.clone());
-        self.index.store(Some(next));
+        self.index.store(Some(next.clone()));
+        if self.retro.is_some() {
+            let new = new_indicators(&cur, &delta, &next);
+            let s = self.clone();
+            // In the background: the publisher hears of its delta now, the victims of old
+            // telemetry as soon as the hunt finds them.
+            let spawned = std::thread::Builder::new()
+                .name("cwn-retro-hunt".into())
+                .spawn(move || {
+                    let t = std::time::Instant::now();
+                    let r = s.retro_hunt(&next, &new);
+                    tracing::info!(
+                        "retro-hunt for set version {v} ({} new indicator(s)): {} batch(es) kept, \
+                         {} skipped on their summaries, {} hit(s), {} notification(s) in {:.2?}",
+                        new.len(),
+                        r.batches,
+                        r.skipped,
+                        r.hits,
+                        r.notifications,
+                        t.elapsed()
+                    );
+                });
+            if let Err(e) = spawned {
+                tracing::error!("retro-hunt for set version {v} not started: {e}");
+            }
+        }
         Ok(v)
     }
 
@@ -231,4 +262,30 @@ impl Shared {
             Err(e) => tracing::error!("cluster snapshot {}: storing it here: {e}", c.version),
         }
     }
+}
+
+/// The ordinals of `next` (`base` with `delta` applied) that hold indicators new with the
+/// delta: its additions, less those that only change an indicator `base` held (same kind and
+/// value removed by the same delta) — a changed TLP or validity is not a new sighting.
+fn new_indicators(
+    base: &CompiledIndex,
+    delta: &crate::index::delta::Delta,
+    next: &CompiledIndex,
+) -> roaring::RoaringBitmap {
+    let before = base.meta();
+    let changed: std::collections::HashSet<(crate::indicator::Kind, &str)> = delta
+        .removed()
+        .iter()
+        .map(IndicatorId::new)
+        .map(|o| (before.kind(o), before.value(o)))
+        .collect();
+    let m = next.meta();
+    let added = delta.added().len() as u32;
+    let end = m.len() as u32;
+    (end.saturating_sub(added)..end)
+        .filter(|&o| {
+            let o = IndicatorId::new(o);
+            !changed.contains(&(m.kind(o), m.value(o)))
+        })
+        .collect()
 }
