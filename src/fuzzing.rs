@@ -694,3 +694,42 @@ pub fn matcher_vs_naive(data: &[u8]) {
         assert_eq!(got, want, "dictionary: {dictionary}; rows {rows:?}");
     }
 }
+
+/// A retro-hunt batch summary from arbitrary bytes: whatever decodes encodes back to the
+/// same bytes (the format is strict) and answers a probe without panicking.
+pub fn batch_summary(data: &[u8]) {
+    use crate::matcher::summary::{BatchSummary, Probes};
+    if let Ok(s) = BatchSummary::from_bytes(data) {
+        assert_eq!(s.to_bytes(), data, "not canonical");
+        let _ = s.may_hit(&Probes::default());
+    }
+}
+
+/// A batch summary to start [`batch_summary`] from: of a small batch of names and addresses.
+pub fn batch_summary_seed() -> Vec<u8> {
+    use std::sync::Arc;
+    let batch = arrow_array::RecordBatch::try_from_iter([
+        (
+            "q",
+            Arc::new(arrow_array::StringArray::from(vec![
+                "www.evil.example",
+                "b.example",
+            ])) as arrow_array::ArrayRef,
+        ),
+        (
+            "ip",
+            Arc::new(arrow_array::StringArray::from(vec![
+                "198.51.100.7",
+                "2001:db8::1",
+            ])),
+        ),
+    ])
+    .expect("batch");
+    let fields = crate::telemetry::FieldMap::from_specs(
+        ["q=domain", "ip=ip"]
+            .iter()
+            .map(|s| s.parse().expect("spec")),
+    )
+    .expect("fields");
+    crate::matcher::summary::BatchSummary::of(&batch, &fields).to_bytes()
+}

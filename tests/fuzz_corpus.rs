@@ -204,6 +204,11 @@ fn matcher_vs_naive_corpus() {
 }
 
 #[test]
+fn batch_summary_corpus() {
+    run("batch_summary", cwn::fuzzing::batch_summary);
+}
+
+#[test]
 fn delta_sections_corpus() {
     run("delta_sections", cwn::fuzzing::delta_sections);
 }
