@@ -17,7 +17,7 @@ use std::time::Instant;
 use arrow_array::builder::{Int64Builder, StringDictionaryBuilder, TimestampMicrosecondBuilder};
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use common::zeek::{NOW, Rng, zeek_fields};
+use common::zeek::{NOW, Rng, benign_names, server_pool, zeek_fields};
 use cwn::index::IndexBuilder;
 use cwn::indicator::{IndicatorId, IndicatorSet, Kind};
 use cwn::matcher::Matcher;
@@ -136,31 +136,8 @@ fn main() {
     );
     drop(set);
     let pools = Pools {
-        benign: (0..5_000)
-            .map(|i| {
-                format!(
-                    "host{}.site{}.example.{}",
-                    i % 97,
-                    i,
-                    ["com", "net", "nl"][i % 3]
-                )
-            })
-            .collect(),
-        servers: (0..20_000)
-            .map(|i| {
-                if i % 1000 == 0 {
-                    bad_ips[i / 1000 % bad_ips.len()].clone()
-                } else {
-                    format!(
-                        "{}.{}.{}.{}",
-                        20 + i % 180,
-                        (i / 7) % 256,
-                        (i / 13) % 256,
-                        1 + i % 250
-                    )
-                }
-            })
-            .collect(),
+        benign: benign_names(),
+        servers: server_pool(&bad_ips),
         bad_names,
     };
     let mut new_set = IndicatorSet::new();

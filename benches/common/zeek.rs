@@ -34,31 +34,8 @@ impl Rng {
 /// addresses from 20,000, a few of them maltrail IPs.
 pub fn write_zeek_parquet(path: &Path, rows: usize, bad_names: &[String], bad_ips: &[String]) {
     let mut rng = Rng(42);
-    let benign: Vec<String> = (0..5_000)
-        .map(|i| {
-            format!(
-                "host{}.site{}.example.{}",
-                i % 97,
-                i,
-                ["com", "net", "nl"][i % 3]
-            )
-        })
-        .collect();
-    let servers: Vec<String> = (0..20_000)
-        .map(|i| {
-            if i % 1000 == 0 && !bad_ips.is_empty() {
-                bad_ips[i / 1000 % bad_ips.len()].clone()
-            } else {
-                format!(
-                    "{}.{}.{}.{}",
-                    20 + i % 180,
-                    (i / 7) % 256,
-                    (i / 13) % 256,
-                    1 + i % 250
-                )
-            }
-        })
-        .collect();
+    let benign = benign_names();
+    let servers = server_pool(bad_ips);
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_dictionary_enabled(true)
@@ -124,6 +101,39 @@ pub fn write_zeek_parquet(path: &Path, rows: usize, bad_names: &[String], bad_ip
         done += n;
     }
     writer.expect("rows").close().expect("close");
+}
+
+/// 5,000 benign DNS names.
+pub fn benign_names() -> Vec<String> {
+    (0..5_000)
+        .map(|i| {
+            format!(
+                "host{}.site{}.example.{}",
+                i % 97,
+                i,
+                ["com", "net", "nl"][i % 3]
+            )
+        })
+        .collect()
+}
+
+/// 20,000 server addresses, every thousandth one of `bad_ips`.
+pub fn server_pool(bad_ips: &[String]) -> Vec<String> {
+    (0..20_000)
+        .map(|i| {
+            if i % 1000 == 0 && !bad_ips.is_empty() {
+                bad_ips[i / 1000 % bad_ips.len()].clone()
+            } else {
+                format!(
+                    "{}.{}.{}.{}",
+                    20 + i % 180,
+                    (i / 7) % 256,
+                    (i / 13) % 256,
+                    1 + i % 250
+                )
+            }
+        })
+        .collect()
 }
 
 /// The field map of that telemetry: time, both addresses (the server's with its port) and
