@@ -198,6 +198,16 @@ pub(crate) async fn take(sub: &mut Subscription, n: usize) -> Vec<(u64, serde_js
     out
 }
 
+/// `entity`'s subscription, from its acknowledged offset.
+pub(crate) async fn subscribe(net: &Net, hub: &str, entity: &str) -> Subscription {
+    Client::connect(hub, &net.id(entity))
+        .await
+        .unwrap()
+        .subscribe(StartFrom::Acked)
+        .await
+        .unwrap()
+}
+
 /// Nothing more arrives within a short while.
 pub(crate) async fn quiet(sub: &mut Subscription) {
     let r = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
@@ -796,18 +806,8 @@ async fn a_new_indicator_finds_the_victim_of_telemetry_received_23_hours_earlier
     let server = Server::start(&cfg).await.unwrap();
     let hub = server.local_addr().to_string();
     assert_eq!(kept().len(), 1, "the batch older than a day is gone");
-    let mut hospital = Client::connect(&hub, &net.id("hospital"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
-    let mut water = Client::connect(&hub, &net.id("water"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut hospital = subscribe(&net, &hub, "hospital").await;
+    let mut water = subscribe(&net, &hub, "water").await;
     // Today both names are published, in a delta.
     let base =
         CompiledIndex::from_snapshot(&std::fs::read(p.join("set.cwnsnap")).unwrap(), None).unwrap();
@@ -998,18 +998,8 @@ async fn notifications_reach_only_the_victim_and_resume_after_reconnect() {
     let server = Server::start(&net.cfg).await.unwrap();
     let hub = server.local_addr().to_string();
 
-    let mut hospital = Client::connect(&hub, &net.id("hospital"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
-    let mut water = Client::connect(&hub, &net.id("water"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut hospital = subscribe(&net, &hub, "hospital").await;
+    let mut water = subscribe(&net, &hub, "water").await;
 
     let first = net.telemetry(
         "a.jsonl",
@@ -1048,12 +1038,7 @@ async fn notifications_reach_only_the_victim_and_resume_after_reconnect() {
     assert_eq!(w[0].1["value"], "d.evil.example");
 
     // Reconnecting resumes after the last ack: exactly the missed ones, nothing twice.
-    let mut hospital = Client::connect(&hub, &net.id("hospital"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut hospital = subscribe(&net, &hub, "hospital").await;
     let got = take(&mut hospital, 2).await;
     assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [3, 4]);
     assert_eq!(got[0].1["value"], "c.evil.example");
@@ -1079,12 +1064,7 @@ async fn a_hub_restart_loses_nothing_it_acknowledged() {
     let net = Net::new();
     let server = Server::start(&net.cfg).await.unwrap();
     let hub = server.local_addr().to_string();
-    let mut sub = Client::connect(&hub, &net.id("hospital"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut sub = subscribe(&net, &hub, "hospital").await;
     let t = net.telemetry(
         "a.jsonl",
         &(0..20)
@@ -1100,12 +1080,7 @@ async fn a_hub_restart_loses_nothing_it_acknowledged() {
     server.shutdown().await;
     let server = Server::start(&net.cfg).await.unwrap();
     let hub = server.local_addr().to_string();
-    let mut sub = Client::connect(&hub, &net.id("hospital"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut sub = subscribe(&net, &hub, "hospital").await;
     let got = take(&mut sub, 15).await;
     assert_eq!(
         got.iter().map(|g| g.0).collect::<Vec<_>>(),
@@ -1177,12 +1152,7 @@ async fn connections_over_the_limit_are_refused() {
     net.cfg.limits.max_connections = 1;
     let server = Server::start(&net.cfg).await.unwrap();
     let hub = server.local_addr().to_string();
-    let first = Client::connect(&hub, &net.id("hospital"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let first = subscribe(&net, &hub, "hospital").await;
     let second = async {
         Client::connect(&hub, &net.id("water"))
             .await?
@@ -1284,19 +1254,9 @@ async fn logs_stay_with_their_entity_when_the_registry_is_reordered() {
     .unwrap();
     let server = Server::start(&net.cfg).await.unwrap();
     let hub = server.local_addr().to_string();
-    let mut water = Client::connect(&hub, &net.id("water"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut water = subscribe(&net, &hub, "water").await;
     quiet(&mut water).await;
-    let mut hospital = Client::connect(&hub, &net.id("hospital"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut hospital = subscribe(&net, &hub, "hospital").await;
     assert_eq!(take(&mut hospital, 1).await[0].1["value"], "x.evil.example");
     water.close().await;
     hospital.close().await;
@@ -1957,12 +1917,7 @@ async fn the_publisher_receives_aggregated_sightings_never_rows() {
         ],
     );
     assert_eq!(stream(&net, &hub, &t).await.len(), 2);
-    let mut sub = Client::connect(&hub, &net.id("ncsc"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut sub = subscribe(&net, &hub, "ncsc").await;
     let got = take(&mut sub, 1).await;
     let rows = got[0].1["sightings"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -2337,12 +2292,7 @@ async fn a_partner_learns_at_most_its_daily_quota_of_indicators() {
     let cfg = config_with(&net, "", "max_indicators_per_partner_day = 2");
     let server = Server::start(&cfg).await.unwrap();
     let hub = server.local_addr().to_string();
-    let mut sub = Client::connect(&hub, &net.id("hospital"))
-        .await
-        .unwrap()
-        .subscribe(StartFrom::Acked)
-        .await
-        .unwrap();
+    let mut sub = subscribe(&net, &hub, "hospital").await;
     // An oracle's probe: every value beside the hospital's address.
     let t = net.telemetry(
         "probe.jsonl",
