@@ -528,7 +528,7 @@ async fn pushed_deltas_are_applied_in_order_a_gap_is_refused_and_the_chain_survi
 
 /// Domains as a feed lists them, each its own id; `secret*` ones are AMBER (the partner "msp"
 /// is not cleared for them), the others GREEN.
-fn domains(values: &[&str]) -> IndicatorSet {
+pub(crate) fn domains(values: &[&str]) -> IndicatorSet {
     let mut set = IndicatorSet::new();
     let source: Arc<str> = Arc::from("test-feed");
     for v in values {
@@ -811,25 +811,27 @@ async fn a_new_indicator_finds_the_victim_of_telemetry_received_23_hours_earlier
     // Today both names are published, in a delta.
     let base =
         CompiledIndex::from_snapshot(&std::fs::read(p.join("set.cwnsnap")).unwrap(), None).unwrap();
-    let mut set = IndicatorSet::new();
-    let source: Arc<str> = Arc::from("test-feed");
-    for (i, (v, tlp)) in [
+    let set_of = |values: &[(&str, Tlp)]| {
+        let mut set = IndicatorSet::new();
+        let source: Arc<str> = Arc::from("test-feed");
+        for (i, (v, tlp)) in values.iter().enumerate() {
+            let _ = set.insert(Indicator::new(
+                format!("ind-{i}"),
+                Kind::Domain,
+                *v,
+                source.clone(),
+                *tlp,
+            ));
+        }
+        set
+    };
+    let mut values = vec![
         ("evil.example", Tlp::Green),
         ("secret.example", Tlp::Amber),
         ("old-bad.test", Tlp::Green),
         ("older-bad.test", Tlp::Green),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let _ = set.insert(Indicator::new(
-            format!("ind-{i}"),
-            Kind::Domain,
-            v,
-            source.clone(),
-            tlp,
-        ));
-    }
+    ];
+    let set = set_of(&values);
     let (d, _) = Delta::compute(
         &base,
         &set,
@@ -864,6 +866,31 @@ async fn a_new_indicator_finds_the_victim_of_telemetry_received_23_hours_earlier
     );
     assert_eq!(n["victim"][0]["value"], "198.51.100.20", "{n}");
     // Once; and nothing from the batch that fell out of the window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    quiet(&mut hospital).await;
+    quiet(&mut water).await;
+
+    // A full snapshot (v3) that also holds benign.example: the hunt looks for what v2 did
+    // not hold, and finds the same row's other query — old-bad.test is not news again.
+    values.push(("benign.example", Tlp::Green));
+    let v3 = IndexBuilder::new()
+        .set_version(3)
+        .created_at(1_700_000_000)
+        .build(&set_of(&values))
+        .unwrap()
+        .to_snapshot(Some(&net.signing));
+    let mut publisher = Client::connect(&hub, &net.id("ncsc")).await.unwrap();
+    assert_eq!(publisher.push_snapshot(&v3).await.unwrap(), 3);
+    publisher.close().await;
+    let (offset, note) = tokio::time::timeout(Duration::from_secs(60), hospital.next())
+        .await
+        .expect("the retro-hunt's notification for the full snapshot within 60 s")
+        .unwrap()
+        .expect("subscription open");
+    hospital.ack(offset).await.unwrap();
+    let n: serde_json::Value = serde_json::from_slice(&note.payload).unwrap();
+    assert_eq!(n["indicator"], "benign.example", "{n}");
+    assert_eq!(n["retro"], true, "{n}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     quiet(&mut hospital).await;
     quiet(&mut water).await;

@@ -483,6 +483,13 @@ impl Probes {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty() && self.families == 0 && self.classes == 0
     }
+
+    /// Whether checking summaries can save reads: each key is a false "may hit" with
+    /// probability 2^-14 per batch, so beyond 2^14 keys (a full snapshot replacing a small
+    /// one) most batches would be read anyway, after a search per key.
+    pub fn selective(&self) -> bool {
+        self.keys.len() <= 1 << RICE
+    }
 }
 
 #[cfg(test)]

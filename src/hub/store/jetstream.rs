@@ -678,7 +678,7 @@ const DIRECT_WAIT: Duration = Duration::from_secs(1);
 /// for that long. A `503 no responders` (nobody serves the stream yet: a cluster just formed
 /// or electing) is asked again too, every quarter second for up to [`NO_RESPONDERS_FOR`];
 /// any other answer, an error included, is the caller's.
-async fn direct<T, E, F, Fut>(mut get: F) -> Result<Result<T, E>, String>
+pub(crate) async fn direct<T, E, F, Fut>(mut get: F) -> Result<Result<T, E>, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,

@@ -5,7 +5,15 @@
 //! - Object store `<stream>_SNAPSHOTS`: one object per version (`v<N>.cwnsnap`); the one
 //!   before the current is kept for edges still fetching it, older ones are deleted.
 //! - KV bucket `<stream>_SNAPSHOT`, key `current`: `{"version", "owner", "object", "size",
-//!   "blake3"}`, replaced by compare-and-set, so versions only go up whichever edges race.
+//!   "blake3", "deltas"}`, replaced by compare-and-set, so versions only go up whichever edges
+//!   race.
+//!
+//! A delta pushed to any edge joins the chain of the current snapshot the same way: stored as
+//! `v<N>.cwndelta`, named in `deltas` (`{"version", "owner", "object", "size", "blake3"}` each,
+//! in order) by compare-and-set against the head it applies to, so two edges never extend the
+//! chain from the same state. An edge that holds the base and part of the chain fetches only
+//! the deltas it lacks; one on another base takes the base and every delta. A full snapshot
+//! starts a new chain; the previous chain's objects stay for edges still fetching them.
 
 use std::time::Duration;
 
@@ -16,18 +24,14 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 
 use crate::hub::store::LogError;
-use crate::hub::store::jetstream::{JetStreamConfig, connect};
+use crate::hub::store::jetstream::{JetStreamConfig, connect, direct};
 
 /// The KV key that names the current snapshot.
 const CURRENT: &str = "current";
 
-/// The cluster's current snapshot, as its KV key holds it.
+/// One file in the object store, as the KV key names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Current {
-    /// Its set version.
-    pub(super) version: u64,
-    /// The registry id of the publisher that pushed it.
-    pub(super) owner: String,
+pub(super) struct Stored {
     /// Its object's name.
     pub(super) object: String,
     /// Its length in bytes.
@@ -36,11 +40,64 @@ pub(super) struct Current {
     pub(super) blake3: String,
 }
 
+impl Stored {
+    fn of(object: String, bytes: &[u8]) -> Stored {
+        Stored {
+            object,
+            size: bytes.len() as u64,
+            blake3: blake3::hash(bytes).to_hex().to_string(),
+        }
+    }
+}
+
+/// One delta of the current snapshot's chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ChainLink {
+    /// The set version it leads to.
+    pub(super) version: u64,
+    /// The registry id of the publisher that pushed it.
+    pub(super) owner: String,
+    /// Where it is stored.
+    #[serde(flatten)]
+    pub(super) file: Stored,
+}
+
+/// The cluster's current snapshot and the deltas pushed since, as its KV key holds them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Current {
+    /// The snapshot's set version.
+    pub(super) version: u64,
+    /// The registry id of the publisher that pushed it.
+    pub(super) owner: String,
+    /// Where it is stored.
+    #[serde(flatten)]
+    pub(super) file: Stored,
+    /// The deltas pushed since, in the order they apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) deltas: Vec<ChainLink>,
+}
+
+impl Current {
+    /// The set version the chain leads to.
+    pub(super) fn head(&self) -> u64 {
+        self.deltas.last().map_or(self.version, |d| d.version)
+    }
+
+    /// Every object it names.
+    fn objects(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.file.object.as_str())
+            .chain(self.deltas.iter().map(|d| d.file.object.as_str()))
+    }
+}
+
 /// Why a push was not made current.
 #[derive(Debug)]
 pub(super) enum PublishError {
     /// The cluster already uses this version or a newer one.
     NotNewer(u64),
+    /// The delta applies to another state than the cluster's (at this set version), or the
+    /// cluster has no snapshot (0).
+    Elsewhere(u64),
     /// The cluster did not answer or refused.
     Cluster(String),
 }
@@ -95,7 +152,11 @@ impl SharedSnapshot {
 
     /// The current snapshot's description and its KV revision, if any.
     async fn entry(&self) -> Result<Option<(Current, u64)>, LogError> {
-        let Some(e) = self.kv.entry(CURRENT).await.map_err(|e| err(CURRENT, e))? else {
+        // Asked again while nobody serves the bucket yet (a cluster just formed or electing).
+        let got = direct(|| self.kv.entry(CURRENT))
+            .await
+            .map_err(|e| err(CURRENT, e))?;
+        let Some(e) = got.map_err(|e| err(CURRENT, e))? else {
             return Ok(None);
         };
         if e.operation != kv::Operation::Put {
@@ -121,22 +182,16 @@ impl SharedSnapshot {
         let cluster = |e: LogError| PublishError::Cluster(e.to_string());
         let before = self.entry().await.map_err(cluster)?;
         if let Some((c, _)) = &before
-            && c.version >= version
+            && c.head() >= version
         {
-            return Err(PublishError::NotNewer(c.version));
+            return Err(PublishError::NotNewer(c.head()));
         }
-        let object = format!("v{version}.cwnsnap");
-        let mut reader = bytes;
-        self.objects
-            .put(object.as_str(), &mut reader)
-            .await
-            .map_err(|e| PublishError::Cluster(format!("{object}: {e}")))?;
+        let file = self.put(format!("v{version}.cwnsnap"), bytes).await?;
         let current = Current {
             version,
             owner: owner.to_owned(),
-            object,
-            size: bytes.len() as u64,
-            blake3: blake3::hash(bytes).to_hex().to_string(),
+            file,
+            deltas: Vec::new(),
         };
         let value = Bytes::from(serde_json::to_vec(&current).expect("plain data"));
         let mut seen = before;
@@ -151,14 +206,17 @@ impl SharedSnapshot {
             // Another edge made a snapshot current meanwhile: newer wins.
             seen = self.entry().await.map_err(cluster)?;
             if let Some((c, _)) = &seen
-                && c.version >= version
+                && c.head() >= version
             {
-                let _ = self.objects.delete(&current.object).await;
-                return Err(PublishError::NotNewer(c.version));
+                let _ = self.objects.delete(&current.file.object).await;
+                return Err(PublishError::NotNewer(c.head()));
             }
         }
-        // The one before stays for edges fetching it now; older ones go.
-        let keep = seen.map(|(c, _)| c.object);
+        // The chain before stays for edges fetching it now; older objects go.
+        let keep: Vec<&str> = current
+            .objects()
+            .chain(seen.iter().flat_map(|(c, _)| c.objects()))
+            .collect();
         let mut list = self
             .objects
             .list()
@@ -166,7 +224,7 @@ impl SharedSnapshot {
             .map_err(|e| PublishError::Cluster(e.to_string()))?;
         let mut stale = Vec::new();
         while let Some(Ok(info)) = list.next().await {
-            if info.name != current.object && Some(&info.name) != keep.as_ref() && !info.deleted {
+            if !info.deleted && !keep.contains(&info.name.as_str()) {
                 stale.push(info.name);
             }
         }
@@ -176,9 +234,65 @@ impl SharedSnapshot {
         Ok(())
     }
 
+    /// Stores `bytes` (checked by the caller: a signed delta from set version `from` to
+    /// `version`) and appends it to the current chain, unless the chain does not end at
+    /// `from`.
+    pub(super) async fn publish_delta(
+        &self,
+        from: u64,
+        version: u64,
+        owner: &str,
+        bytes: &[u8],
+    ) -> Result<(), PublishError> {
+        let cluster = |e: LogError| PublishError::Cluster(e.to_string());
+        let mut seen = self.entry().await.map_err(cluster)?;
+        let mut file: Option<Stored> = None;
+        loop {
+            let Some((c, rev)) = &seen else {
+                return Err(PublishError::Elsewhere(0));
+            };
+            if c.head() != from {
+                if let Some(f) = file.take() {
+                    let _ = self.objects.delete(&f.object).await;
+                }
+                return Err(if c.head() >= version {
+                    PublishError::NotNewer(c.head())
+                } else {
+                    PublishError::Elsewhere(c.head())
+                });
+            }
+            let f = match &file {
+                Some(f) => f,
+                None => file.insert(self.put(format!("v{version}.cwndelta"), bytes).await?),
+            };
+            let mut next = c.clone();
+            next.deltas.push(ChainLink {
+                version,
+                owner: owner.to_owned(),
+                file: f.clone(),
+            });
+            let value = Bytes::from(serde_json::to_vec(&next).expect("plain data"));
+            if self.kv.update(CURRENT, value, *rev).await.is_ok() {
+                return Ok(());
+            }
+            // Another edge changed the chain meanwhile: look again.
+            seen = self.entry().await.map_err(cluster)?;
+        }
+    }
+
+    /// Puts `bytes` as object `object`.
+    async fn put(&self, object: String, bytes: &[u8]) -> Result<Stored, PublishError> {
+        let mut reader = bytes;
+        self.objects
+            .put(object.as_str(), &mut reader)
+            .await
+            .map_err(|e| PublishError::Cluster(format!("{object}: {e}")))?;
+        Ok(Stored::of(object, bytes))
+    }
+
     /// The bytes of `c`, checked against its size and digest (the caller checks the
     /// signature).
-    pub(super) async fn fetch(&self, c: &Current) -> Result<Vec<u8>, LogError> {
+    pub(super) async fn fetch(&self, c: &Stored) -> Result<Vec<u8>, LogError> {
         if c.size > self.max_bytes {
             return Err(err(
                 &c.object,

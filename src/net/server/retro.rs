@@ -1,9 +1,10 @@
 //! The retro-hunt: each partner batch is kept as Parquet for `[retro] keep` (and within
 //! `max_size`, oldest first out) with a [`BatchSummary`] beside it. When a delta adds
-//! indicators, the batches whose summaries may hit them are read and matched again on the new
-//! state, their hits on the new indicators only are routed like live ones — marked
-//! `retro: true`, with the row's own event time — and logged durably. Batches whose summaries
-//! cannot hit are not read.
+//! indicators (or a full snapshot holds indicators the state it replaces did not), the batches
+//! whose summaries may hit them are read and matched again on the new state, their hits on the
+//! new indicators only are routed like live ones — marked `retro: true`, with the row's own
+//! event time — and logged durably. Batches whose summaries cannot hit are not read. On a
+//! cluster every edge hunts the batches it kept.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -208,8 +209,8 @@ impl RetroStore {
 }
 
 impl Shared {
-    /// The retro-hunt for the indicators `new` (ordinals of `state`) that a delta added:
-    /// see the [module](self).
+    /// The retro-hunt for the indicators `new` (ordinals of `state`) that a delta or a full
+    /// snapshot added: see the [module](self).
     pub(super) fn retro_hunt(
         self: &Arc<Self>,
         state: &Arc<CompiledIndex>,
@@ -225,16 +226,20 @@ impl Shared {
             return report;
         }
         let now = jiff::Timestamp::now();
+        let selective = probes.selective();
         for k in store.within(now_ms()) {
             report.batches += 1;
-            match store.summary(&k) {
-                Ok(s) if !s.may_hit(&probes) => {
-                    report.skipped += 1;
-                    continue;
+            // Unless too many indicators are new for summaries to help: then every batch is read.
+            if selective {
+                match store.summary(&k) {
+                    Ok(s) if !s.may_hit(&probes) => {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    Ok(_) => {}
+                    // Without its summary the batch is read: a miss is worse than a read.
+                    Err(e) => tracing::warn!("retro-hunt: {e}"),
                 }
-                Ok(_) => {}
-                // Without its summary the batch is read: a miss is worse than a read.
-                Err(e) => tracing::warn!("retro-hunt: {e}"),
             }
             let (partner_id, t, digest) = match store.read(&k) {
                 Ok(r) => r,

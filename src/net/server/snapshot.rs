@@ -54,7 +54,7 @@ impl Shared {
                 tokio::runtime::Handle::current().block_on(c.publish(v, &owner_id, bytes));
             match published {
                 Ok(()) => {}
-                Err(PublishError::NotNewer(cur)) => {
+                Err(PublishError::NotNewer(cur) | PublishError::Elsewhere(cur)) => {
                     return reject(format!(
                         "set version {v} is not newer than the one the cluster uses ({cur})"
                     ));
@@ -72,18 +72,11 @@ impl Shared {
     }
 
     /// A publisher's delta: its signature checked, applied to the state in use (refused,
-    /// naming both states, when it names another), stored in the chain beside the snapshot,
-    /// swapped in; matching goes on meanwhile on the state before it.
+    /// naming both states, when it names another), stored in the chain beside the snapshot
+    /// (on a cluster first in the cluster's chain, which every edge follows), swapped in;
+    /// matching goes on meanwhile on the state before it.
     fn install_delta(self: &Arc<Self>, owner: EntityOrd, bytes: &[u8]) -> Result<u64, String> {
         use crate::index::delta::{Delta, DeltaError};
-        #[cfg(feature = "cluster")]
-        if self.shared_snapshot.is_some() {
-            return Err(
-                "a hub on a cluster takes full snapshots only (for now): push the \
-                        compacted set (`cwn compile` without --base)"
-                    .into(),
-            );
-        }
         let delta = Delta::from_bytes(bytes, Some(&self.verify_key)).map_err(|e| e.to_string())?;
         let Some(cur) = self.index.load_full() else {
             return Err("the hub has no snapshot yet: push a full snapshot first".into());
@@ -97,21 +90,58 @@ impl Shared {
             e => e.to_string(),
         })?;
         let v = next.header().set_version;
+        let owner_id = self.router.registry().entity(owner).id.clone();
+        #[cfg(feature = "cluster")]
+        if let Some(c) = &self.shared_snapshot {
+            use super::cluster::PublishError;
+            let from = cur.header().set_version;
+            let published = tokio::runtime::Handle::current()
+                .block_on(c.publish_delta(from, v, &owner_id, bytes));
+            match published {
+                Ok(()) => {}
+                Err(PublishError::NotNewer(at)) => {
+                    return Err(format!(
+                        "set version {v} is not newer than the one the cluster uses ({at})"
+                    ));
+                }
+                Err(PublishError::Elsewhere(at)) => {
+                    return Err(format!(
+                        "the delta applies to set version {from}, but the cluster is at set \
+                         version {at}: push the deltas that follow it, or a full snapshot"
+                    ));
+                }
+                Err(PublishError::Cluster(e)) => {
+                    return Err(format!("the cluster could not store it: {e}"));
+                }
+            }
+        }
+        self.commit_delta(Some(owner), &owner_id, bytes, &cur, &delta, next)
+            .map_err(|e| format!("the hub could not store it: {e}"))?;
+        Ok(v)
+    }
+
+    /// Stores delta `bytes` (checked, `delta`) beside the snapshot with its owner's id and
+    /// swaps in `next`, `cur` with it applied; hunts the telemetry kept for the indicators it
+    /// adds, in the background.
+    fn commit_delta(
+        self: &Arc<Self>,
+        owner: Option<EntityOrd>,
+        owner_id: &str,
+        bytes: &[u8],
+        cur: &CompiledIndex,
+        delta: &crate::index::delta::Delta,
+        next: CompiledIndex,
+    ) -> std::io::Result<()> {
+        let v = next.header().set_version;
         let dir = self.data_dir.join(DELTA_DIR);
-        let stored = std::fs::create_dir_all(&dir)
-            .and_then(|()| {
-                crate::outfile::replace(&dir.join(format!("set-v{v}.cwndelta")), bytes, true)
-            })
-            .and_then(|()| {
-                let owner_id = &self.router.registry().entity(owner).id;
-                crate::outfile::replace(
-                    &self.data_dir.join(SNAPSHOT_OWNER_FILE),
-                    owner_id.as_bytes(),
-                    true,
-                )
-            });
-        stored.map_err(|e| format!("the hub could not store it: {e}"))?;
-        *lock(&self.publisher) = Some(owner);
+        std::fs::create_dir_all(&dir)?;
+        crate::outfile::replace(&dir.join(format!("set-v{v}.cwndelta")), bytes, true)?;
+        crate::outfile::replace(
+            &self.data_dir.join(SNAPSHOT_OWNER_FILE),
+            owner_id.as_bytes(),
+            true,
+        )?;
+        *lock(&self.publisher) = owner;
         if let Some(m) = &self.metrics {
             m.snapshot(SnapshotInfo::from_index(&next));
         }
@@ -119,36 +149,48 @@ impl Shared {
         lock(&self.states).push(next.clone());
         self.index.store(Some(next.clone()));
         if self.retro.is_some() {
-            let new = new_indicators(&cur, &delta, &next);
-            let s = self.clone();
-            // In the background: the publisher hears of its delta now, the victims of old
-            // telemetry as soon as the hunt finds them.
-            let spawned = std::thread::Builder::new()
-                .name("cwn-retro-hunt".into())
-                .spawn(move || {
-                    let t = std::time::Instant::now();
-                    let r = s.retro_hunt(&next, &new);
-                    tracing::info!(
-                        "retro-hunt for set version {v} ({} new indicator(s)): {} batch(es) kept, \
-                         {} skipped on their summaries, {} hit(s), {} notification(s) in {:.2?}",
-                        new.len(),
-                        r.batches,
-                        r.skipped,
-                        r.hits,
-                        r.notifications,
-                        t.elapsed()
-                    );
-                });
-            if let Err(e) = spawned {
-                tracing::error!("retro-hunt for set version {v} not started: {e}");
-            }
+            let new = new_indicators(cur, delta, &next);
+            self.hunt_in_background(next, move |_| new);
         }
-        Ok(v)
+        Ok(())
     }
 
-    /// Stores `bytes` beside the logs (with its owner's id) and swaps `index` in.
+    /// Hunts the telemetry kept for the indicators `new` finds in state `next`, on a thread
+    /// of its own: whoever pushed hears of the swap now, the victims of old telemetry as soon
+    /// as the hunt finds them.
+    fn hunt_in_background(
+        self: &Arc<Self>,
+        next: Arc<CompiledIndex>,
+        new: impl FnOnce(&CompiledIndex) -> roaring::RoaringBitmap + Send + 'static,
+    ) {
+        let v = next.header().set_version;
+        let s = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cwn-retro-hunt".into())
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                let new = new(&next);
+                let r = s.retro_hunt(&next, &new);
+                tracing::info!(
+                    "retro-hunt for set version {v} ({} new indicator(s)): {} batch(es) kept, \
+                     {} skipped on their summaries, {} hit(s), {} notification(s) in {:.2?}",
+                    new.len(),
+                    r.batches,
+                    r.skipped,
+                    r.hits,
+                    r.notifications,
+                    t.elapsed()
+                );
+            });
+        if let Err(e) = spawned {
+            tracing::error!("retro-hunt for set version {v} not started: {e}");
+        }
+    }
+
+    /// Stores `bytes` beside the logs (with its owner's id) and swaps `index` in; with a
+    /// retro store, hunts for the indicators the state before it did not hold.
     fn activate(
-        &self,
+        self: &Arc<Self>,
         owner: Option<EntityOrd>,
         owner_id: &str,
         bytes: &[u8],
@@ -173,7 +215,12 @@ impl Shared {
         }
         let index = Arc::new(index);
         *lock(&self.states) = vec![index.clone()];
-        self.index.store(Some(index));
+        let before = self.index.swap(Some(index.clone()));
+        if let Some(before) = before
+            && self.retro.is_some()
+        {
+            self.hunt_in_background(index, move |next| indicators_not_in(&before, next));
+        }
         Ok(())
     }
 
@@ -208,60 +255,121 @@ impl Shared {
         ))
     }
 
-    /// Takes the cluster's current snapshot when it is newer than the one in use: fetched,
-    /// its signature checked here, swapped in. Called at start and whenever the cluster's
-    /// current snapshot changes (a push to any edge).
+    /// Takes the cluster's current state when it is newer than the one in use: the deltas
+    /// this edge lacks when it holds the cluster's snapshot and part of its chain, else the
+    /// snapshot and every delta; each fetched, its signature checked here, swapped in. Called
+    /// at start and whenever the cluster's current state changes (a push to any edge).
     #[cfg(feature = "cluster")]
     pub(super) fn adopt(
-        &self,
+        self: &Arc<Self>,
         shared: &super::cluster::SharedSnapshot,
         c: &super::cluster::Current,
     ) {
         let _one = lock(&self.install);
-        let in_use = self
-            .index
-            .load()
-            .as_ref()
-            .map_or(0, |i| i.header().set_version);
-        if c.version <= in_use {
+        let (base, head) = {
+            let states = lock(&self.states);
+            let v = |i: Option<&Arc<CompiledIndex>>| i.map_or(0, |i| i.header().set_version);
+            (v(states.first()), v(states.last()))
+        };
+        if c.head() <= head {
             return;
         }
-        let fetched = tokio::runtime::Handle::current().block_on(shared.fetch(c));
-        let index = fetched.map_err(|e| e.to_string()).and_then(|bytes| {
-            let index = CompiledIndex::from_snapshot(&bytes, Some(&self.verify_key))
-                .map_err(|e| e.to_string())?;
-            if index.header().set_version != c.version {
-                return Err(format!(
-                    "it holds set version {}, not {}",
-                    index.header().set_version,
-                    c.version
-                ));
-            }
-            Ok((bytes, index))
-        });
-        let (bytes, index) = match index {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(
-                    "cluster snapshot {} ({}) not used: {e}",
-                    c.version,
-                    c.object
-                );
-                return;
-            }
+        let registry = self.router.registry();
+        let owner_of = |id: &str| {
+            registry
+                .by_id(id)
+                .filter(|&o| registry.entity(o).roles.contains(Role::Publisher))
         };
-        let owner = self.router.registry().by_id(&c.owner).filter(|&o| {
-            self.router
-                .registry()
-                .entity(o)
-                .roles
-                .contains(Role::Publisher)
-        });
-        match self.activate(owner, &c.owner, &bytes, index) {
-            Ok(()) => tracing::info!("snapshot {} in use (from the cluster)", c.version),
-            Err(e) => tracing::error!("cluster snapshot {}: storing it here: {e}", c.version),
+        // On another base, or a chain that does not lead through this edge's head (a delta
+        // of its own lost to a race): the cluster's snapshot first.
+        let on_chain =
+            base == c.version && (head == c.version || c.deltas.iter().any(|d| d.version == head));
+        if !on_chain {
+            let fetched = tokio::runtime::Handle::current().block_on(shared.fetch(&c.file));
+            let index = fetched.map_err(|e| e.to_string()).and_then(|bytes| {
+                let index = CompiledIndex::from_snapshot(&bytes, Some(&self.verify_key))
+                    .map_err(|e| e.to_string())?;
+                if index.header().set_version != c.version {
+                    return Err(format!(
+                        "it holds set version {}, not {}",
+                        index.header().set_version,
+                        c.version
+                    ));
+                }
+                Ok((bytes, index))
+            });
+            let activated = index.and_then(|(bytes, index)| {
+                self.activate(owner_of(&c.owner), &c.owner, &bytes, index)
+                    .map_err(|e| format!("storing it here: {e}"))
+            });
+            match activated {
+                Ok(()) => tracing::info!("snapshot {} in use (from the cluster)", c.version),
+                Err(e) => {
+                    tracing::error!(
+                        "cluster snapshot {} ({}) not used: {e}",
+                        c.version,
+                        c.file.object
+                    );
+                    return;
+                }
+            }
+        }
+        for link in &c.deltas {
+            let cur = self.index.load_full().expect("a snapshot is in use");
+            if link.version <= cur.header().set_version {
+                continue;
+            }
+            let fetched = tokio::runtime::Handle::current().block_on(shared.fetch(&link.file));
+            let committed = fetched.map_err(|e| e.to_string()).and_then(|bytes| {
+                use crate::index::delta::Delta;
+                let delta =
+                    Delta::from_bytes(&bytes, Some(&self.verify_key)).map_err(|e| e.to_string())?;
+                let next = cur.apply(&delta).map_err(|e| e.to_string())?;
+                if next.header().set_version != link.version {
+                    return Err(format!(
+                        "it leads to set version {}, not {}",
+                        next.header().set_version,
+                        link.version
+                    ));
+                }
+                let owner = owner_of(&link.owner);
+                self.commit_delta(owner, &link.owner, &bytes, &cur, &delta, next)
+                    .map_err(|e| format!("storing it here: {e}"))
+            });
+            match committed {
+                Ok(()) => tracing::info!("delta {} in use (from the cluster)", link.version),
+                Err(e) => {
+                    tracing::error!(
+                        "cluster delta {} ({}) not used: {e}",
+                        link.version,
+                        link.file.object
+                    );
+                    return;
+                }
+            }
         }
     }
+}
+
+/// The ordinals of `next` whose indicator (kind and value) `before` does not hold live: what
+/// a full snapshot adds to the state it replaces.
+fn indicators_not_in(before: &CompiledIndex, next: &CompiledIndex) -> roaring::RoaringBitmap {
+    let b = before.meta();
+    let removed = b.removed();
+    let held: std::collections::HashSet<(crate::indicator::Kind, &str)> = (0..b.len() as u32)
+        .filter(|o| !removed.is_some_and(|r| r.contains(*o)))
+        .map(IndicatorId::new)
+        .map(|o| (b.kind(o), b.value(o)))
+        .collect();
+    let m = next.meta();
+    let removed = m.removed();
+    (0..m.len() as u32)
+        .filter(|o| !removed.is_some_and(|r| r.contains(*o)))
+        .filter(|&o| {
+            let o = IndicatorId::new(o);
+            !held.contains(&(m.kind(o), m.value(o)))
+        })
+        .collect()
 }
 
 /// The ordinals of `next` (`base` with `delta` applied) that hold indicators new with the
