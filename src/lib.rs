@@ -73,6 +73,7 @@ pub mod indicator;
 pub mod ingest;
 pub mod matcher;
 pub mod net;
+pub mod notify;
 pub mod outfile;
 pub mod route;
 pub mod status;

@@ -1999,7 +1999,7 @@ fn issue(net: &Net, entity: &str, role: &str) {
     .unwrap();
 }
 
-fn sigterm(child: &std::process::Child) {
+pub(crate) fn sigterm(child: &std::process::Child) {
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -2008,7 +2008,7 @@ fn sigterm(child: &std::process::Child) {
 }
 
 /// Waits (at most `secs`) until `f` holds.
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let end = std::time::Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(
@@ -2019,7 +2019,7 @@ fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn lines_of(p: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn lines_of(p: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(p)
         .unwrap_or_default()
         .lines()

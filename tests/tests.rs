@@ -14,6 +14,8 @@ mod nats;
 #[cfg(feature = "net")]
 mod net;
 mod normalize;
+#[cfg(feature = "net")]
+mod notify;
 mod plain;
 mod presets;
 mod real;

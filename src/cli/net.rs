@@ -639,11 +639,145 @@ mod with_net {
         /// Stop when nothing arrives for this many seconds.
         #[arg(long, value_name = "SECONDS")]
         pub idle_exit: Option<f64>,
+        /// Hand what the hub sends on to TARGET (repeatable): `webhook:URL` (signed JSON
+        /// alerts), `jsonl:FILE` (the hub's notifications, as `-o` writes them). Alerts are
+        /// aggregated: one per indicator, asset of the entity and UTC day, sent at once and
+        /// updated with the count. Each target reads a local spool (`--spool`) at its own
+        /// pace and retries with back-off: a target that is down loses nothing.
+        #[arg(long = "deliver", value_name = "TARGET")]
+        pub deliver: Vec<String>,
+        /// The webhook targets' HMAC-SHA256 secret: the file's bytes, one trailing newline
+        /// stripped.
+        #[arg(long, value_name = "FILE")]
+        pub webhook_secret_file: Option<PathBuf>,
+        /// The spool the delivery targets read: what the hub sent, stored (fsynced) before it
+        /// is acknowledged, kept until every target has it.
+        #[arg(long, value_name = "DIR", default_value = "cwn-spool")]
+        pub spool: PathBuf,
+        /// Seconds between two updates of one alert while sightings keep coming.
+        #[arg(long, value_name = "SECONDS", default_value_t = 900.0)]
+        pub update_every: f64,
+        /// A --deliver target outside the entity (a third party's service): it gets no alert
+        /// above TLP:GREEN unless --allow-amber-outside (repeatable; the same TARGET text).
+        #[arg(long = "outside", value_name = "TARGET")]
+        pub outside: Vec<String>,
+        /// The entity allows TLP:AMBER and AMBER+STRICT alerts to its --outside targets.
+        #[arg(long)]
+        pub allow_amber_outside: bool,
+    }
+
+    /// The delivery side of `cwn subscribe --deliver`: the outbox and the targets' threads.
+    struct Delivery {
+        outbox: cwn::notify::outbox::Outbox,
+        targets: Vec<cwn::notify::deliver::Running>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Delivery {
+        fn start(args: &SubscribeArgs, id: &Identity) -> anyhow::Result<Option<Delivery>> {
+            use cwn::notify::deliver::{Target, TargetConfig, read_secret, start};
+            if args.deliver.is_empty() {
+                return Ok(None);
+            }
+            for o in &args.outside {
+                anyhow::ensure!(
+                    args.deliver.contains(o),
+                    "--outside {o}: not one of the --deliver targets"
+                );
+            }
+            let secret = args
+                .webhook_secret_file
+                .as_deref()
+                .map(read_secret)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--webhook-secret-file {e}"))?;
+            let configs = args
+                .deliver
+                .iter()
+                .map(|t| {
+                    Ok(TargetConfig {
+                        target: t
+                            .parse::<Target>()
+                            .map_err(|e| anyhow::anyhow!("--deliver {e}"))?,
+                        secret: secret.clone(),
+                        outside: args.outside.contains(t),
+                        allow_amber: args.allow_amber_outside,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let every = Duration::try_from_secs_f64(args.update_every)
+                .map_err(|_| anyhow::anyhow!("--update-every: a number of seconds"))?;
+            let entity = id
+                .chain
+                .first()
+                .and_then(|c| cwn::net::der::identity(c.as_ref()).ok())
+                .and_then(|i| cwn::net::pki::entity_of(&i).map(str::to_owned))
+                .unwrap_or_default();
+            let raw = configs.iter().any(|c| matches!(c.target, Target::Jsonl(_)));
+            let alerts = configs
+                .iter()
+                .any(|c| !matches!(c.target, Target::Jsonl(_)));
+            let outbox = cwn::notify::outbox::Outbox::open(
+                &args.spool,
+                &entity,
+                every.as_millis() as u64,
+                raw,
+                alerts,
+            )?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let targets = configs
+                .into_iter()
+                .map(|c| {
+                    let t = c.target.to_string();
+                    start(outbox.spool().clone(), c, stop.clone())
+                        .map_err(|e| anyhow::anyhow!("--deliver {t}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(Some(Delivery {
+                outbox,
+                targets,
+                stop,
+            }))
+        }
+
+        /// Stores the updates due now.
+        fn tick(&mut self) -> anyhow::Result<()> {
+            Ok(self.outbox.tick(now_ms(), false)?)
+        }
+
+        /// Stores every pending update, lets the targets deliver what they can and stops
+        /// them; what a failing target did not take stays in the spool for the next run.
+        fn finish(self) -> anyhow::Result<()> {
+            let mut outbox = self.outbox;
+            outbox.tick(now_ms(), true)?;
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            outbox.spool().wake();
+            for t in self.targets {
+                let (name, status) = (t.config.target.to_string(), t.status.clone());
+                t.join();
+                let left = outbox.spool().last();
+                eprintln!(
+                    "{name}: delivered {}, withheld by TLP {} (spool at {left})",
+                    status.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                    status.withheld.load(std::sync::atomic::Ordering::Relaxed),
+                );
+            }
+            Ok(())
+        }
+    }
+
+    fn now_ms() -> u64 {
+        jiff::Timestamp::now().as_millisecond().max(0) as u64
     }
 
     pub(in crate::cli) fn run_subscribe(args: &SubscribeArgs) -> anyhow::Result<ExitCode> {
         let id = args.id.load()?;
-        let n = runtime()?.block_on(subscribe(args, &id))?;
+        let mut delivery = Delivery::start(args, &id)?;
+        let n = runtime()?.block_on(subscribe(args, &id, &mut delivery));
+        if let Some(d) = delivery {
+            d.finish()?;
+        }
+        let n = n?;
         eprintln!("received {n} notification(s)");
         Ok(ExitCode::SUCCESS)
     }
@@ -661,7 +795,11 @@ mod with_net {
     /// last acknowledged offset. It stops with an error only for what retrying cannot fix:
     /// its identity or role refused, or a newer connection of the same entity taking over
     /// (the newest subscriber of an entity wins; the one it replaced is told so and exits).
-    async fn subscribe(args: &SubscribeArgs, id: &Identity) -> anyhow::Result<u64> {
+    async fn subscribe(
+        args: &SubscribeArgs,
+        id: &Identity,
+        delivery: &mut Option<Delivery>,
+    ) -> anyhow::Result<u64> {
         let mut from = args.from.map_or(StartFrom::Acked, StartFrom::Offset);
         let mut file = match &args.output {
             Some(p) => Some(open_append(p)?),
@@ -699,7 +837,16 @@ mod with_net {
             backoff.reset();
             // After the first connection, always resume after what was acknowledged.
             from = StartFrom::Acked;
-            match receive(args, &mut sub, &mut file, &mut received, &mut recent).await {
+            let r = receive(
+                args,
+                &mut sub,
+                &mut file,
+                delivery,
+                &mut received,
+                &mut recent,
+            )
+            .await;
+            match r {
                 Ok(SubscribeEnd::Done) => {
                     sub.close().await;
                     return Ok(received);
@@ -760,6 +907,7 @@ mod with_net {
         args: &SubscribeArgs,
         sub: &mut cwn::net::client::Subscription,
         file: &mut Option<std::fs::File>,
+        delivery: &mut Option<Delivery>,
         received: &mut u64,
         recent: &mut RecentIds,
     ) -> anyhow::Result<SubscribeEnd> {
@@ -775,15 +923,30 @@ mod with_net {
         while *received < limit {
             // The first notification waits (up to --idle-exit); the ones already buffered
             // behind it join its write, fsync and ack.
-            let first = match idle {
-                Some(d) => match tokio::time::timeout(d, sub.next()).await {
-                    Ok(r) => r,
-                    Err(_) => return Ok(SubscribeEnd::Done),
-                },
-                None => tokio::select! {
-                    r = sub.next() => r,
+            // With delivery targets, a tick a second stores the alert updates that fall due.
+            let idle_until = idle.map(|d| tokio::time::Instant::now() + d);
+            let first = loop {
+                let tick = tokio::time::sleep(if delivery.is_some() {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_secs(3600)
+                });
+                let idle_end = async {
+                    match idle_until {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    r = sub.next() => break r,
+                    _ = tick => {
+                        if let Some(d) = delivery.as_mut() {
+                            d.tick()?;
+                        }
+                    }
+                    _ = idle_end => return Ok(SubscribeEnd::Done),
                     _ = tokio::signal::ctrl_c() => return Ok(SubscribeEnd::Done),
-                },
+                }
             };
             let first = match first {
                 Ok(Some(n)) => n,
@@ -818,16 +981,21 @@ mod with_net {
                 serde_json::to_writer(&mut text, &notification_json(*offset, n))?;
                 text.push(b'\n');
             }
-            match file {
-                Some(f) => {
+            match (file.as_mut(), delivery.as_mut()) {
+                (Some(f), _) => {
                     f.write_all(&text)?;
                     f.sync_data()?;
                 }
-                None => {
+                // The targets have it once the spool does.
+                (None, Some(_)) => {}
+                (None, None) => {
                     let mut out = std::io::stdout().lock();
                     out.write_all(&text)?;
                     out.flush()?;
                 }
+            }
+            if let Some(d) = delivery.as_mut() {
+                d.outbox.take(&group, now_ms())?;
             }
             *received += fresh;
             let last = group.last().map(|g| g.0).unwrap_or_default();

@@ -1,0 +1,452 @@
+//! Delivery targets of `cwn subscribe --deliver`: each reads the [`Spool`] on a thread of
+//! its own, hands what it reads to its target, and moves its cursor only after the target
+//! accepted; a refusal or an outage is retried with exponential back-off (capped at
+//! [`MAX_BACKOFF`]), so a target that is down loses nothing and holds up no other.
+//!
+//! - `webhook:URL` — `POST` of one alert as a JSON object, or of several as a JSON array,
+//!   `Content-Type: application/json`, signed: `X-Cwn-Timestamp: <unix seconds>` and
+//!   `X-Cwn-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` under the secret;
+//!   any 2xx is accepted.
+//! - `jsonl:FILE` — the hub's notifications as `cwn subscribe -o FILE` writes them, each
+//!   line fsynced before the cursor moves.
+//!
+//! A target marked `outside` (a third party, e.g. a SaaS ticket system) gets no alert above
+//! TLP:GREEN unless `allow_amber` says the entity allowed it.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Alert;
+use super::spool::{Record, Spool};
+use crate::indicator::Tlp;
+
+/// The longest wait between two attempts at a target that fails.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// Alerts in one webhook `POST` at most.
+pub const WEBHOOK_BATCH: usize = 200;
+
+/// One record of the spool: a hub notification as `cwn subscribe -o` writes it, or an alert.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outgoing {
+    /// The hub's notification (`jsonl` targets).
+    Raw(serde_json::Value),
+    /// An alert (every other target).
+    Alert(Box<Alert>),
+}
+
+/// Where a target delivers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `webhook:URL`.
+    Webhook(String),
+    /// `jsonl:FILE`.
+    Jsonl(PathBuf),
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: a target is KIND:WHERE (webhook:URL, jsonl:FILE)"))?;
+        match scheme {
+            "webhook" => {
+                let url = url::Url::parse(rest).map_err(|e| format!("{s:?}: {e}"))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(format!("{s:?}: a webhook is an http or https URL"));
+                }
+                Ok(Target::Webhook(rest.to_string()))
+            }
+            "jsonl" if !rest.is_empty() => Ok(Target::Jsonl(PathBuf::from(rest))),
+            _ => Err(format!(
+                "{s:?}: unknown target kind {scheme:?} (webhook:URL, jsonl:FILE)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Webhook(u) => write!(f, "webhook:{u}"),
+            Target::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
+        }
+    }
+}
+
+/// A target and how it may be used.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    /// Where it delivers.
+    pub target: Target,
+    /// The webhook's signing secret (the file's bytes, one trailing newline stripped).
+    pub secret: Option<Vec<u8>>,
+    /// Outside the entity (a third party): no TLP:AMBER or stricter unless `allow_amber`.
+    pub outside: bool,
+    /// The entity allowed AMBER alerts to this outside target.
+    pub allow_amber: bool,
+}
+
+impl TargetConfig {
+    /// The name of its cursor in the spool: its kind and a digest of where it delivers, so
+    /// the same target keeps its place across restarts and two targets never share one.
+    pub fn cursor_name(&self) -> String {
+        let kind = match self.target {
+            Target::Webhook(_) => "webhook",
+            Target::Jsonl(_) => "jsonl",
+        };
+        let h = xxhash_rust::xxh3::xxh3_64(self.target.to_string().as_bytes());
+        format!("{kind}-{h:016x}")
+    }
+
+    /// Whether an alert of label `tlp` may go to this target.
+    pub fn may_carry(&self, tlp: Tlp) -> bool {
+        !self.outside || tlp <= Tlp::Green || (self.allow_amber && tlp <= Tlp::AmberStrict)
+    }
+}
+
+/// Reads a secret file: its bytes, one trailing newline (`\n` or `\r\n`) stripped.
+///
+/// # Errors
+/// The file cannot be read, or is empty.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let mut b = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if b.last() == Some(&b'\n') {
+        b.pop();
+        if b.last() == Some(&b'\r') {
+            b.pop();
+        }
+    }
+    if b.is_empty() {
+        return Err(format!("{}: the secret is empty", path.display()));
+    }
+    Ok(b)
+}
+
+/// The `X-Cwn-Signature` value of `body` sent at `timestamp` (Unix seconds) under `secret`.
+pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    ctx.update(timestamp.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    let tag = ctx.sign();
+    let mut hex = String::with_capacity(64);
+    for b in tag.as_ref() {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    format!("sha256={hex}")
+}
+
+/// How one target is doing, for the subscriber's log and summary.
+#[derive(Debug, Default)]
+pub struct TargetStatus {
+    /// Alerts (or notifications) the target accepted.
+    pub delivered: AtomicU64,
+    /// Alerts held back by the TLP rule for outside targets.
+    pub withheld: AtomicU64,
+    /// Failed attempts since the last success (0: healthy).
+    pub failing: AtomicU64,
+    /// Unix milliseconds of the last accepted delivery.
+    pub last_ok_ms: AtomicU64,
+}
+
+/// Why a delivery was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DeliverError(pub String);
+
+/// One adapter: hands records to its target.
+trait Adapter {
+    /// Delivers `items` (already filtered for the target); Ok when the target accepted all.
+    fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError>;
+    /// The most records to read at once.
+    fn batch(&self) -> usize;
+}
+
+struct Webhook {
+    url: String,
+    secret: Vec<u8>,
+    agent: ureq::Agent,
+}
+
+impl Adapter for Webhook {
+    fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError> {
+        let alerts: Vec<&Alert> = items
+            .iter()
+            .filter_map(|i| match i {
+                Outgoing::Alert(a) => Some(&**a),
+                Outgoing::Raw(_) => None,
+            })
+            .collect();
+        let body = match alerts.as_slice() {
+            [] => return Ok(()),
+            [one] => serde_json::to_vec(one),
+            many => serde_json::to_vec(many),
+        }
+        .map_err(|e| DeliverError(e.to_string()))?;
+        let ts = jiff::Timestamp::now().as_second().max(0) as u64;
+        let resp = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("X-Cwn-Timestamp", ts.to_string())
+            .header("X-Cwn-Signature", signature(&self.secret, ts, &body))
+            .send(&body[..])
+            .map_err(|e| DeliverError(format!("{}: {e}", self.url)))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(DeliverError(format!("{}: HTTP {status}", self.url)))
+        }
+    }
+
+    fn batch(&self) -> usize {
+        WEBHOOK_BATCH
+    }
+}
+
+struct Jsonl {
+    path: PathBuf,
+    file: File,
+}
+
+impl Adapter for Jsonl {
+    fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError> {
+        let mut text = Vec::new();
+        for i in items {
+            if let Outgoing::Raw(v) = i {
+                serde_json::to_writer(&mut text, v).map_err(|e| DeliverError(e.to_string()))?;
+                text.push(b'\n');
+            }
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        let fail = |e: std::io::Error| DeliverError(format!("{}: {e}", self.path.display()));
+        self.file.write_all(&text).map_err(fail)?;
+        self.file.sync_data().map_err(fail)
+    }
+
+    fn batch(&self) -> usize {
+        1024
+    }
+}
+
+fn adapter(cfg: &TargetConfig) -> Result<Box<dyn Adapter + Send>, String> {
+    Ok(match &cfg.target {
+        Target::Webhook(url) => Box::new(Webhook {
+            url: url.clone(),
+            secret: cfg
+                .secret
+                .clone()
+                .ok_or_else(|| format!("{}: a webhook needs --webhook-secret-file", cfg.target))?,
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(30)))
+                .http_status_as_error(false)
+                .user_agent(concat!("cwn-subscribe/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into(),
+        }),
+        Target::Jsonl(path) => Box::new(Jsonl {
+            file: std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+            path: path.clone(),
+        }),
+    })
+}
+
+/// Whether a target of this kind takes the hub's notifications as they are (else alerts).
+fn takes_raw(t: &Target) -> bool {
+    matches!(t, Target::Jsonl(_))
+}
+
+/// A running target: see [`start`].
+pub struct Running {
+    /// The target.
+    pub config: TargetConfig,
+    /// How it is doing.
+    pub status: Arc<TargetStatus>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits for its thread (after the stop flag was set and the spool woken).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts `cfg`'s thread: it delivers what the spool holds after the target's cursor until
+/// `stop` is set and it has nothing more it can deliver now.
+///
+/// # Errors
+/// The target cannot be set up (a file that cannot be opened, a webhook without a secret) or
+/// its cursor cannot be read.
+pub fn start(
+    spool: Arc<Spool>,
+    cfg: TargetConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, String> {
+    let mut adapter = adapter(&cfg)?;
+    // Check the cursor now, so a broken one fails the start, not the thread.
+    spool
+        .reader(&cfg.cursor_name())
+        .map_err(|e| e.to_string())?;
+    let status = Arc::new(TargetStatus::default());
+    let (c, st) = (cfg.clone(), status.clone());
+    let thread = std::thread::Builder::new()
+        .name(format!("cwn-deliver-{}", cfg.cursor_name()))
+        .spawn(move || run(&spool, &c, &mut *adapter, &st, &stop))
+        .map_err(|e| e.to_string())?;
+    Ok(Running {
+        config: cfg,
+        status,
+        thread,
+    })
+}
+
+fn run(
+    spool: &Spool,
+    cfg: &TargetConfig,
+    adapter: &mut dyn Adapter,
+    status: &TargetStatus,
+    stop: &AtomicBool,
+) {
+    let mut reader = match spool.reader(&cfg.cursor_name()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{}: {e}", cfg.target);
+            return;
+        }
+    };
+    let raw = takes_raw(&cfg.target);
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let records: Vec<Record> = match reader.next(adapter.batch(), Duration::from_millis(200)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{}: reading the spool: {e}", cfg.target);
+                return;
+            }
+        };
+        if records.is_empty() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            continue;
+        }
+        let last = records.last().map_or(0, |r| r.seq);
+        let mut items = Vec::with_capacity(records.len());
+        let mut withheld = 0u64;
+        for r in &records {
+            match serde_json::from_slice::<Outgoing>(&r.body) {
+                Ok(Outgoing::Raw(v)) if raw => items.push(Outgoing::Raw(v)),
+                Ok(Outgoing::Alert(a)) if !raw => {
+                    if cfg.may_carry(super::tlp_of(&a.tlp)) {
+                        items.push(Outgoing::Alert(a));
+                    } else {
+                        withheld += 1;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("{}: spool record {}: {e}; skipped", cfg.target, r.seq),
+            }
+        }
+        loop {
+            match adapter.deliver(&items) {
+                Ok(()) => {
+                    if let Err(e) = reader.delivered(last) {
+                        tracing::error!("{}: storing the cursor: {e}", cfg.target);
+                        return;
+                    }
+                    status
+                        .delivered
+                        .fetch_add(items.len() as u64, Ordering::Relaxed);
+                    status.withheld.fetch_add(withheld, Ordering::Relaxed);
+                    status.failing.store(0, Ordering::Relaxed);
+                    status.last_ok_ms.store(
+                        jiff::Timestamp::now().as_millisecond().max(0) as u64,
+                        Ordering::Relaxed,
+                    );
+                    wait = Duration::from_millis(250);
+                    break;
+                }
+                Err(e) => {
+                    let n = status.failing.fetch_add(1, Ordering::Relaxed) + 1;
+                    if stop.load(Ordering::Relaxed) {
+                        tracing::warn!(
+                            "{}: {e}; stopping with {} record(s) undelivered (kept in the spool)",
+                            cfg.target,
+                            spool.pending_after(reader.cursor())
+                        );
+                        return;
+                    }
+                    // Jitter: a quarter of the wait, from the clock's low bits.
+                    let jitter = (jiff::Timestamp::now().subsec_nanosecond().unsigned_abs() as u64)
+                        % (wait.as_millis() as u64 / 4 + 1);
+                    let sleep = wait + Duration::from_millis(jitter);
+                    tracing::warn!(
+                        "{}: {e} (attempt {n}); again in {:.1} s",
+                        cfg.target,
+                        sleep.as_secs_f64()
+                    );
+                    // Sleep in steps, to see the stop flag.
+                    let until = std::time::Instant::now() + sleep;
+                    while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    wait = (wait * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_sha256_over_timestamp_dot_body() {
+        // Computed with Python's hmac module:
+        // hmac.new(b"secret", b"1700000000.{}", hashlib.sha256).hexdigest()
+        assert_eq!(
+            signature(b"secret", 1_700_000_000, b"{}"),
+            "sha256=b8569b78799ff9e3cbff0fc2d63a33a2b57f3282abd07c37ae5e8e7d79a5f163"
+        );
+    }
+
+    #[test]
+    fn targets_parse_and_outside_ones_carry_nothing_above_green_unless_allowed() {
+        assert_eq!(
+            "webhook:https://soc.example/hook"
+                .parse::<Target>()
+                .unwrap(),
+            Target::Webhook("https://soc.example/hook".into())
+        );
+        assert!("webhook:ftp://x".parse::<Target>().is_err());
+        assert!("carrier-pigeon:x".parse::<Target>().is_err());
+        let mut c = TargetConfig {
+            target: "jsonl:/tmp/x".parse().unwrap(),
+            secret: None,
+            outside: true,
+            allow_amber: false,
+        };
+        assert!(c.may_carry(Tlp::Green) && !c.may_carry(Tlp::Amber));
+        c.allow_amber = true;
+        assert!(c.may_carry(Tlp::AmberStrict) && !c.may_carry(Tlp::Red));
+    }
+}

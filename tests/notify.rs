@@ -1,0 +1,295 @@
+//! Notifications people act on (issue 21): `cwn subscribe --deliver` aggregates the hub's
+//! notifications into alerts and hands them to real receivers — a webhook server here that
+//! checks every signature and can refuse for a while — through a spool that loses nothing.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::net::{Net, lines_of, sigterm, spawn_hub_with, wait_until};
+
+/// One request the webhook accepted.
+#[derive(Clone, Debug)]
+pub(crate) struct Post {
+    pub(crate) body: serde_json::Value,
+}
+
+/// A webhook receiver on loopback: verifies `X-Cwn-Signature` of every request (a bad one
+/// fails the test), answers 500 until `refuse_until`, then 204 and keeps the body.
+pub(crate) struct Hook {
+    pub(crate) url: String,
+    pub(crate) accepted: Arc<Mutex<Vec<Post>>>,
+    pub(crate) refused: Arc<Mutex<u64>>,
+    pub(crate) bad_signatures: Arc<Mutex<Vec<String>>>,
+}
+
+fn hex_hmac(secret: &[u8], msg: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::sign(&key, msg)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Hook {
+    pub(crate) fn start(secret: &[u8], refuse_until: Instant) -> Hook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(0));
+        let bad = Arc::new(Mutex::new(Vec::new()));
+        let (a, r, b, secret) = (
+            accepted.clone(),
+            refused.clone(),
+            bad.clone(),
+            secret.to_vec(),
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (a, r, b, secret) = (a.clone(), r.clone(), b.clone(), secret.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    // Keep-alive: request after request on one connection.
+                    loop {
+                        let mut headers = BTreeMap::new();
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':') {
+                                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                            }
+                        }
+                        let len: usize = headers
+                            .get("content-length")
+                            .and_then(|l| l.parse().ok())
+                            .unwrap_or(0);
+                        let mut body = vec![0; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let ts = headers.get("x-cwn-timestamp").cloned().unwrap_or_default();
+                        let want = format!(
+                            "sha256={}",
+                            hex_hmac(&secret, &[ts.as_bytes(), b".", &body].concat())
+                        );
+                        let got = headers.get("x-cwn-signature").cloned().unwrap_or_default();
+                        let fresh = ts
+                            .parse::<i64>()
+                            .is_ok_and(|t| (jiff::Timestamp::now().as_second() - t).abs() < 300);
+                        if got != want || !fresh {
+                            b.lock().unwrap().push(format!("{ts} {got}"));
+                        }
+                        let status = if Instant::now() < refuse_until {
+                            *r.lock().unwrap() += 1;
+                            "500 Internal Server Error"
+                        } else {
+                            a.lock().unwrap().push(Post {
+                                body: serde_json::from_slice(&body).unwrap(),
+                            });
+                            "204 No Content"
+                        };
+                        let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                        if conn.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Hook {
+            url,
+            accepted,
+            refused,
+            bad_signatures: bad,
+        }
+    }
+
+    /// Every alert accepted, batches unpacked.
+    pub(crate) fn alerts(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for p in self.accepted.lock().unwrap().iter() {
+            match &p.body {
+                serde_json::Value::Array(a) => out.extend(a.iter().cloned()),
+                one => out.push(one.clone()),
+            }
+        }
+        out
+    }
+}
+
+fn subscriber(net: &Net, addr: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["subscribe", "--hub", addr, "--pki"])
+        .arg(net.dir.path().join("pki"))
+        .args(["--entity", "hospital"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn stream_rows(net: &Net, addr: &str, name: &str, rows: &[(&str, &str)]) -> usize {
+    let t = net.telemetry(name, rows);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(super::net::stream(net, addr, &t)).len()
+}
+
+/// The webhook is down (HTTP 500) for `CWN_OUTAGE_SECS` (60 unless set) while 1,000
+/// sightings of one indicator at one hospital client and one of another come in, and the
+/// subscriber is killed and started again in the middle of it: once the webhook is back it
+/// receives every alert, each signed, one alert per (indicator, asset, day) with the count,
+/// every field of the notification model filled; the `jsonl` target beside it every hub
+/// notification once.
+#[cfg(unix)]
+#[test]
+fn a_webhook_down_for_a_minute_receives_every_alert_once_it_is_back() {
+    let outage: u64 = std::env::var("CWN_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let net = Net::new();
+    let p = net.dir.path();
+    std::fs::write(p.join("hook.secret"), "s3cret\n").unwrap();
+    let refuse_until = Instant::now() + Duration::from_secs(outage);
+    let hook = Hook::start(b"s3cret", refuse_until);
+    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let jsonl = p.join("hospital.jsonl");
+    let args: Vec<String> = vec![
+        "--deliver".into(),
+        format!("webhook:{}", hook.url),
+        "--webhook-secret-file".into(),
+        p.join("hook.secret").display().to_string(),
+        "--deliver".into(),
+        format!("jsonl:{}", jsonl.display()),
+        "--spool".into(),
+        p.join("spool").display().to_string(),
+        "--update-every".into(),
+        "1".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut sub = subscriber(&net, &addr, &args);
+    // Connected once a first hit reaches the spool's jsonl target... which is behind the
+    // webhook's outage only for alerts: the jsonl target delivers at once.
+    let rows: Vec<(&str, &str)> = vec![("www.evil.example", "198.51.100.20"); 1000];
+    wait_until(30, "the subscriber to connect", || {
+        stream_rows(&net, &addr, "first.jsonl", &rows[..1]) == 1 && !lines_of(&jsonl).is_empty()
+    });
+    assert_eq!(stream_rows(&net, &addr, "many.jsonl", &rows[1..]), 999);
+    wait_until(30, "the 1,000 notifications in the jsonl target", || {
+        lines_of(&jsonl).len() >= 1000
+    });
+    // Killed in the outage, with everything acknowledged to the hub and only in its spool.
+    let _ = sub.kill();
+    sub.wait().unwrap();
+    let mut sub = subscriber(&net, &addr, &args);
+    assert_eq!(
+        stream_rows(
+            &net,
+            &addr,
+            "other.jsonl",
+            &[("evil.example", "198.51.100.21")]
+        ),
+        1
+    );
+    assert!(
+        Instant::now() < refuse_until,
+        "the outage outlasts the sightings"
+    );
+    let deadline = refuse_until + Duration::from_secs(60);
+    let done = || {
+        let alerts = hook.alerts();
+        alerts.iter().any(|a| a["count"] == 1000)
+            && alerts
+                .iter()
+                .any(|a| a["entity_assets"][0]["value"] == "198.51.100.21")
+    };
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "not everything within 60 s of the webhook's return: {:?}",
+            hook.alerts()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(*hook.refused.lock().unwrap() > 0, "the outage was seen");
+    assert!(
+        hook.bad_signatures.lock().unwrap().is_empty(),
+        "{:?}",
+        hook.bad_signatures.lock().unwrap()
+    );
+    let alerts = hook.alerts();
+    // One alert per (indicator, asset, day): two ids, however many revisions.
+    let ids: std::collections::BTreeSet<&str> =
+        alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{alerts:#?}");
+    assert!(
+        alerts.len() <= 10,
+        "1,000 sightings are one alert and a few updates, not {} messages",
+        alerts.len()
+    );
+    let last = alerts.iter().find(|a| a["count"] == 1000).unwrap();
+    for field in [
+        "id",
+        "tlp",
+        "indicator",
+        "kind",
+        "first_seen",
+        "last_seen",
+        "reported_by",
+        "recommended_action",
+        "tlp_meaning",
+        "matched_value",
+    ] {
+        assert!(
+            last[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{field}: {last:#}"
+        );
+    }
+    assert_eq!(last["indicator"], "evil.example", "{last:#}");
+    assert_eq!(last["kind"], "domain");
+    assert_eq!(last["tlp"], "TLP:GREEN");
+    assert_eq!(last["reported_by"], "msp");
+    assert_eq!(last["entity_assets"][0]["value"], "198.51.100.20");
+    assert!(
+        last["recommended_action"]
+            .as_str()
+            .unwrap()
+            .contains("198.51.100.20"),
+        "{last:#}"
+    );
+    assert!(last["revision"].as_u64().unwrap() >= 2);
+    assert!(last["first_seen"].as_str() <= last["last_seen"].as_str());
+    // The jsonl target: every hub notification once, by id, across the restart.
+    wait_until(30, "the last notification in the jsonl target", || {
+        lines_of(&jsonl).len() >= 1001
+    });
+    let lines = lines_of(&jsonl);
+    let ids: std::collections::BTreeSet<String> = lines
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1001, "each notification once");
+    let _ = sub.kill();
+    sub.wait().unwrap();
+    sigterm(&hub);
+    hub.wait().unwrap();
+}
