@@ -133,10 +133,14 @@ impl Hook {
 }
 
 fn subscriber(net: &Net, addr: &str, args: &[&str]) -> std::process::Child {
+    subscriber_of(net, addr, "hospital", args)
+}
+
+fn subscriber_of(net: &Net, addr: &str, entity: &str, args: &[&str]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
         .args(["subscribe", "--hub", addr, "--pki"])
         .arg(net.dir.path().join("pki"))
-        .args(["--entity", "hospital"])
+        .args(["--entity", entity])
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -290,6 +294,209 @@ fn a_webhook_down_for_a_minute_receives_every_alert_once_it_is_back() {
     assert_eq!(ids.len(), 1001, "each notification once");
     let _ = sub.kill();
     sub.wait().unwrap();
+    sigterm(&hub);
+    hub.wait().unwrap();
+}
+
+/// An SMTP server on loopback (`aiosmtpd`, the reference asyncio SMTP server from PyPI) that
+/// keeps every message, parsed by Python's `email` package: `DIR/<n>.json` with the envelope,
+/// the headers, and the text and HTML parts decoded.
+const SMTP_SINK: &str = r#"
+import email, email.policy, json, os, signal, sys
+from aiosmtpd.controller import Controller
+port, out = int(sys.argv[1]), sys.argv[2]
+os.makedirs(out, exist_ok=True)
+class Keep:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Keep.n += 1
+        m = email.message_from_bytes(envelope.original_content or envelope.content,
+                                     policy=email.policy.default)
+        parts = {p.get_content_type(): p.get_content() for p in m.walk()
+                 if not p.is_multipart()}
+        doc = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+               "subject": str(m["subject"]), "from": str(m["from"]), "to": str(m["to"]),
+               "message_id": str(m["message-id"]), "text": parts.get("text/plain", ""),
+               "html": parts.get("text/html", "")}
+        tmp = os.path.join(out, f"{Keep.n:06}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+        os.rename(tmp, os.path.join(out, f"{Keep.n:06}.json"))
+        return "250 OK"
+c = Controller(Keep(), hostname="127.0.0.1", port=port)
+c.start()
+print("ready", flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+c.stop()
+"#;
+
+/// The SMTP sink on `port`, keeping messages in `dir`; killed on drop.
+struct SmtpSink(std::process::Child);
+
+impl SmtpSink {
+    fn start(port: u16, dir: &std::path::Path) -> SmtpSink {
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", SMTP_SINK, &port.to_string()])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.trim() != "ready" {
+            let status = child.wait().unwrap();
+            if std::env::var("CWN_SKIP_SMTP").as_deref() == Ok("1") {
+                eprintln!("skipping: CWN_SKIP_SMTP=1 and no aiosmtpd");
+            }
+            panic!(
+                "the aiosmtpd sink did not start ({status}): `python3 -m pip install aiosmtpd` \
+                 (.ci/run does), or set CWN_SKIP_SMTP=1 to skip the e-mail tests deliberately"
+            );
+        }
+        SmtpSink(child)
+    }
+
+    fn messages(dir: &std::path::Path) -> Vec<serde_json::Value> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        names.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        names.sort();
+        names
+            .iter()
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn as_str(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `--deliver smtp:HOST:PORT`: the mail server is down when the alerts come and starts
+/// seconds later; it then receives a readable e-mail per alert — the TLP banner in the subject
+/// and first in the text and HTML, what, where, when, who reported it, what to do — and a
+/// subscriber in digest mode one e-mail with all its alerts.
+#[cfg(unix)]
+#[test]
+fn e_mails_per_alert_and_as_a_digest_reach_an_smtp_server_that_came_up_late() {
+    if std::env::var("CWN_SKIP_SMTP").as_deref() == Ok("1") {
+        eprintln!("skipping: CWN_SKIP_SMTP=1");
+        return;
+    }
+    let net = Net::new();
+    let p = net.dir.path();
+    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let port = free_port();
+    let target = format!("smtp:127.0.0.1:{port}");
+    let mail = |entity: &str, extra: &[&str]| {
+        let mut a: Vec<String> = vec![
+            "--deliver".into(),
+            target.clone(),
+            "--mail-from".into(),
+            "cwn@ncsc.example".into(),
+            "--mail-to".into(),
+            format!("security@{entity}.example"),
+            "--spool".into(),
+            p.join(format!("spool-{entity}")).display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let hospital_args = mail("hospital", &[]);
+    let water_args = mail("water", &["--digest-minutes", "0.05"]);
+    let mut hospital = subscriber_of(&net, &addr, "hospital", &as_str(&hospital_args));
+    let mut water = subscriber_of(&net, &addr, "water", &as_str(&water_args));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        stream_rows(
+            &net,
+            &addr,
+            "mail.jsonl",
+            &[
+                ("www.evil.example", "198.51.100.20"),
+                ("evil.example", "203.0.113.7"),
+                ("evil.example", "203.0.113.8"),
+                ("www.evil.example", "203.0.113.9"),
+            ]
+        ),
+        4
+    );
+    // The server comes up only now.
+    std::thread::sleep(Duration::from_secs(3));
+    let dir = p.join("mail");
+    let _sink = SmtpSink::start(port, &dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while SmtpSink::messages(&dir).len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", SmtpSink::messages(&dir));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let msgs = SmtpSink::messages(&dir);
+    assert_eq!(msgs.len(), 2, "one e-mail per alert, one digest: {msgs:#?}");
+    let one = msgs
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "security@hospital.example")
+        .expect("the hospital's e-mail");
+    assert_eq!(one["mail_from"], "cwn@ncsc.example");
+    let subject = one["subject"].as_str().unwrap();
+    assert!(subject.starts_with("[TLP:GREEN]"), "{subject}");
+    assert!(
+        subject.contains("evil.example") && subject.contains("198.51.100.20"),
+        "{subject}"
+    );
+    let text = one["text"].as_str().unwrap();
+    assert!(text.starts_with("TLP:GREEN"), "{text}");
+    for want in [
+        "domain evil.example",
+        "www.evil.example",
+        "198.51.100.20",
+        "Reported by:    msp",
+        "What to do:",
+        "1 time(s)",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    let html = one["html"].as_str().unwrap();
+    assert!(
+        html.contains("TLP:GREEN") && html.contains("evil.example"),
+        "{html}"
+    );
+    let digest = msgs
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "security@water.example")
+        .expect("the water board's digest");
+    let subject = digest["subject"].as_str().unwrap();
+    assert!(
+        subject.starts_with("[TLP:GREEN] 3 cwn alerts for water"),
+        "{subject}"
+    );
+    let text = digest["text"].as_str().unwrap();
+    for asset in ["203.0.113.7", "203.0.113.8", "203.0.113.9"] {
+        assert!(text.contains(asset), "{asset} not in the digest:\n{text}");
+    }
+    for c in [&mut hospital, &mut water] {
+        let _ = c.kill();
+        c.wait().unwrap();
+    }
     sigterm(&hub);
     hub.wait().unwrap();
 }

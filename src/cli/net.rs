@@ -664,6 +664,29 @@ mod with_net {
         /// The entity allows TLP:AMBER and AMBER+STRICT alerts to its --outside targets.
         #[arg(long)]
         pub allow_amber_outside: bool,
+        /// Sender of the e-mails of `smtp:` targets.
+        #[arg(long, value_name = "ADDR")]
+        pub mail_from: Option<String>,
+        /// Recipient of the e-mails of `smtp:` targets (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        pub mail_to: Vec<String>,
+        /// Send `smtp:` targets one digest every this many minutes instead of an e-mail per
+        /// alert.
+        #[arg(long, value_name = "MINUTES")]
+        pub digest_minutes: Option<f64>,
+        /// Refuse an SMTP server that does not offer STARTTLS (else it is used when offered).
+        #[arg(long)]
+        pub smtp_starttls: bool,
+        /// SMTP AUTH PLAIN user (with --smtp-password-file); never sent without TLS except to
+        /// a loopback server.
+        #[arg(long, value_name = "USER", requires = "smtp_password_file")]
+        pub smtp_user: Option<String>,
+        /// The SMTP password: the file's bytes, one trailing newline stripped.
+        #[arg(long, value_name = "FILE", requires = "smtp_user")]
+        pub smtp_password_file: Option<PathBuf>,
+        /// CA certificates (PEM) to trust for STARTTLS instead of the web PKI's.
+        #[arg(long, value_name = "FILE")]
+        pub smtp_ca: Option<PathBuf>,
     }
 
     /// The delivery side of `cwn subscribe --deliver`: the outbox and the targets' threads.
@@ -691,6 +714,51 @@ mod with_net {
                 .map(read_secret)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--webhook-secret-file {e}"))?;
+            let mail = if args.deliver.iter().any(|t| t.starts_with("smtp:")) {
+                let from = args
+                    .mail_from
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("an smtp: target needs --mail-from"))?;
+                anyhow::ensure!(!args.mail_to.is_empty(), "an smtp: target needs --mail-to");
+                for a in std::iter::once(&from).chain(&args.mail_to) {
+                    anyhow::ensure!(
+                        a.contains('@') && !a.contains(['<', '>', '\r', '\n', ' ']),
+                        "{a:?} is not an e-mail address"
+                    );
+                }
+                let auth = match (&args.smtp_user, &args.smtp_password_file) {
+                    (Some(u), Some(f)) => {
+                        let p = read_secret(f)
+                            .map_err(|e| anyhow::anyhow!("--smtp-password-file {e}"))?;
+                        let p = String::from_utf8(p)
+                            .map_err(|_| anyhow::anyhow!("{}: not UTF-8", f.display()))?;
+                        Some((u.clone(), p))
+                    }
+                    _ => None,
+                };
+                let ca = args
+                    .smtp_ca
+                    .as_deref()
+                    .map(|p| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())))
+                    .transpose()?;
+                Some(cwn::notify::smtp::SmtpConfig {
+                    server: String::new(),
+                    from,
+                    to: args.mail_to.clone(),
+                    require_tls: args.smtp_starttls,
+                    auth,
+                    ca,
+                })
+            } else {
+                None
+            };
+            let digest_every = args
+                .digest_minutes
+                .map(|m| {
+                    Duration::try_from_secs_f64(m * 60.0)
+                        .map_err(|_| anyhow::anyhow!("--digest-minutes: a number of minutes"))
+                })
+                .transpose()?;
             let configs = args
                 .deliver
                 .iter()
@@ -702,6 +770,8 @@ mod with_net {
                         secret: secret.clone(),
                         outside: args.outside.contains(t),
                         allow_amber: args.allow_amber_outside,
+                        mail: mail.clone(),
+                        digest_every,
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;

@@ -7,6 +7,10 @@
 //!   `Content-Type: application/json`, signed: `X-Cwn-Timestamp: <unix seconds>` and
 //!   `X-Cwn-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` under the secret;
 //!   any 2xx is accepted.
+//! - `smtp:HOST:PORT` — an e-mail (plain text and HTML, the TLP banner in the subject and
+//!   first in the body) per alert, or with a digest interval one e-mail with every alert of
+//!   the interval (up to [`DIGEST_MAX`] per message); STARTTLS when offered or required, AUTH
+//!   PLAIN ([`super::smtp`]).
 //! - `jsonl:FILE` — the hub's notifications as `cwn subscribe -o FILE` writes them, each
 //!   line fsynced before the cursor moves.
 //!
@@ -30,6 +34,8 @@ use crate::indicator::Tlp;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// Alerts in one webhook `POST` at most.
 pub const WEBHOOK_BATCH: usize = 200;
+/// Alerts in one digest e-mail at most.
+pub const DIGEST_MAX: usize = 1000;
 
 /// One record of the spool: a hub notification as `cwn subscribe -o` writes it, or an alert.
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +52,8 @@ pub enum Outgoing {
 pub enum Target {
     /// `webhook:URL`.
     Webhook(String),
+    /// `smtp:HOST:PORT`.
+    Smtp(String),
     /// `jsonl:FILE`.
     Jsonl(PathBuf),
 }
@@ -54,9 +62,9 @@ impl std::str::FromStr for Target {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (scheme, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: a target is KIND:WHERE (webhook:URL, jsonl:FILE)"))?;
+        let (scheme, rest) = s.split_once(':').ok_or_else(|| {
+            format!("{s:?}: a target is KIND:WHERE (webhook:URL, smtp:HOST:PORT, jsonl:FILE)")
+        })?;
         match scheme {
             "webhook" => {
                 let url = url::Url::parse(rest).map_err(|e| format!("{s:?}: {e}"))?;
@@ -65,9 +73,15 @@ impl std::str::FromStr for Target {
                 }
                 Ok(Target::Webhook(rest.to_string()))
             }
+            "smtp" => match rest.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(Target::Smtp(rest.to_string()))
+                }
+                _ => Err(format!("{s:?}: an SMTP target is smtp:HOST:PORT")),
+            },
             "jsonl" if !rest.is_empty() => Ok(Target::Jsonl(PathBuf::from(rest))),
             _ => Err(format!(
-                "{s:?}: unknown target kind {scheme:?} (webhook:URL, jsonl:FILE)"
+                "{s:?}: unknown target kind {scheme:?} (webhook:URL, smtp:HOST:PORT, jsonl:FILE)"
             )),
         }
     }
@@ -77,6 +91,7 @@ impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Webhook(u) => write!(f, "webhook:{u}"),
+            Target::Smtp(a) => write!(f, "smtp:{a}"),
             Target::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
         }
     }
@@ -93,6 +108,10 @@ pub struct TargetConfig {
     pub outside: bool,
     /// The entity allowed AMBER alerts to this outside target.
     pub allow_amber: bool,
+    /// Sender, recipients and credentials of an `smtp` target (its server is the target's).
+    pub mail: Option<super::smtp::SmtpConfig>,
+    /// An `smtp` target sends one digest per interval instead of a message per alert.
+    pub digest_every: Option<Duration>,
 }
 
 impl TargetConfig {
@@ -101,6 +120,7 @@ impl TargetConfig {
     pub fn cursor_name(&self) -> String {
         let kind = match self.target {
             Target::Webhook(_) => "webhook",
+            Target::Smtp(_) => "smtp",
             Target::Jsonl(_) => "jsonl",
         };
         let h = xxhash_rust::xxh3::xxh3_64(self.target.to_string().as_bytes());
@@ -170,6 +190,61 @@ trait Adapter {
     fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError>;
     /// The most records to read at once.
     fn batch(&self) -> usize;
+    /// Whether to deliver what is held now (the oldest held since `oldest`); a digest waits
+    /// for its interval.
+    fn ready(&self, _oldest: std::time::Instant) -> bool {
+        true
+    }
+}
+
+/// The alerts among `items`.
+fn alerts_of(items: &[Outgoing]) -> Vec<&Alert> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Outgoing::Alert(a) => Some(&**a),
+            Outgoing::Raw(_) => None,
+        })
+        .collect()
+}
+
+struct Smtp {
+    cfg: super::smtp::SmtpConfig,
+    digest_every: Option<Duration>,
+    last_sent: std::time::Instant,
+}
+
+impl Adapter for Smtp {
+    fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError> {
+        let alerts: Vec<Alert> = alerts_of(items).into_iter().cloned().collect();
+        let fail = |e: super::smtp::SmtpError| DeliverError(e.to_string());
+        if self.digest_every.is_some() {
+            for chunk in alerts.chunks(DIGEST_MAX) {
+                super::smtp::send(&self.cfg, chunk).map_err(fail)?;
+            }
+        } else {
+            // A retry after a failure in the middle sends the first ones again, with the
+            // same Message-ID.
+            for a in &alerts {
+                super::smtp::send(&self.cfg, std::slice::from_ref(a)).map_err(fail)?;
+            }
+        }
+        self.last_sent = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn batch(&self) -> usize {
+        if self.digest_every.is_some() {
+            DIGEST_MAX * 10
+        } else {
+            50
+        }
+    }
+
+    fn ready(&self, _oldest: std::time::Instant) -> bool {
+        self.digest_every
+            .is_none_or(|every| self.last_sent.elapsed() >= every)
+    }
 }
 
 struct Webhook {
@@ -180,13 +255,7 @@ struct Webhook {
 
 impl Adapter for Webhook {
     fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError> {
-        let alerts: Vec<&Alert> = items
-            .iter()
-            .filter_map(|i| match i {
-                Outgoing::Alert(a) => Some(&**a),
-                Outgoing::Raw(_) => None,
-            })
-            .collect();
+        let alerts = alerts_of(items);
         let body = match alerts.as_slice() {
             [] => return Ok(()),
             [one] => serde_json::to_vec(one),
@@ -257,6 +326,20 @@ fn adapter(cfg: &TargetConfig) -> Result<Box<dyn Adapter + Send>, String> {
                 .build()
                 .into(),
         }),
+        Target::Smtp(server) => {
+            let mut mail = cfg.mail.clone().ok_or_else(|| {
+                format!(
+                    "{}: an SMTP target needs --mail-from and --mail-to",
+                    cfg.target
+                )
+            })?;
+            mail.server = server.clone();
+            Box::new(Smtp {
+                cfg: mail,
+                digest_every: cfg.digest_every,
+                last_sent: std::time::Instant::now(),
+            })
+        }
         Target::Jsonl(path) => Box::new(Jsonl {
             file: std::fs::OpenOptions::new()
                 .create(true)
@@ -334,29 +417,27 @@ fn run(
     };
     let raw = takes_raw(&cfg.target);
     let mut wait = Duration::from_millis(250);
+    // What was read and not yet delivered (a digest waits for its interval), up to `held_to`.
+    let mut held: Vec<Outgoing> = Vec::new();
+    let mut held_to = reader.cursor();
+    let mut withheld = 0u64;
+    let mut oldest = None;
     loop {
-        let records: Vec<Record> = match reader.next(adapter.batch(), Duration::from_millis(200)) {
+        let room = adapter.batch().saturating_sub(held.len()).max(1);
+        let records: Vec<Record> = match reader.next(room, Duration::from_millis(200)) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("{}: reading the spool: {e}", cfg.target);
                 return;
             }
         };
-        if records.is_empty() {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            continue;
-        }
-        let last = records.last().map_or(0, |r| r.seq);
-        let mut items = Vec::with_capacity(records.len());
-        let mut withheld = 0u64;
         for r in &records {
+            held_to = r.seq;
             match serde_json::from_slice::<Outgoing>(&r.body) {
-                Ok(Outgoing::Raw(v)) if raw => items.push(Outgoing::Raw(v)),
+                Ok(Outgoing::Raw(v)) if raw => held.push(Outgoing::Raw(v)),
                 Ok(Outgoing::Alert(a)) if !raw => {
                     if cfg.may_carry(super::tlp_of(&a.tlp)) {
-                        items.push(Outgoing::Alert(a));
+                        held.push(Outgoing::Alert(a));
                     } else {
                         withheld += 1;
                     }
@@ -365,22 +446,34 @@ fn run(
                 Err(e) => tracing::error!("{}: spool record {}: {e}; skipped", cfg.target, r.seq),
             }
         }
+        let stopping = stop.load(Ordering::Relaxed);
+        if held_to == reader.cursor() {
+            if stopping {
+                return;
+            }
+            continue;
+        }
+        let since = *oldest.get_or_insert_with(std::time::Instant::now);
+        if !stopping && held.len() < adapter.batch() && !adapter.ready(since) {
+            continue;
+        }
         loop {
-            match adapter.deliver(&items) {
+            match adapter.deliver(&held) {
                 Ok(()) => {
-                    if let Err(e) = reader.delivered(last) {
+                    if let Err(e) = reader.delivered(held_to) {
                         tracing::error!("{}: storing the cursor: {e}", cfg.target);
                         return;
                     }
                     status
                         .delivered
-                        .fetch_add(items.len() as u64, Ordering::Relaxed);
+                        .fetch_add(held.len() as u64, Ordering::Relaxed);
                     status.withheld.fetch_add(withheld, Ordering::Relaxed);
                     status.failing.store(0, Ordering::Relaxed);
                     status.last_ok_ms.store(
                         jiff::Timestamp::now().as_millisecond().max(0) as u64,
                         Ordering::Relaxed,
                     );
+                    (held, withheld, oldest) = (Vec::new(), 0, None);
                     wait = Duration::from_millis(250);
                     break;
                 }
@@ -394,7 +487,7 @@ fn run(
                         );
                         return;
                     }
-                    // Jitter: a quarter of the wait, from the clock's low bits.
+                    // Jitter: up to a quarter of the wait, from the clock's low bits.
                     let jitter = (jiff::Timestamp::now().subsec_nanosecond().unsigned_abs() as u64)
                         % (wait.as_millis() as u64 / 4 + 1);
                     let sleep = wait + Duration::from_millis(jitter);
@@ -439,11 +532,18 @@ mod tests {
         );
         assert!("webhook:ftp://x".parse::<Target>().is_err());
         assert!("carrier-pigeon:x".parse::<Target>().is_err());
+        assert_eq!(
+            "smtp:127.0.0.1:25".parse::<Target>().unwrap(),
+            Target::Smtp("127.0.0.1:25".into())
+        );
+        assert!("smtp:mail.example".parse::<Target>().is_err());
         let mut c = TargetConfig {
             target: "jsonl:/tmp/x".parse().unwrap(),
             secret: None,
             outside: true,
             allow_amber: false,
+            mail: None,
+            digest_every: None,
         };
         assert!(c.may_carry(Tlp::Green) && !c.may_carry(Tlp::Amber));
         c.allow_amber = true;

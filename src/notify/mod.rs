@@ -14,6 +14,9 @@ pub mod aggregate;
 pub mod deliver;
 #[cfg(feature = "net")]
 pub mod outbox;
+pub mod render;
+#[cfg(feature = "net")]
+pub mod smtp;
 pub mod spool;
 
 use serde::{Deserialize, Serialize};
