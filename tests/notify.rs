@@ -500,3 +500,113 @@ fn e_mails_per_alert_and_as_a_digest_reach_an_smtp_server_that_came_up_late() {
     sigterm(&hub);
     hub.wait().unwrap();
 }
+
+/// Reads octet-counted syslog frames (RFC 6587) from every connection to `listener` into
+/// `got`.
+fn syslog_receiver(listener: TcpListener, got: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let got = got.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn);
+                loop {
+                    let mut len = Vec::new();
+                    if r.read_until(b' ', &mut len).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let n: usize = std::str::from_utf8(&len[..len.len() - 1])
+                        .unwrap()
+                        .parse()
+                        .expect("an octet count");
+                    let mut msg = vec![0; n];
+                    r.read_exact(&mut msg).unwrap();
+                    got.lock().unwrap().push(String::from_utf8(msg).unwrap());
+                }
+            });
+        }
+    });
+}
+
+/// `--deliver syslog:HOST:PORT`: the collector is down when the alerts come and listens
+/// seconds later; it then receives RFC 5424 messages, octet-counted, with the alert in
+/// structured data — and from a subscriber with `--syslog-format cef`, CEF events.
+#[cfg(unix)]
+#[test]
+fn syslog_collectors_receive_structured_data_and_cef_once_they_listen() {
+    let net = Net::new();
+    let p = net.dir.path();
+    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let port = free_port();
+    let args = |entity: &str, extra: &[&str]| {
+        let mut a: Vec<String> = vec![
+            "--deliver".into(),
+            format!("syslog:127.0.0.1:{port}"),
+            "--spool".into(),
+            p.join(format!("spool-{entity}")).display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let (h, w) = (
+        args("hospital", &[]),
+        args("water", &["--syslog-format", "cef"]),
+    );
+    let mut hospital = subscriber_of(&net, &addr, "hospital", &as_str(&h));
+    let mut water = subscriber_of(&net, &addr, "water", &as_str(&w));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        stream_rows(
+            &net,
+            &addr,
+            "syslog.jsonl",
+            &[
+                ("www.evil.example", "198.51.100.20"),
+                ("evil.example", "203.0.113.7"),
+            ]
+        ),
+        2
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    syslog_receiver(TcpListener::bind(("127.0.0.1", port)).unwrap(), got.clone());
+    wait_until(60, "both messages at the collector", || {
+        got.lock().unwrap().len() >= 2
+    });
+    let got = got.lock().unwrap().clone();
+    let sd = got
+        .iter()
+        .find(|m| m.contains("[cwn@32473"))
+        .unwrap_or_else(|| panic!("{got:#?}"));
+    assert!(sd.starts_with("<132>1 "), "{sd}");
+    for want in [
+        "indicator=\"evil.example\"",
+        "kind=\"domain\"",
+        "tlp=\"TLP:GREEN\"",
+        "entity=\"hospital\"",
+        "entity_assets=\"198.51.100.20\"",
+        "count=\"1\"",
+        "reported_by=\"msp\"",
+    ] {
+        assert!(sd.contains(want), "{want} not in {sd}");
+    }
+    let cef = got
+        .iter()
+        .find(|m| m.contains("CEF:0|"))
+        .unwrap_or_else(|| panic!("{got:#?}"));
+    for want in [
+        "|NCSC-NL|cwn|",
+        "src=203.0.113.7",
+        "request=evil.example",
+        "cs1=TLP:GREEN",
+        "cnt=1",
+    ] {
+        assert!(cef.contains(want), "{want} not in {cef}");
+    }
+    for c in [&mut hospital, &mut water] {
+        let _ = c.kill();
+        c.wait().unwrap();
+    }
+    sigterm(&hub);
+    hub.wait().unwrap();
+}

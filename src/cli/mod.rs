@@ -140,7 +140,7 @@ pub enum Command {
     ///
     /// Example: cwn subscribe --hub localhost:4433 --pki pki --entity hospital-b -o notifications.jsonl
     #[cfg(feature = "net")]
-    Subscribe(net::SubscribeArgs),
+    Subscribe(Box<net::SubscribeArgs>),
     /// Generate synthetic data: a MISP feed, or telemetry with hits planted from a snapshot.
     ///
     /// Example: cwn gen indicators --count 100000 -o feed/ && cwn compile feed/ -o set.cwnsnap && cwn gen telemetry --index set.cwnsnap --preset zeek -o conn.parquet

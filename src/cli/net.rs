@@ -687,6 +687,16 @@ mod with_net {
         /// CA certificates (PEM) to trust for STARTTLS instead of the web PKI's.
         #[arg(long, value_name = "FILE")]
         pub smtp_ca: Option<PathBuf>,
+        /// `syslog:` targets over TLS (RFC 5425) instead of plain TCP.
+        #[arg(long)]
+        pub syslog_tls: bool,
+        /// CA certificates (PEM) to trust for --syslog-tls instead of the web PKI's.
+        #[arg(long, value_name = "FILE", requires = "syslog_tls")]
+        pub syslog_ca: Option<PathBuf>,
+        /// What `syslog:` targets get in each message: RFC 5424 structured data (`rfc5424`)
+        /// or ArcSight CEF (`cef`).
+        #[arg(long, value_name = "FORMAT", default_value = "rfc5424", value_parser = ["rfc5424", "cef"])]
+        pub syslog_format: String,
     }
 
     /// The delivery side of `cwn subscribe --deliver`: the outbox and the targets' threads.
@@ -759,6 +769,15 @@ mod with_net {
                         .map_err(|_| anyhow::anyhow!("--digest-minutes: a number of minutes"))
                 })
                 .transpose()?;
+            let syslog = cwn::notify::deliver::SyslogOptions {
+                tls: args.syslog_tls,
+                ca: args
+                    .syslog_ca
+                    .as_deref()
+                    .map(|p| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())))
+                    .transpose()?,
+                cef: args.syslog_format == "cef",
+            };
             let configs = args
                 .deliver
                 .iter()
@@ -772,6 +791,7 @@ mod with_net {
                         allow_amber: args.allow_amber_outside,
                         mail: mail.clone(),
                         digest_every,
+                        syslog: syslog.clone(),
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;

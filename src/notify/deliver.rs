@@ -11,6 +11,10 @@
 //!   first in the body) per alert, or with a digest interval one e-mail with every alert of
 //!   the interval (up to [`DIGEST_MAX`] per message); STARTTLS when offered or required, AUTH
 //!   PLAIN ([`super::smtp`]).
+//! - `syslog:HOST:PORT` — RFC 5424 messages with structured data `[cwn@32473 …]`, or CEF,
+//!   octet-counted over TCP or TLS ([`super::syslog`]). TCP has no acknowledgement: a write
+//!   the kernel took counts as accepted, and a connection the server closed is noticed (a
+//!   peek) and opened again before the next write.
 //! - `jsonl:FILE` — the hub's notifications as `cwn subscribe -o FILE` writes them, each
 //!   line fsynced before the cursor moves.
 //!
@@ -54,6 +58,8 @@ pub enum Target {
     Webhook(String),
     /// `smtp:HOST:PORT`.
     Smtp(String),
+    /// `syslog:HOST:PORT`.
+    Syslog(String),
     /// `jsonl:FILE`.
     Jsonl(PathBuf),
 }
@@ -63,7 +69,7 @@ impl std::str::FromStr for Target {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (scheme, rest) = s.split_once(':').ok_or_else(|| {
-            format!("{s:?}: a target is KIND:WHERE (webhook:URL, smtp:HOST:PORT, jsonl:FILE)")
+            format!("{s:?}: a target is KIND:WHERE (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, jsonl:FILE)")
         })?;
         match scheme {
             "webhook" => {
@@ -73,15 +79,21 @@ impl std::str::FromStr for Target {
                 }
                 Ok(Target::Webhook(rest.to_string()))
             }
-            "smtp" => match rest.rsplit_once(':') {
+            "smtp" | "syslog" => match rest.rsplit_once(':') {
                 Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(Target::Smtp(rest.to_string()))
+                    Ok(if scheme == "smtp" {
+                        Target::Smtp(rest.to_string())
+                    } else {
+                        Target::Syslog(rest.to_string())
+                    })
                 }
-                _ => Err(format!("{s:?}: an SMTP target is smtp:HOST:PORT")),
+                _ => Err(format!(
+                    "{s:?}: a target of this kind is {scheme}:HOST:PORT"
+                )),
             },
             "jsonl" if !rest.is_empty() => Ok(Target::Jsonl(PathBuf::from(rest))),
             _ => Err(format!(
-                "{s:?}: unknown target kind {scheme:?} (webhook:URL, smtp:HOST:PORT, jsonl:FILE)"
+                "{s:?}: unknown target kind {scheme:?} (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, jsonl:FILE)"
             )),
         }
     }
@@ -92,6 +104,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Webhook(u) => write!(f, "webhook:{u}"),
             Target::Smtp(a) => write!(f, "smtp:{a}"),
+            Target::Syslog(a) => write!(f, "syslog:{a}"),
             Target::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
         }
     }
@@ -112,6 +125,19 @@ pub struct TargetConfig {
     pub mail: Option<super::smtp::SmtpConfig>,
     /// An `smtp` target sends one digest per interval instead of a message per alert.
     pub digest_every: Option<Duration>,
+    /// How a `syslog` target is reached and what it is sent.
+    pub syslog: SyslogOptions,
+}
+
+/// The options of `syslog` targets.
+#[derive(Clone, Debug, Default)]
+pub struct SyslogOptions {
+    /// Over TLS (RFC 5425).
+    pub tls: bool,
+    /// CA certificates (PEM) to trust instead of the web PKI's.
+    pub ca: Option<Vec<u8>>,
+    /// CEF in the message part instead of RFC 5424 structured data.
+    pub cef: bool,
 }
 
 impl TargetConfig {
@@ -121,6 +147,7 @@ impl TargetConfig {
         let kind = match self.target {
             Target::Webhook(_) => "webhook",
             Target::Smtp(_) => "smtp",
+            Target::Syslog(_) => "syslog",
             Target::Jsonl(_) => "jsonl",
         };
         let h = xxhash_rust::xxh3::xxh3_64(self.target.to_string().as_bytes());
@@ -284,6 +311,107 @@ impl Adapter for Webhook {
     }
 }
 
+trait Conn: std::io::Write + Send {
+    /// Whether the server closed the connection (a non-blocking peek reads its end).
+    fn closed(&self) -> bool;
+}
+
+fn peer_closed(s: &std::net::TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    if s.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let r = s.peek(&mut b);
+    let _ = s.set_nonblocking(false);
+    match r {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+impl Conn for std::net::TcpStream {
+    fn closed(&self) -> bool {
+        peer_closed(self)
+    }
+}
+
+impl Conn for rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    fn closed(&self) -> bool {
+        peer_closed(&self.sock)
+    }
+}
+
+struct Syslog {
+    server: String,
+    options: SyslogOptions,
+    hostname: String,
+    conn: Option<Box<dyn Conn>>,
+}
+
+impl Syslog {
+    fn connect(&self) -> Result<Box<dyn Conn>, String> {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(self.server.as_str())
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or("no address")?;
+        let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        tcp.set_write_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        if !self.options.tls {
+            return Ok(Box::new(tcp));
+        }
+        let config = super::smtp::tls_config(self.options.ca.as_deref())
+            .map_err(|e| format!("--syslog-ca: {e}"))?;
+        let host = self
+            .server
+            .rsplit_once(':')
+            .map_or(self.server.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+        Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+    }
+}
+
+impl Adapter for Syslog {
+    fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError> {
+        let alerts = alerts_of(items);
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for a in alerts {
+            let msg = if self.options.cef {
+                super::syslog::cef(a, &self.hostname)
+            } else {
+                super::syslog::rfc5424(a, &self.hostname)
+            };
+            buf.extend_from_slice(&super::syslog::framed(&msg));
+        }
+        if self.conn.as_ref().is_some_and(|c| c.closed()) {
+            self.conn = None;
+        }
+        let fail = |e: String| DeliverError(format!("syslog:{}: {e}", self.server));
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.connect().map_err(fail)?,
+        };
+        conn.write_all(&buf)
+            .and_then(|()| conn.flush())
+            .map_err(|e| fail(e.to_string()))?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn batch(&self) -> usize {
+        500
+    }
+}
+
 struct Jsonl {
     path: PathBuf,
     file: File,
@@ -340,6 +468,14 @@ fn adapter(cfg: &TargetConfig) -> Result<Box<dyn Adapter + Send>, String> {
                 last_sent: std::time::Instant::now(),
             })
         }
+        Target::Syslog(server) => Box::new(Syslog {
+            server: server.clone(),
+            options: cfg.syslog.clone(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "cwn".into()),
+            conn: None,
+        }),
         Target::Jsonl(path) => Box::new(Jsonl {
             file: std::fs::OpenOptions::new()
                 .create(true)
@@ -544,6 +680,7 @@ mod tests {
             allow_amber: false,
             mail: None,
             digest_every: None,
+            syslog: SyslogOptions::default(),
         };
         assert!(c.may_carry(Tlp::Green) && !c.may_carry(Tlp::Amber));
         c.allow_amber = true;

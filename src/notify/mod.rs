@@ -18,6 +18,7 @@ pub mod render;
 #[cfg(feature = "net")]
 pub mod smtp;
 pub mod spool;
+pub mod syslog;
 
 use serde::{Deserialize, Serialize};
 

@@ -121,18 +121,18 @@ impl Session<'_> {
     }
 }
 
-fn tls_config(ca: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn tls_config(ca: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(pem) => {
             for c in CertificateDer::pem_slice_iter(pem) {
-                let c = c.map_err(|e| format!("--smtp-ca: {e}"))?;
-                roots.add(c).map_err(|e| format!("--smtp-ca: {e}"))?;
+                let c = c.map_err(|e| e.to_string())?;
+                roots.add(c).map_err(|e| e.to_string())?;
             }
             if roots.is_empty() {
-                return Err("--smtp-ca: no PEM certificate".into());
+                return Err("no PEM certificate".into());
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -195,7 +195,7 @@ pub fn send(cfg: &SmtpConfig, alerts: &[Alert]) -> Result<(), SmtpError> {
     let mut tls = false;
     if offers(&caps, "STARTTLS") {
         s.command("STARTTLS", 220..221)?;
-        let config = tls_config(cfg.ca.as_deref()).map_err(fail)?;
+        let config = tls_config(cfg.ca.as_deref()).map_err(|e| fail(format!("--smtp-ca: {e}")))?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| fail(format!("{host}: {e}")))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(|e| fail(e.to_string()))?;
