@@ -15,6 +15,8 @@
 //!   octet-counted over TCP or TLS ([`super::syslog`]). TCP has no acknowledgement: a write
 //!   the kernel took counts as accepted, and a connection the server closed is noticed (a
 //!   peek) and opened again before the next write.
+//! - `stix:DIR` — a STIX 2.1 bundle of sightings per delivery ([`super::stix`]), written as
+//!   `DIR/<unix ms>-<bundle uuid>.json` (fsynced, renamed into place).
 //! - `jsonl:FILE` — the hub's notifications as `cwn subscribe -o FILE` writes them, each
 //!   line fsynced before the cursor moves.
 //!
@@ -60,6 +62,8 @@ pub enum Target {
     Smtp(String),
     /// `syslog:HOST:PORT`.
     Syslog(String),
+    /// `stix:DIR`.
+    Stix(PathBuf),
     /// `jsonl:FILE`.
     Jsonl(PathBuf),
 }
@@ -69,7 +73,7 @@ impl std::str::FromStr for Target {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (scheme, rest) = s.split_once(':').ok_or_else(|| {
-            format!("{s:?}: a target is KIND:WHERE (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, jsonl:FILE)")
+            format!("{s:?}: a target is KIND:WHERE (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, stix:DIR, jsonl:FILE)")
         })?;
         match scheme {
             "webhook" => {
@@ -91,9 +95,10 @@ impl std::str::FromStr for Target {
                     "{s:?}: a target of this kind is {scheme}:HOST:PORT"
                 )),
             },
+            "stix" if !rest.is_empty() => Ok(Target::Stix(PathBuf::from(rest))),
             "jsonl" if !rest.is_empty() => Ok(Target::Jsonl(PathBuf::from(rest))),
             _ => Err(format!(
-                "{s:?}: unknown target kind {scheme:?} (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, jsonl:FILE)"
+                "{s:?}: unknown target kind {scheme:?} (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, stix:DIR, jsonl:FILE)"
             )),
         }
     }
@@ -105,6 +110,7 @@ impl std::fmt::Display for Target {
             Target::Webhook(u) => write!(f, "webhook:{u}"),
             Target::Smtp(a) => write!(f, "smtp:{a}"),
             Target::Syslog(a) => write!(f, "syslog:{a}"),
+            Target::Stix(d) => write!(f, "stix:{}", d.display()),
             Target::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
         }
     }
@@ -148,6 +154,7 @@ impl TargetConfig {
             Target::Webhook(_) => "webhook",
             Target::Smtp(_) => "smtp",
             Target::Syslog(_) => "syslog",
+            Target::Stix(_) => "stix",
             Target::Jsonl(_) => "jsonl",
         };
         let h = xxhash_rust::xxh3::xxh3_64(self.target.to_string().as_bytes());
@@ -412,6 +419,38 @@ impl Adapter for Syslog {
     }
 }
 
+struct Stix {
+    dir: PathBuf,
+}
+
+impl Adapter for Stix {
+    fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError> {
+        let alerts: Vec<Alert> = alerts_of(items).into_iter().cloned().collect();
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let now = jiff::Timestamp::now();
+        let bundle = super::stix::bundle(&alerts, now);
+        if bundle["objects"].as_array().is_none_or(Vec::is_empty) {
+            return Ok(());
+        }
+        let id = bundle["id"]
+            .as_str()
+            .unwrap_or("bundle--")
+            .trim_start_matches("bundle--");
+        let path = self
+            .dir
+            .join(format!("{:013}-{id}.json", now.as_millisecond().max(0)));
+        let bytes = serde_json::to_vec_pretty(&bundle).map_err(|e| DeliverError(e.to_string()))?;
+        crate::outfile::replace(&path, &bytes, true)
+            .map_err(|e| DeliverError(format!("{}: {e}", path.display())))
+    }
+
+    fn batch(&self) -> usize {
+        500
+    }
+}
+
 struct Jsonl {
     path: PathBuf,
     file: File,
@@ -476,6 +515,10 @@ fn adapter(cfg: &TargetConfig) -> Result<Box<dyn Adapter + Send>, String> {
                 .unwrap_or_else(|_| "cwn".into()),
             conn: None,
         }),
+        Target::Stix(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            Box::new(Stix { dir: dir.clone() })
+        }
         Target::Jsonl(path) => Box::new(Jsonl {
             file: std::fs::OpenOptions::new()
                 .create(true)

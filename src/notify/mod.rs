@@ -18,6 +18,8 @@ pub mod render;
 #[cfg(feature = "net")]
 pub mod smtp;
 pub mod spool;
+#[cfg(feature = "net")]
+pub mod stix;
 pub mod syslog;
 
 use serde::{Deserialize, Serialize};
