@@ -50,11 +50,8 @@ pub(crate) struct Net {
     pub(crate) signing: ed25519_dalek::SigningKey,
 }
 
-pub(crate) fn snapshot(
-    version: u64,
-    values: &[(&str, Tlp)],
-    key: &ed25519_dalek::SigningKey,
-) -> Vec<u8> {
+/// Domains with their TLP, as a feed lists them: ids `ind-0`, `ind-1`, … in order.
+pub(crate) fn indicator_set(values: &[(&str, Tlp)]) -> IndicatorSet {
     let mut set = IndicatorSet::new();
     let source: Arc<str> = Arc::from("test-feed");
     for (i, (v, tlp)) in values.iter().enumerate() {
@@ -66,6 +63,15 @@ pub(crate) fn snapshot(
             *tlp,
         ));
     }
+    set
+}
+
+pub(crate) fn snapshot(
+    version: u64,
+    values: &[(&str, Tlp)],
+    key: &ed25519_dalek::SigningKey,
+) -> Vec<u8> {
+    let set = indicator_set(values);
     IndexBuilder::new()
         .set_version(version)
         .created_at(1_700_000_000)
@@ -811,27 +817,13 @@ async fn a_new_indicator_finds_the_victim_of_telemetry_received_23_hours_earlier
     // Today both names are published, in a delta.
     let base =
         CompiledIndex::from_snapshot(&std::fs::read(p.join("set.cwnsnap")).unwrap(), None).unwrap();
-    let set_of = |values: &[(&str, Tlp)]| {
-        let mut set = IndicatorSet::new();
-        let source: Arc<str> = Arc::from("test-feed");
-        for (i, (v, tlp)) in values.iter().enumerate() {
-            let _ = set.insert(Indicator::new(
-                format!("ind-{i}"),
-                Kind::Domain,
-                *v,
-                source.clone(),
-                *tlp,
-            ));
-        }
-        set
-    };
     let mut values = vec![
         ("evil.example", Tlp::Green),
         ("secret.example", Tlp::Amber),
         ("old-bad.test", Tlp::Green),
         ("older-bad.test", Tlp::Green),
     ];
-    let set = set_of(&values);
+    let set = indicator_set(&values);
     let (d, _) = Delta::compute(
         &base,
         &set,
@@ -876,7 +868,7 @@ async fn a_new_indicator_finds_the_victim_of_telemetry_received_23_hours_earlier
     let v3 = IndexBuilder::new()
         .set_version(3)
         .created_at(1_700_000_000)
-        .build(&set_of(&values))
+        .build(&indicator_set(&values))
         .unwrap()
         .to_snapshot(Some(&net.signing));
     let mut publisher = Client::connect(&hub, &net.id("ncsc")).await.unwrap();

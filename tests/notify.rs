@@ -383,14 +383,6 @@ fn as_str(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `--deliver smtp:HOST:PORT`: the mail server is down when the alerts come and starts
 /// seconds later; it then receives a readable e-mail per alert — the TLP banner in the subject
 /// and first in the text and HTML, what, where, when, who reported it, what to do — and a
@@ -405,7 +397,7 @@ fn e_mails_per_alert_and_as_a_digest_reach_an_smtp_server_that_came_up_late() {
     let net = Net::new();
     let p = net.dir.path();
     let (mut hub, addr, _) = spawn_hub_with(&net, "");
-    let port = free_port();
+    let port = crate::util::free_tcp_port();
     let target = format!("smtp:127.0.0.1:{port}");
     let mail = |entity: &str, extra: &[&str]| {
         let mut a: Vec<String> = vec![
@@ -537,7 +529,7 @@ fn syslog_collectors_receive_structured_data_and_cef_once_they_listen() {
     let net = Net::new();
     let p = net.dir.path();
     let (mut hub, addr, _) = spawn_hub_with(&net, "");
-    let port = free_port();
+    let port = crate::util::free_tcp_port();
     let args = |entity: &str, extra: &[&str]| {
         let mut a: Vec<String> = vec![
             "--deliver".into(),
@@ -614,7 +606,8 @@ fn syslog_collectors_receive_structured_data_and_cef_once_they_listen() {
 /// `--deliver stix:DIR`: each delivery is a STIX 2.1 bundle of sightings that the OASIS
 /// `stix2` library parses strictly (no custom content): the sighting of the indicator at the
 /// entity with its count, the TLP marking, and — GREEN allows it — observed data with the
-/// matched name and the entity's address as cyber observables.
+/// matched name and the entity's address as cyber observables. A second target marked
+/// `--outside` gets the GREEN sightings and never the AMBER one.
 #[cfg(unix)]
 #[test]
 fn stix_bundles_of_sightings_pass_the_oasis_library() {
@@ -622,9 +615,15 @@ fn stix_bundles_of_sightings_pass_the_oasis_library() {
     let p = net.dir.path();
     let (mut hub, addr, _) = spawn_hub_with(&net, "");
     let dir = p.join("stix");
+    // A second target, outside the hospital (a third party's service): no AMBER there.
+    let outside = format!("stix:{}", p.join("stix-outside").display());
     let args = vec![
         "--deliver".to_string(),
         format!("stix:{}", dir.display()),
+        "--deliver".into(),
+        outside.clone(),
+        "--outside".into(),
+        outside,
         "--spool".into(),
         p.join("spool").display().to_string(),
     ];
@@ -639,13 +638,15 @@ fn stix_bundles_of_sightings_pass_the_oasis_library() {
         ),
         1
     );
-    let files = || -> Vec<std::path::PathBuf> {
-        let mut v: Vec<_> = std::fs::read_dir(&dir)
+    let files_in = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         v.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "json"));
+        v.sort();
         v
     };
+    let files = || files_in(&dir);
     wait_until(30, "a bundle", || !files().is_empty());
     let file = files().remove(0);
     let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
@@ -701,6 +702,41 @@ fn stix_bundles_of_sightings_pass_the_oasis_library() {
             panic!("stix2 refused the bundle: {err}");
         }
     }
+    // An AMBER hit, then a GREEN one: the outside target takes them in order, so once it has
+    // the second it has passed over the first.
+    let amber = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421";
+    // (No hit back to the partner: it is not cleared for AMBER; the hospital is.)
+    assert_eq!(
+        stream_rows(
+            &net,
+            &addr,
+            "a.jsonl",
+            &[("secret.example", "198.51.100.20")]
+        ),
+        0
+    );
+    assert_eq!(
+        stream_rows(&net, &addr, "g.jsonl", &[("evil.example", "198.51.100.21")]),
+        1
+    );
+    let text_of = |dir: &std::path::Path| {
+        files_in(dir)
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect::<String>()
+    };
+    wait_until(30, "the AMBER sighting inside", || {
+        text_of(&dir).contains(amber)
+    });
+    let out_dir = p.join("stix-outside");
+    wait_until(30, "the later GREEN sighting outside", || {
+        text_of(&out_dir).contains("198.51.100.21")
+    });
+    let out = text_of(&out_dir);
+    assert!(
+        !out.contains(amber) && !out.contains("secret.example"),
+        "{out}"
+    );
     let _ = sub.kill();
     sub.wait().unwrap();
     sigterm(&hub);

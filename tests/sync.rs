@@ -16,14 +16,6 @@ fn cwn(args: &[&str]) -> Output {
         .expect("run cwn")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A child process killed when dropped.
 struct Server(Child);
 
@@ -137,7 +129,7 @@ fn a_misp_feed_edit_arrives_as_a_delta_of_its_changes_and_a_server_outage_keeps_
     ] {
         std::fs::copy(examples.join(f), feed.join(f)).unwrap();
     }
-    let port = free_port();
+    let port = crate::util::free_tcp_port();
     let log = dir.path().join("http.log");
     let server = http_server(&feed, port, &log);
     let config = dir.path().join("sync.toml");
@@ -388,7 +380,7 @@ fn objects_added_to_a_taxii_collection_between_cycles_arrive_as_a_delta_of_only_
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = crate::util::free_tcp_port();
     let data = json!({
         "/discovery": {
             "title": "cwn test TAXII server",

@@ -25,22 +25,6 @@ fn tour_block() -> String {
         .to_string()
 }
 
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-}
-
 #[cfg(unix)]
 #[test]
 fn the_readme_tour_runs_as_written() {
@@ -48,7 +32,10 @@ fn the_readme_tour_runs_as_written() {
         return;
     };
     let real = maltrail.parent().unwrap().display().to_string();
-    let (hub_port, status_port) = (free_port(true).to_string(), free_port(false).to_string());
+    let (hub_port, status_port) = (
+        util::free_udp_port().to_string(),
+        util::free_tcp_port().to_string(),
+    );
     let substitute = |text: &str| {
         text.replace("../shared/data/real/", &format!("{real}/"))
             .replace("4433", &hub_port)

@@ -1061,6 +1061,8 @@ mod with_net {
                     Err(_) => break,
                 }
             }
+            // With delivery targets and no -o, the lines are the outbox's to write, not ours.
+            let printed = file.is_some() || delivery.is_none();
             let mut text = Vec::new();
             let mut fresh = 0u64;
             for (offset, n) in &group {
@@ -1068,8 +1070,10 @@ mod with_net {
                     continue;
                 }
                 fresh += 1;
-                serde_json::to_writer(&mut text, &notification_json(*offset, n))?;
-                text.push(b'\n');
+                if printed {
+                    serde_json::to_writer(&mut text, &notification_json(*offset, n))?;
+                    text.push(b'\n');
+                }
             }
             match (file.as_mut(), delivery.as_mut()) {
                 (Some(f), _) => {

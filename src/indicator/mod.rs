@@ -284,7 +284,8 @@ impl Tlp {
         Self::from_level(value)
     }
 
-    fn from_level(value: &str) -> Option<Tlp> {
+    /// Parses a level as written after `TLP:` (`amber`, `AMBER+STRICT`, `white`).
+    pub(crate) fn from_level(value: &str) -> Option<Tlp> {
         let v = value.trim().trim_matches('"').to_ascii_lowercase();
         match v.as_str() {
             "clear" | "white" => Some(Tlp::Clear),

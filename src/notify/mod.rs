@@ -147,7 +147,7 @@ pub fn tlp_of(label: &str) -> Tlp {
         .strip_prefix("TLP:")
         .or_else(|| l.strip_prefix("tlp:"))
         .unwrap_or(l);
-    Tlp::from_misp_tag(&format!("tlp:{l}")).unwrap_or(Tlp::Red)
+    Tlp::from_level(l).unwrap_or(Tlp::Red)
 }
 
 /// The recommended action for an indicator of `kind` seen at assets `assets`: a short text a
