@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use cwn::hub::EntityId;
 use cwn::hub::notification::{Notification, NotificationId, NotificationKind};
 use cwn::indicator::Tlp;
-use cwn::notify::deliver::{SyslogOptions, Target, TargetConfig, start};
+use cwn::notify::deliver::{Target, TargetConfig, start};
 use cwn::notify::outbox::Outbox;
 use cwn::notify::smtp::SmtpConfig;
 
@@ -132,10 +132,7 @@ fn smtp_sink() -> String {
 
 fn config(target: Target) -> TargetConfig {
     TargetConfig {
-        target,
         secret: Some(b"bench-secret".to_vec()),
-        outside: false,
-        allow_amber: false,
         mail: Some(SmtpConfig {
             server: String::new(),
             from: "cwn@ncsc.example".into(),
@@ -145,7 +142,7 @@ fn config(target: Target) -> TargetConfig {
             ca: None,
         }),
         digest_every: Some(Duration::from_secs(1)),
-        syslog: SyslogOptions::default(),
+        ..TargetConfig::new(target)
     }
 }
 

@@ -742,3 +742,108 @@ fn stix_bundles_of_sightings_pass_the_oasis_library() {
     sigterm(&hub);
     hub.wait().unwrap();
 }
+
+/// What a TAXII 2.1 collection of [`super::sync::start_medallion`] on `port` holds of `ty`
+/// (the last version of each object).
+fn taxii_objects(port: u16, ty: &str) -> Vec<serde_json::Value> {
+    let url = format!(
+        "http://127.0.0.1:{port}/api1/collections/{}/objects/?match[type]={ty}",
+        super::sync::COLLECTION
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let Ok(mut resp) = agent
+        .get(&url)
+        .header("Accept", "application/taxii+json;version=2.1")
+        // admin:Password0
+        .header("Authorization", "Basic YWRtaW46UGFzc3dvcmQw")
+        .call()
+    else {
+        return Vec::new();
+    };
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["objects"].as_array().cloned().unwrap_or_default()
+}
+
+/// `taxii:URL`: the sightings reach a TAXII 2.1 collection of the OASIS reference server
+/// (`medallion`) that comes up only after the alert was spooled, with HTTP basic
+/// authentication; a later sighting of the same indicator at the same asset is a new version
+/// of the same sighting, with the count.
+#[test]
+fn sightings_reach_a_taxii_collection_that_came_up_late_and_are_updated_in_place() {
+    let Some(medallion) = super::sync::medallion() else {
+        return;
+    };
+    let net = Net::new();
+    let p = net.dir.path();
+    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let port = super::util::free_tcp_port();
+    std::fs::write(p.join("taxii-password"), "Password0\n").unwrap();
+    let args = vec![
+        "--deliver".to_string(),
+        format!(
+            "taxii:http://127.0.0.1:{port}/api1/collections/{}/",
+            super::sync::COLLECTION
+        ),
+        "--taxii-user".into(),
+        "admin".into(),
+        "--taxii-password-file".into(),
+        p.join("taxii-password").display().to_string(),
+        "--update-every".into(),
+        "1".into(),
+        "--spool".into(),
+        p.join("spool").display().to_string(),
+    ];
+    let mut sub = subscriber(&net, &addr, &as_str(&args));
+    std::thread::sleep(Duration::from_secs(2));
+    let row = [("www.evil.example", "198.51.100.20")];
+    assert_eq!(stream_rows(&net, &addr, "s.jsonl", &row), 1);
+    // The collection is down (nothing listens) while the alert waits in the spool.
+    std::thread::sleep(Duration::from_secs(4));
+    let taxii_dir = p.join("taxii");
+    std::fs::create_dir_all(&taxii_dir).unwrap();
+    let _server = super::sync::start_medallion(&medallion, &taxii_dir, port, 100);
+    wait_until(60, "a sighting in the collection", || {
+        !taxii_objects(port, "sighting").is_empty()
+    });
+    let sightings = taxii_objects(port, "sighting");
+    assert_eq!(sightings.len(), 1, "{sightings:?}");
+    let s = &sightings[0];
+    assert_eq!(s["count"], 1);
+    assert_eq!(
+        s["object_marking_refs"][0], "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
+        "TLP:GREEN"
+    );
+    let identities = taxii_objects(port, "identity");
+    assert!(
+        identities
+            .iter()
+            .any(|i| i["name"] == "hospital" && s["where_sighted_refs"][0] == i["id"]),
+        "{identities:?}"
+    );
+    let indicators = taxii_objects(port, "indicator");
+    assert!(
+        indicators.iter().any(|i| s["sighting_of_ref"] == i["id"]
+            && i["pattern"] == "[domain-name:value = 'evil.example']"),
+        "{indicators:?}"
+    );
+    // The same asset sees it again after --update-every: the sighting gets a new version.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(stream_rows(&net, &addr, "s2.jsonl", &row), 1);
+    wait_until(60, "the sighting's second version", || {
+        taxii_objects(port, "sighting")
+            .first()
+            .is_some_and(|s| s["count"] == 2)
+    });
+    let again = taxii_objects(port, "sighting");
+    assert_eq!(again.len(), 1, "one sighting, updated: {again:?}");
+    assert_eq!(again[0]["id"], s["id"]);
+    assert!(again[0]["modified"].as_str() > s["modified"].as_str());
+    let _ = sub.kill();
+    sub.wait().unwrap();
+    sigterm(&hub);
+    hub.wait().unwrap();
+}

@@ -17,7 +17,7 @@ fn cwn(args: &[&str]) -> Output {
 }
 
 /// A child process killed when dropped.
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -26,7 +26,7 @@ impl Drop for Server {
     }
 }
 
-fn wait_listening(port: u16, child: &mut Child, what: &str) {
+pub(crate) fn wait_listening(port: u16, child: &mut Child, what: &str) {
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -97,7 +97,7 @@ fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
-fn write_json(p: &Path, v: &Value) {
+pub(crate) fn write_json(p: &Path, v: &Value) {
     std::fs::write(p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
 }
 
@@ -300,7 +300,7 @@ fn a_misp_feed_edit_arrives_as_a_delta_of_its_changes_and_a_server_outage_keeps_
 }
 
 /// `medallion` on the PATH, or `None` when it is missing and `CWN_SKIP_TAXII=1`.
-fn medallion() -> Option<String> {
+pub(crate) fn medallion() -> Option<String> {
     let found = Command::new("medallion")
         .arg("--help")
         .stdout(Stdio::null())
@@ -321,7 +321,7 @@ fn medallion() -> Option<String> {
     );
 }
 
-const COLLECTION: &str = "365fed99-08fa-fdcd-a1b3-fb247eb41d01";
+pub(crate) const COLLECTION: &str = "365fed99-08fa-fdcd-a1b3-fb247eb41d01";
 
 fn indicator(n: u32, domain: &str) -> Value {
     json!({
@@ -374,13 +374,9 @@ fn post_objects(port: u16, objects: Vec<Value>) {
     assert_eq!(status["success_count"], objects.len(), "{status}");
 }
 
-#[test]
-fn objects_added_to_a_taxii_collection_between_cycles_arrive_as_a_delta_of_only_them() {
-    let Some(medallion) = medallion() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let port = crate::util::free_tcp_port();
+/// Starts `medallion` on `port` with one empty, writable collection ([`COLLECTION`]), user
+/// `admin` / `Password0` and `page` objects a page; its log goes to `dir/medallion.log`.
+pub(crate) fn start_medallion(medallion: &str, dir: &Path, port: u16, page: u32) -> Server {
     let data = json!({
         "/discovery": {
             "title": "cwn test TAXII server",
@@ -405,27 +401,37 @@ fn objects_added_to_a_taxii_collection_between_cycles_arrive_as_a_delta_of_only_
             }]
         }
     });
-    write_json(&dir.path().join("data.json"), &data);
+    write_json(&dir.join("data.json"), &data);
     let config = json!({
         "backend": {
             "module": "medallion.backends.memory_backend",
             "module_class": "MemoryBackend",
-            "filename": dir.path().join("data.json").display().to_string()
+            "filename": dir.join("data.json").display().to_string()
         },
         "users": { "admin": "Password0" },
-        // Two objects a page: the sync pages through `next`.
-        "taxii": { "max_page_size": 2 }
+        "taxii": { "max_page_size": page }
     });
-    write_json(&dir.path().join("medallion.json"), &config);
-    let mut child = Command::new(&medallion)
+    write_json(&dir.join("medallion.json"), &config);
+    let mut child = Command::new(medallion)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .arg(dir.path().join("medallion.json"))
+        .arg(dir.join("medallion.json"))
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("medallion.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("medallion.log")).unwrap())
         .spawn()
         .unwrap();
     wait_listening(port, &mut child, "medallion");
-    let _server = Server(child);
+    Server(child)
+}
+
+#[test]
+fn objects_added_to_a_taxii_collection_between_cycles_arrive_as_a_delta_of_only_them() {
+    let Some(medallion) = medallion() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::util::free_tcp_port();
+    // Two objects a page: the sync pages through `next`.
+    let _server = start_medallion(&medallion, dir.path(), port, 2);
     post_objects(
         port,
         (1..=5)

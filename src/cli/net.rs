@@ -640,7 +640,10 @@ mod with_net {
         #[arg(long, value_name = "SECONDS")]
         pub idle_exit: Option<f64>,
         /// Hand what the hub sends on to TARGET (repeatable): `webhook:URL` (signed JSON
-        /// alerts), `jsonl:FILE` (the hub's notifications, as `-o` writes them). Alerts are
+        /// alerts), `smtp:HOST:PORT` (e-mail), `syslog:HOST:PORT` (RFC 5424 or CEF),
+        /// `stix:DIR` (STIX 2.1 bundles of sightings), `taxii:URL` (the same objects added to
+        /// a TAXII 2.1 collection), `jsonl:FILE` (the hub's notifications, as `-o` writes
+        /// them). Alerts are
         /// aggregated: one per indicator, asset of the entity and UTC day, sent at once and
         /// updated with the count. Each target reads a local spool (`--spool`) at its own
         /// pace and retries with back-off: a target that is down loses nothing.
@@ -697,6 +700,13 @@ mod with_net {
         /// or ArcSight CEF (`cef`).
         #[arg(long, value_name = "FORMAT", default_value = "rfc5424", value_parser = ["rfc5424", "cef"])]
         pub syslog_format: String,
+        /// HTTP basic authentication of `taxii:` targets: the user.
+        #[arg(long, value_name = "USER", requires = "taxii_password_file")]
+        pub taxii_user: Option<String>,
+        /// HTTP basic authentication of `taxii:` targets: a file holding the password (one
+        /// trailing newline ignored).
+        #[arg(long, value_name = "FILE", requires = "taxii_user")]
+        pub taxii_password_file: Option<PathBuf>,
     }
 
     /// The delivery side of `cwn subscribe --deliver`: the outbox and the targets' threads.
@@ -778,6 +788,16 @@ mod with_net {
                     .transpose()?,
                 cef: args.syslog_format == "cef",
             };
+            let taxii_auth = match (&args.taxii_user, &args.taxii_password_file) {
+                (Some(u), Some(f)) => {
+                    let p =
+                        read_secret(f).map_err(|e| anyhow::anyhow!("--taxii-password-file {e}"))?;
+                    let p = String::from_utf8(p)
+                        .map_err(|_| anyhow::anyhow!("{}: not UTF-8", f.display()))?;
+                    Some((u.clone(), p))
+                }
+                _ => None,
+            };
             let configs = args
                 .deliver
                 .iter()
@@ -792,6 +812,7 @@ mod with_net {
                         mail: mail.clone(),
                         digest_every,
                         syslog: syslog.clone(),
+                        taxii_auth: taxii_auth.clone(),
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;

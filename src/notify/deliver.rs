@@ -64,6 +64,8 @@ pub enum Target {
     Syslog(String),
     /// `stix:DIR`.
     Stix(PathBuf),
+    /// `taxii:URL` (a TAXII 2.1 collection's URL, ending in `collections/<id>/`).
+    Taxii(String),
     /// `jsonl:FILE`.
     Jsonl(PathBuf),
 }
@@ -73,7 +75,7 @@ impl std::str::FromStr for Target {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (scheme, rest) = s.split_once(':').ok_or_else(|| {
-            format!("{s:?}: a target is KIND:WHERE (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, stix:DIR, jsonl:FILE)")
+            format!("{s:?}: a target is KIND:WHERE (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, stix:DIR, taxii:URL, jsonl:FILE)")
         })?;
         match scheme {
             "webhook" => {
@@ -96,9 +98,26 @@ impl std::str::FromStr for Target {
                 )),
             },
             "stix" if !rest.is_empty() => Ok(Target::Stix(PathBuf::from(rest))),
+            "taxii" => {
+                let url = url::Url::parse(rest).map_err(|e| format!("{s:?}: {e}"))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(format!("{s:?}: a TAXII collection is an http or https URL"));
+                }
+                if url.path().trim_end_matches('/').rsplit('/').nth(1) != Some("collections") {
+                    return Err(format!(
+                        "{s:?}: a TAXII target is the collection's URL, \
+                         https://HOST/API-ROOT/collections/ID/"
+                    ));
+                }
+                let mut u = rest.to_string();
+                if !u.ends_with('/') {
+                    u.push('/');
+                }
+                Ok(Target::Taxii(u))
+            }
             "jsonl" if !rest.is_empty() => Ok(Target::Jsonl(PathBuf::from(rest))),
             _ => Err(format!(
-                "{s:?}: unknown target kind {scheme:?} (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, stix:DIR, jsonl:FILE)"
+                "{s:?}: unknown target kind {scheme:?} (webhook:URL, smtp:HOST:PORT, syslog:HOST:PORT, stix:DIR, taxii:URL, jsonl:FILE)"
             )),
         }
     }
@@ -111,6 +130,7 @@ impl std::fmt::Display for Target {
             Target::Smtp(a) => write!(f, "smtp:{a}"),
             Target::Syslog(a) => write!(f, "syslog:{a}"),
             Target::Stix(d) => write!(f, "stix:{}", d.display()),
+            Target::Taxii(u) => write!(f, "taxii:{u}"),
             Target::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
         }
     }
@@ -133,6 +153,8 @@ pub struct TargetConfig {
     pub digest_every: Option<Duration>,
     /// How a `syslog` target is reached and what it is sent.
     pub syslog: SyslogOptions,
+    /// HTTP basic authentication (user, password) of a `taxii` target.
+    pub taxii_auth: Option<(String, String)>,
 }
 
 /// The options of `syslog` targets.
@@ -147,6 +169,20 @@ pub struct SyslogOptions {
 }
 
 impl TargetConfig {
+    /// `target` inside the entity, with no credentials or options set.
+    pub fn new(target: Target) -> Self {
+        TargetConfig {
+            target,
+            secret: None,
+            outside: false,
+            allow_amber: false,
+            mail: None,
+            digest_every: None,
+            syslog: SyslogOptions::default(),
+            taxii_auth: None,
+        }
+    }
+
     /// The name of its cursor in the spool: its kind and a digest of where it delivers, so
     /// the same target keeps its place across restarts and two targets never share one.
     pub fn cursor_name(&self) -> String {
@@ -155,6 +191,7 @@ impl TargetConfig {
             Target::Smtp(_) => "smtp",
             Target::Syslog(_) => "syslog",
             Target::Stix(_) => "stix",
+            Target::Taxii(_) => "taxii",
             Target::Jsonl(_) => "jsonl",
         };
         let h = xxhash_rust::xxh3::xxh3_64(self.target.to_string().as_bytes());
@@ -451,6 +488,72 @@ impl Adapter for Stix {
     }
 }
 
+struct Taxii {
+    /// The collection's `objects/` endpoint.
+    objects: String,
+    authorization: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// The TAXII 2.1 media type.
+const TAXII: &str = "application/taxii+json;version=2.1";
+
+impl Adapter for Taxii {
+    fn deliver(&mut self, items: &[Outgoing]) -> Result<(), DeliverError> {
+        let alerts: Vec<Alert> = alerts_of(items).into_iter().cloned().collect();
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let mut bundle = super::stix::bundle(&alerts, jiff::Timestamp::now());
+        let objects = bundle["objects"].take();
+        if objects.as_array().is_none_or(Vec::is_empty) {
+            return Ok(());
+        }
+        // TAXII 2.1 §5.5: objects are added in an envelope.
+        let body = serde_json::to_vec(&serde_json::json!({ "objects": objects }))
+            .map_err(|e| DeliverError(e.to_string()))?;
+        let fail = |e: String| DeliverError(format!("{}: {e}", self.objects));
+        let mut req = self
+            .agent
+            .post(&self.objects)
+            .header("Content-Type", TAXII)
+            .header("Accept", TAXII);
+        if let Some(a) = &self.authorization {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.send(&body[..]).map_err(|e| fail(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_string()
+            .unwrap_or_default();
+        if !(200..300).contains(&status) {
+            let why: String = text.chars().take(300).collect();
+            return Err(fail(format!("HTTP {status} {why}")));
+        }
+        // A status resource (202). A server refuses an object it already holds in the same
+        // version (a retry of a bundle it took in part), so failures are not errors here;
+        // they are logged for the operator.
+        if let Ok(st) = serde_json::from_str::<serde_json::Value>(&text) {
+            let failed = st["failure_count"].as_u64().unwrap_or(0);
+            if failed > 0 {
+                tracing::debug!(
+                    "{}: {failed} object(s) not added (already held, or refused: {})",
+                    self.objects,
+                    st["failures"]
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn batch(&self) -> usize {
+        200
+    }
+}
+
 struct Jsonl {
     path: PathBuf,
     file: File,
@@ -519,6 +622,23 @@ fn adapter(cfg: &TargetConfig) -> Result<Box<dyn Adapter + Send>, String> {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             Box::new(Stix { dir: dir.clone() })
         }
+        Target::Taxii(url) => Box::new(Taxii {
+            objects: format!("{url}objects/"),
+            authorization: cfg.taxii_auth.as_ref().map(|(user, pass)| {
+                format!(
+                    "Basic {}",
+                    crate::ingest::stix::pattern::encode_base64(
+                        format!("{user}:{pass}").as_bytes()
+                    )
+                )
+            }),
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(60)))
+                .http_status_as_error(false)
+                .user_agent(concat!("cwn-subscribe/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into(),
+        }),
         Target::Jsonl(path) => Box::new(Jsonl {
             file: std::fs::OpenOptions::new()
                 .create(true)
@@ -716,15 +836,19 @@ mod tests {
             Target::Smtp("127.0.0.1:25".into())
         );
         assert!("smtp:mail.example".parse::<Target>().is_err());
-        let mut c = TargetConfig {
-            target: "jsonl:/tmp/x".parse().unwrap(),
-            secret: None,
-            outside: true,
-            allow_amber: false,
-            mail: None,
-            digest_every: None,
-            syslog: SyslogOptions::default(),
-        };
+        assert_eq!(
+            "taxii:https://taxii.example/api1/collections/abc"
+                .parse::<Target>()
+                .unwrap(),
+            Target::Taxii("https://taxii.example/api1/collections/abc/".into())
+        );
+        assert!(
+            "taxii:https://taxii.example/api1/"
+                .parse::<Target>()
+                .is_err()
+        );
+        let mut c = TargetConfig::new("jsonl:/tmp/x".parse().unwrap());
+        c.outside = true;
         assert!(c.may_carry(Tlp::Green) && !c.may_carry(Tlp::Amber));
         c.allow_amber = true;
         assert!(c.may_carry(Tlp::AmberStrict) && !c.may_carry(Tlp::Red));
