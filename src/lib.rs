@@ -76,6 +76,7 @@ pub mod net;
 pub mod notify;
 pub mod outfile;
 pub mod route;
+pub mod sightings;
 pub mod status;
 pub mod sync;
 pub mod telemetry;

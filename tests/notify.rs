@@ -677,31 +677,7 @@ fn stix_bundles_of_sightings_pass_the_oasis_library() {
         values.contains(&"198.51.100.20") && values.contains(&"www.evil.example"),
         "{values:?}"
     );
-    // The OASIS library, strictly.
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import stix2, sys; b = stix2.parse(open(sys.argv[1]).read(), allow_custom=False); \
-             print(len(b.objects))",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("No module named 'stix2'") {
-            if std::env::var("CWN_SKIP_STIX2").as_deref() == Ok("1") {
-                eprintln!("skipping the stix2 check: CWN_SKIP_STIX2=1");
-            } else {
-                panic!(
-                    "the OASIS stix2 library is missing: `python3 -m pip install stix2` (.ci/run \
-                     does), or set CWN_SKIP_STIX2=1 to skip this check deliberately"
-                );
-            }
-        } else {
-            panic!("stix2 refused the bundle: {err}");
-        }
-    }
+    oasis_parse(&file);
     // An AMBER hit, then a GREEN one: the outside target takes them in order, so once it has
     // the second it has passed over the first.
     let amber = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421";
@@ -845,5 +821,175 @@ fn sightings_reach_a_taxii_collection_that_came_up_late_and_are_updated_in_place
     let _ = sub.kill();
     sub.wait().unwrap();
     sigterm(&hub);
+    hub.wait().unwrap();
+}
+
+/// The OASIS `stix2` library parses the bundle in `file` strictly (`allow_custom=False`);
+/// a missing library fails unless `CWN_SKIP_STIX2=1`.
+fn oasis_parse(file: &std::path::Path) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import stix2, sys; b = stix2.parse(open(sys.argv[1]).read(), allow_custom=False); \
+             print(len(b.objects))",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No module named 'stix2'") {
+            if std::env::var("CWN_SKIP_STIX2").as_deref() == Ok("1") {
+                eprintln!("skipping the stix2 check: CWN_SKIP_STIX2=1");
+            } else {
+                panic!(
+                    "the OASIS stix2 library is missing: `python3 -m pip install stix2` (.ci/run \
+                     does), or set CWN_SKIP_STIX2=1 to skip this check deliberately"
+                );
+            }
+        } else {
+            panic!("stix2 refused the bundle: {err}");
+        }
+    }
+}
+
+/// `cwn sightings export` on the hub: what the hub handed its publisher, as MISP
+/// `/sightings/add` payloads (by attribute uuid for a MISP indicator, by value otherwise) and
+/// as a STIX 2.1 bundle the OASIS library accepts (the source's indicator id for a STIX
+/// indicator); counts per indicator, partner and day with each indicator's TLP, never a
+/// telemetry row; consecutive windows (`--since` the last `--until`) count each hit once.
+#[test]
+fn the_hub_exports_its_sightings_as_misp_and_stix() {
+    use cwn::indicator::{Indicator, IndicatorSet, Kind, Tlp};
+    let net = Net::new();
+    let p = net.dir.path();
+    let attribute = "5f1c0b8e-2d4a-4c7e-9b1a-0d6f3e2a1c55";
+    let stix_id = "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f";
+    let mut set = IndicatorSet::new();
+    for (id, value, tlp) in [
+        (attribute.to_string(), "evil.example", Tlp::Green),
+        (format!("{stix_id}#2"), "stix-c2.example", Tlp::Amber),
+        (
+            "c2-list:plain-c2.example".to_string(),
+            "plain-c2.example",
+            Tlp::Clear,
+        ),
+    ] {
+        let _ = set.insert(Indicator::new(id, Kind::Domain, value, "src".into(), tlp));
+    }
+    let snap = cwn::index::IndexBuilder::new()
+        .set_version(1)
+        .created_at(1_700_000_000)
+        .build(&set)
+        .unwrap()
+        .to_snapshot(Some(&net.signing));
+    std::fs::write(p.join("set.cwnsnap"), snap).unwrap();
+    let (hub, addr, _) = spawn_hub_with(&net, "[limits]\nsightings_interval = \"200ms\"\n");
+    let rows = [
+        ("www.evil.example", "198.51.100.20"),
+        ("evil.example", "198.51.100.21"),
+        ("stix-c2.example", "198.51.100.22"),
+        ("plain-c2.example", "198.51.100.23"),
+        ("fine.example", "198.51.100.24"),
+    ];
+    stream_rows(&net, &addr, "s.jsonl", &rows);
+    let export = |args: &[&str]| -> (String, String) {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+            .args(["sightings", "export", "--config"])
+            .arg(p.join("hub.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        (String::from_utf8(o.stdout).unwrap(), err)
+    };
+    let misp_lines = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    wait_until(30, "three rows in the ledger", || {
+        misp_lines(&export(&["--format", "misp"]).0).len() == 3
+    });
+    let (text, note) = export(&["--format", "misp"]);
+    assert!(!text.contains("198.51.100"), "never telemetry rows: {text}");
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let lines = misp_lines(&text);
+    let by_value = |v: &str| {
+        lines
+            .iter()
+            .find(|l| l["values"][0] == v)
+            .unwrap_or_else(|| panic!("no payload for {v}: {text}"))
+            .clone()
+    };
+    let attr = lines
+        .iter()
+        .find(|l| l["uuid"] == attribute)
+        .unwrap_or_else(|| panic!("no payload by uuid: {text}"));
+    assert_eq!(attr["type"], "0");
+    assert_eq!(attr["source"], "cwn:msp");
+    assert_eq!(attr["date"], today.as_str());
+    assert_eq!(attr["count"], 2, "two hits that day: {attr}");
+    assert_eq!(attr["tlp"], "TLP:GREEN");
+    assert_eq!(by_value("stix-c2.example")["tlp"], "TLP:AMBER");
+    assert_eq!(by_value("plain-c2.example")["tlp"], "TLP:CLEAR");
+    assert_eq!(by_value("plain-c2.example")["count"], 1);
+    // The window's end, to start the next export from.
+    let until = note
+        .split("--since ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap_or_else(|| panic!("{note}"))
+        .to_string();
+    assert!(misp_lines(&export(&["--format", "misp", "--since", &until]).0).is_empty());
+
+    // STIX: a bundle the OASIS library accepts.
+    let file = p.join("sightings.json");
+    let f = file.display().to_string();
+    export(&["--format", "stix", "-o", &f, "--until", &until]);
+    oasis_parse(&file);
+    let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let objects = bundle["objects"].as_array().unwrap();
+    let sightings: Vec<&serde_json::Value> =
+        objects.iter().filter(|o| o["type"] == "sighting").collect();
+    assert_eq!(sightings.len(), 3, "{bundle}");
+    let of_stix = sightings
+        .iter()
+        .find(|s| s["sighting_of_ref"] == stix_id)
+        .unwrap_or_else(|| panic!("the STIX indicator by its own id: {bundle}"));
+    assert_eq!(
+        of_stix["object_marking_refs"][0],
+        "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
+        "TLP:AMBER"
+    );
+    let msp = objects
+        .iter()
+        .find(|o| o["type"] == "identity" && o["name"] == "msp")
+        .unwrap();
+    assert!(
+        sightings
+            .iter()
+            .all(|s| s["where_sighted_refs"][0] == msp["id"])
+    );
+    assert!(sightings.iter().any(|s| s["count"] == 2));
+    assert!(!bundle.to_string().contains("198.51.100"));
+
+    // A later hit is in the next window only.
+    stream_rows(&net, &addr, "t.jsonl", &[("evil.example", "198.51.100.25")]);
+    wait_until(30, "the next window's row", || {
+        !misp_lines(&export(&["--format", "misp", "--since", &until]).0).is_empty()
+    });
+    let next = misp_lines(&export(&["--format", "misp", "--since", &until]).0);
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(
+        (&next[0]["uuid"], &next[0]["count"]),
+        (&serde_json::json!(attribute), &serde_json::json!(1))
+    );
+    sigterm(&hub);
+    let mut hub = hub;
     hub.wait().unwrap();
 }

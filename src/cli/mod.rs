@@ -33,6 +33,8 @@ mod r#gen;
 mod index;
 mod net;
 #[cfg(feature = "net")]
+mod sightings;
+#[cfg(feature = "net")]
 mod sync;
 
 use std::io::{self, IsTerminal, Write};
@@ -141,6 +143,12 @@ pub enum Command {
     /// Example: cwn subscribe --hub localhost:4433 --pki pki --entity hospital-b -o notifications.jsonl
     #[cfg(feature = "net")]
     Subscribe(Box<net::SubscribeArgs>),
+    /// Hub: the sightings handed to the publisher, as MISP sightings or STIX 2.1.
+    ///
+    /// Example: cwn sightings export --config hub.toml --format misp --since 24h
+    #[cfg(feature = "net")]
+    #[command(subcommand)]
+    Sightings(sightings::SightingsCommand),
     /// Generate synthetic data: a MISP feed, or telemetry with hits planted from a snapshot.
     ///
     /// Example: cwn gen indicators --count 100000 -o feed/ && cwn compile feed/ -o set.cwnsnap && cwn gen telemetry --index set.cwnsnap --preset zeek -o conn.parquet
@@ -243,6 +251,8 @@ pub fn main() -> ExitCode {
         Command::Subscribe(args) => net::run_subscribe(&args),
         #[cfg(feature = "net")]
         Command::Sync(args) => sync::run_sync(&args),
+        #[cfg(feature = "net")]
+        Command::Sightings(cmd) => sightings::run(&cmd),
     };
     match result {
         Ok(code) => code,

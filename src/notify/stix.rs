@@ -99,6 +99,111 @@ fn stamp(t: &str) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// The STIX id of an indicator id that came from STIX: `indicator--<uuid>`, without the
+/// `#N` cwn appends for the N-th disjunct of a pattern.
+fn stix_indicator_id(id: &str) -> Option<&str> {
+    id.starts_with("indicator--")
+        .then(|| id.split_once('#').map_or(id, |(i, _)| i))
+}
+
+/// The identity object of an organisation named `name` (a stable id per name).
+fn identity(name: &str) -> Value {
+    json!({
+        "type": "identity", "spec_version": "2.1", "id": id_for("identity", name),
+        "created": "1970-01-01T00:00:00.000Z", "modified": "1970-01-01T00:00:00.000Z",
+        "name": name, "identity_class": "organization",
+    })
+}
+
+/// A bundle of the publisher's sightings (`cwn sightings export --format stix`): per row a
+/// `sighting` of the indicator (its STIX id when it came from STIX, else an `indicator` with
+/// a pattern, when the hub's set still holds it), `where_sighted_refs` the partner (an
+/// `identity`), `first_seen`/`last_seen` the UTC day, `count`, marked with the indicator's
+/// TLP. The counts are those handed over in `window` (Unix ms, as `sightings::read` took
+/// them), so each sighting's id is derived from its row and the window: consecutive exports
+/// are separate sightings that add up, and exporting the same window again yields the same
+/// ids. Rows whose indicator is neither a STIX id nor in the set are left out and counted in
+/// the second value.
+pub fn sightings_bundle(
+    rows: &[crate::sightings::Counted],
+    known: &std::collections::BTreeMap<String, crate::sightings::Known>,
+    window: (u64, u64),
+    now: jiff::Timestamp,
+) -> (Value, usize) {
+    let now_s = format!("{}", now.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"));
+    let mut objects: Vec<Value> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |objects: &mut Vec<Value>, o: Value| {
+        let id = o["id"].as_str().unwrap_or_default().to_string();
+        if seen.insert(id) {
+            objects.push(o);
+        }
+    };
+    let mut skipped = 0;
+    for r in rows {
+        let k = known.get(&r.indicator_id);
+        let tlp = k.map_or(Tlp::AmberStrict, |k| k.tlp);
+        let marks = json!([marking(tlp)]);
+        let start = r
+            .day
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let end = start + jiff::SignedDuration::from_secs(86_399);
+        let (first, last) = (
+            format!("{}", start.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+            format!("{}", end.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+        );
+        let indicator = match (stix_indicator_id(&r.indicator_id), k) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(k)) => {
+                let id = id_for("indicator", &format!("{}\0{}", k.kind, k.value));
+                push(
+                    &mut objects,
+                    json!({
+                        "type": "indicator", "spec_version": "2.1", "id": id,
+                        "created": first, "modified": first,
+                        "name": k.value, "pattern": pattern(&k.kind, &k.value),
+                        "pattern_type": "stix", "valid_from": first,
+                        "object_marking_refs": marks,
+                    }),
+                );
+                id
+            }
+            (None, None) => {
+                skipped += 1;
+                continue;
+            }
+        };
+        let who = identity(&r.partner);
+        let who_id = who["id"].clone();
+        push(&mut objects, who);
+        push(
+            &mut objects,
+            json!({
+                "type": "sighting", "spec_version": "2.1",
+                "id": id_for("sighting", &format!(
+                    "{}\0{}\0{}\0{}\0{}", r.indicator_id, r.partner, r.day, window.0, window.1
+                )),
+                "created": now_s, "modified": now_s,
+                "first_seen": first, "last_seen": last,
+                "count": r.count.min(999_999_999), "sighting_of_ref": indicator,
+                "where_sighted_refs": [who_id],
+                "object_marking_refs": marks,
+            }),
+        );
+    }
+    let key: Vec<&str> = objects.iter().filter_map(|o| o["id"].as_str()).collect();
+    (
+        json!({
+            "type": "bundle",
+            "id": id_for("bundle", &format!("{}\0{now_s}", key.join("|"))),
+            "objects": objects,
+        }),
+        skipped,
+    )
+}
+
 /// A bundle with the sightings of `alerts` (hits; other notifications are left out) and the
 /// objects they refer to; `now` is the sightings' `modified` time.
 pub fn bundle(alerts: &[Alert], now: jiff::Timestamp) -> Value {
@@ -116,16 +221,9 @@ pub fn bundle(alerts: &[Alert], now: jiff::Timestamp) -> Value {
         let marks = json!([marking(tlp)]);
         let created = stamp(&a.first_seen);
         let who = id_for("identity", &a.entity);
-        push(
-            &mut objects,
-            json!({
-                "type": "identity", "spec_version": "2.1", "id": who,
-                "created": "1970-01-01T00:00:00.000Z", "modified": "1970-01-01T00:00:00.000Z",
-                "name": a.entity, "identity_class": "organization",
-            }),
-        );
-        let indicator = if a.indicator_id.starts_with("indicator--") {
-            a.indicator_id.clone()
+        push(&mut objects, identity(&a.entity));
+        let indicator = if let Some(id) = stix_indicator_id(&a.indicator_id) {
+            id.to_string()
         } else {
             let id = id_for("indicator", &format!("{}\0{}", a.kind, a.indicator));
             let mut o = json!({

@@ -250,6 +250,41 @@ fn apply_stored_deltas(
     states
 }
 
+/// The snapshot a hub with `cfg` starts from: the newer of the configured one and the last
+/// one pushed (`true`: the pushed one).
+fn newest_snapshot(
+    cfg: &HubConfig,
+    vk: &VerifyingKey,
+) -> Result<Option<(CompiledIndex, bool)>, ServeError> {
+    let pushed = cfg.data_dir.join(SNAPSHOT_FILE);
+    let mut newest: Option<(CompiledIndex, bool)> = None;
+    for p in cfg.snapshot.path.iter().chain(Some(&pushed)) {
+        if !p.exists() {
+            continue;
+        }
+        let i = read_snapshot(p, vk)?;
+        if newest
+            .as_ref()
+            .is_none_or(|(cur, _)| i.header().set_version > cur.header().set_version)
+        {
+            newest = Some((i, *p == pushed));
+        }
+    }
+    Ok(newest)
+}
+
+/// The indicator set a hub with `cfg` holds at rest: its newest snapshot with the deltas it
+/// stored applied (what it serves once started), or `None` before any snapshot.
+///
+/// # Errors
+/// The verify key or a snapshot cannot be read or is refused.
+pub fn stored_index(cfg: &HubConfig) -> Result<Option<Arc<CompiledIndex>>, ServeError> {
+    let vk = keys::read_verify(&cfg.snapshot.verify_key)
+        .map_err(|e| file_err(&cfg.snapshot.verify_key, e))?;
+    Ok(newest_snapshot(cfg, &vk)?
+        .and_then(|(i, _)| apply_stored_deltas(i, &cfg.data_dir.join(DELTA_DIR), &vk).pop()))
+}
+
 fn read_snapshot(path: &Path, vk: &VerifyingKey) -> Result<CompiledIndex, ServeError> {
     let bytes = fs::read(path).map_err(|e| file_err(path, e))?;
     CompiledIndex::from_snapshot(&bytes, Some(vk))
@@ -305,37 +340,22 @@ impl Server {
             .transpose()?;
         fs::create_dir_all(&cfg.data_dir).map_err(|e| file_err(&cfg.data_dir, e))?;
         // The newer of the configured snapshot and the last one pushed.
-        let mut index: Option<CompiledIndex> = None;
-        let pushed = cfg.data_dir.join(SNAPSHOT_FILE);
         // The snapshot's owner: the publisher that pushed it, as recorded beside it; for a
         // snapshot the operator configured, the registry's publisher when there is one only.
         let only_publisher = match publishers.as_slice() {
             [one] => Some(*one),
             _ => None,
         };
-        let mut publisher = None;
-        for p in cfg.snapshot.path.iter().chain(Some(&pushed)) {
-            if !p.exists() {
-                continue;
-            }
-            let i = read_snapshot(p, &verify_key)?;
-            if index
-                .as_ref()
-                .is_none_or(|cur| i.header().set_version > cur.header().set_version)
-            {
-                index = Some(i);
-                publisher = if *p == pushed {
-                    fs::read_to_string(cfg.data_dir.join(SNAPSHOT_OWNER_FILE))
-                        .ok()
-                        .and_then(|id| router.registry().by_id(id.trim()))
-                        .filter(|o| publishers.contains(o))
-                        .or(only_publisher)
-                } else {
-                    only_publisher
-                };
-            }
-        }
-        let states = index.take().map_or_else(Vec::new, |i| {
+        let newest = newest_snapshot(cfg, &verify_key)?;
+        let publisher = match &newest {
+            Some((_, true)) => fs::read_to_string(cfg.data_dir.join(SNAPSHOT_OWNER_FILE))
+                .ok()
+                .and_then(|id| router.registry().by_id(id.trim()))
+                .filter(|o| publishers.contains(o))
+                .or(only_publisher),
+            _ => only_publisher,
+        };
+        let states = newest.map_or_else(Vec::new, |(i, _)| {
             apply_stored_deltas(i, &cfg.data_dir.join(DELTA_DIR), &verify_key)
         });
         let index = states.last().cloned();
@@ -796,6 +816,16 @@ impl Shared {
         match r {
             Ok(_) => {
                 tracing::info!(rows = taken.len(), "sightings sent to the publisher");
+                // And into the ledger `cwn sightings export` reads. The publisher's log has
+                // them already: a failure here loses the export's copy only.
+                if let Err(e) =
+                    crate::sightings::append(&self.data_dir, &taken, self.router.registry(), now)
+                {
+                    tracing::error!("sightings ledger: {e}; these rows are not in exports");
+                    if let Some(m) = &self.metrics {
+                        m.error(jiff::Timestamp::now(), &format!("sightings ledger: {e}"));
+                    }
+                }
                 self.background();
                 self.pump();
                 self.timer.notify_one();
