@@ -167,7 +167,15 @@ fn deliver(outbox: &Outbox, target: Target) -> f64 {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut outbox = Outbox::open(dir.path(), "bench", 900_000, false, true).unwrap();
+    let mut outbox = Outbox::open(
+        dir.path(),
+        "bench",
+        900_000,
+        false,
+        true,
+        Default::default(),
+    )
+    .unwrap();
     let notes: Vec<(u64, Notification)> = (0..N).map(|i| (i, hit(i))).collect();
     let t = Instant::now();
     for group in notes.chunks(1024) {

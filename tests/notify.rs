@@ -993,3 +993,175 @@ fn the_hub_exports_its_sightings_as_misp_and_stix() {
     let mut hub = hub;
     hub.wait().unwrap();
 }
+
+/// `--deliver-config FILE`: targets with their own options (a webhook with its secret file, a
+/// stix directory marked outside), the spool, and the recommended action from the network's
+/// templates file for the entity's sector, overridden per kind by the entity's own text.
+#[test]
+fn a_deliver_config_file_sets_targets_and_the_sectors_recommended_action() {
+    let net = Net::new();
+    let p = net.dir.path();
+    let (hub, addr, _) = spawn_hub_with(&net, "");
+    let hook = Hook::start(b"file-secret", Instant::now());
+    std::fs::write(p.join("hook.secret"), "file-secret\n").unwrap();
+    std::fs::write(
+        p.join("actions.toml"),
+        "[default]\ndomain = \"Generic advice about {indicator}.\"\n\
+         [sector.health]\ndomain = \"Hospitals: block {indicator} and check {assets}; inform Z-CERT.\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("deliver.toml"),
+        format!(
+            "spool = \"file-spool\"\ntemplates = \"actions.toml\"\nsector = \"health\"\n\
+             [actions]\nsha256 = \"Our own text for {{indicator}}.\"\n\
+             [[target]]\ndeliver = \"webhook:{}\"\nsecret_file = \"hook.secret\"\n\
+             [[target]]\ndeliver = \"stix:outside-stix\"\noutside = true\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let cfg = p.join("deliver.toml").display().to_string();
+    let mut sub = subscriber(&net, &addr, &["--deliver-config", &cfg]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        stream_rows(
+            &net,
+            &addr,
+            "s.jsonl",
+            &[("www.evil.example", "198.51.100.20")]
+        ),
+        1
+    );
+    wait_until(30, "the alert at the webhook", || !hook.alerts().is_empty());
+    let a = &hook.alerts()[0];
+    assert_eq!(
+        a["recommended_action"],
+        "Hospitals: block evil.example and check 198.51.100.20; inform Z-CERT.",
+        "{a}"
+    );
+    assert!(hook.bad_signatures.lock().unwrap().is_empty());
+    // The spool is where the file says, relative to the file; the stix target is relative too.
+    assert!(p.join("file-spool").is_dir());
+    wait_until(30, "a bundle outside", || {
+        std::fs::read_dir(p.join("outside-stix")).is_ok_and(|mut d| d.next().is_some())
+    });
+    let _ = sub.kill();
+    sub.wait().unwrap();
+    // The summary for a person at the hospital, from the spool, without a hub.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["subscribe", "--summary", "--deliver-config", &cfg])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for want in [
+        "cwn summary for hospital",
+        "Today: 1 alert about 1 indicator at 1 of your systems; 1 sighting in all.",
+        "[TLP:GREEN] evil.example (domain) seen 1× at 198.51.100.20",
+        "What to do: Hospitals: block evil.example and check 198.51.100.20; inform Z-CERT.",
+        "Yesterday: nothing seen.",
+        &format!("Delivery to webhook:{}: ok, last delivery ", hook.url),
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    // A bad file is refused at start, naming the file and the target.
+    std::fs::write(
+        p.join("bad.toml"),
+        "[[target]]\ndeliver = \"webhook:https://soc.example/\"\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["subscribe", "--hub", &addr, "--pki"])
+        .arg(p.join("pki"))
+        .args(["--entity", "hospital", "--deliver-config"])
+        .arg(p.join("bad.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("bad.toml") && err.contains("target 1") && err.contains("secret_file"),
+        "{err}"
+    );
+    sigterm(&hub);
+    let mut hub = hub;
+    hub.wait().unwrap();
+}
+
+/// The hub operator's drill-down: a subscriber whose webhook refuses everything reports it,
+/// and the hub's status page lists the failing target and shows the entity's queued,
+/// delivered and waiting figures with the target's last error.
+#[test]
+fn the_status_page_drills_down_to_an_entitys_failing_delivery_target() {
+    let net = Net::new();
+    let p = net.dir.path();
+    let (hub, addr, status) = spawn_hub_with(&net, "status_listen = \"127.0.0.1:0\"");
+    let status = status.unwrap();
+    let secret = p.join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    // Refuses for an hour: every attempt fails.
+    let hook = Hook::start(b"s", Instant::now() + Duration::from_secs(3600));
+    let target = format!("webhook:{}", hook.url);
+    let args = vec![
+        "--deliver".to_string(),
+        target.clone(),
+        "--webhook-secret-file".into(),
+        secret.display().to_string(),
+        "--spool".into(),
+        p.join("spool").display().to_string(),
+    ];
+    let mut sub = subscriber(&net, &addr, &as_str(&args));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        stream_rows(
+            &net,
+            &addr,
+            "s.jsonl",
+            &[("www.evil.example", "198.51.100.20")]
+        ),
+        1
+    );
+    let detail = || -> serde_json::Value {
+        serde_json::from_str(&super::net::http_get(&status, "/api/entity/hospital.json"))
+            .unwrap_or_default()
+    };
+    wait_until(30, "a failing target reported to the hub", || {
+        detail()["targets"][0]["failing"].as_u64() >= Some(2)
+    });
+    let d = detail();
+    let t = &d["targets"][0];
+    assert_eq!(t["target"], target.as_str());
+    assert!(
+        t["last_error"].as_str().unwrap().contains("HTTP 500"),
+        "{d}"
+    );
+    assert_eq!(t["pending"], 1, "the alert waits in the spool: {d}");
+    assert_eq!(t["delivered"], 0);
+    assert_eq!(d["queued"], 1, "{d}");
+    assert_eq!(
+        d["delivered"], 1,
+        "the subscriber has it (spooled) even if the webhook does not: {d}"
+    );
+    let page = super::net::http_get(&status, "/entity/hospital");
+    assert!(
+        page.contains("failing since") && page.contains("HTTP 500") && page.contains(&hook.url),
+        "{page}"
+    );
+    let front = super::net::http_get(&status, "/");
+    assert!(
+        front.contains("id=\"failing-targets\"") && front.contains("href=\"/entity/hospital\""),
+        "{front}"
+    );
+    let mut s = std::net::TcpStream::connect(&status).unwrap();
+    s.write_all(b"GET /entity/nobody HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    let _ = sub.kill();
+    sub.wait().unwrap();
+    sigterm(&hub);
+    let mut hub = hub;
+    hub.wait().unwrap();
+}

@@ -846,3 +846,52 @@ fn a_failed_match_keeps_the_previous_hit_file() {
     assert!(err.contains("bad.parquet"), "{err}");
     assert_eq!(std::fs::read(&hits).unwrap(), b"previous");
 }
+
+/// `cwn match --decode-only` (the scan's floor): the same rows read and counted, on one thread
+/// and two, the same summary line, and nothing matched or written.
+#[test]
+fn decode_only_reads_every_row_and_matches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let list = d.join("list.txt");
+    std::fs::write(&list, "evil.test\n198.51.100.23\n203.0.113.0/28\n").unwrap();
+    let snap = d.join("set.cwnsnap");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    cwn(&["compile", &s(&list), "-o", &s(&snap)]);
+    let pq = d.join("t.parquet");
+    write_parquet(&pq, &record_batch(&rows(5000, 11)), true, 1500);
+    let summary = |extra: &[&str]| -> (String, String) {
+        let mut a = vec![
+            "match",
+            "--index",
+            snap.to_str().unwrap(),
+            "--field",
+            "src=ip",
+            "--field",
+            "query=domain",
+            "--field",
+            "no_such_column=domain",
+            pq.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        let o = cwn(&a);
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (hits, real) = summary(&["--threads", "1"]);
+    assert!(!hits.is_empty(), "the real run finds hits: {real}");
+    assert!(real.contains("scanned 5000 row(s)"), "{real}");
+    for threads in ["1", "2"] {
+        let (out, err) = summary(&["--threads", threads, "--decode-only"]);
+        assert!(out.is_empty(), "nothing matched, nothing written: {out}");
+        assert!(
+            err.contains("scanned 5000 row(s) in ")
+                && err.contains("rows/s")
+                && err.contains(&format!("{threads} thread(s)"))
+                && err.contains("decoded only, nothing matched"),
+            "{err}"
+        );
+    }
+}

@@ -1120,7 +1120,7 @@ mod listener {
             dom.contains("stream reset &lt;code 0x101&gt; &amp; retrying"),
             "error message"
         );
-        assert!(dom.contains("<span class=\"entity\">msp-noord</span>"));
+        assert!(dom.contains("<a class=\"entity\" href=\"/entity/msp-noord\">msp-noord</a>"));
         // Self-contained: nothing is loaded from elsewhere.
         let external = regex::Regex::new(r#"(?i)(src|href)="(https?:)?//"#).unwrap();
         assert!(!external.is_match(&dom), "external reference in the page");

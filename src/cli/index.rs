@@ -507,6 +507,11 @@ pub struct MatchArgs {
     /// Telemetry files.
     #[arg(required = true, value_name = "TELEMETRY")]
     pub telemetry: Vec<PathBuf>,
+    /// Read and decode exactly the columns the field map needs, with the same readers,
+    /// threads and batches as a real run, and match nothing (no hits written): the floor a
+    /// match's time is measured against. Prints the same summary line.
+    #[arg(long, conflicts_with = "sightings")]
+    pub decode_only: bool,
 }
 
 /// A spinner with rows, rows/s and hits on stderr when it is a terminal, hidden otherwise.
@@ -541,7 +546,7 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
     let index = load_state(&args.index, &args.deltas, args.verify_key.as_deref())?;
     let load_secs = t.elapsed().as_secs_f64();
     let now = jiff::Timestamp::now().as_second();
-    let scanner = Scanner::new(args.threads)?;
+    let scanner = Scanner::new(args.threads)?.with_decode_only(args.decode_only);
     let started = Instant::now();
     let partner = args.partner.clone().unwrap_or_else(|| "local".into());
     let mut sightings = Sightings::new(partner, now);
@@ -595,6 +600,9 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
         rows += stats.rows;
         hits_total += stats.hits;
         bad_rows += stats.bad_rows;
+        if args.decode_only {
+            continue;
+        }
         // An input none of whose mapped fields exists is an error (the others' hits stay).
         if let Err(e) = present.check(&name, fields) {
             pb.suspend(|| eprintln!("cwn: {e}"));
@@ -635,12 +643,15 @@ pub(super) fn run_match(args: &MatchArgs) -> anyhow::Result<ExitCode> {
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "scanned {rows} row(s) in {secs:.2} s ({:.0} rows/s, {} thread(s); index loaded in {:.1} ms): {} hit(s) on {} indicator(s){}",
+        "scanned {rows} row(s) in {secs:.2} s ({:.0} rows/s, {} thread(s); index loaded in {:.1} ms): {}{}",
         rows as f64 / secs.max(1e-9),
         scanner.threads(),
         load_secs * 1e3,
-        hits_total,
-        sightings.len(),
+        if args.decode_only {
+            "decoded only, nothing matched".to_string()
+        } else {
+            format!("{hits_total} hit(s) on {} indicator(s)", sightings.len())
+        },
         if bad_rows > 0 {
             format!(", {bad_rows} unreadable row(s) skipped")
         } else {

@@ -142,6 +142,7 @@ pub enum Command {
     ///
     /// Example: cwn subscribe --hub localhost:4433 --pki pki --entity hospital-b -o notifications.jsonl
     #[cfg(feature = "net")]
+    #[command(mut_arg("hub", |a| a.required(false).default_value("")))]
     Subscribe(Box<net::SubscribeArgs>),
     /// Hub: the sightings handed to the publisher, as MISP sightings or STIX 2.1.
     ///

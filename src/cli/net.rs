@@ -653,13 +653,33 @@ mod with_net {
         /// stripped.
         #[arg(long, value_name = "FILE")]
         pub webhook_secret_file: Option<PathBuf>,
+        /// The delivery targets, each with its own options and credentials, and the
+        /// recommended-action texts, in a TOML file (README "Notifications people act on");
+        /// used together with any --deliver targets.
+        #[arg(long, value_name = "FILE")]
+        pub deliver_config: Option<PathBuf>,
+        /// Print a short summary for a person at the entity — today's and yesterday's alerts,
+        /// where, what to do, and how each delivery target is doing — from the spool
+        /// (--spool or the --deliver-config file's), and exit without connecting (no --hub
+        /// needed).
+        #[arg(long)]
+        pub summary: bool,
+        /// Recommended-action templates by indicator kind, for every sector and per sector
+        /// (`[default]`, `[sector.NAME]`); `{indicator}` and `{assets}` are filled in.
+        #[arg(long, value_name = "FILE")]
+        pub templates: Option<PathBuf>,
+        /// The entity's NIS2 sector, which picks its texts from --templates.
+        #[arg(long, value_name = "NAME")]
+        pub sector: Option<String>,
         /// The spool the delivery targets read: what the hub sent, stored (fsynced) before it
-        /// is acknowledged, kept until every target has it.
-        #[arg(long, value_name = "DIR", default_value = "cwn-spool")]
-        pub spool: PathBuf,
-        /// Seconds between two updates of one alert while sightings keep coming.
-        #[arg(long, value_name = "SECONDS", default_value_t = 900.0)]
-        pub update_every: f64,
+        /// is acknowledged, kept until every target has it [default: the --deliver-config
+        /// file's `spool`, else cwn-spool].
+        #[arg(long, value_name = "DIR")]
+        pub spool: Option<PathBuf>,
+        /// Seconds between two updates of one alert while sightings keep coming [default: the
+        /// --deliver-config file's `update_every`, else 900].
+        #[arg(long, value_name = "SECONDS")]
+        pub update_every: Option<f64>,
         /// A --deliver target outside the entity (a third party's service): it gets no alert
         /// above TLP:GREEN unless --allow-amber-outside (repeatable; the same TARGET text).
         #[arg(long = "outside", value_name = "TARGET")]
@@ -714,12 +734,25 @@ mod with_net {
         outbox: cwn::notify::outbox::Outbox,
         targets: Vec<cwn::notify::deliver::Running>,
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        /// When the hub last heard how the targets are doing.
+        reported: Option<std::time::Instant>,
     }
+
+    /// How often a subscriber tells the hub how its delivery targets are doing.
+    const REPORT_EVERY: Duration = Duration::from_secs(5);
 
     impl Delivery {
         fn start(args: &SubscribeArgs, id: &Identity) -> anyhow::Result<Option<Delivery>> {
             use cwn::notify::deliver::{Target, TargetConfig, read_secret, start};
-            if args.deliver.is_empty() {
+            let file = args
+                .deliver_config
+                .as_deref()
+                .map(|f| {
+                    cwn::notify::config::load(f, args.sector.as_deref(), args.templates.as_deref())
+                })
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--deliver-config {e}"))?;
+            if args.deliver.is_empty() && file.is_none() {
                 return Ok(None);
             }
             for o in &args.outside {
@@ -742,7 +775,7 @@ mod with_net {
                 anyhow::ensure!(!args.mail_to.is_empty(), "an smtp: target needs --mail-to");
                 for a in std::iter::once(&from).chain(&args.mail_to) {
                     anyhow::ensure!(
-                        a.contains('@') && !a.contains(['<', '>', '\r', '\n', ' ']),
+                        cwn::notify::config::is_mail_address(a),
                         "{a:?} is not an e-mail address"
                     );
                 }
@@ -798,7 +831,7 @@ mod with_net {
                 }
                 _ => None,
             };
-            let configs = args
+            let mut configs = args
                 .deliver
                 .iter()
                 .map(|t| {
@@ -816,8 +849,39 @@ mod with_net {
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let every = Duration::try_from_secs_f64(args.update_every)
-                .map_err(|_| anyhow::anyhow!("--update-every: a number of seconds"))?;
+            let every = match (
+                args.update_every,
+                file.as_ref().and_then(|f| f.update_every),
+            ) {
+                (Some(s), _) => Duration::try_from_secs_f64(s)
+                    .map_err(|_| anyhow::anyhow!("--update-every: a number of seconds"))?,
+                (None, Some(d)) => d,
+                (None, None) => Duration::from_secs(900),
+            };
+            let spool = args
+                .spool
+                .clone()
+                .or_else(|| file.as_ref().and_then(|f| f.spool.clone()))
+                .unwrap_or_else(|| PathBuf::from("cwn-spool"));
+            let actions = match file {
+                Some(f) => {
+                    configs.extend(f.targets);
+                    f.actions
+                }
+                None => match &args.templates {
+                    Some(t) => cwn::notify::config::load_templates(t, args.sector.as_deref())
+                        .map_err(|e| anyhow::anyhow!("--templates {e}"))?,
+                    None => Default::default(),
+                },
+            };
+            let mut names = std::collections::HashSet::new();
+            for c in &configs {
+                anyhow::ensure!(
+                    names.insert(c.cursor_name()),
+                    "{} is named twice (on the command line and in --deliver-config?)",
+                    c.target
+                );
+            }
             let entity = id
                 .chain
                 .first()
@@ -829,11 +893,12 @@ mod with_net {
                 .iter()
                 .any(|c| !matches!(c.target, Target::Jsonl(_)));
             let outbox = cwn::notify::outbox::Outbox::open(
-                &args.spool,
+                &spool,
                 &entity,
                 every.as_millis() as u64,
                 raw,
                 alerts,
+                actions,
             )?;
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let targets = configs
@@ -848,12 +913,23 @@ mod with_net {
                 outbox,
                 targets,
                 stop,
+                reported: None,
             }))
         }
 
         /// Stores the updates due now.
         fn tick(&mut self) -> anyhow::Result<()> {
             Ok(self.outbox.tick(now_ms(), false)?)
+        }
+
+        /// The targets' reports when the hub is due to hear them.
+        fn reports_due(&mut self) -> Option<Vec<cwn::notify::TargetReport>> {
+            if self.reported.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+                return None;
+            }
+            self.reported = Some(std::time::Instant::now());
+            let spool = self.outbox.spool();
+            Some(self.targets.iter().map(|t| t.report(spool)).collect())
         }
 
         /// Stores every pending update, lets the targets deliver what they can and stops
@@ -881,7 +957,54 @@ mod with_net {
         jiff::Timestamp::now().as_millisecond().max(0) as u64
     }
 
+    /// `cwn subscribe --summary`.
+    fn print_summary(args: &SubscribeArgs) -> anyhow::Result<ExitCode> {
+        let file = args
+            .deliver_config
+            .as_deref()
+            .map(|f| {
+                cwn::notify::config::load(f, args.sector.as_deref(), args.templates.as_deref())
+            })
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--deliver-config {e}"))?;
+        let spool = args
+            .spool
+            .clone()
+            .or_else(|| file.and_then(|f| f.spool))
+            .unwrap_or_else(|| PathBuf::from("cwn-spool"));
+        anyhow::ensure!(
+            spool.is_dir(),
+            "{}: no spool here (a subscriber with --deliver keeps one; name it with --spool)",
+            spool.display()
+        );
+        let state_path = spool.join(cwn::notify::outbox::STATE_FILE);
+        let state: cwn::notify::aggregate::AggregateState = match std::fs::read(&state_path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => anyhow::bail!("{}: {e}", state_path.display()),
+        };
+        let entity = args
+            .id
+            .who
+            .entity
+            .clone()
+            .or_else(|| state.open.values().next().map(|o| o.alert.entity.clone()))
+            .unwrap_or_default();
+        let reports = cwn::notify::deliver::stored_reports(&spool);
+        let text = cwn::notify::summary::render(&entity, &state, &reports, jiff::Timestamp::now());
+        std::io::stdout().write_all(text.as_bytes())?;
+        Ok(ExitCode::SUCCESS)
+    }
+
     pub(in crate::cli) fn run_subscribe(args: &SubscribeArgs) -> anyhow::Result<ExitCode> {
+        if args.summary {
+            return print_summary(args);
+        }
+        anyhow::ensure!(
+            !args.id.hub.is_empty(),
+            "--hub is required (the hub's HOST:PORT)"
+        );
         let id = args.id.load()?;
         let mut delivery = Delivery::start(args, &id)?;
         let n = runtime()?.block_on(subscribe(args, &id, &mut delivery));
@@ -1053,6 +1176,11 @@ mod with_net {
                     _ = tick => {
                         if let Some(d) = delivery.as_mut() {
                             d.tick()?;
+                            if let Some(reports) = d.reports_due()
+                                && let Err(e) = sub.report(&reports).await
+                            {
+                                return lost(e);
+                            }
                         }
                     }
                     _ = idle_end => return Ok(SubscribeEnd::Done),

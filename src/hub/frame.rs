@@ -30,9 +30,14 @@
 //! | 13 | [`Frame::Close`] | (empty) |
 //! | 14 | [`Frame::PullSince`] | set version u64 · identity (32 bytes) |
 //! | 15 | [`Frame::PullAnswer`] | set version u64 · files u32 |
+//! | 16 | [`Frame::DeliveryReport`] | count u8 (≤ 16) · per target: target string · delivered, withheld, pending, failing, failing-since ms, last-ok ms u64 (0: none) · last error string |
 
 use super::StartFrom;
 use super::notification::Notification;
+use crate::notify::TargetReport;
+
+/// Most targets a [`Frame::DeliveryReport`] carries.
+pub const MAX_REPORTED_TARGETS: usize = 16;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -221,6 +226,13 @@ pub enum Frame {
         /// Files that follow (0: up to date).
         files: u32,
     },
+    /// A subscriber tells the hub how its delivery targets are doing (for the operator's
+    /// per-entity view); at most [`MAX_REPORTED_TARGETS`], and within the subscriber's frame
+    /// limit. `failing_since_ms` and `last_ok_ms` of 0 encode `None`.
+    DeliveryReport {
+        /// One per target.
+        targets: Vec<TargetReport>,
+    },
 }
 
 mod ty {
@@ -239,6 +251,7 @@ mod ty {
     pub const CLOSE: u8 = 13;
     pub const PULL_SINCE: u8 = 14;
     pub const PULL_ANSWER: u8 = 15;
+    pub const DELIVERY_REPORT: u8 = 16;
 }
 
 /// Whether `buf` starts with a whole frame: `Ok(Some(n))` with its length in bytes,
@@ -342,6 +355,29 @@ pub fn decode(buf: &[u8]) -> Result<Frame, FrameError> {
             set_version: r.u64()?,
             files: r.u32()?,
         },
+        ty::DELIVERY_REPORT => {
+            let n = r.u8()? as usize;
+            if n > MAX_REPORTED_TARGETS {
+                return Err(FrameError::Malformed("more than 16 targets in a report"));
+            }
+            let mut targets = Vec::with_capacity(n);
+            for _ in 0..n {
+                let target = r.string()?;
+                let [delivered, withheld, pending, failing, since, ok] =
+                    [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+                targets.push(TargetReport {
+                    target,
+                    delivered,
+                    withheld,
+                    pending,
+                    failing,
+                    failing_since_ms: (since != 0).then_some(since),
+                    last_ok_ms: (ok != 0).then_some(ok),
+                    last_error: r.string()?,
+                });
+            }
+            Frame::DeliveryReport { targets }
+        }
         other => return Err(FrameError::UnknownType(other)),
     };
     r.finish()?;
@@ -470,6 +506,31 @@ fn encode_inner(frame: &Frame, out: &mut Vec<u8>, start: usize) -> Result<(), Fr
             out.push(ty::PULL_ANSWER);
             u64s(out, &[*set_version]);
             out.extend_from_slice(&files.to_le_bytes());
+        }
+        Frame::DeliveryReport { targets } => {
+            if targets.len() > MAX_REPORTED_TARGETS {
+                return Err(FrameError::Malformed("more than 16 targets in a report"));
+            }
+            out.push(ty::DELIVERY_REPORT);
+            out.push(targets.len() as u8);
+            for t in targets {
+                if t.failing_since_ms == Some(0) || t.last_ok_ms == Some(0) {
+                    return Err(FrameError::Malformed("a time of 0 in a report"));
+                }
+                string(out, &t.target)?;
+                u64s(
+                    out,
+                    &[
+                        t.delivered,
+                        t.withheld,
+                        t.pending,
+                        t.failing,
+                        t.failing_since_ms.unwrap_or(0),
+                        t.last_ok_ms.unwrap_or(0),
+                    ],
+                );
+                string(out, &t.last_error)?;
+            }
         }
     }
     let total = out.len() - start;
@@ -646,6 +707,26 @@ mod tests {
                 message: String::new(),
             },
             Frame::Close,
+            Frame::DeliveryReport { targets: vec![] },
+            Frame::DeliveryReport {
+                targets: vec![
+                    TargetReport {
+                        target: "webhook:https://soc.example/hook".into(),
+                        delivered: 12,
+                        withheld: 1,
+                        pending: 3,
+                        failing: 2,
+                        failing_since_ms: Some(1_796_000_000_000),
+                        last_error: "HTTP 500".into(),
+                        last_ok_ms: None,
+                    },
+                    TargetReport {
+                        target: "jsonl:/var/log/cwn.jsonl".into(),
+                        last_ok_ms: Some(1_796_000_000_001),
+                        ..Default::default()
+                    },
+                ],
+            },
         ]
     }
 

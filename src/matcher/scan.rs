@@ -105,6 +105,7 @@ pub struct Scanner {
     pool: rayon::ThreadPool,
     threads: usize,
     in_flight: usize,
+    decode_only: bool,
 }
 
 enum Source {
@@ -167,6 +168,7 @@ impl Scanner {
             pool,
             threads,
             in_flight: 4 * threads.max(1),
+            decode_only: false,
         })
     }
 
@@ -179,6 +181,15 @@ impl Scanner {
     /// Number of threads.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Decode only: every batch is read and decoded with the same readers, threads and
+    /// batches as a real scan, and handed on through the same jobs, but nothing is matched
+    /// (no hits, no field presence) — the floor a scan's cost is measured against
+    /// (`cwn match --decode-only`).
+    pub fn with_decode_only(mut self, on: bool) -> Self {
+        self.decode_only = on;
+        self
     }
 
     /// Scans files one after the other (each spread over the pool), handing every batch's
@@ -288,7 +299,8 @@ impl Scanner {
                     decoding += 1;
                     in_flight += 1;
                     let tx = tx.clone();
-                    scope.spawn(move |scope| decode(scope, matcher, i, seq, source, tx));
+                    let only = self.decode_only;
+                    scope.spawn(move |scope| decode(scope, matcher, only, i, seq, source, tx));
                 }
                 let event = rx.recv().expect("the scan holds a sender");
                 match event {
@@ -327,6 +339,7 @@ impl Scanner {
 fn decode<'s>(
     scope: &rayon::Scope<'s>,
     matcher: &'s Matcher<'_>,
+    decode_only: bool,
     part: usize,
     seq: u64,
     source: Source,
@@ -353,9 +366,11 @@ fn decode<'s>(
             let tx = tx.clone();
             scope.spawn(move |_| {
                 let mut hits = Vec::new();
-                matcher.match_batch(&b, &mut hits);
                 let mut present = FieldPresence::new(matcher.fields());
-                present.observe(matcher.fields(), &b.batch);
+                if !decode_only {
+                    matcher.match_batch(&b, &mut hits);
+                    present.observe(matcher.fields(), &b.batch);
+                }
                 let result = Matched {
                     first_row: b.first_row,
                     rows: b.batch.num_rows(),

@@ -739,6 +739,38 @@ impl Subscription {
         Ok(())
     }
 
+    /// Tells the hub how this subscriber's delivery targets are doing (at most
+    /// [`MAX_REPORTED_TARGETS`](crate::hub::frame::MAX_REPORTED_TARGETS); texts are cut so the
+    /// frame fits the hub's limit for subscribers).
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn report(
+        &mut self,
+        targets: &[crate::notify::TargetReport],
+    ) -> Result<(), ClientError> {
+        let cut = |s: &str, max: usize| {
+            let mut end = s.len().min(max);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_string()
+        };
+        let n = targets.len().min(crate::hub::frame::MAX_REPORTED_TARGETS);
+        // 4,096 bytes a frame: 16 targets of 48 bytes of figures and 2 × 60 bytes of text.
+        let per = (wire::MAX_SUBSCRIBER_FRAME - 16) / n.max(1) - 52;
+        let targets = targets[..n]
+            .iter()
+            .map(|t| crate::notify::TargetReport {
+                target: cut(&t.target, per / 2),
+                last_error: cut(&t.last_error, per / 2),
+                ..t.clone()
+            })
+            .collect();
+        wire::send(&mut self.client.send, &Frame::DeliveryReport { targets }).await?;
+        Ok(())
+    }
+
     /// Ends the subscription (see [`Client::close`]).
     pub async fn close(self) {
         self.client.close().await;

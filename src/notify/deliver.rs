@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Alert;
 use super::spool::{Record, Spool};
+use super::{Alert, TargetReport};
 use crate::indicator::Tlp;
 
 /// The longest wait between two attempts at a target that fails.
@@ -248,6 +248,62 @@ pub struct TargetStatus {
     pub failing: AtomicU64,
     /// Unix milliseconds of the last accepted delivery.
     pub last_ok_ms: AtomicU64,
+    /// Unix milliseconds of the first failure since the last success (0: none).
+    pub failing_since_ms: AtomicU64,
+    /// The last failure's reason.
+    pub last_error: std::sync::Mutex<String>,
+    /// The target's cursor in the spool: the last record it accepted.
+    pub cursor: AtomicU64,
+}
+
+/// The directory in the spool where each target's [`TargetReport`] is kept.
+pub const STATUS_DIR: &str = "status";
+
+impl TargetStatus {
+    /// Its report, with `pending` records left in the spool.
+    pub fn report(&self, target: &Target, pending: u64) -> TargetReport {
+        let nonzero = |v: u64| (v != 0).then_some(v);
+        TargetReport {
+            target: target.to_string(),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            withheld: self.withheld.load(Ordering::Relaxed),
+            pending,
+            failing: self.failing.load(Ordering::Relaxed),
+            failing_since_ms: nonzero(self.failing_since_ms.load(Ordering::Relaxed)),
+            last_error: self
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default(),
+            last_ok_ms: nonzero(self.last_ok_ms.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Stores `report` as `STATUS_DIR/<cursor name>.json` in the spool (replaced whole; a status,
+/// not data: not fsynced).
+fn store_report(spool: &Spool, cfg: &TargetConfig, report: &TargetReport) {
+    let dir = spool.dir().join(STATUS_DIR);
+    let path = dir.join(format!("{}.json", cfg.cursor_name()));
+    let r = std::fs::create_dir_all(&dir).and_then(|()| {
+        let bytes = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+        crate::outfile::replace(&path, &bytes, false)
+    });
+    if let Err(e) = r {
+        tracing::debug!("{}: {e}", path.display());
+    }
+}
+
+/// The reports stored in the spool at `dir`, by target.
+pub fn stored_reports(dir: &Path) -> Vec<TargetReport> {
+    let mut v: Vec<TargetReport> = std::fs::read_dir(dir.join(STATUS_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect();
+    v.sort_by(|a, b| a.target.cmp(&b.target));
+    v
 }
 
 /// Why a delivery was not accepted.
@@ -665,6 +721,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// Its report now, with what the spool holds for it.
+    pub fn report(&self, spool: &Spool) -> TargetReport {
+        self.status.report(
+            &self.config.target,
+            spool.pending_after(self.status.cursor.load(Ordering::Relaxed)),
+        )
+    }
+
     /// Waits for its thread (after the stop flag was set and the spool woken).
     pub fn join(self) {
         let _ = self.thread.join();
@@ -714,6 +778,7 @@ fn run(
             return;
         }
     };
+    status.cursor.store(reader.cursor(), Ordering::Relaxed);
     let raw = takes_raw(&cfg.target);
     let mut wait = Duration::from_millis(250);
     // What was read and not yet delivered (a digest waits for its interval), up to `held_to`.
@@ -768,9 +833,16 @@ fn run(
                         .fetch_add(held.len() as u64, Ordering::Relaxed);
                     status.withheld.fetch_add(withheld, Ordering::Relaxed);
                     status.failing.store(0, Ordering::Relaxed);
+                    status.failing_since_ms.store(0, Ordering::Relaxed);
+                    status.cursor.store(held_to, Ordering::Relaxed);
                     status.last_ok_ms.store(
                         jiff::Timestamp::now().as_millisecond().max(0) as u64,
                         Ordering::Relaxed,
+                    );
+                    store_report(
+                        spool,
+                        cfg,
+                        &status.report(&cfg.target, spool.pending_after(held_to)),
                     );
                     (held, withheld, oldest) = (Vec::new(), 0, None);
                     wait = Duration::from_millis(250);
@@ -778,6 +850,20 @@ fn run(
                 }
                 Err(e) => {
                     let n = status.failing.fetch_add(1, Ordering::Relaxed) + 1;
+                    let _ = status.failing_since_ms.compare_exchange(
+                        0,
+                        jiff::Timestamp::now().as_millisecond().max(1) as u64,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    if let Ok(mut last) = status.last_error.lock() {
+                        *last = e.to_string();
+                    }
+                    store_report(
+                        spool,
+                        cfg,
+                        &status.report(&cfg.target, spool.pending_after(reader.cursor())),
+                    );
                     if stop.load(Ordering::Relaxed) {
                         tracing::warn!(
                             "{}: {e}; stopping with {} record(s) undelivered (kept in the spool)",

@@ -11,6 +11,8 @@
 
 pub mod aggregate;
 #[cfg(feature = "net")]
+pub mod config;
+#[cfg(feature = "net")]
 pub mod deliver;
 #[cfg(feature = "net")]
 pub mod outbox;
@@ -20,6 +22,7 @@ pub mod smtp;
 pub mod spool;
 #[cfg(feature = "net")]
 pub mod stix;
+pub mod summary;
 pub mod syslog;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,31 @@ use crate::hub::notification::{Notification, NotificationKind};
 use crate::indicator::{Kind, Tlp};
 
 pub use aggregate::Aggregator;
+
+/// How one delivery target of a subscriber is doing: what `cwn subscribe --summary` prints
+/// and the hub's status page shows per entity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetReport {
+    /// The target (`webhook:URL`, `smtp:HOST:PORT`, …).
+    pub target: String,
+    /// Records it accepted since the subscriber started.
+    pub delivered: u64,
+    /// Alerts held back from it by the TLP rule for outside targets.
+    pub withheld: u64,
+    /// Records in the spool it has not accepted yet.
+    pub pending: u64,
+    /// Failed attempts since its last success (0: healthy).
+    pub failing: u64,
+    /// Unix milliseconds of the first failure of the current run of failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since_ms: Option<u64>,
+    /// The last failure's reason.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+    /// Unix milliseconds of its last accepted delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ok_ms: Option<u64>,
+}
 
 /// One thing an entity is told: see the [module docs](self). Its JSON form is the webhook
 /// body, the STIX sighting's source and the e-mail's content.

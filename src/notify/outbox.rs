@@ -35,7 +35,7 @@ fn err(path: &Path, e: impl std::fmt::Display) -> std::io::Error {
 
 impl Outbox {
     /// Opens the spool in `dir` and the aggregation state beside it, for `entity`; `raw` and
-    /// `alerts` say what the targets take.
+    /// `alerts` say what the targets take, `actions` the recommended-action texts.
     ///
     /// # Errors
     /// The spool or the state cannot be read or created.
@@ -45,6 +45,7 @@ impl Outbox {
         update_every_ms: u64,
         raw: bool,
         alerts: bool,
+        actions: super::config::Actions,
     ) -> std::io::Result<Outbox> {
         let spool = Arc::new(Spool::open(dir)?);
         let state_path = dir.join(STATE_FILE);
@@ -53,9 +54,8 @@ impl Outbox {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => AggregateState::default(),
             Err(e) => return Err(err(&state_path, e)),
         };
-        let aggregator = Aggregator::new(entity, update_every_ms, state, |k| {
-            super::default_action(k).to_string()
-        });
+        let aggregator =
+            Aggregator::new(entity, update_every_ms, state, move |k| actions.template(k));
         Ok(Outbox {
             spool,
             aggregator,

@@ -232,6 +232,11 @@ impl Spool {
     pub fn pending_after(&self, seq: u64) -> u64 {
         self.last().saturating_sub(seq)
     }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 /// One target's view of the spool: see [`Spool::reader`].

@@ -194,6 +194,30 @@ impl Response {
     }
 }
 
+/// The entity id of a drill-down path (`/entity/<id>`, or `/api/entity/<id>.json` with
+/// `true`), percent-decoded.
+fn entity_path(path: &str) -> Option<(String, bool)> {
+    let (raw, json) = match path.strip_prefix("/api/entity/") {
+        Some(rest) => (rest.strip_suffix(".json")?, true),
+        None => (path.strip_prefix("/entity/")?, false),
+    };
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    let id = String::from_utf8(out).ok()?;
+    (!id.is_empty() && !id.contains('/')).then_some((id, json))
+}
+
 /// The response to `req` with the figures of `metrics` at `now`.
 pub fn respond(metrics: &Metrics, req: &Request<'_>, now: Timestamp) -> Response {
     let mut resp = match req.path {
@@ -212,7 +236,18 @@ pub fn respond(metrics: &Metrics, req: &Request<'_>, now: Timestamp) -> Response
             "application/json",
             serde_json::to_vec(&metrics.status(now)).unwrap_or_default(),
         ),
-        _ => Response::new(404, "text/plain; charset=utf-8", "not found\n"),
+        path => match entity_path(path) {
+            Some((id, json)) => match metrics.entity(&id, now) {
+                Some(d) if json => Response::new(
+                    200,
+                    "application/json",
+                    serde_json::to_vec(&d).unwrap_or_default(),
+                ),
+                Some(d) => Response::new(200, "text/html; charset=utf-8", page::render_entity(&d)),
+                None => Response::new(404, "text/plain; charset=utf-8", "no such entity\n"),
+            },
+            None => Response::new(404, "text/plain; charset=utf-8", "not found\n"),
+        },
     };
     resp.head_only = req.method == Method::Head;
     resp

@@ -186,6 +186,10 @@ struct EntityState {
     backlog: u64,
     queued: u64,
     delivered: u64,
+    last_delivery: Option<Timestamp>,
+    /// What its subscriber last reported of its delivery targets, and when.
+    targets: Vec<crate::notify::TargetReport>,
+    reported_at: Option<Timestamp>,
 }
 
 impl EntityState {
@@ -349,8 +353,67 @@ impl Metrics {
     /// A notification reached `entity` (it acknowledged it) `latency` after it was queued.
     pub fn delivered(&self, entity: &str, latency: Duration) {
         let mut st = self.lock();
-        entity_mut(&mut st.entities, entity).delivered += 1;
+        let e = entity_mut(&mut st.entities, entity);
+        e.delivered += 1;
+        e.last_delivery = Some(Timestamp::now());
         st.latency.observe(latency);
+    }
+
+    /// `entity`'s subscriber reported its delivery targets at `now`.
+    pub fn delivery_report(
+        &self,
+        entity: &str,
+        targets: Vec<crate::notify::TargetReport>,
+        now: Timestamp,
+    ) {
+        let mut st = self.lock();
+        let e = entity_mut(&mut st.entities, entity);
+        e.targets = targets;
+        e.reported_at = Some(now);
+    }
+
+    /// One entity's view for the operator (the status page's drill-down), or `None` for an
+    /// entity the hub has no figures of.
+    pub fn entity(&self, id: &str, now: Timestamp) -> Option<EntityDetail> {
+        let st = self.lock();
+        let e = st.entities.get(id)?;
+        let secs = |t: Option<Timestamp>| t.map(|t| t.as_second());
+        Some(EntityDetail {
+            time: now.as_second(),
+            entity: id.to_string(),
+            roles: e.roles_label(),
+            sector: e.sector_label().to_string(),
+            connections: e.connections,
+            last_seen: secs(e.last_seen),
+            queued: e.queued,
+            delivered: e.delivered,
+            unacknowledged: e.backlog,
+            last_delivery: secs(e.last_delivery),
+            reported_at: secs(e.reported_at),
+            targets: e.targets.clone(),
+        })
+    }
+
+    /// Delivery targets reported failing, by entity, most failed attempts first.
+    fn failing_targets(st: &State) -> Vec<FailingTarget> {
+        let mut v: Vec<FailingTarget> = st
+            .entities
+            .iter()
+            .flat_map(|(id, e)| {
+                e.targets
+                    .iter()
+                    .filter(|t| t.failing > 0)
+                    .map(move |t| FailingTarget {
+                        entity: id.clone(),
+                        target: t.target.clone(),
+                        failing: t.failing,
+                        pending: t.pending,
+                        last_error: t.last_error.clone(),
+                    })
+            })
+            .collect();
+        v.sort_by(|a, b| b.failing.cmp(&a.failing).then(a.entity.cmp(&b.entity)));
+        v
     }
 
     /// `entity` showed it is reachable at `now` (it connected, acknowledged or kept a
@@ -616,6 +679,7 @@ impl Metrics {
                 by_sector: class_reach(by_sector),
             },
             reciprocity,
+            failing_targets: Self::failing_targets(&st),
         }
     }
 
@@ -693,6 +757,51 @@ pub struct EntityNotifications {
     pub delivered: u64,
 }
 
+/// One entity as the operator's drill-down shows it (`/entity/<id>`,
+/// `/api/entity/<id>.json`): the hub's figures and what its subscriber reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EntityDetail {
+    /// When the figures were taken, Unix seconds.
+    pub time: i64,
+    /// The entity id.
+    pub entity: String,
+    /// Its roles (`partner+subscriber`), or `unregistered`.
+    pub roles: String,
+    /// Its NIS2 sector, `none` when not given.
+    pub sector: String,
+    /// Open connections.
+    pub connections: u32,
+    /// When it was last seen, Unix seconds.
+    pub last_seen: Option<i64>,
+    /// Notifications queued for it since the hub started.
+    pub queued: u64,
+    /// Notifications it acknowledged.
+    pub delivered: u64,
+    /// Notifications sent and not yet acknowledged.
+    pub unacknowledged: u64,
+    /// When it last acknowledged one, Unix seconds.
+    pub last_delivery: Option<i64>,
+    /// When its subscriber last reported its delivery targets, Unix seconds.
+    pub reported_at: Option<i64>,
+    /// Its delivery targets as last reported.
+    pub targets: Vec<crate::notify::TargetReport>,
+}
+
+/// A delivery target an entity's subscriber reports failing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailingTarget {
+    /// The entity id.
+    pub entity: String,
+    /// The target.
+    pub target: String,
+    /// Failed attempts since its last success.
+    pub failing: u64,
+    /// Records waiting for it.
+    pub pending: u64,
+    /// The last failure's reason.
+    pub last_error: String,
+}
+
 /// Every figure of a [`Metrics`] registry at one moment. Serialised as `/api/status.json`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Status {
@@ -722,6 +831,8 @@ pub struct Status {
     pub reach: Reach,
     /// What each partner brought against what it received, sorted by partner.
     pub reciprocity: Vec<Reciprocity>,
+    /// Delivery targets that entities' subscribers report failing.
+    pub failing_targets: Vec<FailingTarget>,
 }
 
 /// The snapshot being served.

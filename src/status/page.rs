@@ -92,6 +92,7 @@ pub fn render(status: &Status) -> String {
     reach(&mut h, s);
     reciprocity(&mut h, s);
     subscribers(&mut h, s);
+    failing_targets(&mut h, s);
     delivery(&mut h, s);
     traffic(&mut h, s);
     errors(&mut h, s);
@@ -405,7 +406,12 @@ fn subscribers(h: &mut String, s: &Status) {
         if i > 0 {
             h.push_str(", ");
         }
-        let _ = write!(h, "<span class=\"entity\">{}</span>", esc(id));
+        let _ = write!(
+            h,
+            "<a class=\"entity\" href=\"/entity/{}\">{}</a>",
+            url_part(id),
+            esc(id)
+        );
     }
     if sub.connected_ids.len() > MAX_LISTED_CONNECTED {
         let _ = write!(
@@ -415,6 +421,126 @@ fn subscribers(h: &mut String, s: &Status) {
         );
     }
     h.push_str("</p></section>\n");
+}
+
+/// `s` as a URL path segment: unreserved characters as they are, the rest percent-encoded.
+fn url_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn failing_targets(h: &mut String, s: &Status) {
+    h.push_str(
+        "<section id=\"failing-targets\"><h2>Delivery targets failing at entities</h2>\
+         <table><tr><th>entity</th><th>target</th><th class=\"r\">failed attempts</th>\
+         <th class=\"r\">waiting</th><th>last error</th></tr>",
+    );
+    if s.failing_targets.is_empty() {
+        h.push_str("<tr><td colspan=\"5\" class=\"empty\">none reported</td></tr>");
+    }
+    for f in s.failing_targets.iter().take(MAX_LISTED_LAGGING) {
+        let _ = write!(
+            h,
+            "<tr><td><a href=\"/entity/{}\">{}</a></td><td>{}</td><td class=\"r\">{}</td>\
+             <td class=\"r\">{}</td><td>{}</td></tr>",
+            url_part(&f.entity),
+            esc(&f.entity),
+            esc(&f.target),
+            group(f.failing as i128),
+            group(f.pending as i128),
+            esc(&f.last_error),
+        );
+    }
+    if s.failing_targets.len() > MAX_LISTED_LAGGING {
+        let _ = write!(
+            h,
+            "<tr><td colspan=\"5\" class=\"hint\">and {} more</td></tr>",
+            s.failing_targets.len() - MAX_LISTED_LAGGING
+        );
+    }
+    h.push_str("</table></section>\n");
+}
+
+/// Renders one entity's drill-down page.
+pub fn render_entity(d: &crate::status::metrics::EntityDetail) -> String {
+    let mut h = String::with_capacity(8 * 1024);
+    let when = |t: Option<i64>| t.map_or_else(|| "never".to_string(), rfc3339);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>cwn hub: {e}</title><style>{STYLE}</style></head><body>\n\
+         <header><h1>{e}</h1><span class=\"muted\">figures as of \
+         <time id=\"generated\" datetime=\"{t}\" data-time=\"{}\">{t}</time> \
+         · <a style=\"color:#c9d3e0\" href=\"/\">hub status</a> \
+         · <a style=\"color:#c9d3e0\" href=\"/api/entity/{u}.json\">json</a></span></header>\n<main>\n\
+         <section id=\"entity\"><h2>Notifications</h2><div class=\"kv\">\
+         <span>roles</span><span>{}</span><span>sector</span><span>{}</span>\
+         <span>connections</span><span class=\"big\">{}</span>\
+         <span>last seen</span><span>{}</span>\
+         <span>queued</span><span class=\"big\">{}</span>\
+         <span>delivered</span><span class=\"big\">{}</span>\
+         <span>unacknowledged</span><span class=\"big\">{}</span>\
+         <span>last delivery</span><span>{}</span></div></section>\n",
+        d.time,
+        esc(&d.roles),
+        esc(&d.sector),
+        d.connections,
+        when(d.last_seen),
+        group(d.queued as i128),
+        group(d.delivered as i128),
+        group(d.unacknowledged as i128),
+        when(d.last_delivery),
+        e = esc(&d.entity),
+        u = url_part(&d.entity),
+        t = rfc3339(d.time),
+    );
+    let _ = write!(
+        h,
+        "<section id=\"targets\"><h2>Delivery targets</h2><p class=\"hint\">as its \
+         subscriber reported them {}</p><table><tr><th>target</th><th>state</th>\
+         <th class=\"r\">delivered</th><th class=\"r\">waiting</th>\
+         <th class=\"r\">withheld (TLP)</th><th>last delivery</th><th>last error</th></tr>",
+        d.reported_at
+            .map_or_else(|| "never".to_string(), |t| format!("at {}", rfc3339(t)))
+    );
+    if d.targets.is_empty() {
+        h.push_str("<tr><td colspan=\"7\" class=\"empty\">none reported</td></tr>");
+    }
+    for t in &d.targets {
+        let state = if t.failing > 0 {
+            format!(
+                "failing since {} ({} attempts)",
+                t.failing_since_ms
+                    .map_or_else(String::new, |ms| rfc3339(ms as i64 / 1000)),
+                t.failing
+            )
+        } else {
+            "ok".to_string()
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td class=\"r\">{}</td><td class=\"r\">{}</td>\
+             <td class=\"r\">{}</td><td>{}</td><td>{}</td></tr>",
+            if t.failing > 0 { "failing" } else { "ok" },
+            esc(&t.target),
+            esc(&state),
+            group(t.delivered as i128),
+            group(t.pending as i128),
+            group(t.withheld as i128),
+            when(t.last_ok_ms.map(|ms| ms as i64 / 1000)),
+            esc(&t.last_error),
+        );
+    }
+    h.push_str("</table></section>\n</main></body></html>\n");
+    h
 }
 
 fn delivery(h: &mut String, s: &Status) {

@@ -130,6 +130,7 @@ fn frame_name(f: &Frame) -> &'static str {
         Frame::Close => "Close",
         Frame::PullSince { .. } => "PullSince",
         Frame::PullAnswer { .. } => "PullAnswer",
+        Frame::DeliveryReport { .. } => "DeliveryReport",
     }
 }
 
@@ -573,6 +574,11 @@ async fn deliver(
                         }
                         m.backlog(entity, unacked.len() as u64);
                         m.seen(entity, jiff::Timestamp::now());
+                    }
+                }
+                Some(Frame::DeliveryReport { targets }) => {
+                    if let Some(m) = &shared.metrics {
+                        m.delivery_report(entity, targets, jiff::Timestamp::now());
                     }
                 }
                 Some(Frame::Close) | None => return Ok(()),
