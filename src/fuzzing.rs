@@ -549,6 +549,11 @@ pub fn http_request(data: &[u8]) {
     if let Ok(r) = parse_request(data) {
         assert!(r.path.len() <= data.len());
         assert!(r.path.starts_with('/'), "{:?}", r.path);
+        // Routing, the per-entity paths' percent-decoding included, never panics.
+        let m = crate::status::metrics::Metrics::default();
+        m.seen("x y", jiff::Timestamp::UNIX_EPOCH);
+        let resp = crate::status::http::respond(&m, &r, jiff::Timestamp::UNIX_EPOCH);
+        assert!(!resp.to_bytes().is_empty());
     }
 }
 

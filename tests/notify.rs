@@ -175,7 +175,7 @@ fn a_webhook_down_for_a_minute_receives_every_alert_once_it_is_back() {
     std::fs::write(p.join("hook.secret"), "s3cret\n").unwrap();
     let refuse_until = Instant::now() + Duration::from_secs(outage);
     let hook = Hook::start(b"s3cret", refuse_until);
-    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let (hub, addr, _) = spawn_hub_with(&net, "");
     let jsonl = p.join("hospital.jsonl");
     let args: Vec<String> = vec![
         "--deliver".into(),
@@ -204,7 +204,7 @@ fn a_webhook_down_for_a_minute_receives_every_alert_once_it_is_back() {
     // Killed in the outage, with everything acknowledged to the hub and only in its spool.
     let _ = sub.kill();
     sub.wait().unwrap();
-    let mut sub = subscriber(&net, &addr, &args);
+    let sub = subscriber(&net, &addr, &args);
     assert_eq!(
         stream_rows(
             &net,
@@ -292,10 +292,7 @@ fn a_webhook_down_for_a_minute_receives_every_alert_once_it_is_back() {
         .map(|l| l["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 1001, "each notification once");
-    let _ = sub.kill();
-    sub.wait().unwrap();
-    sigterm(&hub);
-    hub.wait().unwrap();
+    stop(Some(sub), hub);
 }
 
 /// An SMTP server on loopback (`aiosmtpd`, the reference asyncio SMTP server from PyPI) that
@@ -613,7 +610,7 @@ fn syslog_collectors_receive_structured_data_and_cef_once_they_listen() {
 fn stix_bundles_of_sightings_pass_the_oasis_library() {
     let net = Net::new();
     let p = net.dir.path();
-    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let (hub, addr, _) = spawn_hub_with(&net, "");
     let dir = p.join("stix");
     // A second target, outside the hospital (a third party's service): no AMBER there.
     let outside = format!("stix:{}", p.join("stix-outside").display());
@@ -627,7 +624,7 @@ fn stix_bundles_of_sightings_pass_the_oasis_library() {
         "--spool".into(),
         p.join("spool").display().to_string(),
     ];
-    let mut sub = subscriber(&net, &addr, &as_str(&args));
+    let sub = subscriber(&net, &addr, &as_str(&args));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         stream_rows(
@@ -713,10 +710,7 @@ fn stix_bundles_of_sightings_pass_the_oasis_library() {
         !out.contains(amber) && !out.contains("secret.example"),
         "{out}"
     );
-    let _ = sub.kill();
-    sub.wait().unwrap();
-    sigterm(&hub);
-    hub.wait().unwrap();
+    stop(Some(sub), hub);
 }
 
 /// What a TAXII 2.1 collection of [`super::sync::start_medallion`] on `port` holds of `ty`
@@ -755,7 +749,7 @@ fn sightings_reach_a_taxii_collection_that_came_up_late_and_are_updated_in_place
     };
     let net = Net::new();
     let p = net.dir.path();
-    let (mut hub, addr, _) = spawn_hub_with(&net, "");
+    let (hub, addr, _) = spawn_hub_with(&net, "");
     let port = super::util::free_tcp_port();
     std::fs::write(p.join("taxii-password"), "Password0\n").unwrap();
     let args = vec![
@@ -773,7 +767,7 @@ fn sightings_reach_a_taxii_collection_that_came_up_late_and_are_updated_in_place
         "--spool".into(),
         p.join("spool").display().to_string(),
     ];
-    let mut sub = subscriber(&net, &addr, &as_str(&args));
+    let sub = subscriber(&net, &addr, &as_str(&args));
     std::thread::sleep(Duration::from_secs(2));
     let row = [("www.evil.example", "198.51.100.20")];
     assert_eq!(stream_rows(&net, &addr, "s.jsonl", &row), 1);
@@ -818,10 +812,7 @@ fn sightings_reach_a_taxii_collection_that_came_up_late_and_are_updated_in_place
     assert_eq!(again.len(), 1, "one sighting, updated: {again:?}");
     assert_eq!(again[0]["id"], s["id"]);
     assert!(again[0]["modified"].as_str() > s["modified"].as_str());
-    let _ = sub.kill();
-    sub.wait().unwrap();
-    sigterm(&hub);
-    hub.wait().unwrap();
+    stop(Some(sub), hub);
 }
 
 /// The OASIS `stix2` library parses the bundle in `file` strictly (`allow_custom=False`);
@@ -989,9 +980,7 @@ fn the_hub_exports_its_sightings_as_misp_and_stix() {
         (&next[0]["uuid"], &next[0]["count"]),
         (&serde_json::json!(attribute), &serde_json::json!(1))
     );
-    sigterm(&hub);
-    let mut hub = hub;
-    hub.wait().unwrap();
+    stop(None, hub);
 }
 
 /// `--deliver-config FILE`: targets with their own options (a webhook with its secret file, a
@@ -1084,9 +1073,7 @@ fn a_deliver_config_file_sets_targets_and_the_sectors_recommended_action() {
         err.contains("bad.toml") && err.contains("target 1") && err.contains("secret_file"),
         "{err}"
     );
-    sigterm(&hub);
-    let mut hub = hub;
-    hub.wait().unwrap();
+    stop(None, hub);
 }
 
 /// The hub operator's drill-down: a subscriber whose webhook refuses everything reports it,
@@ -1161,7 +1148,15 @@ fn the_status_page_drills_down_to_an_entitys_failing_delivery_target() {
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
     let _ = sub.kill();
     sub.wait().unwrap();
+    stop(None, hub);
+}
+
+/// Ends a test: kills the subscriber, stops the hub with SIGTERM and waits for both.
+fn stop(sub: Option<std::process::Child>, mut hub: std::process::Child) {
+    if let Some(mut sub) = sub {
+        let _ = sub.kill();
+        sub.wait().unwrap();
+    }
     sigterm(&hub);
-    let mut hub = hub;
     hub.wait().unwrap();
 }

@@ -106,6 +106,29 @@ fn stix_indicator_id(id: &str) -> Option<&str> {
         .then(|| id.split_once('#').map_or(id, |(i, _)| i))
 }
 
+/// A bundle's objects, each id once (an identity or indicator many rows refer to).
+#[derive(Default)]
+struct Objects {
+    list: Vec<Value>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Objects {
+    fn push(&mut self, o: Value) {
+        let id = o["id"].as_str().unwrap_or_default().to_string();
+        if self.seen.insert(id) {
+            self.list.push(o);
+        }
+    }
+
+    /// The bundle of the objects, its id derived from theirs and `now_s`.
+    fn bundle(self, now_s: &str) -> Value {
+        let key: Vec<&str> = self.list.iter().filter_map(|o| o["id"].as_str()).collect();
+        let id = id_for("bundle", &format!("{}\0{now_s}", key.join("|")));
+        json!({ "type": "bundle", "id": id, "objects": self.list })
+    }
+}
+
 /// The identity object of an organisation named `name` (a stable id per name).
 fn identity(name: &str) -> Value {
     json!({
@@ -131,14 +154,7 @@ pub fn sightings_bundle(
     now: jiff::Timestamp,
 ) -> (Value, usize) {
     let now_s = format!("{}", now.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"));
-    let mut objects: Vec<Value> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut push = |objects: &mut Vec<Value>, o: Value| {
-        let id = o["id"].as_str().unwrap_or_default().to_string();
-        if seen.insert(id) {
-            objects.push(o);
-        }
-    };
+    let mut objects = Objects::default();
     let mut skipped = 0;
     for r in rows {
         let k = known.get(&r.indicator_id);
@@ -158,16 +174,13 @@ pub fn sightings_bundle(
             (Some(id), _) => id.to_string(),
             (None, Some(k)) => {
                 let id = id_for("indicator", &format!("{}\0{}", k.kind, k.value));
-                push(
-                    &mut objects,
-                    json!({
-                        "type": "indicator", "spec_version": "2.1", "id": id,
-                        "created": first, "modified": first,
-                        "name": k.value, "pattern": pattern(&k.kind, &k.value),
-                        "pattern_type": "stix", "valid_from": first,
-                        "object_marking_refs": marks,
-                    }),
-                );
+                objects.push(json!({
+                    "type": "indicator", "spec_version": "2.1", "id": id,
+                    "created": first, "modified": first,
+                    "name": k.value, "pattern": pattern(&k.kind, &k.value),
+                    "pattern_type": "stix", "valid_from": first,
+                    "object_marking_refs": marks,
+                }));
                 id
             }
             (None, None) => {
@@ -177,51 +190,33 @@ pub fn sightings_bundle(
         };
         let who = identity(&r.partner);
         let who_id = who["id"].clone();
-        push(&mut objects, who);
-        push(
-            &mut objects,
-            json!({
-                "type": "sighting", "spec_version": "2.1",
-                "id": id_for("sighting", &format!(
-                    "{}\0{}\0{}\0{}\0{}", r.indicator_id, r.partner, r.day, window.0, window.1
-                )),
-                "created": now_s, "modified": now_s,
-                "first_seen": first, "last_seen": last,
-                "count": r.count.min(999_999_999), "sighting_of_ref": indicator,
-                "where_sighted_refs": [who_id],
-                "object_marking_refs": marks,
-            }),
-        );
+        objects.push(who);
+        objects.push(json!({
+            "type": "sighting", "spec_version": "2.1",
+            "id": id_for("sighting", &format!(
+                "{}\0{}\0{}\0{}\0{}", r.indicator_id, r.partner, r.day, window.0, window.1
+            )),
+            "created": now_s, "modified": now_s,
+            "first_seen": first, "last_seen": last,
+            "count": r.count.min(999_999_999), "sighting_of_ref": indicator,
+            "where_sighted_refs": [who_id],
+            "object_marking_refs": marks,
+        }));
     }
-    let key: Vec<&str> = objects.iter().filter_map(|o| o["id"].as_str()).collect();
-    (
-        json!({
-            "type": "bundle",
-            "id": id_for("bundle", &format!("{}\0{now_s}", key.join("|"))),
-            "objects": objects,
-        }),
-        skipped,
-    )
+    (objects.bundle(&now_s), skipped)
 }
 
 /// A bundle with the sightings of `alerts` (hits; other notifications are left out) and the
 /// objects they refer to; `now` is the sightings' `modified` time.
 pub fn bundle(alerts: &[Alert], now: jiff::Timestamp) -> Value {
     let now_s = format!("{}", now.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"));
-    let mut objects: Vec<Value> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut push = |objects: &mut Vec<Value>, o: Value| {
-        let id = o["id"].as_str().unwrap_or_default().to_string();
-        if seen.insert(id) {
-            objects.push(o);
-        }
-    };
+    let mut objects = Objects::default();
     for a in alerts.iter().filter(|a| a.notification == "hit") {
         let tlp = super::tlp_of(&a.tlp);
         let marks = json!([marking(tlp)]);
         let created = stamp(&a.first_seen);
         let who = id_for("identity", &a.entity);
-        push(&mut objects, identity(&a.entity));
+        objects.push(identity(&a.entity));
         let indicator = if let Some(id) = stix_indicator_id(&a.indicator_id) {
             id.to_string()
         } else {
@@ -237,7 +232,7 @@ pub fn bundle(alerts: &[Alert], now: jiff::Timestamp) -> Value {
             if !a.context.tags.is_empty() {
                 o["labels"] = json!(a.context.tags);
             }
-            push(&mut objects, o);
+            objects.push(o);
             id
         };
         let mut sighting = json!({
@@ -256,33 +251,22 @@ pub fn bundle(alerts: &[Alert], now: jiff::Timestamp) -> Value {
             {
                 let ty = sco_type(v);
                 let id = sco_id(ty, v);
-                push(
-                    &mut objects,
-                    json!({ "type": ty, "spec_version": "2.1", "id": id, "value": v }),
-                );
+                objects.push(json!({ "type": ty, "spec_version": "2.1", "id": id, "value": v }));
                 refs.push(id);
             }
         }
         if !refs.is_empty() {
             let od = id_for("observed-data", &format!("{}\0{}", a.id, a.revision));
-            push(
-                &mut objects,
-                json!({
-                    "type": "observed-data", "spec_version": "2.1", "id": od,
-                    "created": now_s, "modified": now_s,
-                    "first_observed": stamp(&a.first_seen), "last_observed": stamp(&a.last_seen),
-                    "number_observed": a.count.clamp(1, 999_999_999),
-                    "object_refs": refs, "object_marking_refs": marks,
-                }),
-            );
+            objects.push(json!({
+                "type": "observed-data", "spec_version": "2.1", "id": od,
+                "created": now_s, "modified": now_s,
+                "first_observed": stamp(&a.first_seen), "last_observed": stamp(&a.last_seen),
+                "number_observed": a.count.clamp(1, 999_999_999),
+                "object_refs": refs, "object_marking_refs": marks,
+            }));
             sighting["observed_data_refs"] = json!([od]);
         }
-        push(&mut objects, sighting);
+        objects.push(sighting);
     }
-    let key: Vec<&str> = objects.iter().filter_map(|o| o["id"].as_str()).collect();
-    json!({
-        "type": "bundle",
-        "id": id_for("bundle", &format!("{}\0{now_s}", key.join("|"))),
-        "objects": objects,
-    })
+    objects.bundle(&now_s)
 }

@@ -353,10 +353,16 @@ impl Metrics {
     /// A notification reached `entity` (it acknowledged it) `latency` after it was queued.
     pub fn delivered(&self, entity: &str, latency: Duration) {
         let mut st = self.lock();
-        let e = entity_mut(&mut st.entities, entity);
-        e.delivered += 1;
-        e.last_delivery = Some(Timestamp::now());
+        entity_mut(&mut st.entities, entity).delivered += 1;
         st.latency.observe(latency);
+    }
+
+    /// `entity` acknowledged notifications at `now` (once per acknowledgement, not per
+    /// notification: the clock stays off the per-notification path).
+    pub fn last_delivery(&self, entity: &str, now: Timestamp) {
+        let mut st = self.lock();
+        let e = entity_mut(&mut st.entities, entity);
+        e.last_delivery = Some(e.last_delivery.map_or(now, |t| t.max(now)));
     }
 
     /// `entity`'s subscriber reported its delivery targets at `now`.

@@ -566,6 +566,7 @@ async fn deliver(
                     shared.pump();
                     if let Some(m) = &shared.metrics {
                         let now = now_ms();
+                        let before = unacked.len();
                         while let Some(&(o, created)) = unacked.front()
                             && o <= offset
                         {
@@ -573,7 +574,11 @@ async fn deliver(
                             unacked.pop_front();
                         }
                         m.backlog(entity, unacked.len() as u64);
-                        m.seen(entity, jiff::Timestamp::now());
+                        let ts = jiff::Timestamp::now();
+                        if unacked.len() < before {
+                            m.last_delivery(entity, ts);
+                        }
+                        m.seen(entity, ts);
                     }
                 }
                 Some(Frame::DeliveryReport { targets }) => {
