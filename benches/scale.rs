@@ -29,7 +29,7 @@
 
 #[path = "common/hub_net.rs"]
 mod hub_net;
-use hub_net::{addr, env};
+use hub_net::{addr, env, memory_kib, now_ms, pct};
 
 use std::io::BufRead as _;
 use std::time::{Duration, Instant};
@@ -37,31 +37,6 @@ use std::time::{Duration, Instant};
 use cwn::net::client::Client;
 use cwn::net::tls::Identity;
 use cwn::telemetry::FieldMap;
-
-fn now_ms() -> u64 {
-    jiff::Timestamp::now().as_millisecond() as u64
-}
-
-/// `VmHWM` and `VmRSS` of a process, KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-fn pct(sorted: &[u32], q: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * q) as usize]
-}
 
 fn main() {
     let subscribers = env("CWN_BENCH_SUBSCRIBERS", 7000);

@@ -3,8 +3,13 @@
 //! domain indicator, `evil.example`, in a fresh directory (`CWN_BENCH_DIR` picks its parent;
 //! `/dev/shm` takes the disk's fsync out of the figures).
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cwn::net::client::Client;
+use cwn::net::tls::Identity;
 
 use cwn::index::IndexBuilder;
 use cwn::index::snapshot::keys;
@@ -175,4 +180,224 @@ pub fn encode_batch(
         "one batch of every line"
     );
     cwn::net::batch::encode_telemetry(&tb.batch, fields, "t.jsonl", first_row as u64).unwrap()
+}
+
+/// The encoded size of a notification [`run`]'s subscribers received (0 before the first).
+#[allow(dead_code)]
+pub static NOTIFICATION_BYTES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// `VmHWM` and `VmRSS` of a process, KiB.
+#[allow(dead_code)]
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Wall-clock milliseconds since the Unix epoch (the clock `created_at_ms` is on).
+#[allow(dead_code)]
+pub fn now_ms() -> u64 {
+    jiff::Timestamp::now().as_millisecond() as u64
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+#[allow(dead_code)]
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: field 14 utime, 15 stime (1-based).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// The `q` quantile of sorted samples (0 when there are none).
+#[allow(dead_code)]
+pub fn pct(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q) as usize]
+}
+
+/// Starts `cwn serve --config cfg`; returns it and its address once it listens.
+#[allow(dead_code)]
+pub fn serve(cfg: &Path) -> (std::process::Child, String) {
+    let mut hub = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(hub.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "cwn serve ended early"
+        );
+    }
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (hub, addr)
+}
+
+/// One rate's figures.
+#[allow(dead_code)]
+pub struct RateResult {
+    /// The paced rate, notifications/s.
+    pub rate: usize,
+    /// Notifications received per second, from the rate's start to its last receipt.
+    pub delivered_per_s: f64,
+    /// Latency percentiles, ms.
+    pub p50: u32,
+    /// 99th percentile, ms.
+    pub p99: u32,
+    /// Notifications sent and not received within 60 s.
+    pub missing: u64,
+    /// CPU ms of the measured hub processes per 1,000 received.
+    pub hub_cpu_per_1000: f64,
+    /// CPU ms of the measured NATS servers per 1,000 received.
+    pub nats_cpu_per_1000: f64,
+    /// Peak resident memory (`VmHWM`) so far of the hub processes, then the NATS servers, MiB.
+    pub peak_mib: (u64, u64),
+}
+
+/// Connects every subscriber (to `hubs[i % hubs.len()]` first, the others after it), then
+/// streams the rate ladder through `partner_hub`; `hub_pids` and `nats_pids` are measured.
+#[allow(clippy::too_many_arguments, dead_code)]
+pub fn run(
+    label: &str,
+    rt: &tokio::runtime::Runtime,
+    pki_dir: &Path,
+    hubs: &[String],
+    partner_hub: &str,
+    hub_pids: &[u32],
+    nats_pids: &[u32],
+    subscribers: usize,
+    rates: &[usize],
+    secs: usize,
+    batch_rows: usize,
+    sockets: usize,
+    batches_of: &dyn Fn(usize, usize) -> Vec<Vec<u8>>,
+) -> (f64, Vec<RateResult>) {
+    rt.block_on(async {
+        let t_connect = Instant::now();
+        // Samples: (created_at_ms, latency ms, subscriber).
+        let samples: Arc<Mutex<Vec<(u64, u32, usize)>>> = Default::default();
+        let subs = subscribe_all(pki_dir, hubs, subscribers, sockets).await;
+        let connect_secs = t_connect.elapsed().as_secs_f64();
+        println!(
+            "{label}/connect: {subscribers} subscribers over {} hub process(es) connected and subscribed in {connect_secs:.2} s",
+            hubs.len()
+        );
+        // Every subscriber receives, notes latency and acks what arrived together, until the
+        // connection ends (the hub it is on is killed: then it stops; the failover step
+        // reconnects those it needs).
+        for (i, mut sub) in subs.into_iter().enumerate() {
+            let samples = samples.clone();
+            tokio::spawn(async move {
+                while let Ok(Some((off, n))) = sub.next().await {
+                    let now = now_ms();
+                    if NOTIFICATION_BYTES.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                        NOTIFICATION_BYTES
+                            .store(n.encoded_len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let mut mine = vec![(n.created_at_ms, now.saturating_sub(n.created_at_ms) as u32, i)];
+                    let mut last = off;
+                    while let Ok(Ok(Some((o, n)))) =
+                        tokio::time::timeout(Duration::ZERO, sub.next()).await
+                    {
+                        let now = now_ms();
+                        mine.push((n.created_at_ms, now.saturating_sub(n.created_at_ms) as u32, i));
+                        last = o;
+                    }
+                    samples.lock().unwrap().extend(mine);
+                    if sub.ack(last).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let partner_id = Identity::from_pki_dir(pki_dir, "msp").unwrap();
+        let mut results = Vec::new();
+        for (step, &rate) in rates.iter().enumerate() {
+            let batches = (rate * secs).div_ceil(batch_rows);
+            let ipc = batches_of(step, batches);
+            let rows = (batches * batch_rows) as u64;
+            let cpu0: (f64, f64) = (
+                hub_pids.iter().map(|&p| cpu_secs(p)).sum(),
+                nats_pids.iter().map(|&p| cpu_secs(p)).sum(),
+            );
+            let start_ms = now_ms();
+            samples.lock().unwrap().clear();
+            let mut partner = Client::connect(partner_hub, &partner_id).await.unwrap();
+            let period = Duration::from_secs_f64(batch_rows as f64 / rate as f64);
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                for b in ipc {
+                    tick.tick().await;
+                    if tx.send(Ok(b)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let answered = partner.stream_channel(rx, |_, _| {}).await.unwrap();
+            assert_eq!(answered as usize, batches);
+            partner.close().await;
+            // Wait for the deliveries (at most 60 s after the stream).
+            let t = Instant::now();
+            while (samples.lock().unwrap().len() as u64) < rows && t.elapsed() < Duration::from_secs(60) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let got: Vec<(u64, u32, usize)> = samples.lock().unwrap().clone();
+            let last_receipt = got
+                .iter()
+                .map(|&(c, l, _)| c + u64::from(l))
+                .max()
+                .unwrap_or(start_ms);
+            let mut lat: Vec<u32> = got.iter().map(|g| g.1).collect();
+            lat.sort_unstable();
+            let cpu1: (f64, f64) = (
+                hub_pids.iter().map(|&p| cpu_secs(p)).sum(),
+                nats_pids.iter().map(|&p| cpu_secs(p)).sum(),
+            );
+            let n = got.len().max(1) as f64;
+            let r = RateResult {
+                rate,
+                delivered_per_s: got.len() as f64
+                    / ((last_receipt.saturating_sub(start_ms)).max(1) as f64 / 1000.0),
+                p50: pct(&lat, 0.5),
+                p99: pct(&lat, 0.99),
+                missing: rows.saturating_sub(got.len() as u64),
+                hub_cpu_per_1000: (cpu1.0 - cpu0.0) * 1000.0 / n * 1000.0,
+                nats_cpu_per_1000: (cpu1.1 - cpu0.1) * 1000.0 / n * 1000.0,
+                peak_mib: (
+                    hub_pids.iter().map(|&p| memory_kib(p).0).sum::<u64>() / 1024,
+                    nats_pids.iter().map(|&p| memory_kib(p).0).sum::<u64>() / 1024,
+                ),
+            };
+            println!(
+                "{label}/rate {rate}/s: delivered {:.0}/s, p50 {} ms, p99 {} ms, missing {}, CPU per 1,000: cwn serve {:.0} ms, nats-server {:.0} ms; peak memory {} MiB",
+                r.delivered_per_s, r.p50, r.p99, r.missing, r.hub_cpu_per_1000, r.nats_cpu_per_1000, r.peak_mib.0 + r.peak_mib.1
+            );
+            results.push(r);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        (connect_secs, results)
+    })
 }

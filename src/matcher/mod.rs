@@ -64,6 +64,88 @@ pub struct Matcher<'a> {
     /// than once per batch — also when two threads match batches of the same row group at
     /// once, since they share one cache.
     dicts: Mutex<Vec<Arc<DictCache>>>,
+    /// Per field, resolutions of plain (not dictionary-encoded) values of the kinds whose
+    /// lookup costs more than hashing the value; see [`Memo`].
+    memos: Vec<Option<Memo>>,
+}
+
+/// Resolutions of one field's values, kept across batches, row groups and threads. Telemetry
+/// repeats its values row after row (the same names, URLs, agents, digests), so a column the
+/// writer did not dictionary-encode — or one joined from two, `host+uri` — is parsed and
+/// normalised once per distinct value instead of once per row, and the dictionary of each new
+/// Parquet row group, which mostly holds the values of the one before, resolves by hashing.
+/// Bounded: a shard that fills up is emptied and fills again. Keyed with a random seed, so that
+/// hostile telemetry cannot aim values at one bucket.
+struct Memo {
+    hasher: xxhash_rust::xxh3::Xxh3Builder,
+    shards: Vec<Mutex<std::collections::HashMap<Box<str>, Memoed, xxhash_rust::xxh3::Xxh3Builder>>>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo")
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One memoised value: what [`Matcher::resolve`] gave.
+#[derive(Debug)]
+struct Memoed {
+    ords: Box<[u32]>,
+    ip: Option<IpAddr>,
+}
+
+impl Memo {
+    const SHARDS: usize = 16;
+    /// Values kept per shard (up to 64 Ki per field; long values are not kept).
+    const PER_SHARD: usize = 4096;
+    const MAX_LEN: usize = 512;
+
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        // Without an entropy source the memo is still correct, only predictable.
+        let _ = getrandom::fill(&mut seed);
+        let hasher = xxhash_rust::xxh3::Xxh3Builder::new().with_seed(u64::from_le_bytes(seed));
+        Memo {
+            shards: (0..Self::SHARDS)
+                .map(|_| Mutex::new(std::collections::HashMap::with_hasher(hasher)))
+                .collect(),
+            hasher,
+        }
+    }
+
+    /// Appends `v`'s port-independent candidates to `out` and returns its address to look up
+    /// with the row's port, from the memo or from `resolve`.
+    #[inline]
+    fn resolve(
+        &self,
+        v: &str,
+        out: &mut Vec<u32>,
+        resolve: impl FnOnce(&str, &mut Vec<u32>) -> Option<IpAddr>,
+    ) -> Option<IpAddr> {
+        use std::hash::BuildHasher as _;
+        if v.len() > Self::MAX_LEN {
+            return resolve(v, out);
+        }
+        let shard = &self.shards[self.hasher.hash_one(v) as usize % Self::SHARDS];
+        if let Some(m) = shard.lock().unwrap_or_else(|e| e.into_inner()).get(v) {
+            out.extend_from_slice(&m.ords);
+            return m.ip;
+        }
+        let start = out.len();
+        let ip = resolve(v, out);
+        let m = Memoed {
+            ords: out[start..].into(),
+            ip,
+        };
+        let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::PER_SHARD {
+            map.clear();
+        }
+        map.insert(v.into(), m);
+        ip
+    }
 }
 
 enum Column<'b> {
@@ -128,6 +210,14 @@ impl DictCache {
         let w = self.bits.get(2 * key / 64)?.load(Ordering::Acquire);
         let b = (w >> (2 * key % 64)) & 3;
         (b & 1 != 0).then_some(b & 2 != 0)
+    }
+
+    /// Whether entry `key` is resolved to nothing (one load; `false` past the end).
+    #[inline]
+    fn dead(&self, key: usize) -> bool {
+        self.bits
+            .get(key / 32)
+            .is_some_and(|w| (w.load(Ordering::Acquire) >> (2 * (key % 32))) & 3 == 1)
     }
 
     /// Records what entry `key` resolved to: `cands`, the candidates that do not depend on
@@ -215,6 +305,15 @@ impl<'b> DictKeys<'b> {
         match self {
             DictKeys::Int32(k, _) => k.len(),
             DictKeys::Other(k, _) => k.len(),
+        }
+    }
+
+    /// The key stored in row `r`, null or not (`usize::MAX` for a negative one).
+    #[inline]
+    fn raw(&self, r: usize) -> usize {
+        match self {
+            DictKeys::Int32(k, _) => usize::try_from(k[r]).unwrap_or(usize::MAX),
+            DictKeys::Other(k, _) => k[r],
         }
     }
 
@@ -346,11 +445,25 @@ impl RowHits<'_, '_> {
 impl<'a> Matcher<'a> {
     /// A matcher; `now` (Unix seconds) is the validity instant for rows without an event time.
     pub fn new(index: &'a CompiledIndex, fields: &'a FieldMap, now: i64) -> Self {
+        let memos = fields
+            .fields()
+            .iter()
+            .map(|f| {
+                // The kinds whose lookup costs several times a hash of the value: an address,
+                // a name or a digest looks up about as fast as it would hash and compare.
+                matches!(
+                    f.kind,
+                    FieldKind::Url | FieldKind::UserAgent | FieldKind::Text | FieldKind::Email
+                )
+                .then(Memo::new)
+            })
+            .collect();
         Matcher {
             index,
             fields,
             now,
             dicts: Mutex::new(Vec::new()),
+            memos,
         }
     }
 
@@ -370,7 +483,9 @@ impl<'a> Matcher<'a> {
     }
 
     /// The cache for `values` as field `field`'s dictionary, or a new one, kept among the
-    /// most recent `keep` (a row group's dictionaries are not seen again once it is done).
+    /// field's most recent `keep` (a row group's dictionaries are not seen again once it is
+    /// done). Per field, so that a field whose dictionary is new in every batch (a joined
+    /// `host+uri`) does not push out the row group's dictionaries of the others.
     fn dict_cache(&self, field: usize, values: &ArrayRef, keep: usize) -> Arc<DictCache> {
         let mut pool = self.dicts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = pool
@@ -380,11 +495,12 @@ impl<'a> Matcher<'a> {
             return c.clone();
         }
         let c = Arc::new(DictCache::new(field, values));
-        pool.push(c.clone());
-        if pool.len() > keep {
-            let extra = pool.len() - keep;
-            pool.drain(..extra);
+        if pool.iter().filter(|c| c.field == field).count() >= keep
+            && let Some(oldest) = pool.iter().position(|c| c.field == field)
+        {
+            pool.remove(oldest);
         }
+        pool.push(c.clone());
         c
     }
 
@@ -415,8 +531,9 @@ impl<'a> Matcher<'a> {
         let n = batch.num_rows();
         let mut cands: Vec<Cand<'_>> = Vec::new();
         let mut ords: Vec<u32> = Vec::new();
-        // Dictionaries kept: those of the last few row groups (a row group has one per field).
-        let keep_dicts = 4 * specs.len();
+        // Dictionaries kept per field: those of the last few row groups (threads work on
+        // neighbouring row groups at once).
+        let keep_dicts = 4;
         let mut scratch: Vec<u32> = Vec::new();
         for (fi, spec) in specs.iter().enumerate() {
             if !spec.kind.can_match() {
@@ -433,11 +550,22 @@ impl<'a> Matcher<'a> {
                 Column::Missing => {}
                 Column::Scalar(a) => {
                     let t = TextCol::new(a.as_ref());
+                    let memo = self.memos.get(fi).and_then(Option::as_ref);
                     for r in 0..n {
                         if let Some(v) = t.get(r) {
                             let port = port_col.get(r);
                             let start = ords.len();
-                            self.lookup(kind, &v, port, &mut ords);
+                            match memo {
+                                Some(m) => {
+                                    let ip = m.resolve(&v, &mut ords, |v, out| {
+                                        self.resolve(kind, v, out)
+                                    });
+                                    if let (Some(ip), Some(p)) = (ip, port) {
+                                        self.index.lookup_ip_port(ip, p, &mut ords);
+                                    }
+                                }
+                                None => self.lookup(kind, &v, port, &mut ords),
+                            }
                             push_cand(&mut cands, r, fi, v, port, start, &ords);
                         }
                     }
@@ -450,7 +578,13 @@ impl<'a> Matcher<'a> {
                     let t = TextCol::new(values.as_ref());
                     let keys = DictKeys::new(a.as_ref(), d);
                     let cache = self.dict_cache(fi, values, keep_dicts);
+                    let memo = self.memos.get(fi).and_then(Option::as_ref);
                     for r in 0..n.min(keys.len()) {
+                        // Almost every row: a value no indicator concerns, known from the key
+                        // alone (a null row's key, whatever it is, is skipped either way).
+                        if cache.dead(keys.raw(r)) {
+                            continue;
+                        }
                         let Some(key) = keys.get(r) else {
                             continue;
                         };
@@ -467,9 +601,12 @@ impl<'a> Matcher<'a> {
                                     continue;
                                 }
                                 scratch.clear();
-                                let ip = match t.get(key) {
-                                    Some(v) => self.resolve(kind, &v, &mut scratch),
-                                    None => None,
+                                let ip = match (t.get(key), memo) {
+                                    (Some(v), Some(m)) => m.resolve(&v, &mut scratch, |v, out| {
+                                        self.resolve(kind, v, out)
+                                    }),
+                                    (Some(v), None) => self.resolve(kind, &v, &mut scratch),
+                                    (None, _) => None,
                                 };
                                 cache.set(key, &scratch, ip);
                                 if scratch.is_empty() && ip.is_none() {

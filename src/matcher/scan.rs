@@ -2,15 +2,23 @@
 //! a [`ScanSink`] in input order.
 //!
 //! A file is split into [`Part`]s (Parquet row groups; the whole file for the other formats).
-//! Parts are decoded on the pool, several at once, one batch per job; each decoded batch is
-//! matched in a job of its own, so that even a file read front to back (JSON lines) has its
-//! matching spread over every thread. The calling thread puts results back in input order
-//! and feeds the sink; it also decides what runs next:
+//! Parts are decoded on the pool, several at once; a decode job reads up to the batches it
+//! was given slots for, one after the other, and hands each decoded batch to a match job of
+//! its own, so that even a file read front to back (JSON lines) has its matching spread over
+//! every thread. The calling thread puts results back in input order and feeds the sink; it
+//! also decides what runs next:
 //!
 //! - at most `threads` decode jobs run at a time;
-//! - at most `in_flight` batches are decoded but not yet handed to the sink, which bounds
-//!   memory whatever the input's size; one of those slots is always kept for the earliest
-//!   unfinished part, so that the batch the sink waits for can always be decoded;
+//! - at most `in_flight` batches are decoding or decoded but not yet matched, which bounds the
+//!   memory of decoded columns whatever the input's size; a decode job takes at most its
+//!   thread's share of those slots (several batches per job, so that a decoder is not idle on
+//!   a round trip through the calling thread after every batch), and one slot is always kept
+//!   for the earliest unfinished part, so that the batch the sink waits for can always be
+//!   decoded;
+//! - matched batches wait for their turn as results only (hits, unreadable records), so that
+//!   later parts — a later row group — keep every thread busy while the earliest is still
+//!   being read: a part other than the earliest starts no new batch while more than
+//!   [`MAX_WAITING`] results per thread, or [`MAX_WAITING_HITS`] hits, wait;
 //! - parts are started in file order, at most `2 × threads` at a time.
 //!
 //! Row numbers are those of the readers: 0-based data rows within each file.
@@ -24,6 +32,15 @@ use super::{Hit, Matcher};
 use crate::telemetry::{
     self, BatchIter, FieldPresence, InputFormat, Part, RowError, TelemetryError,
 };
+
+/// Matched batches per thread that may wait for an earlier part before a later part starts
+/// another batch: a 1 Mi-row Parquet row group is 128 batches, so two threads keep busy on two
+/// row groups.
+pub const MAX_WAITING: usize = 256;
+
+/// Hits that may wait for an earlier part before a later part starts another batch (about
+/// 100 bytes each).
+pub const MAX_WAITING_HITS: usize = 1 << 20;
 
 /// One matched batch, as the sink sees it.
 #[derive(Debug)]
@@ -122,12 +139,14 @@ struct Matched {
 }
 
 enum Event {
-    /// A decode job is back: the part's reader (unless opening it failed) and what it read
-    /// (`None` at the end of the part).
+    /// A decode job is back: the part's reader (unless opening it failed), how many of its
+    /// slots it did not fill, and how it stopped (`None`: its slots used up; `Some(Ok)`: the
+    /// end of the part; `Some(Err)`: a read failed).
     Decoded {
         part: usize,
         source: Option<BatchIter>,
-        batch: Option<Result<(), TelemetryError>>,
+        unused: u64,
+        end: Option<Result<(), TelemetryError>>,
     },
     /// A batch has been matched.
     Matched {
@@ -153,7 +172,7 @@ struct PartState {
 
 impl Scanner {
     /// A scanner with `threads` threads (0: one per core) and the default bound on batches in
-    /// flight (four per thread).
+    /// flight (eight per thread).
     pub fn new(threads: usize) -> Result<Self, ScanError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -167,12 +186,12 @@ impl Scanner {
         Ok(Scanner {
             pool,
             threads,
-            in_flight: 4 * threads.max(1),
+            in_flight: 8 * threads.max(1),
             decode_only: false,
         })
     }
 
-    /// Sets how many batches may be decoded but not yet handed to the sink (at least 2).
+    /// Sets how many batches may be decoding or decoded but not yet matched (at least 2).
     pub fn with_in_flight(mut self, batches: usize) -> Self {
         self.in_flight = batches.max(2);
         self
@@ -235,16 +254,19 @@ impl Scanner {
         let max_open = 2 * self.threads;
         self.pool.in_place_scope(|scope| -> Result<(), ScanError> {
             let mut head = 0;
-            // Decode jobs running; batches decoding or decoded and not yet emitted; match
-            // jobs running; parts opened and not finished.
+            // Decode jobs running; batches decoding or decoded and not yet matched; parts
+            // opened and not finished; matched batches and their hits waiting for the sink.
             let (mut decoding, mut in_flight, mut open) = (0usize, 0usize, 0usize);
+            let (mut waiting, mut waiting_hits) = (0usize, 0usize);
+            let max_waiting = MAX_WAITING * self.threads;
             loop {
                 // Hand finished batches to the sink, in order.
                 while head < n {
                     let p = &mut state[head];
                     if let Some(m) = p.ready.remove(&p.emitted) {
                         p.emitted += 1;
-                        in_flight -= 1;
+                        waiting -= 1;
+                        waiting_hits -= m.hits.len();
                         stats.rows += m.rows as u64;
                         stats.bad_rows += m.errors.len() as u64;
                         stats.hits += m.hits.len() as u64;
@@ -272,12 +294,18 @@ impl Scanner {
                 if head == n {
                     return Ok(());
                 }
-                // Start decode jobs, earliest parts first.
+                // Start decode jobs, earliest parts first, each with up to its thread's share
+                // of the free slots (one kept for the head part).
+                let share = (self.in_flight / self.threads).max(1);
                 for (i, p) in state.iter_mut().enumerate().skip(head) {
                     if decoding >= self.threads || in_flight >= self.in_flight {
                         break;
                     }
-                    if i != head && in_flight + 1 >= self.in_flight {
+                    let free = self.in_flight - in_flight - usize::from(i != head);
+                    if free == 0
+                        || (i != head
+                            && (waiting >= max_waiting || waiting_hits >= MAX_WAITING_HITS))
+                    {
                         break;
                     }
                     if p.busy || p.total.is_some() {
@@ -294,37 +322,47 @@ impl Scanner {
                         continue;
                     };
                     p.busy = true;
-                    let seq = p.scheduled;
-                    p.scheduled += 1;
+                    let slots = free.min(share);
+                    let job = Job {
+                        part: i,
+                        seq: p.scheduled,
+                        slots: slots as u64,
+                        decode_only: self.decode_only,
+                    };
+                    p.scheduled += slots as u64;
                     decoding += 1;
-                    in_flight += 1;
+                    in_flight += slots;
                     let tx = tx.clone();
-                    let only = self.decode_only;
-                    scope.spawn(move |scope| decode(scope, matcher, only, i, seq, source, tx));
+                    scope.spawn(move |scope| decode(scope, matcher, job, source, tx));
                 }
                 let event = rx.recv().expect("the scan holds a sender");
                 match event {
                     Event::Decoded {
                         part,
                         source,
-                        batch,
+                        unused,
+                        end,
                     } => {
                         decoding -= 1;
                         let p = &mut state[part];
                         p.busy = false;
                         p.source = source.map(Source::Open);
-                        match batch {
-                            Some(Ok(())) => {}
+                        // The slots the job did not fill are free again.
+                        p.scheduled -= unused;
+                        in_flight -= unused as usize;
+                        match end {
+                            None => {}
                             Some(Err(e)) => return Err(e.into()),
-                            None => {
-                                in_flight -= 1;
-                                p.scheduled -= 1;
+                            Some(Ok(())) => {
                                 p.total = Some(p.scheduled);
                                 p.source = None;
                             }
                         }
                     }
                     Event::Matched { part, seq, result } => {
+                        in_flight -= 1;
+                        waiting += 1;
+                        waiting_hits += result.hits.len();
                         state[part].ready.insert(seq, result);
                     }
                 }
@@ -334,17 +372,30 @@ impl Scanner {
     }
 }
 
-/// One decode job: reads the part's next batch, hands it to a match job, and gives the reader
-/// back.
+/// What a decode job is to do: read up to `slots` batches of `part`, the first of them the
+/// part's batch number `seq`.
+struct Job {
+    part: usize,
+    seq: u64,
+    slots: u64,
+    decode_only: bool,
+}
+
+/// One decode job: reads the part's next batches, hands each to a match job, and gives the
+/// reader back.
 fn decode<'s>(
     scope: &rayon::Scope<'s>,
     matcher: &'s Matcher<'_>,
-    decode_only: bool,
-    part: usize,
-    seq: u64,
+    job: Job,
     source: Source,
     tx: mpsc::Sender<Event>,
 ) {
+    let Job {
+        part,
+        seq,
+        slots,
+        decode_only,
+    } = job;
     let mut it = match source {
         Source::Open(it) => it,
         Source::Unopened(p) => match p.open() {
@@ -353,39 +404,52 @@ fn decode<'s>(
                 let _ = tx.send(Event::Decoded {
                     part,
                     source: None,
-                    batch: Some(Err(e)),
+                    unused: slots,
+                    end: Some(Err(e)),
                 });
                 return;
             }
         },
     };
-    let batch = match it.next() {
-        None => None,
-        Some(Err(e)) => Some(Err(e)),
-        Some(Ok(b)) => {
-            let tx = tx.clone();
-            scope.spawn(move |_| {
-                let mut hits = Vec::new();
-                let mut present = FieldPresence::new(matcher.fields());
-                if !decode_only {
-                    matcher.match_batch(&b, &mut hits);
-                    present.observe(matcher.fields(), &b.batch);
-                }
-                let result = Matched {
-                    first_row: b.first_row,
-                    rows: b.batch.num_rows(),
-                    errors: b.errors,
-                    hits,
-                    present,
-                };
-                let _ = tx.send(Event::Matched { part, seq, result });
-            });
-            Some(Ok(()))
+    let mut done = 0;
+    let mut end = None;
+    while done < slots {
+        match it.next() {
+            None => {
+                end = Some(Ok(()));
+                break;
+            }
+            Some(Err(e)) => {
+                end = Some(Err(e));
+                break;
+            }
+            Some(Ok(b)) => {
+                let tx = tx.clone();
+                let seq = seq + done;
+                scope.spawn(move |_| {
+                    let mut hits = Vec::new();
+                    let mut present = FieldPresence::new(matcher.fields());
+                    if !decode_only {
+                        matcher.match_batch(&b, &mut hits);
+                        present.observe(matcher.fields(), &b.batch);
+                    }
+                    let result = Matched {
+                        first_row: b.first_row,
+                        rows: b.batch.num_rows(),
+                        errors: b.errors,
+                        hits,
+                        present,
+                    };
+                    let _ = tx.send(Event::Matched { part, seq, result });
+                });
+                done += 1;
+            }
         }
-    };
+    }
     let _ = tx.send(Event::Decoded {
         part,
         source: Some(it),
-        batch,
+        unused: slots - done,
+        end,
     });
 }

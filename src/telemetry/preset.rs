@@ -681,6 +681,9 @@ impl FieldMap {
 }
 
 fn join_column(host: Option<&ArrayRef>, target: Option<&ArrayRef>, rows: usize) -> ArrayRef {
+    if let Some(joined) = join_dictionaries(host, target, rows) {
+        return joined;
+    }
     let mut b = StringBuilder::with_capacity(rows, rows * 32);
     for r in 0..rows {
         let h = host.and_then(|a| super::cell::first_text(a.as_ref(), r));
@@ -688,6 +691,90 @@ fn join_column(host: Option<&ArrayRef>, target: Option<&ArrayRef>, rows: usize) 
         b.append_option(join_url(h.as_deref(), t.as_deref()));
     }
     Arc::new(b.finish())
+}
+
+/// One side of a join read as a dictionary of strings: its keys, their nulls and its values;
+/// `None` for a side that is absent (every row null).
+type DictSide<'a> = Option<(
+    &'a [i32],
+    Option<&'a arrow_buffer::NullBuffer>,
+    &'a arrow_array::StringArray,
+)>;
+
+/// The side's dictionary, or `Err(())` when it is not a dictionary of `Utf8` with `Int32` keys.
+fn dict_side(a: Option<&ArrayRef>) -> Result<DictSide<'_>, ()> {
+    use arrow_array::cast::AsArray;
+    let Some(a) = a else { return Ok(None) };
+    match a.data_type() {
+        DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
+            let d = a.as_dictionary::<arrow_array::types::Int32Type>();
+            Ok(Some((
+                d.keys().values(),
+                d.keys().nulls(),
+                d.values().as_string::<i32>(),
+            )))
+        }
+        _ => Err(()),
+    }
+}
+
+/// [`join_column`] of two dictionary-encoded columns (as Parquet row groups usually hold host
+/// and request target) as a dictionary itself: each distinct (host, target) pair of the batch
+/// is joined once, and the matcher resolves each distinct URL once instead of once per row.
+/// `None` when a side is not such a dictionary.
+fn join_dictionaries(
+    host: Option<&ArrayRef>,
+    target: Option<&ArrayRef>,
+    rows: usize,
+) -> Option<ArrayRef> {
+    let (h, t) = (dict_side(host).ok()?, dict_side(target).ok()?);
+    if h.is_none() && t.is_none() {
+        return None;
+    }
+    // The value of row `r` of a side, as `first_text` reads it.
+    let at = |side: &DictSide<'_>, r: usize| -> Option<usize> {
+        let (keys, nulls, values) = side.as_ref()?;
+        if nulls.is_some_and(|n| n.is_null(r)) {
+            return None;
+        }
+        let k = usize::try_from(*keys.get(r)?).ok()?;
+        (k < values.len() && !values.is_null(k)).then_some(k)
+    };
+    fn text<'a>(side: &DictSide<'a>, k: Option<usize>) -> Option<&'a str> {
+        Some(side.as_ref()?.2.value(k?))
+    }
+    // Pair of keys (each + 1, 0 for none) -> key of the joined value (-1: no URL).
+    let mut pairs: std::collections::HashMap<u64, i32, xxhash_rust::xxh3::Xxh3DefaultBuilder> =
+        Default::default();
+    let mut values = StringBuilder::new();
+    let mut keys = arrow_array::builder::Int32Builder::with_capacity(rows);
+    let mut next = 0i32;
+    for r in 0..rows {
+        let (hk, tk) = (at(&h, r), at(&t, r));
+        let code = (hk.map_or(0, |k| k as u64 + 1) << 32) | tk.map_or(0, |k| k as u64 + 1);
+        let key =
+            *pairs
+                .entry(code)
+                .or_insert_with(|| match join_url(text(&h, hk), text(&t, tk)) {
+                    Some(url) => {
+                        values.append_value(url);
+                        next += 1;
+                        next - 1
+                    }
+                    None => -1,
+                });
+        if key < 0 {
+            keys.append_null();
+        } else {
+            keys.append_value(key);
+        }
+    }
+    let dict = arrow_array::DictionaryArray::<arrow_array::types::Int32Type>::try_new(
+        keys.finish(),
+        Arc::new(values.finish()),
+    )
+    .ok()?;
+    Some(Arc::new(dict))
 }
 
 #[cfg(test)]
@@ -879,6 +966,62 @@ mod tests {
         // No preset: the overrides alone, as `--field` always was.
         let m = merge(None, &[spec("a=ip"), spec("b=port@a")]).unwrap();
         assert_eq!(m.names(), ["a", "b"]);
+    }
+
+    /// Dictionary-encoded host and target columns (as Parquet row groups hold them) join into
+    /// a dictionary with the same value in every row as the row-by-row join, nulls and keys
+    /// pointing at null values included.
+    #[test]
+    fn dictionary_columns_join_row_for_row() {
+        use arrow_array::types::Int32Type;
+        use arrow_array::{DictionaryArray, Int32Array, StringArray};
+        let hosts = StringArray::from(vec![Some("a.example"), None, Some(" b.example:8080 ")]);
+        let targets = StringArray::from(vec![Some("/x?q=1"), Some("http://p.example/"), Some("")]);
+        let hk = Int32Array::from(vec![
+            Some(0),
+            Some(2),
+            None,
+            Some(1),
+            Some(0),
+            Some(2),
+            None,
+        ]);
+        let tk = Int32Array::from(vec![
+            Some(0),
+            Some(2),
+            Some(1),
+            Some(0),
+            Some(0),
+            None,
+            None,
+        ]);
+        let host: ArrayRef =
+            Arc::new(DictionaryArray::<Int32Type>::try_new(hk, Arc::new(hosts)).unwrap());
+        let target: ArrayRef =
+            Arc::new(DictionaryArray::<Int32Type>::try_new(tk, Arc::new(targets)).unwrap());
+        let rows = host.len();
+        for (h, t) in [
+            (Some(&host), Some(&target)),
+            (Some(&host), None),
+            (None, Some(&target)),
+        ] {
+            let joined = join_column(h, t, rows);
+            assert!(
+                matches!(joined.data_type(), DataType::Dictionary(_, _)),
+                "{:?}",
+                joined.data_type()
+            );
+            for r in 0..rows {
+                let text = |a: Option<&ArrayRef>| {
+                    a.and_then(|a| crate::telemetry::cell::first_text(a.as_ref(), r))
+                        .map(|c| c.into_owned())
+                };
+                let want = join_url(text(h).as_deref(), text(t).as_deref());
+                let got = crate::telemetry::cell::scalar_text(joined.as_ref(), r);
+                assert_eq!(got.as_deref(), want.as_deref(), "row {r}");
+            }
+        }
+        assert_eq!(join_column(None, None, 3).null_count(), 3);
     }
 
     #[test]
