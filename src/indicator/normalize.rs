@@ -189,24 +189,35 @@ pub fn refang(raw: &str) -> Cow<'_, str> {
 /// `%eth0` is dropped). An IPv4-mapped IPv6 address is returned as IPv4.
 pub fn ip(raw: &str) -> Result<IpAddr, NormalizeError> {
     let s = prepare(raw)?;
-    if s.contains(':') {
-        let s = s.split_once('%').map_or(s, |(a, _)| a);
-        let v6: Ipv6Addr = s
-            .parse()
-            .map_err(|_| invalid("IPv6 address", format!("`{s}` is not an IPv6 address")))?;
-        Ok(match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        })
-    } else {
-        // std rejects leading zeros (`010.0.0.1` is ambiguous: octal or decimal), as §6.3 asks.
-        let v4: Ipv4Addr = s.parse().map_err(|_| {
+    ip_parsed(s).ok_or_else(|| {
+        if s.contains(':') {
+            let s = s.split_once('%').map_or(s, |(a, _)| a);
+            invalid("IPv6 address", format!("`{s}` is not an IPv6 address"))
+        } else {
+            // std rejects leading zeros (`010.0.0.1` is ambiguous: octal or decimal), as §6.3
+            // asks.
             invalid(
                 "IPv4 address",
                 format!("`{s}` is not a dotted-quad IPv4 address"),
             )
-        })?;
-        Ok(IpAddr::V4(v4))
+        }
+    })
+}
+
+/// [`ip`] without the reason: `None` where it fails, and nothing allocated either way — for
+/// telemetry, where most values tried as an address (a DNS answer that is a name, a Host with a
+/// port) are not one.
+pub fn ip_parsed(raw: &str) -> Option<IpAddr> {
+    let s = raw.trim();
+    if s.contains(':') {
+        let s = s.split_once('%').map_or(s, |(a, _)| a);
+        let v6: Ipv6Addr = s.parse().ok()?;
+        Some(match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        })
+    } else {
+        s.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
     }
 }
 
@@ -968,6 +979,36 @@ impl fmt::Display for Note {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The allocation-free address parse the matcher uses agrees with [`ip`] on anything
+        /// address-like: dotted quads with leading zeros or spaces, IPv6 with zones and
+        /// mapped IPv4, names.
+        #[test]
+        fn ip_parsed_agrees_with_ip(s in "[ 0-9a-fA-F:.%x]{0,46}") {
+            proptest::prop_assert_eq!(ip_parsed(&s), ip(&s).ok());
+        }
+    }
+
+    #[test]
+    fn ip_parsed_agrees_with_ip_on_the_usual_forms() {
+        for s in [
+            "10.0.0.1",
+            " 10.0.0.1 ",
+            "010.0.0.1",
+            "::ffff:1.2.3.4",
+            "fe80::1%eth0",
+            "2001:db8::1",
+            "",
+            " ",
+            "1.2.3",
+            "a.example",
+            "[::1]",
+            "1.2.3.4:80",
+        ] {
+            assert_eq!(ip_parsed(s), ip(s).ok(), "{s:?}");
+        }
+    }
 
     #[test]
     fn refang_table() {

@@ -875,7 +875,7 @@ fn resolve_host_with<L: Lookups + ?Sized>(idx: &L, v: &str, out: &mut Vec<u32>) 
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    if let Ok(ip) = normalize::ip(host) {
+    if let Some(ip) = normalize::ip_parsed(host) {
         return Some(ip);
     } else if let Ok(d) = normalize::domain(host) {
         idx.lookup_name(d.as_bytes(), out);
@@ -910,7 +910,7 @@ fn push_cand<'b>(
 fn parse_ip(v: &str) -> Option<IpAddr> {
     match normalize::ipv4_fast(v.as_bytes()) {
         Some(ip) => Some(IpAddr::V4(ip)),
-        None => normalize::ip(v).ok(),
+        None => normalize::ip_parsed(v),
     }
 }
 
