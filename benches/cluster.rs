@@ -38,7 +38,7 @@ use cwn::hub::StartFrom;
 use cwn::net::client::Client;
 use cwn::net::tls::Identity;
 use cwn::telemetry::FieldMap;
-use hub_net::{RateResult, addr, env, run, serve};
+use hub_net::{RateResult, env, run, serve};
 
 /// The highest rate with p99 under 250 ms and nothing missing.
 fn best(results: &[RateResult]) -> Option<&RateResult> {
@@ -67,31 +67,14 @@ fn main() {
     let pki_dir = net.pki_dir.clone();
     let fields =
         FieldMap::from_specs(["q=domain".parse().unwrap(), "c=ip".parse().unwrap()]).unwrap();
-    // Step `step`'s batches: row i of batch k hits subscriber (k * batch_rows + i) mod n; each
-    // step's rows differ (so that no resend is answered from memory).
-    let batches_of = |step: usize, batches: usize| -> Vec<Vec<u8>> {
-        (0..batches)
-            .map(|k| {
-                let text: String = (0..batch_rows)
-                    .map(|i| {
-                        format!(
-                            "{{\"q\":\"s{step}-{k}-{i}.evil.example\",\"c\":\"{}\"}}\n",
-                            addr((k * batch_rows + i) % subscribers)
-                        )
-                    })
-                    .collect();
-                hub_net::encode_batch(&p, &fields, &text, k * batch_rows)
-            })
-            .collect()
+    let batches_of = |step: usize, batches: usize| {
+        hub_net::step_batches(&p, &fields, subscribers, batch_rows, step, batches)
     };
     eprintln!(
         "cluster: setup (PKI for {subscribers}) {:.1} s",
         t_setup.elapsed().as_secs_f64()
     );
-    let common = format!(
-        "registry = \"registry.toml\"\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n[limits]\nmax_connections = {}\nqueue_size = 1024\nsend_window = \"256KiB\"\nidle_timeout = \"120s\"\nkeep_alive_interval = \"20s\"\n",
-        subscribers + 16
-    );
+    let common = hub_net::hub_toml_rest(subscribers);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -231,6 +231,43 @@ pub fn pct(sorted: &[u32], q: f64) -> u32 {
     sorted[((sorted.len() as f64 - 1.0) * q) as usize]
 }
 
+/// `hub.toml` after its `listen` and `data_dir` lines: the bench network's files and limits
+/// for `subscribers` connections.
+#[allow(dead_code)]
+pub fn hub_toml_rest(subscribers: usize) -> String {
+    format!(
+        "registry = \"registry.toml\"\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n[limits]\nmax_connections = {}\nqueue_size = 1024\nsend_window = \"256KiB\"\nidle_timeout = \"120s\"\nkeep_alive_interval = \"20s\"\n",
+        subscribers + 16
+    )
+}
+
+/// A ladder step's partner batches, encoded in `dir`: row i of batch k hits subscriber
+/// (k * batch_rows + i) mod `subscribers`; every step's rows differ (so that no resend is
+/// answered from memory).
+#[allow(dead_code)]
+pub fn step_batches(
+    dir: &Path,
+    fields: &cwn::telemetry::FieldMap,
+    subscribers: usize,
+    batch_rows: usize,
+    step: usize,
+    batches: usize,
+) -> Vec<Vec<u8>> {
+    (0..batches)
+        .map(|k| {
+            let text: String = (0..batch_rows)
+                .map(|i| {
+                    format!(
+                        "{{\"q\":\"s{step}-{k}-{i}.evil.example\",\"c\":\"{}\"}}\n",
+                        addr((k * batch_rows + i) % subscribers)
+                    )
+                })
+                .collect();
+            encode_batch(dir, fields, &text, k * batch_rows)
+        })
+        .collect()
+}
+
 /// Starts `cwn serve --config cfg`; returns it and its address once it listens.
 #[allow(dead_code)]
 pub fn serve(cfg: &Path) -> (std::process::Child, String) {

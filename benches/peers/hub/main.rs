@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use cwn::net::pki::EntityFiles;
 use cwn::telemetry::FieldMap;
 use futures_util::StreamExt as _;
-use hub_net::{RateResult, addr, cpu_secs, env, memory_kib, now_ms, pct, serve};
+use hub_net::{RateResult, cpu_secs, env, memory_kib, now_ms, pct, serve};
 
 /// `nats-server`, or a panic naming the command that installs it.
 fn nats_server() -> PathBuf {
@@ -245,23 +245,10 @@ fn main() {
     let pki_dir = net.pki_dir.clone();
     let fields =
         FieldMap::from_specs(["q=domain".parse().unwrap(), "c=ip".parse().unwrap()]).unwrap();
-    // Each system's step `step`: row i of batch k hits subscriber (k * batch_rows + i) mod n;
-    // every step's rows differ (no resend answered from memory).
+    // Each system's steps are numbered on from the last system's: no rows repeat.
     let mut step_base = 0;
-    let batches_of = |step: usize, batches: usize| -> Vec<Vec<u8>> {
-        (0..batches)
-            .map(|k| {
-                let text: String = (0..batch_rows)
-                    .map(|i| {
-                        format!(
-                            "{{\"q\":\"s{step}-{k}-{i}.evil.example\",\"c\":\"{}\"}}\n",
-                            addr((k * batch_rows + i) % subscribers)
-                        )
-                    })
-                    .collect();
-                hub_net::encode_batch(&p, &fields, &text, k * batch_rows)
-            })
-            .collect()
+    let batches_of = |step: usize, batches: usize| {
+        hub_net::step_batches(&p, &fields, subscribers, batch_rows, step, batches)
     };
     eprintln!(
         "peers: setup (PKI for {subscribers}) {:.1} s",
@@ -285,9 +272,9 @@ fn main() {
                 std::fs::write(
                     &cfg,
                     format!(
-                        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nregistry = \"registry.toml\"\n[tls]\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\nca = \"pki/ca.pem\"\n[snapshot]\npath = \"set.cwnsnap\"\nverify_key = \"verify.pem\"\n[limits]\nmax_connections = {}\nqueue_size = 1024\nsend_window = \"256KiB\"\nidle_timeout = \"120s\"\nkeep_alive_interval = \"20s\"\n",
+                        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}",
                         data.display(),
-                        subscribers + 16
+                        hub_net::hub_toml_rest(subscribers)
                     ),
                 )
                 .unwrap();
