@@ -331,6 +331,17 @@ impl<'b> DictKeys<'b> {
     }
 }
 
+/// A dictionary column (or a list's dictionary values) ready for the row loops: its keys,
+/// its values as text, and the cache of what each entry resolved to.
+struct DictCol<'b> {
+    keys: DictKeys<'b>,
+    text: TextCol<'b>,
+    /// Entries in the dictionary.
+    len: usize,
+    cache: Arc<DictCache>,
+    memo: Option<&'b Memo>,
+}
+
 /// Typed access to a port column.
 enum PortCol<'c, 'b> {
     None,
@@ -571,57 +582,27 @@ impl<'a> Matcher<'a> {
                     }
                 }
                 Column::Dict(a) => {
-                    let Some(d) = a.as_any_dictionary_opt() else {
+                    let Some(dict) = self.dict_col(fi, a, keep_dicts) else {
                         continue;
                     };
-                    let values = d.values();
-                    let t = TextCol::new(values.as_ref());
-                    let keys = DictKeys::new(a.as_ref(), d);
-                    let cache = self.dict_cache(fi, values, keep_dicts);
-                    let memo = self.memos.get(fi).and_then(Option::as_ref);
-                    for r in 0..n.min(keys.len()) {
+                    for r in 0..n.min(dict.keys.len()) {
                         // Almost every row: a value no indicator concerns, known from the key
                         // alone (a null row's key, whatever it is, is skipped either way).
-                        if cache.dead(keys.raw(r)) {
+                        if dict.cache.dead(dict.keys.raw(r)) {
                             continue;
                         }
-                        let Some(key) = keys.get(r) else {
-                            continue;
-                        };
                         let start = ords.len();
-                        let ip = match cache.state(key) {
-                            // Almost every row: a value no indicator concerns.
-                            Some(false) => continue,
-                            Some(true) => match cache.live_into(key, &mut ords) {
-                                Some(ip) => ip,
-                                None => continue,
-                            },
-                            None => {
-                                if key >= values.len() {
-                                    continue;
-                                }
-                                scratch.clear();
-                                let ip = match (t.get(key), memo) {
-                                    (Some(v), Some(m)) => m.resolve(&v, &mut scratch, |v, out| {
-                                        self.resolve(kind, v, out)
-                                    }),
-                                    (Some(v), None) => self.resolve(kind, &v, &mut scratch),
-                                    (None, _) => None,
-                                };
-                                cache.set(key, &scratch, ip);
-                                if scratch.is_empty() && ip.is_none() {
-                                    continue;
-                                }
-                                ords.extend_from_slice(&scratch);
-                                ip
-                            }
+                        let Some((key, ip)) =
+                            self.dict_entry(kind, &dict, r, &mut scratch, &mut ords)
+                        else {
+                            continue;
                         };
                         let port = port_col.get(r);
                         if let (Some(ip), Some(p)) = (ip, port) {
                             self.index.lookup_ip_port(ip, p, &mut ords);
                         }
                         if ords.len() > start
-                            && let Some(v) = t.get(key)
+                            && let Some(v) = dict.text.get(key)
                         {
                             push_cand(&mut cands, r, fi, v, port, start, &ords);
                         }
@@ -641,6 +622,12 @@ impl<'a> Matcher<'a> {
                         }
                         _ => continue,
                     };
+                    // Values of a dictionary (a Parquet list column read as one) are resolved
+                    // once per distinct value, as in a dictionary column.
+                    let dict = match values.data_type() {
+                        DataType::Dictionary(_, _) => self.dict_col(fi, values, keep_dicts),
+                        _ => None,
+                    };
                     let t = TextCol::new(values.as_ref());
                     for (r, w) in offsets.windows(2).enumerate().take(n) {
                         if a.is_null(r) || w[0] >= w[1] {
@@ -648,8 +635,25 @@ impl<'a> Matcher<'a> {
                         }
                         let port = port_col.get(r);
                         for i in w[0]..w[1] {
-                            if let Some(v) = t.get(i) {
-                                let start = ords.len();
+                            let start = ords.len();
+                            if let Some(dict) = &dict {
+                                if dict.cache.dead(dict.keys.raw(i)) {
+                                    continue;
+                                }
+                                let Some((key, ip)) =
+                                    self.dict_entry(kind, dict, i, &mut scratch, &mut ords)
+                                else {
+                                    continue;
+                                };
+                                if let (Some(ip), Some(p)) = (ip, port) {
+                                    self.index.lookup_ip_port(ip, p, &mut ords);
+                                }
+                                if ords.len() > start
+                                    && let Some(v) = dict.text.get(key)
+                                {
+                                    push_cand(&mut cands, r, fi, v, port, start, &ords);
+                                }
+                            } else if let Some(v) = t.get(i) {
                                 self.lookup(kind, &v, port, &mut ords);
                                 push_cand(&mut cands, r, fi, v, port, start, &ords);
                             }
@@ -689,6 +693,59 @@ impl<'a> Matcher<'a> {
                 );
             }
         }
+    }
+
+    /// Field `field`'s dictionary array `a`, typed for the row loops, with its cache.
+    fn dict_col<'b>(&'b self, field: usize, a: &'b ArrayRef, keep: usize) -> Option<DictCol<'b>> {
+        let d = a.as_any_dictionary_opt()?;
+        let values = d.values();
+        Some(DictCol {
+            keys: DictKeys::new(a.as_ref(), d),
+            text: TextCol::new(values.as_ref()),
+            len: values.len(),
+            cache: self.dict_cache(field, values, keep),
+            memo: self.memos.get(field).and_then(Option::as_ref),
+        })
+    }
+
+    /// What row (or list element) `r` of a dictionary column gives, resolving its entry on
+    /// first sight: `None` for a null row or an entry no indicator concerns; otherwise its
+    /// key, with the entry's port-independent candidates appended to `ords` and the address
+    /// still to look up with the row's port.
+    #[inline]
+    fn dict_entry(
+        &self,
+        kind: &FieldKind,
+        dict: &DictCol<'_>,
+        r: usize,
+        scratch: &mut Vec<u32>,
+        ords: &mut Vec<u32>,
+    ) -> Option<(usize, Option<IpAddr>)> {
+        let key = dict.keys.get(r)?;
+        let ip = match dict.cache.state(key) {
+            Some(false) => return None,
+            Some(true) => dict.cache.live_into(key, ords)?,
+            None => {
+                if key >= dict.len {
+                    return None;
+                }
+                scratch.clear();
+                let ip = match (dict.text.get(key), dict.memo) {
+                    (Some(v), Some(m)) => {
+                        m.resolve(&v, scratch, |v, out| self.resolve(kind, v, out))
+                    }
+                    (Some(v), None) => self.resolve(kind, &v, scratch),
+                    (None, _) => None,
+                };
+                dict.cache.set(key, scratch, ip);
+                if scratch.is_empty() && ip.is_none() {
+                    return None;
+                }
+                ords.extend_from_slice(scratch);
+                ip
+            }
+        };
+        Some((key, ip))
     }
 
     /// Resolves one value of a field as far as it can without the row's port: appends the

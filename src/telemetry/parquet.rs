@@ -2,9 +2,9 @@
 //! thread, and only the leaf columns the field map names are decoded.
 //!
 //! Field names resolve as for Arrow IPC (`dns.rrname` in a struct, `id.orig_h` as a flat
-//! column; see [`arrow_ipc`](super::arrow_ipc)). A string column that is dictionary-encoded in
-//! every row group is read as an Arrow `DictionaryArray`, so that the matcher looks each
-//! distinct value up once rather than once per row. Pages are read from the file as they are
+//! column; see [`arrow_ipc`](super::arrow_ipc)). A string column (also one inside lists) that
+//! is dictionary-encoded in every row group is read as an Arrow `DictionaryArray`, so that the
+//! matcher looks each distinct value up once rather than once per row. Pages are read from the file as they are
 //! needed: memory is bounded by a page per column and one batch, whatever the file's size.
 
 use std::fs::File;
@@ -58,18 +58,36 @@ fn with_dictionary_leaf(fields: &Fields, segs: &[String]) -> Fields {
             if f.name() != &segs[0] {
                 return f.clone();
             }
-            let dt = match (f.data_type(), segs.len()) {
-                (dt, 1) if is_byte_type(dt) => {
-                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(dt.clone()))
-                }
-                (DataType::Struct(children), n) if n > 1 => {
-                    DataType::Struct(with_dictionary_leaf(children, &segs[1..]))
-                }
-                (dt, _) => dt.clone(),
-            };
+            let dt = dictionary_leaf(f.data_type(), &segs[1..]);
             Arc::new(Field::new(f.name(), dt, f.is_nullable()).with_metadata(f.metadata().clone()))
         })
         .collect()
+}
+
+/// `dt` with its string leaf at `rest` (below any lists, which field paths pass through
+/// unnamed) replaced by a dictionary of its type.
+fn dictionary_leaf(dt: &DataType, rest: &[String]) -> DataType {
+    let item = |f: &Arc<Field>| {
+        Arc::new(
+            Field::new(
+                f.name(),
+                dictionary_leaf(f.data_type(), rest),
+                f.is_nullable(),
+            )
+            .with_metadata(f.metadata().clone()),
+        )
+    };
+    match dt {
+        dt if rest.is_empty() && is_byte_type(dt) => {
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(dt.clone()))
+        }
+        DataType::List(f) => DataType::List(item(f)),
+        DataType::LargeList(f) => DataType::LargeList(item(f)),
+        DataType::Struct(children) if !rest.is_empty() => {
+            DataType::Struct(with_dictionary_leaf(children, rest))
+        }
+        dt => dt.clone(),
+    }
 }
 
 fn format_error(name: &str, reason: String) -> TelemetryError {
@@ -92,13 +110,13 @@ impl ParquetInput {
         let paths = resolve_all(meta.schema(), fields, &name)?;
         let md = meta.metadata().clone();
         let groups = md.row_groups();
-        // Dictionary-encoded string columns stay dictionaries (one lookup per distinct value);
-        // values inside lists are read plainly.
+        // Dictionary-encoded string columns stay dictionaries (one lookup per distinct value),
+        // also inside lists (a DNS answer list holds few distinct names and addresses).
         let mut schema_fields = meta.schema().fields().clone();
         let mut hinted = false;
         for p in &paths {
             let leaf = p.leaves.start;
-            if p.through_list || p.leaves.len() != 1 || groups.is_empty() {
+            if p.leaves.len() != 1 || groups.is_empty() {
                 continue;
             }
             if groups.iter().all(|g| all_dictionary(g.column(leaf))) {

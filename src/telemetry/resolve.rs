@@ -32,8 +32,6 @@ pub(crate) struct FieldPath {
     /// The leaf columns below it, numbered depth first over the whole schema (as Parquet
     /// numbers its columns).
     pub(crate) leaves: Range<usize>,
-    /// Whether the path goes through a list (the values become a list per row).
-    pub(crate) through_list: bool,
 }
 
 /// Number of leaf (non-nested) columns under a data type.
@@ -51,12 +49,10 @@ pub(crate) fn count_leaves(dt: &DataType) -> usize {
 }
 
 /// The children of a struct, or of the structs in a list.
-fn struct_children(dt: &DataType) -> Option<(&Fields, bool)> {
+fn struct_children(dt: &DataType) -> Option<&Fields> {
     match dt {
-        DataType::Struct(fs) => Some((fs, false)),
-        DataType::List(f) | DataType::LargeList(f) => {
-            struct_children(f.data_type()).map(|(fs, _)| (fs, true))
-        }
+        DataType::Struct(fs) => Some(fs),
+        DataType::List(f) | DataType::LargeList(f) => struct_children(f.data_type()),
         _ => None,
     }
 }
@@ -66,7 +62,6 @@ fn find(
     name: &str,
     base: usize,
     segs: &mut Vec<String>,
-    through_list: &mut bool,
 ) -> Option<(usize, Range<usize>, DataType)> {
     let mut offsets = Vec::with_capacity(fields.len());
     let mut off = base;
@@ -84,16 +79,13 @@ fn find(
         let Some(i) = fields.iter().position(|f| f.name() == head) else {
             continue;
         };
-        let Some((children, list)) = struct_children(fields[i].data_type()) else {
+        let Some(children) = struct_children(fields[i].data_type()) else {
             continue;
         };
         segs.push(head.to_string());
-        let was = *through_list;
-        *through_list |= list;
-        if let Some((_, r, dt)) = find(children, &name[dot + 1..], offsets[i], segs, through_list) {
+        if let Some((_, r, dt)) = find(children, &name[dot + 1..], offsets[i], segs) {
             return Some((i, r, dt));
         }
-        *through_list = was;
         segs.pop();
     }
     None
@@ -103,12 +95,10 @@ fn find(
 /// when it names a struct rather than a value in it.
 pub(crate) fn resolve(schema: &Schema, name: &str) -> Result<Option<FieldPath>, String> {
     let mut segments = Vec::new();
-    let mut through_list = false;
-    let Some((top, leaves, dt)) = find(schema.fields(), name, 0, &mut segments, &mut through_list)
-    else {
+    let Some((top, leaves, dt)) = find(schema.fields(), name, 0, &mut segments) else {
         return Ok(None);
     };
-    if let Some((children, _)) = struct_children(&dt) {
+    if let Some(children) = struct_children(&dt) {
         let names: Vec<String> = children
             .iter()
             .take(5)
@@ -124,7 +114,6 @@ pub(crate) fn resolve(schema: &Schema, name: &str) -> Result<Option<FieldPath>, 
         segments,
         top,
         leaves,
-        through_list,
     }))
 }
 
