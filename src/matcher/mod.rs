@@ -530,7 +530,12 @@ impl<'a> Matcher<'a> {
         let cols: Vec<Column<'_>> = specs
             .iter()
             .map(|f| match batch.column_by_name(&f.name) {
+                // A column with no value in the batch (as a preset's columns that the input
+                // lacks arrive): nothing to walk row by row.
                 None => Column::Missing,
+                Some(c) if c.null_count() == c.len() || c.data_type() == &DataType::Null => {
+                    Column::Missing
+                }
                 Some(c) => match c.data_type() {
                     DataType::List(_) | DataType::LargeList(_) => Column::List(c),
                     DataType::Dictionary(_, _) => Column::Dict(c),
