@@ -271,7 +271,13 @@ pub fn step_batches(
 /// Starts `cwn serve --config cfg`; returns it and its address once it listens.
 #[allow(dead_code)]
 pub fn serve(cfg: &Path) -> (std::process::Child, String) {
-    let mut hub = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
+    serve_with(Path::new(env!("CARGO_BIN_EXE_cwn")), cfg)
+}
+
+/// [`serve`] with the `cwn` binary at `bin` (an earlier commit's, to compare side by side).
+#[allow(dead_code)]
+pub fn serve_with(bin: &Path, cfg: &Path) -> (std::process::Child, String) {
+    let mut hub = std::process::Command::new(bin)
         .args(["serve", "--config"])
         .arg(cfg)
         .stderr(std::process::Stdio::piped())

@@ -9,7 +9,15 @@
 //!   and verified client certificates from the same PKI, each subscriber on its own TCP
 //!   connection subscribed to its own subject (`cwn.s<i>`), one client publishing at the same
 //!   rates in the same bursts (a partner batch's worth at a time) with payloads the size of
-//!   cwn's notification.
+//!   cwn's notification. Core NATS stores nothing and takes no acknowledgement: the floor of
+//!   fan-out, not a peer in what it promises;
+//! - **nats-js**: the same server with JetStream, the durable peer: the subjects are one
+//!   file-stored stream, each subscriber reads its own durable pull consumer filtered to its
+//!   subject and acknowledges what arrived together at once (`AckPolicy::All`, as cwn's
+//!   subscribers acknowledge an offset); the server stores every message, tracks each
+//!   consumer's acknowledgements and redelivers what is not acknowledged, as cwn's hub does
+//!   (JetStream syncs its files every two minutes by default, not per batch: compare it with
+//!   cwn-tmpfs). Only messages published in the rate being measured count toward it.
 //!
 //! For each system and rate it reports notifications delivered per second, p50/p99 latency to
 //! the subscriber's receipt (cwn: from the hub's match of the partner's batch,
@@ -29,7 +37,9 @@
 //! comma-separated (5000,10000,20000,40000), `CWN_BENCH_SECS` of publishing per rate (5),
 //! `CWN_BENCH_BATCH` notifications per burst (500), `CWN_BENCH_SOCKETS` shared client sockets
 //! for cwn's subscribers (8; 0 = one each; the hub sees a connection per subscriber either way),
-//! `CWN_BENCH_SYSTEMS` (cwn,cwn-tmpfs,nats), `CWN_BENCH_PAYLOAD` bytes per NATS message when
+//! `CWN_BENCH_SYSTEMS` (cwn,cwn-tmpfs,nats; `base` and `base-tmpfs` are cwn and cwn-tmpfs run
+//! with the binary at `CWN_BENCH_BASELINE`, an earlier commit's build, for a side-by-side
+//! comparison in one run), `CWN_BENCH_PAYLOAD` bytes per NATS message when
 //! cwn has not run first to give its notification size (400), `CWN_BENCH_ACK_MS` (0: cwn's
 //! subscribers ack what arrived together at once, as `cwn subscribe` does; N: at most every N
 //! ms). Needs `nats-server` on the PATH
@@ -47,7 +57,7 @@ use std::time::{Duration, Instant};
 use cwn::net::pki::EntityFiles;
 use cwn::telemetry::FieldMap;
 use futures_util::StreamExt as _;
-use hub_net::{RateResult, cpu_secs, env, memory_kib, now_ms, pct, serve};
+use hub_net::{RateResult, cpu_secs, env, memory_kib, now_ms, pct};
 
 /// `nats-server`, or a panic naming the command that installs it.
 fn nats_server() -> PathBuf {
@@ -61,14 +71,25 @@ fn nats_server() -> PathBuf {
 
 /// Starts `nats-server` with TLS (the hub's certificate, client certificates verified
 /// against the network CA) on a free port; returns it and its URL.
-fn start_nats(dir: &Path, pki: &Path, max_connections: usize) -> (std::process::Child, String) {
+fn start_nats(
+    dir: &Path,
+    pki: &Path,
+    max_connections: usize,
+    store: Option<&Path>,
+) -> (std::process::Child, String) {
     let port = cwn::net::local_nats::free_tcp_port();
     let hub = EntityFiles::in_dir(pki, "hub");
     let conf = dir.join("nats.conf");
+    let jetstream = store.map_or(String::new(), |d| {
+        format!(
+            "jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 1GB\n  max_file_store: 20GB\n}}\n",
+            d.display()
+        )
+    });
     std::fs::write(
         &conf,
         format!(
-            "listen: \"127.0.0.1:{port}\"\nmax_connections: {max_connections}\nmax_payload: 1MB\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n  timeout: 5\n}}\n",
+            "listen: \"127.0.0.1:{port}\"\nmax_connections: {max_connections}\nmax_payload: 1MB\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n  timeout: 5\n}}\n{jetstream}",
             hub.cert.display(),
             hub.key.display(),
             hub.ca.display()
@@ -106,6 +127,10 @@ async fn nats_client(pki: &Path, entity: &str, url: &str) -> async_nats::Client 
 }
 
 /// The NATS run: connects every subscriber, then publishes the rate ladder from one client.
+/// With `jetstream`, the subjects are a file-stored stream and each subscriber reads its own
+/// durable consumer and acknowledges what arrived together at once (`AckPolicy::All`, as
+/// cwn's subscribers acknowledge an offset), so that the server stores, tracks and redelivers
+/// as cwn's hub does.
 #[allow(clippy::too_many_arguments)]
 fn nats_ladder(
     rt: &tokio::runtime::Runtime,
@@ -117,50 +142,107 @@ fn nats_ladder(
     secs: usize,
     batch_rows: usize,
     payload: usize,
+    jetstream: bool,
 ) -> (f64, Vec<RateResult>) {
+    use async_nats::jetstream::{self as js, consumer};
+    let label = if jetstream { "nats-js" } else { "nats" };
     rt.block_on(async {
+        let publisher = nats_client(pki, "msp", url).await;
+        if jetstream {
+            js::new(publisher.clone())
+                .create_stream(js::stream::Config {
+                    name: "CWN".into(),
+                    subjects: vec!["cwn.>".into()],
+                    storage: js::stream::StorageType::File,
+                    // nats-server 2.15 limits a stream to 1,000 consumers unless it says more.
+                    max_consumers: i32::try_from(subscribers + 16).unwrap(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
         let t_connect = Instant::now();
-        // Samples: (sent at ms, latency ms).
+        // Samples: (sent at ms, latency ms) of the rate now running; a message published in an
+        // earlier rate (JetStream may still be delivering its backlog) is not counted.
         let samples: Arc<Mutex<Vec<(u64, u32)>>> = Default::default();
+        let current = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let gate = Arc::new(tokio::sync::Semaphore::new(64));
-        let mut pending = Vec::with_capacity(subscribers);
+        let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let at = |payload: &[u8]| {
+            let sent = u64::from_le_bytes(payload[..8].try_into().unwrap());
+            let step = u64::from_le_bytes(payload[8..16].try_into().unwrap());
+            (step, sent, now_ms().saturating_sub(sent) as u32)
+        };
         for i in 0..subscribers {
             let (gate, pki, url) = (gate.clone(), pki.to_path_buf(), url.to_string());
-            pending.push(tokio::spawn(async move {
-                let _permit = gate.acquire_owned().await.unwrap();
-                let client = nats_client(&pki, &format!("s{i}"), &url).await;
-                let sub = client.subscribe(format!("cwn.s{i}")).await.unwrap();
-                client.flush().await.unwrap();
-                (client, sub)
-            }));
-        }
-        let mut subs = Vec::with_capacity(subscribers);
-        for p in pending {
-            subs.push(p.await.unwrap());
-        }
-        let connect_secs = t_connect.elapsed().as_secs_f64();
-        println!(
-            "peers/nats/connect: {subscribers} subscribers connected (TLS, client certificates) and subscribed in {connect_secs:.2} s"
-        );
-        for (client, mut sub) in subs {
-            let samples = samples.clone();
+            let (samples, ready, current) = (samples.clone(), ready.clone(), current.clone());
+            let keep = move |mine: Vec<(u64, u64, u32)>| {
+                let now = current.load(Ordering::Relaxed);
+                samples.lock().unwrap().extend(
+                    mine.into_iter()
+                        .filter(|m| m.0 == now)
+                        .map(|m| (m.1, m.2)),
+                );
+            };
             tokio::spawn(async move {
-                let _client = client;
-                let at = |m: &async_nats::Message| {
-                    let sent = u64::from_le_bytes(m.payload[..8].try_into().unwrap());
-                    (sent, now_ms().saturating_sub(sent) as u32)
-                };
-                while let Some(m) = sub.next().await {
-                    let mut mine = vec![at(&m)];
-                    while let Ok(Some(m)) = tokio::time::timeout(Duration::ZERO, sub.next()).await
-                    {
-                        mine.push(at(&m));
+                let permit = gate.acquire_owned().await.unwrap();
+                let client = nats_client(&pki, &format!("s{i}"), &url).await;
+                if jetstream {
+                    let consumer: consumer::PullConsumer = js::new(client.clone())
+                        .create_consumer_on_stream(
+                            consumer::pull::Config {
+                                durable_name: Some(format!("s{i}")),
+                                filter_subject: format!("cwn.s{i}"),
+                                ack_policy: consumer::AckPolicy::All,
+                                ..Default::default()
+                            },
+                            "CWN",
+                        )
+                        .await
+                        .unwrap();
+                    let mut msgs = consumer.messages().await.unwrap();
+                    drop(permit);
+                    ready.fetch_add(1, Ordering::Relaxed);
+                    while let Some(Ok(m)) = msgs.next().await {
+                        let mut mine = vec![at(&m.payload)];
+                        let mut last = m;
+                        while let Ok(Some(Ok(m))) =
+                            tokio::time::timeout(Duration::ZERO, msgs.next()).await
+                        {
+                            mine.push(at(&m.payload));
+                            last = m;
+                        }
+                        keep(mine);
+                        last.ack().await.unwrap();
                     }
-                    samples.lock().unwrap().extend(mine);
+                } else {
+                    let mut sub = client.subscribe(format!("cwn.s{i}")).await.unwrap();
+                    client.flush().await.unwrap();
+                    drop(permit);
+                    ready.fetch_add(1, Ordering::Relaxed);
+                    while let Some(m) = sub.next().await {
+                        let mut mine = vec![at(&m.payload)];
+                        while let Ok(Some(m)) =
+                            tokio::time::timeout(Duration::ZERO, sub.next()).await
+                        {
+                            mine.push(at(&m.payload));
+                        }
+                        keep(mine);
+                    }
                 }
             });
         }
-        let publisher = nats_client(pki, "msp", url).await;
+        while ready.load(Ordering::Relaxed) < subscribers {
+            assert!(
+                t_connect.elapsed() < Duration::from_secs(600),
+                "{label}: subscribers did not all connect"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let connect_secs = t_connect.elapsed().as_secs_f64();
+        println!(
+            "peers/{label}/connect: {subscribers} subscribers connected (TLS, client certificates) and subscribed in {connect_secs:.2} s"
+        );
         let subjects: Vec<async_nats::Subject> = (0..subscribers)
             .map(|i| async_nats::Subject::from(format!("cwn.s{i}")))
             .collect();
@@ -170,6 +252,7 @@ fn nats_ladder(
             let batches = (rate * secs).div_ceil(batch_rows);
             let rows = (batches * batch_rows) as u64;
             let cpu0 = cpu_secs(pid);
+            current.store(results.len() as u64, Ordering::Relaxed);
             samples.lock().unwrap().clear();
             let start_ms = now_ms();
             let mut tick = tokio::time::interval(Duration::from_secs_f64(
@@ -178,8 +261,9 @@ fn nats_ladder(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             for _ in 0..batches {
                 tick.tick().await;
-                let mut body = vec![0u8; payload.max(8)];
+                let mut body = vec![0u8; payload.max(16)];
                 body[..8].copy_from_slice(&now_ms().to_le_bytes());
+                body[8..16].copy_from_slice(&(results.len() as u64).to_le_bytes());
                 let body = bytes::Bytes::from(body);
                 for _ in 0..batch_rows {
                     publisher
@@ -213,11 +297,16 @@ fn nats_ladder(
                 p99: pct(&lat, 0.99),
                 missing: rows.saturating_sub(got.len() as u64),
                 hub_cpu_per_1000: 0.0,
-                nats_cpu_per_1000: (cpu_secs(pid) - cpu0) * 1000.0 / n * 1000.0,
+                // Nothing of this rate delivered in the wait: no figure per delivered message.
+                nats_cpu_per_1000: if got.is_empty() {
+                    f64::NAN
+                } else {
+                    (cpu_secs(pid) - cpu0) * 1000.0 / n * 1000.0
+                },
                 peak_mib: (0, memory_kib(pid).0 / 1024),
             };
             println!(
-                "peers/nats/rate {rate}/s: delivered {:.0}/s, p50 {} ms, p99 {} ms, missing {}, CPU per 1,000: nats-server {:.0} ms; peak memory {} MiB",
+                "peers/{label}/rate {rate}/s: delivered {:.0}/s, p50 {} ms, p99 {} ms, missing {}, CPU per 1,000: nats-server {:.0} ms; peak memory {} MiB",
                 r.delivered_per_s, r.p50, r.p99, r.missing, r.nats_cpu_per_1000, r.peak_mib.1
             );
             results.push(r);
@@ -262,11 +351,19 @@ fn main() {
     let mut table: Vec<(String, f64, Vec<RateResult>)> = Vec::new();
     for system in systems.split(',').map(str::trim) {
         let (connect, results) = match system {
-            "cwn" | "cwn-tmpfs" => {
-                let data = if system == "cwn" {
-                    p.join("var")
+            "cwn" | "cwn-tmpfs" | "base" | "base-tmpfs" => {
+                let data = if system.ends_with("tmpfs") {
+                    shm.as_ref().expect("/dev/shm").path().join(system)
                 } else {
-                    shm.as_ref().expect("/dev/shm").path().join("var")
+                    p.join(system)
+                };
+                let bin = if system.starts_with("base") {
+                    PathBuf::from(std::env::var_os("CWN_BENCH_BASELINE").expect(
+                        "CWN_BENCH_BASELINE: the path of an earlier commit's cwn binary \
+                         (systems base and base-tmpfs run it)",
+                    ))
+                } else {
+                    PathBuf::from(env!("CARGO_BIN_EXE_cwn"))
                 };
                 let cfg = p.join(format!("{system}.toml"));
                 std::fs::write(
@@ -278,7 +375,7 @@ fn main() {
                     ),
                 )
                 .unwrap();
-                let (mut hub, hub_addr) = serve(&cfg);
+                let (mut hub, hub_addr) = hub_net::serve_with(&bin, &cfg);
                 let base = step_base;
                 step_base += rates.len();
                 let r = hub_net::run(
@@ -300,12 +397,19 @@ fn main() {
                 let _ = hub.wait();
                 r
             }
-            "nats" => {
+            "nats" | "nats-js" => {
                 let payload = match hub_net::NOTIFICATION_BYTES.load(Ordering::Relaxed) {
                     0 => env("CWN_BENCH_PAYLOAD", 400),
                     n => n,
                 };
-                let (mut server, url) = start_nats(&p, &pki_dir, subscribers + 16);
+                let jetstream = system == "nats-js";
+                let store = p.join("jetstream");
+                let (mut server, url) = start_nats(
+                    &p,
+                    &pki_dir,
+                    subscribers + 16,
+                    jetstream.then_some(store.as_path()),
+                );
                 let r = nats_ladder(
                     &rt,
                     &pki_dir,
@@ -316,12 +420,15 @@ fn main() {
                     secs,
                     batch_rows,
                     payload,
+                    jetstream,
                 );
                 let _ = server.kill();
                 let _ = server.wait();
                 r
             }
-            other => panic!("CWN_BENCH_SYSTEMS: unknown system {other:?} (cwn, cwn-tmpfs, nats)"),
+            other => panic!(
+                "CWN_BENCH_SYSTEMS: unknown system {other:?} (cwn, cwn-tmpfs, base, base-tmpfs, nats, nats-js)"
+            ),
         };
         table.push((system.to_string(), connect, results));
     }
@@ -355,14 +462,19 @@ fn markdown(
     );
     for (system, connect, results) in table {
         for r in results {
-            let (cpu, mib) = if system == "nats" {
+            let (cpu, mib) = if system.starts_with("nats") {
                 (r.nats_cpu_per_1000, r.peak_mib.1)
             } else {
                 (r.hub_cpu_per_1000, r.peak_mib.0)
             };
+            let cpu = if cpu.is_nan() {
+                "n/a".to_string()
+            } else {
+                format!("{cpu:.1}")
+            };
             let _ = writeln!(
                 md,
-                "| {system} | {} | {:.0} | {} | {} | {cpu:.1} | {mib} | {} | {connect:.1} |",
+                "| {system} | {} | {:.0} | {} | {} | {cpu} | {mib} | {} | {connect:.1} |",
                 r.rate, r.delivered_per_s, r.p50, r.p99, r.missing
             );
         }
