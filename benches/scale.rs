@@ -31,7 +31,6 @@
 mod hub_net;
 use hub_net::{addr, env, memory_kib, now_ms, pct};
 
-use std::io::BufRead as _;
 use std::time::{Duration, Instant};
 
 use cwn::net::client::Client;
@@ -83,24 +82,12 @@ fn main() {
         t_setup.elapsed().as_secs_f64()
     );
 
-    let mut hub = std::process::Command::new(env!("CARGO_BIN_EXE_cwn"))
-        .args(["serve", "--config"])
-        .arg(p.join("hub.toml"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut hub, hub_addr) = hub_net::serve_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_cwn")),
+        &p.join("hub.toml"),
+        true,
+    );
     let hub_pid = hub.id();
-    let mut err = std::io::BufReader::new(hub.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "cwn serve ended early"
-        );
-    }
-    let hub_addr = line.trim().rsplit(' ').next().unwrap().to_string();
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::stderr()));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -271,12 +271,13 @@ pub fn step_batches(
 /// Starts `cwn serve --config cfg`; returns it and its address once it listens.
 #[allow(dead_code)]
 pub fn serve(cfg: &Path) -> (std::process::Child, String) {
-    serve_with(Path::new(env!("CARGO_BIN_EXE_cwn")), cfg)
+    serve_with(Path::new(env!("CARGO_BIN_EXE_cwn")), cfg, false)
 }
 
-/// [`serve`] with the `cwn` binary at `bin` (an earlier commit's, to compare side by side).
+/// [`serve`] with the `cwn` binary at `bin` (an earlier commit's, to compare side by side);
+/// with `show_log`, the hub's log goes on to this process's stderr instead of being dropped.
 #[allow(dead_code)]
-pub fn serve_with(bin: &Path, cfg: &Path) -> (std::process::Child, String) {
+pub fn serve_with(bin: &Path, cfg: &Path, show_log: bool) -> (std::process::Child, String) {
     let mut hub = std::process::Command::new(bin)
         .args(["serve", "--config"])
         .arg(cfg)
@@ -293,7 +294,13 @@ pub fn serve_with(bin: &Path, cfg: &Path) -> (std::process::Child, String) {
         );
     }
     let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    std::thread::spawn(move || {
+        if show_log {
+            std::io::copy(&mut err, &mut std::io::stderr())
+        } else {
+            std::io::copy(&mut err, &mut std::io::sink())
+        }
+    });
     (hub, addr)
 }
 

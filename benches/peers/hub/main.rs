@@ -375,7 +375,7 @@ fn main() {
                     ),
                 )
                 .unwrap();
-                let (mut hub, hub_addr) = hub_net::serve_with(&bin, &cfg);
+                let (mut hub, hub_addr) = hub_net::serve_with(&bin, &cfg, false);
                 let base = step_base;
                 step_base += rates.len();
                 let r = hub_net::run(
