@@ -896,3 +896,59 @@ fn decode_only_reads_every_row_and_matches_nothing() {
         );
     }
 }
+
+/// A scan thread that panics (a decoder bug that some input triggers) stops the scan with an
+/// error naming the input and where, on one thread and on two, instead of leaving the scan
+/// waiting for ever for the batch that thread held.
+#[test]
+fn a_panicking_reader_fails_the_scan_naming_the_input_instead_of_hanging() {
+    use cwn::matcher::scan::ScanError;
+    use cwn::telemetry::{Part, TelemetryBatch};
+    let fx = Arc::new(fixture(300));
+    let batch = record_batch(&fx.rows);
+    for threads in [1, 2] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (fx, batch) = (fx.clone(), batch.clone());
+        std::thread::spawn(move || {
+            let m = Matcher::new(&fx.index, &fx.fields, NOW);
+            let scanner = Scanner::new(threads).unwrap().with_in_flight(3);
+            let mut n = 0u64;
+            let batches = std::iter::from_fn(move || {
+                n += 1;
+                assert!(n < 5, "decoder bug at batch {n}");
+                Some(Ok(TelemetryBatch {
+                    batch: batch.clone(),
+                    first_row: (n - 1) * 300,
+                    errors: Vec::new(),
+                }))
+            });
+            let mut seen = 0;
+            let mut sink = |b: &ScannedBatch<'_>| -> std::io::Result<bool> {
+                seen += b.rows;
+                Ok(true)
+            };
+            let r = scanner.scan_parts(
+                &m,
+                "stream.jsonl",
+                vec![Part::from_batches(Box::new(batches))],
+                &mut sink,
+            );
+            let _ = tx.send(r.map(|_| seen));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{threads} thread(s): the scan hangs after a panic"));
+        match r {
+            Err(e @ ScanError::Panicked { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.starts_with("stream.jsonl: ")
+                        && msg.contains("while reading")
+                        && msg.contains("decoder bug at batch 5"),
+                    "{msg}"
+                );
+            }
+            other => panic!("{threads} thread(s): expected the panic as an error, got {other:?}"),
+        }
+    }
+}

@@ -84,6 +84,25 @@ pub enum ScanError {
     /// The sink failed (writing hits).
     #[error("writing hits: {0}")]
     Sink(#[source] io::Error),
+    /// A scan thread panicked while reading or matching a batch: a bug in cwn (or in a
+    /// decoder it uses) that this input triggers. The scan stops instead of waiting for the
+    /// lost batch.
+    #[error(
+        "{input}: a scan thread failed while {stage} (part {part}, from row {first_row}): \
+         {message}; this is a bug, please report it with the input"
+    )]
+    Panicked {
+        /// The input file's name.
+        input: String,
+        /// `reading` or `matching`.
+        stage: &'static str,
+        /// The part (Parquet row group) it was in.
+        part: usize,
+        /// Row number of the batch's first row when matching, of the part's when reading.
+        first_row: u64,
+        /// The panic's message.
+        message: String,
+    },
     /// The thread pool could not be started.
     #[error("starting {threads} scan thread(s): {reason}")]
     Pool {
@@ -154,6 +173,38 @@ enum Event {
         seq: u64,
         result: Matched,
     },
+    /// A job panicked; its batches will never arrive.
+    Panicked {
+        part: usize,
+        /// The batch's first row, when the job was matching one.
+        first_row: Option<u64>,
+        stage: &'static str,
+        message: String,
+    },
+}
+
+/// Runs one job, turning a panic into [`Event::Panicked`]: the calling thread waits for every
+/// batch it handed out, so a job that dies silently would leave it waiting for ever.
+fn guarded(
+    part: usize,
+    first_row: Option<u64>,
+    stage: &'static str,
+    tx: &mpsc::Sender<Event>,
+    job: impl FnOnce(),
+) {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+        let message = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        let _ = tx.send(Event::Panicked {
+            part,
+            first_row,
+            stage,
+            message,
+        });
+    }
 }
 
 #[derive(Default)]
@@ -242,6 +293,7 @@ impl Scanner {
         sink: &mut dyn ScanSink,
     ) -> Result<ScanStats, ScanError> {
         let n = parts.len();
+        let first_rows: Vec<u64> = parts.iter().map(Part::first_row).collect();
         let mut state: Vec<PartState> = parts
             .into_iter()
             .map(|p| PartState {
@@ -333,7 +385,12 @@ impl Scanner {
                     decoding += 1;
                     in_flight += slots;
                     let tx = tx.clone();
-                    scope.spawn(move |scope| decode(scope, matcher, job, source, tx));
+                    scope.spawn(move |scope| {
+                        let guard = tx.clone();
+                        guarded(i, None, "reading", &guard, || {
+                            decode(scope, matcher, job, source, tx)
+                        });
+                    });
                 }
                 let event = rx.recv().expect("the scan holds a sender");
                 match event {
@@ -364,6 +421,20 @@ impl Scanner {
                         waiting += 1;
                         waiting_hits += result.hits.len();
                         state[part].ready.insert(seq, result);
+                    }
+                    Event::Panicked {
+                        part,
+                        first_row,
+                        stage,
+                        message,
+                    } => {
+                        return Err(ScanError::Panicked {
+                            input: input.to_string(),
+                            stage,
+                            part,
+                            first_row: first_row.unwrap_or(first_rows[part]),
+                            message,
+                        });
                     }
                 }
             }
@@ -427,20 +498,23 @@ fn decode<'s>(
                 let tx = tx.clone();
                 let seq = seq + done;
                 scope.spawn(move |_| {
-                    let mut hits = Vec::new();
-                    let mut present = FieldPresence::new(matcher.fields());
-                    if !decode_only {
-                        matcher.match_batch(&b, &mut hits);
-                        present.observe(matcher.fields(), &b.batch);
-                    }
-                    let result = Matched {
-                        first_row: b.first_row,
-                        rows: b.batch.num_rows(),
-                        errors: b.errors,
-                        hits,
-                        present,
-                    };
-                    let _ = tx.send(Event::Matched { part, seq, result });
+                    let first_row = Some(b.first_row);
+                    guarded(part, first_row, "matching", &tx.clone(), || {
+                        let mut hits = Vec::new();
+                        let mut present = FieldPresence::new(matcher.fields());
+                        if !decode_only {
+                            matcher.match_batch(&b, &mut hits);
+                            present.observe(matcher.fields(), &b.batch);
+                        }
+                        let result = Matched {
+                            first_row: b.first_row,
+                            rows: b.batch.num_rows(),
+                            errors: b.errors,
+                            hits,
+                            present,
+                        };
+                        let _ = tx.send(Event::Matched { part, seq, result });
+                    });
                 });
                 done += 1;
             }

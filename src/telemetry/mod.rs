@@ -711,6 +711,13 @@ impl fmt::Debug for Part {
 }
 
 impl Part {
+    /// A part read from any stream of batches (one the caller decodes itself).
+    pub fn from_batches(batches: BatchIter) -> Part {
+        Part {
+            inner: PartInner::Whole(batches),
+        }
+    }
+
     /// Row number (0-based, within the file) of the part's first row.
     pub fn first_row(&self) -> u64 {
         match &self.inner {
