@@ -1007,3 +1007,48 @@ proptest! {
         run_model(hub, Box::new(reopen), &ops);
     }
 }
+
+/// The hub server waits for the journal's `fdatasync` without holding the hub, so that its
+/// sessions go on meanwhile: between `start_publish` and `finish_publish` nobody is handed the
+/// batch — not the live session, not one replaying from an offset — another publish is refused
+/// rather than slipped in, and no checkpoint moves the journal the batch is in. Then it is
+/// delivered, and it survives a restart.
+#[test]
+fn a_batch_waiting_for_its_journal_sync_is_not_handed_out_until_it_is_durable() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = journaled_config(&d.path().join("data"));
+    cfg.store.journal_checkpoint_bytes = 1;
+    let mut hub = cfg.open(0).unwrap();
+    hub.publish(&note(1, 0), 0).unwrap();
+    finish_checkpoint(&mut hub);
+    let s = hub.connect(EntityId(1), StartFrom::Acked, 0).unwrap();
+    assert_eq!(drain(&mut hub, s, 1, 1), [0]);
+    let batch = [note(1, 1), note(1, 2)];
+    let mut pending = hub.start_publish(&batch, 10, None).unwrap();
+    assert_eq!(drain(&mut hub, s, 11, 1), Vec::<u64>::new());
+    let replay = hub.connect(EntityId(1), StartFrom::Offset(0), 11).unwrap();
+    assert_eq!(
+        drain(&mut hub, replay, 11, 1),
+        [0],
+        "only the durable record"
+    );
+    assert!(
+        matches!(hub.publish(&note(2, 0), 12), Err(HubError::Log(_))),
+        "a second append while the first waits for its sync"
+    );
+    let journals = hub.store().journal_files().unwrap();
+    hub.run_background();
+    assert_eq!(
+        hub.store().journal_files().unwrap(),
+        journals,
+        "no checkpoint meanwhile"
+    );
+    pending.sync();
+    assert_eq!(hub.finish_publish(&batch, pending, 20).unwrap(), [1, 2]);
+    assert_eq!(drain(&mut hub, replay, 21, 1), [1, 2]);
+    assert_eq!(hub.publish(&note(2, 0), 22).unwrap(), 0);
+    drop(hub);
+    let mut hub = cfg.open(30).unwrap();
+    let s = hub.connect(EntityId(1), StartFrom::Offset(0), 30).unwrap();
+    assert_eq!(drain(&mut hub, s, 30, 1), [0, 1, 2]);
+}

@@ -436,6 +436,45 @@ impl Hub<FileStore> {
     }
 }
 
+/// A batch written to the store by [`Hub::start_publish`] and not yet delivered.
+pub struct PendingPublish {
+    encoded: EncodedBatch,
+    state: Pending,
+}
+
+enum Pending {
+    Done(Result<Vec<Result<Vec<u64>, LogError>>, LogError>),
+    Syncing(store::SyncJob),
+    Synced(Result<(), LogError>),
+}
+
+impl PendingPublish {
+    /// Waits for the disk: the store's sync of the batch (nothing when it was durable at
+    /// once). Call it without holding the hub.
+    pub fn sync(&mut self) {
+        if let Pending::Syncing(_) = &self.state {
+            let Pending::Syncing(job) = std::mem::replace(&mut self.state, Pending::Synced(Ok(())))
+            else {
+                unreachable!("matched above")
+            };
+            self.state = Pending::Synced(job());
+        }
+    }
+}
+
+impl std::fmt::Debug for PendingPublish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            Pending::Done(_) => "done",
+            Pending::Syncing(_) => "syncing",
+            Pending::Synced(_) => "synced",
+        };
+        f.debug_struct("PendingPublish")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: Store> Hub<S> {
     /// A hub over `store`, taking over the entities it holds and their saved acked offsets.
     /// `now_ms` starts the retention timer.
@@ -538,6 +577,21 @@ impl<S: Store> Hub<S> {
         now_ms: u64,
         side: Option<(u64, &[u8])>,
     ) -> Result<Vec<u64>, HubError> {
+        let started = self.start_publish(batch, now_ms, side)?;
+        self.finish_publish(batch, started, now_ms)
+    }
+
+    /// [`Hub::publish_batch_with`] in two halves, for a shell that lets its sessions use the
+    /// hub while the disk works: this writes the batch to the store; then the caller runs
+    /// [`PendingPublish::sync`] without holding the hub (the journal's `fdatasync`), and
+    /// hands it to [`Hub::finish_publish`], which delivers. Until then the batch's records
+    /// are neither read back nor delivered, and no other publish may start.
+    pub fn start_publish(
+        &mut self,
+        batch: &[Notification],
+        now_ms: u64,
+        side: Option<(u64, &[u8])>,
+    ) -> Result<PendingPublish, HubError> {
         let mut buf = std::mem::take(&mut self.scratch);
         let encoded = EncodedBatch::encode_into(batch, self.store.max_record_bytes(), &mut buf);
         let encoded = match encoded {
@@ -548,9 +602,33 @@ impl<S: Store> Hub<S> {
             }
         };
         let side = side.map(|(offset, bytes)| store::Side { offset, bytes });
-        let appended = self.store.append(&encoded.groups(&buf), now_ms, side);
+        let started = self.store.append_start(&encoded.groups(&buf), now_ms, side);
         self.scratch = buf;
-        self.handle_appended(batch, &encoded, appended, now_ms)
+        Ok(PendingPublish {
+            encoded,
+            state: match started {
+                store::Started::Done(r) => Pending::Done(r),
+                store::Started::Syncing(job) => Pending::Syncing(job),
+            },
+        })
+    }
+
+    /// Ends a publish [`Hub::start_publish`] began (syncing first if the caller did not):
+    /// hands each appended notification to its entity's live session; returns the offsets
+    /// in input order, as [`Hub::publish_batch_with`].
+    pub fn finish_publish(
+        &mut self,
+        batch: &[Notification],
+        mut pending: PendingPublish,
+        now_ms: u64,
+    ) -> Result<Vec<u64>, HubError> {
+        pending.sync();
+        let appended = match pending.state {
+            Pending::Done(r) => r,
+            Pending::Synced(synced) => self.store.append_finish(synced),
+            Pending::Syncing(_) => unreachable!("synced above"),
+        };
+        self.handle_appended(batch, &pending.encoded, appended, now_ms)
     }
 
     /// The second half of [`Hub::publish_batch`] for a caller that appended `batch` to a

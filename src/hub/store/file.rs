@@ -28,7 +28,7 @@ use super::journal::{self, JournalRecovery};
 use super::log::{self, Recovery};
 use super::{
     Background, Group, Journal, Log, LogError, LogOptions, Record, Retention, RetentionOutcome,
-    Side, Store, offsets,
+    Side, Started, Store, offsets,
 };
 use crate::hub::EntityId;
 
@@ -91,6 +91,44 @@ pub struct FileStore {
     retired: Vec<PathBuf>,
     /// A checkpoint job is out (handed to the caller, not yet reported back).
     checkpointing: bool,
+    /// An append waiting for its journal sync.
+    pending: Option<Pending>,
+}
+
+/// A group's records written to its entity's log and not yet settled.
+#[derive(Debug)]
+struct Written {
+    entity: EntityId,
+    start: u64,
+    records: u64,
+}
+
+/// An append between [`Store::append_start`] and [`Store::append_finish`].
+#[derive(Debug)]
+struct Pending {
+    written: Vec<Written>,
+    /// Bytes its journal write appends.
+    journal_bytes: u64,
+}
+
+/// How the records of an append were synced.
+enum Synced {
+    /// With a journal: its commit, for every group.
+    Journal(Result<(), LogError>),
+    /// Without: each group's log.
+    Each(Vec<Result<(), LogError>>),
+}
+
+impl From<Result<(), LogError>> for Synced {
+    fn from(r: Result<(), LogError>) -> Self {
+        Synced::Journal(r)
+    }
+}
+
+impl From<Vec<Result<(), LogError>>> for Synced {
+    fn from(r: Vec<Result<(), LogError>>) -> Self {
+        Synced::Each(r)
+    }
 }
 
 fn entity_dir(data: &Path, e: EntityId) -> PathBuf {
@@ -181,6 +219,100 @@ fn sync_logs(logs: &[&Log]) -> Vec<Result<(), LogError>> {
 }
 
 impl FileStore {
+    /// Step 1, write: every group's records reach its entity's file, none is synced yet, and
+    /// with a journal each is staged in it (with `side`). A write that fails half way cuts
+    /// off what the others wrote, so that the batch is all or nothing and its resend does not
+    /// deliver twice. Returns each group's entity, first offset and number of records.
+    fn write_groups(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        side: Option<Side<'_>>,
+    ) -> Result<Vec<Written>, LogError> {
+        super::refuse_oversized(groups, self.config.log.max_record_bytes as usize)?;
+        let mut written: Vec<Written> = Vec::with_capacity(groups.len());
+        let mut failed = None;
+        for g in groups {
+            match self
+                .log(g.entity)
+                .and_then(|log| log.write_batch(&g.records, now_ms))
+            {
+                Ok(range) => {
+                    if let Some(j) = self.journal.as_mut() {
+                        for (k, rec) in g.records.iter().enumerate() {
+                            j.stage(g.entity.0, range.start + k as u64, now_ms, rec);
+                        }
+                    }
+                    written.push(Written {
+                        entity: g.entity,
+                        start: range.start,
+                        records: g.records.len() as u64,
+                    });
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            if let Some(j) = self.journal.as_mut() {
+                j.discard();
+            }
+            for w in &written {
+                let log = self.logs.get_mut(&w.entity).expect("written entity");
+                let _ = log.settle(Err(LogError::Io {
+                    path: log.dir().to_path_buf(),
+                    source: std::io::Error::other("another entity's write failed"),
+                }));
+            }
+            return Err(e);
+        }
+        if let (Some(j), Some(side), Some(_)) =
+            (self.journal.as_mut(), side, &self.config.side_file)
+        {
+            j.stage(SIDE_ENTITY, side.offset, now_ms, side.bytes);
+        }
+        Ok(written)
+    }
+
+    /// Step 3, settle: what is durable stays; what is not is cut off again. `synced`: the journal's
+    /// commit, or (without a journal) each log's sync.
+    fn settle_groups(
+        &mut self,
+        written: &[Written],
+        synced: impl Into<Synced>,
+    ) -> Vec<Result<Vec<u64>, LogError>> {
+        let synced: Vec<Result<(), LogError>> = match synced.into() {
+            Synced::Each(each) => each,
+            Synced::Journal(Ok(())) => {
+                self.unsynced.extend(written.iter().map(|w| w.entity));
+                written.iter().map(|_| Ok(())).collect()
+            }
+            Synced::Journal(Err(e)) => {
+                let msg = e.to_string();
+                let path = self.journal.as_ref().map(Journal::path).unwrap_or_default();
+                written
+                    .iter()
+                    .map(|_| {
+                        Err(LogError::Io {
+                            path: path.clone(),
+                            source: std::io::Error::other(msg.clone()),
+                        })
+                    })
+                    .collect()
+            }
+        };
+        written
+            .iter()
+            .zip(synced)
+            .map(|(w, synced)| {
+                let log = self.logs.get_mut(&w.entity).expect("written entity");
+                log.settle(synced)
+                    .map(|()| (w.start..w.start + w.records).collect())
+            })
+            .collect()
+    }
     /// Opens the data folder (creating it), recovering every entity's log: torn tails cut
     /// off, the journal replayed into the logs that lack its records, the side file's
     /// journaled bytes written back.
@@ -205,6 +337,7 @@ impl FileStore {
             table: HashMap::new(),
             journal: None,
             unsynced: HashSet::new(),
+            pending: None,
             retired: Vec::new(),
             checkpointing: false,
         };
@@ -416,12 +549,12 @@ impl Store for FileStore {
     }
 
     fn range(&self, entity: EntityId) -> Option<Range<u64>> {
-        self.logs.get(&entity).map(|l| l.start()..l.next_offset())
+        self.logs.get(&entity).map(|l| l.start()..l.settled_end())
     }
 
     fn create(&mut self, entity: EntityId) -> Result<Range<u64>, LogError> {
         let log = self.log(entity)?;
-        Ok(log.start()..log.next_offset())
+        Ok(log.start()..log.settled_end())
     }
 
     fn append(
@@ -430,87 +563,66 @@ impl Store for FileStore {
         now_ms: u64,
         side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
-        super::refuse_oversized(groups, self.config.log.max_record_bytes as usize)?;
-        // 1. Write: every entity's records reach its file, none is synced yet.
-        let mut written: Vec<u64> = Vec::with_capacity(groups.len());
-        let mut failed = None;
-        for g in groups {
-            match self
-                .log(g.entity)
-                .and_then(|log| log.write_batch(&g.records, now_ms))
-            {
-                Ok(range) => {
-                    if let Some(j) = self.journal.as_mut() {
-                        for (k, rec) in g.records.iter().enumerate() {
-                            j.stage(g.entity.0, range.start + k as u64, now_ms, rec);
-                        }
-                    }
-                    written.push(range.start);
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+        match self.append_start(groups, now_ms, side) {
+            Started::Done(r) => r,
+            Started::Syncing(job) => {
+                let synced = job();
+                self.append_finish(synced)
             }
         }
-        // A write failed half way: cut off what the others wrote, so that the batch is all
-        // or nothing and its resend does not deliver twice.
-        if let Some(e) = failed {
-            if let Some(j) = self.journal.as_mut() {
-                j.discard();
-            }
-            for g in &groups[..written.len()] {
-                let log = self.logs.get_mut(&g.entity).expect("written entity");
-                let _ = log.settle(Err(LogError::Io {
-                    path: log.dir().to_path_buf(),
-                    source: std::io::Error::other("another entity's write failed"),
-                }));
-            }
-            return Err(e);
+    }
+
+    /// Writes every group's records to its entity's log and stages them in the journal; the
+    /// journal's write and `fdatasync` are the job handed back, so that a hub can let its
+    /// sessions go on while the disk works. Without a journal the logs are synced here.
+    fn append_start(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        side: Option<Side<'_>>,
+    ) -> Started {
+        if self.pending.is_some() {
+            return Started::Done(Err(LogError::Inconsistent {
+                path: self.config.data_dir.clone(),
+                reason: "an append started while the one before waits for its sync".into(),
+            }));
         }
-        if let (Some(j), Some(side), Some(_)) =
-            (self.journal.as_mut(), side, &self.config.side_file)
-        {
-            j.stage(SIDE_ENTITY, side.offset, now_ms, side.bytes);
-        }
-        // 2. Sync: one journal append for the whole batch (or, without a journal, all
-        // touched files together).
-        let synced: Vec<Result<(), LogError>> = match self.journal.as_mut() {
-            Some(j) => match j.commit() {
-                Ok(()) => {
-                    self.unsynced.extend(groups.iter().map(|g| g.entity));
-                    groups.iter().map(|_| Ok(())).collect()
-                }
-                Err(e) => {
-                    let (path, msg) = (j.path(), e.to_string());
-                    groups
-                        .iter()
-                        .map(|_| {
-                            Err(LogError::Io {
-                                path: path.clone(),
-                                source: std::io::Error::other(msg.clone()),
-                            })
-                        })
-                        .collect()
-                }
-            },
-            None => {
-                let logs: Vec<&Log> = groups.iter().map(|g| &self.logs[&g.entity]).collect();
-                sync_logs(&logs)
-            }
+        let written = match self.write_groups(groups, now_ms, side) {
+            Ok(w) => w,
+            Err(e) => return Started::Done(Err(e)),
         };
-        // 3. What is durable stays; what is not is cut off again.
-        let out = groups
-            .iter()
-            .zip(written)
-            .zip(synced)
-            .map(|((g, start), synced)| {
-                let log = self.logs.get_mut(&g.entity).expect("written entity");
-                log.settle(synced)
-                    .map(|()| (start..start + g.records.len() as u64).collect())
-            })
-            .collect();
-        Ok(out)
+        let Some(j) = self.journal.as_mut() else {
+            // 2. Sync: without a journal, all touched files together.
+            let logs: Vec<&Log> = groups.iter().map(|g| &self.logs[&g.entity]).collect();
+            let synced = sync_logs(&logs);
+            return Started::Done(Ok(self.settle_groups(&written, synced)));
+        };
+        // 2. Sync: one journal append for the whole batch.
+        match j.start_commit() {
+            Ok(Some(w)) => {
+                self.pending = Some(Pending {
+                    written,
+                    journal_bytes: w.len(),
+                });
+                Started::Syncing(Box::new(move || w.run()))
+            }
+            Ok(None) => Started::Done(Ok(self.settle_groups(&written, Ok(())))),
+            Err(e) => Started::Done(Ok(self.settle_groups(&written, Err(e)))),
+        }
+    }
+
+    fn append_finish(
+        &mut self,
+        synced: Result<(), LogError>,
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
+        let (Some(p), Some(j)) = (self.pending.take(), self.journal.as_mut()) else {
+            return Err(LogError::Inconsistent {
+                path: self.config.data_dir.clone(),
+                reason: "an append finished that was not started".into(),
+            });
+        };
+        let synced = j.finish_commit(p.journal_bytes, synced);
+        Ok(self.settle_groups(&p.written, synced))
     }
 
     fn read(
@@ -574,7 +686,9 @@ impl Store for FileStore {
     /// file, so nothing waits for the job.
     fn poll_background(&mut self) -> Option<Background<Checkpointed>> {
         let journal = self.journal.as_mut()?;
+        // Not while an append waits for its sync: its records are in the current file.
         if self.checkpointing
+            || self.pending.is_some()
             || journal.is_empty()
             || journal.len() < self.config.journal_checkpoint_bytes
         {

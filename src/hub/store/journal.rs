@@ -22,6 +22,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -62,9 +63,40 @@ pub struct JournalRecovery {
 pub struct Journal {
     dir: PathBuf,
     seq: u64,
-    file: File,
+    /// Shared with a [`JournalWrite`] in progress.
+    file: Arc<File>,
     len: u64,
     staged: Vec<u8>,
+}
+
+/// The write and `fdatasync` of one commit, taken out of the journal by
+/// [`Journal::start_commit`] so that they can run while the journal's owner (the store, the
+/// hub holding it) is not borrowed; the outcome goes back to [`Journal::finish_commit`].
+#[derive(Debug)]
+pub struct JournalWrite {
+    file: Arc<File>,
+    bytes: Vec<u8>,
+    path: PathBuf,
+}
+
+impl JournalWrite {
+    /// Bytes this commit appends.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Whether it appends nothing (never: an empty commit is not started).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Appends the staged records and waits for the `fdatasync`.
+    pub fn run(&self) -> Result<(), LogError> {
+        (&*self.file)
+            .write_all(&self.bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&self.path))
+    }
 }
 
 fn file_path(dir: &Path, seq: u64) -> PathBuf {
@@ -177,7 +209,7 @@ impl Journal {
             recovery.files.push(path);
         }
         let seq = seqs.last().map_or(0, |s| s + 1);
-        let file = Self::create(&dir, seq)?;
+        let file = Arc::new(Self::create(&dir, seq)?);
         Ok((
             Journal {
                 dir,
@@ -232,8 +264,22 @@ impl Journal {
     /// Appends the staged records and waits for one `fdatasync`. On failure the file is cut
     /// back to where it was, so that nothing of the failed append can be replayed.
     pub fn commit(&mut self) -> Result<(), LogError> {
+        match self.start_commit()? {
+            None => Ok(()),
+            Some(w) => {
+                let done = w.run();
+                self.finish_commit(w.len(), done)
+            }
+        }
+    }
+
+    /// The first half of [`Journal::commit`]: the staged records, to write with
+    /// [`JournalWrite::run`] (the journal not borrowed meanwhile), then
+    /// [`Journal::finish_commit`]. `None` when nothing is staged. No other commit, and no
+    /// [`Journal::rotate`], may come in between.
+    pub fn start_commit(&mut self) -> Result<Option<JournalWrite>, LogError> {
         if self.staged.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         if self.len == u64::MAX {
             self.staged.clear();
@@ -241,25 +287,29 @@ impl Journal {
                 "an earlier failed append could not be cut off; restart the hub",
             )));
         }
-        let written = self
-            .file
-            .write_all(&self.staged)
-            .and_then(|()| self.file.sync_data());
-        let n = self.staged.len() as u64;
-        self.staged.clear();
-        match written {
+        Ok(Some(JournalWrite {
+            file: self.file.clone(),
+            bytes: std::mem::take(&mut self.staged),
+            path: self.path(),
+        }))
+    }
+
+    /// The second half of [`Journal::commit`]: `len` bytes were written with outcome `done`.
+    /// On failure the file is cut back to where it was, so that nothing of the failed append
+    /// can be replayed.
+    pub fn finish_commit(&mut self, len: u64, done: Result<(), LogError>) -> Result<(), LogError> {
+        match done {
             Ok(()) => {
-                self.len += n;
+                self.len += len;
                 Ok(())
             }
             Err(e) => {
-                let path = self.path();
                 // If even this fails, the hub stops publishing: `len` no longer says where
-                // the file ends, so later appends are refused below.
+                // the file ends, so later appends are refused above.
                 if self.file.set_len(self.len).is_err() {
                     self.len = u64::MAX;
                 }
-                Err(io_err(&path)(e))
+                Err(e)
             }
         }
     }
@@ -270,7 +320,7 @@ impl Journal {
         let old = self.path();
         let file = Self::create(&self.dir, self.seq + 1)?;
         self.seq += 1;
-        self.file = file;
+        self.file = Arc::new(file);
         self.len = JOURNAL_MAGIC.len() as u64;
         Ok(old)
     }

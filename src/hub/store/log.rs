@@ -603,6 +603,13 @@ impl Log {
         self.next
     }
 
+    /// The end of the records that are settled: [`Log::next_offset`] unless records were
+    /// written ([`Log::write_batch`]) and not yet settled, which [`Log::read`] does not hand
+    /// out.
+    pub fn settled_end(&self) -> u64 {
+        self.unsynced.as_ref().map_or(self.next, |u| u.next)
+    }
+
     /// Bytes on disk.
     pub fn size_bytes(&self) -> u64 {
         self.size
@@ -881,7 +888,9 @@ impl Log {
         let mut offset = from;
         let more =
             |count: usize, bytes: usize| count < max_records && (count == 0 || bytes < max_bytes);
-        while offset < self.next && more(count, bytes) {
+        // Records written but not settled may still be cut off: nobody reads them before.
+        let settled = self.settled_end();
+        while offset < settled && more(count, bytes) {
             let base = *self
                 .segments
                 .range(..=offset)
@@ -889,7 +898,7 @@ impl Log {
                 .expect("offset at or after start")
                 .0;
             self.ensure_index(base)?;
-            let end = self.segment_end(base);
+            let end = self.segment_end(base).min(settled);
             let index = self.segments[&base].index.as_deref().unwrap_or_default();
             let (mut expected, mut pos) = match index.partition_point(|&(o, _)| o <= offset) {
                 0 => (base, SEGMENT_HEADER),

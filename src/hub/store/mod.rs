@@ -70,6 +70,28 @@ pub struct Side<'a> {
 /// result goes back to [`Store::handle_background`].
 pub type Background<D> = Box<dyn FnOnce() -> D + Send + 'static>;
 
+/// The part of an append that waits for the disk ([`Started::Syncing`]).
+pub type SyncJob = Box<dyn FnOnce() -> Result<(), LogError> + Send + 'static>;
+
+/// How [`Store::append_start`] went.
+pub enum Started {
+    /// Appended, or failed: what [`Store::append`] returns.
+    Done(Result<Vec<Result<Vec<u64>, LogError>>, LogError>),
+    /// Written, not yet durable: run the job without the store borrowed (a hub lets its
+    /// sessions go on meanwhile), then hand its outcome to [`Store::append_finish`]. Until
+    /// then the records are not read back, and no other append may start.
+    Syncing(SyncJob),
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Started::Done(r) => f.debug_tuple("Done").field(r).finish(),
+            Started::Syncing(_) => f.write_str("Syncing(..)"),
+        }
+    }
+}
+
 /// The hub's storage: per-entity logs of notifications (offsets from 0, rising by one per
 /// record, the front deleted by retention) and the acked offset of each entity.
 ///
@@ -105,6 +127,31 @@ pub trait Store: Send {
         now_ms: u64,
         side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError>;
+
+    /// [`Store::append`] in two halves, for a caller that must not hold the store while the
+    /// disk works: the records are written and the wait for the disk is handed back as a job
+    /// ([`Started::Syncing`]; then [`Store::append_finish`]), or the append is done at once.
+    /// The default appends at once.
+    fn append_start(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        side: Option<Side<'_>>,
+    ) -> Started {
+        Started::Done(self.append(groups, now_ms, side))
+    }
+
+    /// Ends an append [`Store::append_start`] left syncing, with its job's outcome; returns
+    /// what [`Store::append`] would have.
+    fn append_finish(
+        &mut self,
+        synced: Result<(), LogError>,
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
+        let _ = synced;
+        Err(LogError::Cluster(
+            "append_finish without an append left syncing".into(),
+        ))
+    }
 
     /// Reads at most `max_records` records (and about `max_bytes` payload bytes, at least
     /// one record) of `entity`'s log from offset `from` into `out`.
@@ -181,6 +228,22 @@ impl<S: Store> Store for std::sync::Arc<std::sync::Mutex<S>> {
         side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
         lock(self).append(groups, now_ms, side)
+    }
+
+    fn append_start(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        side: Option<Side<'_>>,
+    ) -> Started {
+        lock(self).append_start(groups, now_ms, side)
+    }
+
+    fn append_finish(
+        &mut self,
+        synced: Result<(), LogError>,
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
+        lock(self).append_finish(synced)
     }
 
     fn read(

@@ -83,8 +83,9 @@ pub(super) fn telemetry_kind(input: &str) -> &'static str {
 
 impl Shared {
     /// Logs `logged` durably (with the audit lines `side`) and hands each notification to
-    /// its entity's session. On a cluster the append runs outside the hub's lock: a slow
-    /// store (a leader election) then holds up this batch only, not every session.
+    /// its entity's session. The wait for the disk (the file store's journal sync) and, on a
+    /// cluster, the whole append run outside the hub's lock: a slow disk or store (a leader
+    /// election) then holds up this batch only, not every session.
     pub(super) fn publish(
         &self,
         logged: &[Notification],
@@ -100,8 +101,13 @@ impl Shared {
                 .handle_appended(logged, &encoded, appended, now_ms())
                 .map(|_| ());
         }
+        // The file store's fdatasync runs without the hub's lock, so that every session goes
+        // on delivering and taking acks meanwhile; the appends themselves go one at a time.
+        let _one = lock(&self.appending);
+        let mut pending = lock(&self.hub).start_publish(logged, now_ms(), side)?;
+        pending.sync();
         lock(&self.hub)
-            .publish_batch_with(logged, now_ms(), side)
+            .finish_publish(logged, pending, now_ms())
             .map(|_| ())
     }
 

@@ -148,6 +148,9 @@ struct Shared {
     sign_key: Option<SigningKey>,
     /// The sans-IO distribution core: logs, offsets, sessions.
     hub: Mutex<core::Hub<HubStore>>,
+    /// Held from the start of a batch's append to its delivery, around the wait for the disk
+    /// that runs without [`hub`](Self::hub)'s lock: appends go one at a time.
+    appending: Mutex<()>,
     /// Wakes the connection task of each subscriber session.
     sessions: Mutex<HashMap<SessionId, Arc<SessionSignal>>>,
     /// Wakes the timer task when the core's next deadline may have moved.
@@ -460,6 +463,7 @@ impl Server {
             verify_key,
             sign_key,
             hub: Mutex::new(hub),
+            appending: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
             timer: Notify::new(),
             audit: Mutex::new(audit),

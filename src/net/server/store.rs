@@ -6,7 +6,8 @@ use std::ops::Range;
 use crate::hub::EntityId;
 use crate::hub::store::file::Checkpointed;
 use crate::hub::store::{
-    Background, FileStore, Group, LogError, Record, Retention, RetentionOutcome, Side, Store,
+    Background, FileStore, Group, LogError, Record, Retention, RetentionOutcome, Side, Started,
+    Store,
 };
 
 /// One of the stores a server can run on.
@@ -57,6 +58,22 @@ impl Store for HubStore {
         side: Option<Side<'_>>,
     ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
         each!(self, s => s.append(groups, now_ms, side))
+    }
+
+    fn append_start(
+        &mut self,
+        groups: &[Group<'_>],
+        now_ms: u64,
+        side: Option<Side<'_>>,
+    ) -> Started {
+        each!(self, s => s.append_start(groups, now_ms, side))
+    }
+
+    fn append_finish(
+        &mut self,
+        synced: Result<(), LogError>,
+    ) -> Result<Vec<Result<Vec<u64>, LogError>>, LogError> {
+        each!(self, s => s.append_finish(synced))
     }
 
     fn read(
