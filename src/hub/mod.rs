@@ -452,13 +452,10 @@ impl PendingPublish {
     /// Waits for the disk: the store's sync of the batch (nothing when it was durable at
     /// once). Call it without holding the hub.
     pub fn sync(&mut self) {
-        if let Pending::Syncing(_) = &self.state {
-            let Pending::Syncing(job) = std::mem::replace(&mut self.state, Pending::Synced(Ok(())))
-            else {
-                unreachable!("matched above")
-            };
-            self.state = Pending::Synced(job());
-        }
+        self.state = match std::mem::replace(&mut self.state, Pending::Synced(Ok(()))) {
+            Pending::Syncing(job) => Pending::Synced(job()),
+            done => done,
+        };
     }
 }
 
@@ -619,14 +616,13 @@ impl<S: Store> Hub<S> {
     pub fn finish_publish(
         &mut self,
         batch: &[Notification],
-        mut pending: PendingPublish,
+        pending: PendingPublish,
         now_ms: u64,
     ) -> Result<Vec<u64>, HubError> {
-        pending.sync();
         let appended = match pending.state {
             Pending::Done(r) => r,
+            Pending::Syncing(job) => self.store.append_finish(job()),
             Pending::Synced(synced) => self.store.append_finish(synced),
-            Pending::Syncing(_) => unreachable!("synced above"),
         };
         self.handle_appended(batch, &pending.encoded, appended, now_ms)
     }

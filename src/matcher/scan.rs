@@ -499,7 +499,7 @@ fn decode<'s>(
                 let seq = seq + done;
                 scope.spawn(move |_| {
                     let first_row = Some(b.first_row);
-                    guarded(part, first_row, "matching", &tx.clone(), || {
+                    guarded(part, first_row, "matching", &tx, || {
                         let mut hits = Vec::new();
                         let mut present = FieldPresence::new(matcher.fields());
                         if !decode_only {

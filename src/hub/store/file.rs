@@ -111,26 +111,6 @@ struct Pending {
     journal_bytes: u64,
 }
 
-/// How the records of an append were synced.
-enum Synced {
-    /// With a journal: its commit, for every group.
-    Journal(Result<(), LogError>),
-    /// Without: each group's log.
-    Each(Vec<Result<(), LogError>>),
-}
-
-impl From<Result<(), LogError>> for Synced {
-    fn from(r: Result<(), LogError>) -> Self {
-        Synced::Journal(r)
-    }
-}
-
-impl From<Vec<Result<(), LogError>>> for Synced {
-    fn from(r: Vec<Result<(), LogError>>) -> Self {
-        Synced::Each(r)
-    }
-}
-
 fn entity_dir(data: &Path, e: EntityId) -> PathBuf {
     data.join(format!("{:010}", e.0))
 }
@@ -276,20 +256,18 @@ impl FileStore {
         Ok(written)
     }
 
-    /// Step 3, settle: what is durable stays; what is not is cut off again. `synced`: the journal's
-    /// commit, or (without a journal) each log's sync.
-    fn settle_groups(
+    /// Step 3 after a journal commit with outcome `committed`: see [`Self::settle_groups`].
+    fn settle_journaled(
         &mut self,
         written: &[Written],
-        synced: impl Into<Synced>,
+        committed: Result<(), LogError>,
     ) -> Vec<Result<Vec<u64>, LogError>> {
-        let synced: Vec<Result<(), LogError>> = match synced.into() {
-            Synced::Each(each) => each,
-            Synced::Journal(Ok(())) => {
+        let synced = match committed {
+            Ok(()) => {
                 self.unsynced.extend(written.iter().map(|w| w.entity));
                 written.iter().map(|_| Ok(())).collect()
             }
-            Synced::Journal(Err(e)) => {
+            Err(e) => {
                 let msg = e.to_string();
                 let path = self.journal.as_ref().map(Journal::path).unwrap_or_default();
                 written
@@ -303,6 +281,16 @@ impl FileStore {
                     .collect()
             }
         };
+        self.settle_groups(written, synced)
+    }
+
+    /// Step 3, settle: what is durable stays; what is not is cut off again. `synced`: each
+    /// group's sync.
+    fn settle_groups(
+        &mut self,
+        written: &[Written],
+        synced: Vec<Result<(), LogError>>,
+    ) -> Vec<Result<Vec<u64>, LogError>> {
         written
             .iter()
             .zip(synced)
@@ -606,8 +594,8 @@ impl Store for FileStore {
                 });
                 Started::Syncing(Box::new(move || w.run()))
             }
-            Ok(None) => Started::Done(Ok(self.settle_groups(&written, Ok(())))),
-            Err(e) => Started::Done(Ok(self.settle_groups(&written, Err(e)))),
+            Ok(None) => Started::Done(Ok(self.settle_journaled(&written, Ok(())))),
+            Err(e) => Started::Done(Ok(self.settle_journaled(&written, Err(e)))),
         }
     }
 
@@ -621,8 +609,8 @@ impl Store for FileStore {
                 reason: "an append finished that was not started".into(),
             });
         };
-        let synced = j.finish_commit(p.journal_bytes, synced);
-        Ok(self.settle_groups(&p.written, synced))
+        let committed = j.finish_commit(p.journal_bytes, synced);
+        Ok(self.settle_journaled(&p.written, committed))
     }
 
     fn read(
