@@ -475,6 +475,13 @@ impl<'b> DictKeys<'b> {
         }
     }
 
+    /// The keys' nulls.
+    fn nulls(&self) -> Option<&'b arrow_buffer::NullBuffer> {
+        match *self {
+            DictKeys::Int32(_, n) | DictKeys::Other(_, n) => n,
+        }
+    }
+
     /// The key stored in row `r`, null or not (`usize::MAX` for a negative one).
     #[inline]
     fn raw(&self, r: usize) -> usize {
@@ -736,7 +743,7 @@ impl<'a> Matcher<'a> {
                 Column::Scalar(a) => {
                     let t = TextCol::new(a.as_ref());
                     let memo = self.memos.get(fi).and_then(Option::as_ref);
-                    for r in 0..n {
+                    each_row(n, a.nulls(), |r| {
                         if let Some(v) = t.get(r) {
                             let port = port_col.get(r);
                             let start = ords.len();
@@ -753,23 +760,23 @@ impl<'a> Matcher<'a> {
                             }
                             push_cand(&mut cands, r, fi, v, port, start, &ords);
                         }
-                    }
+                    });
                 }
                 Column::Dict(a) => {
                     let Some(dict) = self.dict_col(fi, a, keep_dicts) else {
                         continue;
                     };
-                    for r in 0..n.min(dict.keys.len()) {
+                    each_row(n.min(dict.keys.len()), dict.keys.nulls(), |r| {
                         // Almost every row: a value no indicator concerns, known from the key
                         // alone (a null row's key, whatever it is, is skipped either way).
                         if dict.cache.dead(dict.keys.raw(r)) {
-                            continue;
+                            return;
                         }
                         let start = ords.len();
                         let Some((key, ip)) =
                             self.dict_entry(kind, &dict, r, &mut scratch, &mut ords)
                         else {
-                            continue;
+                            return;
                         };
                         let port = port_col.get(r);
                         if let (Some(ip), Some(p)) = (ip, port) {
@@ -780,7 +787,7 @@ impl<'a> Matcher<'a> {
                         {
                             push_cand(&mut cands, r, fi, v, port, start, &ords);
                         }
-                    }
+                    });
                 }
                 Column::List(a) => {
                     let (values, offsets): (&ArrayRef, Vec<usize>) = match a.data_type() {
@@ -803,9 +810,10 @@ impl<'a> Matcher<'a> {
                         _ => None,
                     };
                     let t = TextCol::new(values.as_ref());
-                    for (r, w) in offsets.windows(2).enumerate().take(n) {
+                    each_row(n.min(offsets.len().saturating_sub(1)), a.nulls(), |r| {
+                        let w = &offsets[r..r + 2];
                         if a.is_null(r) || w[0] >= w[1] {
-                            continue;
+                            return;
                         }
                         let port = port_col.get(r);
                         for i in w[0]..w[1] {
@@ -832,7 +840,7 @@ impl<'a> Matcher<'a> {
                                 push_cand(&mut cands, r, fi, v, port, start, &ords);
                             }
                         }
-                    }
+                    });
                 }
             }
         }
@@ -1112,6 +1120,24 @@ fn resolve_host_with<L: Lookups + ?Sized>(idx: &L, v: &str, out: &mut Vec<u32>) 
         idx.lookup_name(d.as_bytes(), out);
     }
     None
+}
+
+/// Calls `f` with each row of `0..rows` that `nulls` does not mark null (and maybe with some
+/// it does: `f` checks). When most rows are null — a flattened log's columns of the other log
+/// types — by walking the valid bits rather than every row.
+#[inline]
+fn each_row(rows: usize, nulls: Option<&arrow_buffer::NullBuffer>, mut f: impl FnMut(usize)) {
+    match nulls {
+        Some(nb) if nb.null_count() > rows / 2 => {
+            for r in nb.valid_indices() {
+                if r >= rows {
+                    break;
+                }
+                f(r);
+            }
+        }
+        _ => (0..rows).for_each(f),
+    }
 }
 
 /// Records the candidates `ords[start..]` of one value, if any.
