@@ -66,6 +66,7 @@
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod generate;
+mod hash;
 pub mod hits;
 pub mod hub;
 pub mod index;

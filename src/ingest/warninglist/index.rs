@@ -2,6 +2,7 @@
 //! as range tables, substrings in one Aho-Corasick pass with a gram prefilter, regexes last.
 
 use super::*;
+use crate::hash::FastHasher;
 
 /// A list entry: list ordinal (load order) and entry ordinal within the list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,45 +59,10 @@ impl Best {
     }
 }
 
-/// FxHash-style hasher for the key map: keys come from list files and probes never insert,
-/// so flooding is not a concern, and SipHash would dominate the cost of a domain check.
-#[derive(Default, Clone, Copy)]
-pub(super) struct KeyHasher(pub(super) u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        // Final avalanche so that the low bits (bucket) and high bits (tag) both vary.
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-pub(super) type KeyMap = HashMap<Box<str>, HitList, BuildHasherDefault<KeyHasher>>;
+pub(super) type KeyMap = HashMap<Box<str>, HitList, BuildHasherDefault<FastHasher>>;
 
 /// Gram key → occurrences, for choosing rare grams.
-pub(super) type GramCounts = HashMap<u64, u32, BuildHasherDefault<KeyHasher>>;
+pub(super) type GramCounts = HashMap<u64, u32, BuildHasherDefault<FastHasher>>;
 
 /// The entries of one key, one per list, in load order. Nearly every key has one entry, which
 /// is then stored without an allocation of its own.
@@ -155,7 +121,7 @@ impl KeyFilter {
 
     /// The word and the bits of a key.
     pub(super) fn position(&self, key: &str) -> (usize, u64) {
-        let h = std::hash::BuildHasher::hash_one(&BuildHasherDefault::<KeyHasher>::default(), key);
+        let h = std::hash::BuildHasher::hash_one(&BuildHasherDefault::<FastHasher>::default(), key);
         let bits = (1 << ((h >> 52) & 63)) | (1 << ((h >> 58) & 63));
         ((h & self.mask) as usize, bits)
     }

@@ -64,7 +64,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
