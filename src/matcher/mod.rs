@@ -18,13 +18,13 @@
 //! Matching itself does no I/O. [`scan`] drives readers and matching over a thread pool and
 //! hands hits, in input order, to a sink (the writers live in `hits`).
 
+mod dead;
 pub mod scan;
 pub mod summary;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt16Type, UInt32Type};
@@ -37,6 +37,7 @@ use crate::indicator::normalize;
 use crate::indicator::{IndicatorId, Kind};
 use crate::telemetry::cell::{self, scalar_text, timestamp_seconds};
 use crate::telemetry::{FieldKind, FieldMap, TelemetryBatch, parse_time};
+use dead::{DeadSet, Fingerprint};
 
 /// One match of an indicator in a telemetry row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,18 +65,22 @@ pub struct Matcher<'a> {
     /// than once per batch — also when two threads match batches of the same row group at
     /// once, since they share one cache.
     dicts: Mutex<Vec<Arc<DictCache>>>,
-    /// Per field of a kind whose lookup costs more than a probe, resolutions of its values
-    /// for the whole scan: of plain (not dictionary-encoded) values and of dictionary entries
-    /// on first sight; see [`Memo`].
+    /// Per field of a kind whose lookup costs more than a probe, resolutions of its plain (not
+    /// dictionary-encoded) values for the whole scan; see [`Memo`].
     memos: Vec<Option<Memo>>,
+    /// Per field, the values known to resolve to nothing, so that the dictionaries of later
+    /// row groups (and the joined `host+uri` of later batches) resolve mostly by a probe in
+    /// order; see [`dead`].
+    dead: Vec<Mutex<DeadSet>>,
+    /// The key of the fingerprints in `dead`, random per matcher.
+    seed: u64,
 }
 
-/// Resolutions of one field's values, kept across batches, row groups and threads. Telemetry
-/// repeats its values row after row and row group after row group (the same URLs, agents,
-/// e-mail addresses), so a column the writer did not dictionary-encode — or one joined from
-/// two, `host+uri` — is parsed and normalised once per distinct value instead of once per row,
-/// and the dictionary of each new Parquet row group, which mostly holds the values of the one
-/// before, resolves by one probe instead of a parse, a normalisation and a substring search.
+/// Resolutions of one field's plain values, kept across batches and threads. Telemetry
+/// repeats its values row after row (the same URLs, agents, e-mail addresses), so a column
+/// that is not dictionary-encoded (JSON lines, CSV, Zeek logs) is parsed and normalised once
+/// per distinct value instead of once per row. (Dictionary columns are resolved once per
+/// dictionary instead, with the values known dead remembered in a [`DeadSet`].)
 ///
 /// A flat open-addressed table per shard: each slot is one cache line holding the value's
 /// 64-bit hash, the value itself when it is short (most e-mail addresses, many URLs; slots of
@@ -334,88 +339,62 @@ struct Resolved {
 }
 
 /// Resolutions of the entries of one dictionary for one field, shared by every batch (and
-/// thread) reading that dictionary.
-///
-/// Almost every entry resolves to nothing, so what each row touches is two bits per entry
-/// (resolved, and live: something to look at), cache-resident even for dictionaries of a
-/// hundred thousand entries; the few live entries keep their [`Resolved`] in a side table
-/// behind a lock. An entry's bits are set only after its side-table entry is in place.
+/// thread) reading that dictionary: all entries are resolved when the first batch meets the
+/// dictionary ([`Matcher::resolve_dictionary`]), and then only read.
 #[derive(Debug)]
 struct DictCache {
     field: usize,
-    /// The dictionary itself: its identity is the cache key, and holding it keeps its address
-    /// from being reused by another dictionary while cached.
-    values: ArrayRef,
-    /// Per entry: bit `2k` resolved, bit `2k + 1` live.
-    bits: Vec<AtomicU64>,
-    live: Mutex<LiveEntries>,
+    /// The dictionary itself: its buffers' addresses are the cache key, and holding them
+    /// keeps those addresses from being reused by another dictionary while cached (buffers
+    /// that are shared are never written).
+    values: arrow_data::ArrayData,
+    entries: OnceLock<Arc<DictEntries>>,
 }
 
-/// The live entries of a [`DictCache`]: their resolutions and the candidates they point at.
-#[derive(Debug, Default)]
-struct LiveEntries {
-    map: std::collections::HashMap<usize, Resolved>,
+/// What each entry of a dictionary resolved to.
+///
+/// Almost every entry resolves to nothing, so what each row touches is one bit per entry
+/// (live: something to look at), cache-resident even for dictionaries of a hundred thousand
+/// entries; the few live entries keep their [`Resolved`] in a side table.
+#[derive(Debug)]
+struct DictEntries {
+    /// Bit `k`: entry `k` is live.
+    live: Vec<u64>,
+    map: std::collections::HashMap<usize, Resolved, crate::hash::SeededFastHash>,
     ords: Vec<u32>,
 }
 
-impl DictCache {
-    fn new(field: usize, values: &ArrayRef) -> Self {
-        DictCache {
-            field,
-            values: values.clone(),
-            bits: (0..(2 * values.len()).div_ceil(64))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            live: Mutex::new(LiveEntries::default()),
+impl DictEntries {
+    fn new(len: usize) -> Self {
+        DictEntries {
+            live: vec![0; len.div_ceil(64)],
+            map: std::collections::HashMap::with_hasher(crate::hash::SeededFastHash::new()),
+            ords: Vec::new(),
         }
     }
 
-    /// Entry `key`'s two bits: `Some(live)` once resolved, `None` before; `None` also past the
-    /// end, where [`DictCache::set`] does nothing.
-    #[inline]
-    fn state(&self, key: usize) -> Option<bool> {
-        let w = self.bits.get(2 * key / 64)?.load(Ordering::Acquire);
-        let b = (w >> (2 * key % 64)) & 3;
-        (b & 1 != 0).then_some(b & 2 != 0)
-    }
-
-    /// Whether entry `key` is resolved to nothing (one load; `false` past the end).
-    #[inline]
-    fn dead(&self, key: usize) -> bool {
-        self.bits
-            .get(key / 32)
-            .is_some_and(|w| (w.load(Ordering::Acquire) >> (2 * (key % 32))) & 3 == 1)
-    }
-
-    /// Records what entry `key` resolved to: `cands`, the candidates that do not depend on
-    /// the row's port, and `ip`, an address to look up with it. A thread that resolved the
-    /// same entry at the same time may have recorded it first; the answers are the same.
-    fn set(&self, key: usize, cands: &[u32], ip: Option<IpAddr>) {
-        let Some(w) = self.bits.get(2 * key / 64) else {
+    /// Records that entry `key` resolved to `cands`, the candidates that do not depend on the
+    /// row's port, and `ip`, an address to look up with it (nothing if both are empty).
+    fn set(&mut self, key: usize, cands: &[u32], ip: Option<IpAddr>) {
+        if cands.is_empty() && ip.is_none() {
+            return;
+        }
+        let Some(w) = self.live.get_mut(key / 64) else {
             return;
         };
-        let live = !cands.is_empty() || ip.is_some();
-        if live {
-            let mut l = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            if !l.map.contains_key(&key) {
-                let start = l.ords.len() as u32;
-                l.ords.extend_from_slice(cands);
-                let end = l.ords.len() as u32;
-                l.map.insert(key, Resolved { start, end, ip });
-            }
-        }
-        w.fetch_or(
-            (1 | u64::from(live) << 1) << (2 * key % 64),
-            Ordering::Release,
-        );
+        *w |= 1 << (key % 64);
+        let start = self.ords.len() as u32;
+        self.ords.extend_from_slice(cands);
+        let end = self.ords.len() as u32;
+        self.map.insert(key, Resolved { start, end, ip });
     }
 
     /// A live entry's candidates appended to `out`, and its address to look up with the
     /// row's port; `None` if the entry is not live.
+    #[inline]
     fn live_into(&self, key: usize, out: &mut Vec<u32>) -> Option<Option<IpAddr>> {
-        let l = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let r = l.map.get(&key)?;
-        out.extend_from_slice(&l.ords[r.start as usize..r.end as usize]);
+        let r = self.map.get(&key)?;
+        out.extend_from_slice(&self.ords[r.start as usize..r.end as usize]);
         Some(r.ip)
     }
 }
@@ -506,14 +485,57 @@ impl<'b> DictKeys<'b> {
 }
 
 /// A dictionary column (or a list's dictionary values) ready for the row loops: its keys,
-/// its values as text, and the cache of what each entry resolved to.
+/// its values as text, and what each entry resolved to.
 struct DictCol<'b> {
     keys: DictKeys<'b>,
     text: TextCol<'b>,
-    /// Entries in the dictionary.
-    len: usize,
-    cache: Arc<DictCache>,
-    memo: Option<&'b Memo>,
+    entries: Arc<DictEntries>,
+}
+
+impl DictCol<'_> {
+    /// Appends the rows (or list elements) of `range` whose entry is live, ascending. One bit
+    /// to test per row, in a loop without calls, so that the rows no indicator concerns —
+    /// almost all — cost a load or two; a column more than half null is walked by its valid
+    /// bits instead. A null row may be among those appended (its key can be anything): the
+    /// caller checks.
+    fn live(&self, range: std::ops::Range<usize>, out: &mut Vec<usize>) {
+        let end = range.end.min(self.keys.len());
+        let range = range.start.min(end)..end;
+        if self.entries.map.is_empty() || range.is_empty() {
+            return;
+        }
+        let live = &self.entries.live[..];
+        let is_live = |k: usize| live.get(k / 64).is_some_and(|w| (w >> (k % 64)) & 1 != 0);
+        if let Some(nb) = self.keys.nulls() {
+            let nb = nb.slice(range.start, range.len());
+            if nb.null_count() > range.len() / 2 {
+                for i in nb.valid_indices() {
+                    let r = range.start + i;
+                    if is_live(self.keys.raw(r)) {
+                        out.push(r);
+                    }
+                }
+                return;
+            }
+        }
+        match &self.keys {
+            DictKeys::Int32(keys, _) => {
+                for (i, &k) in keys[range.clone()].iter().enumerate() {
+                    // A negative key becomes one past every entry: dead.
+                    if is_live(k as u32 as usize) {
+                        out.push(range.start + i);
+                    }
+                }
+            }
+            DictKeys::Other(keys, _) => {
+                for (i, &k) in keys[range.clone()].iter().enumerate() {
+                    if is_live(k) {
+                        out.push(range.start + i);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Typed access to a port column.
@@ -651,6 +673,13 @@ impl<'a> Matcher<'a> {
             now,
             dicts: Mutex::new(Vec::new()),
             memos,
+            dead: fields.fields().iter().map(|_| Mutex::default()).collect(),
+            seed: {
+                let mut seed = [0u8; 8];
+                // Without an entropy source matching is still correct, only predictable.
+                let _ = getrandom::fill(&mut seed);
+                u64::from_le_bytes(seed)
+            },
         }
     }
 
@@ -673,15 +702,23 @@ impl<'a> Matcher<'a> {
     /// field's most recent `keep` (a row group's dictionaries are not seen again once it is
     /// done). Per field, so that a field whose dictionary is new in every batch (a joined
     /// `host+uri`) does not push out the row group's dictionaries of the others.
+    ///
+    /// A dictionary is known by its buffers, not by its `Arc`: the Parquet reader hands each
+    /// batch of a list column (`answers`) a new array over the same row group's dictionary.
     fn dict_cache(&self, field: usize, values: &ArrayRef, keep: usize) -> Arc<DictCache> {
+        let data = values.to_data();
         let mut pool = self.dicts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = pool
             .iter()
-            .find(|c| c.field == field && Arc::ptr_eq(&c.values, values))
+            .find(|c| c.field == field && c.values.ptr_eq(&data))
         {
             return c.clone();
         }
-        let c = Arc::new(DictCache::new(field, values));
+        let c = Arc::new(DictCache {
+            field,
+            values: data,
+            entries: OnceLock::new(),
+        });
         if pool.iter().filter(|c| c.field == field).count() >= keep
             && let Some(oldest) = pool.iter().position(|c| c.field == field)
         {
@@ -723,10 +760,10 @@ impl<'a> Matcher<'a> {
         let n = batch.num_rows();
         let mut cands: Vec<Cand<'_>> = Vec::new();
         let mut ords: Vec<u32> = Vec::new();
+        let mut live: Vec<usize> = Vec::new();
         // Dictionaries kept per field: those of the last few row groups (threads work on
         // neighbouring row groups at once).
         let keep_dicts = 4;
-        let mut scratch: Vec<u32> = Vec::new();
         for (fi, spec) in specs.iter().enumerate() {
             if !spec.kind.can_match() {
                 continue;
@@ -766,28 +803,12 @@ impl<'a> Matcher<'a> {
                     let Some(dict) = self.dict_col(fi, a, keep_dicts) else {
                         continue;
                     };
-                    each_row(n.min(dict.keys.len()), dict.keys.nulls(), |r| {
-                        // Almost every row: a value no indicator concerns, known from the key
-                        // alone (a null row's key, whatever it is, is skipped either way).
-                        if dict.cache.dead(dict.keys.raw(r)) {
-                            return;
-                        }
-                        let start = ords.len();
-                        let Some((key, ip)) =
-                            self.dict_entry(kind, &dict, r, &mut scratch, &mut ords)
-                        else {
-                            return;
-                        };
+                    live.clear();
+                    dict.live(0..n, &mut live);
+                    for &r in &live {
                         let port = port_col.get(r);
-                        if let (Some(ip), Some(p)) = (ip, port) {
-                            self.index.lookup_ip_port(ip, p, &mut ords);
-                        }
-                        if ords.len() > start
-                            && let Some(v) = dict.text.get(key)
-                        {
-                            push_cand(&mut cands, r, fi, v, port, start, &ords);
-                        }
-                    });
+                        self.dict_hit(fi, &dict, r, r, port, &mut ords, &mut cands);
+                    }
                 }
                 Column::List(a) => {
                     let (values, offsets): (&ArrayRef, Vec<usize>) = match a.data_type() {
@@ -809,8 +830,26 @@ impl<'a> Matcher<'a> {
                         DataType::Dictionary(_, _) => self.dict_col(fi, values, keep_dicts),
                         _ => None,
                     };
+                    let rows = n.min(offsets.len().saturating_sub(1));
+                    if let Some(dict) = &dict {
+                        // The live elements, then the row of each (they are few).
+                        let Some(offsets) = offsets.get(..=rows) else {
+                            continue;
+                        };
+                        live.clear();
+                        dict.live(offsets[0]..offsets[rows], &mut live);
+                        for &i in &live {
+                            let r = offsets.partition_point(|&o| o <= i) - 1;
+                            if a.is_null(r) {
+                                continue;
+                            }
+                            let port = port_col.get(r);
+                            self.dict_hit(fi, dict, i, r, port, &mut ords, &mut cands);
+                        }
+                        continue;
+                    }
                     let t = TextCol::new(values.as_ref());
-                    each_row(n.min(offsets.len().saturating_sub(1)), a.nulls(), |r| {
+                    each_row(rows, a.nulls(), |r| {
                         let w = &offsets[r..r + 2];
                         if a.is_null(r) || w[0] >= w[1] {
                             return;
@@ -818,24 +857,7 @@ impl<'a> Matcher<'a> {
                         let port = port_col.get(r);
                         for i in w[0]..w[1] {
                             let start = ords.len();
-                            if let Some(dict) = &dict {
-                                if dict.cache.dead(dict.keys.raw(i)) {
-                                    continue;
-                                }
-                                let Some((key, ip)) =
-                                    self.dict_entry(kind, dict, i, &mut scratch, &mut ords)
-                                else {
-                                    continue;
-                                };
-                                if let (Some(ip), Some(p)) = (ip, port) {
-                                    self.index.lookup_ip_port(ip, p, &mut ords);
-                                }
-                                if ords.len() > start
-                                    && let Some(v) = dict.text.get(key)
-                                {
-                                    push_cand(&mut cands, r, fi, v, port, start, &ords);
-                                }
-                            } else if let Some(v) = t.get(i) {
+                            if let Some(v) = t.get(i) {
                                 self.lookup(kind, &v, port, &mut ords);
                                 push_cand(&mut cands, r, fi, v, port, start, &ords);
                             }
@@ -877,57 +899,101 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    /// Field `field`'s dictionary array `a`, typed for the row loops, with its cache.
+    /// Field `field`'s dictionary array `a`, typed for the row loops, with what each of its
+    /// entries resolved to.
     fn dict_col<'b>(&'b self, field: usize, a: &'b ArrayRef, keep: usize) -> Option<DictCol<'b>> {
         let d = a.as_any_dictionary_opt()?;
         let values = d.values();
+        let cache = self.dict_cache(field, values, keep);
+        let entries = cache
+            .entries
+            .get_or_init(|| Arc::new(self.resolve_dictionary(field, values)))
+            .clone();
         Some(DictCol {
             keys: DictKeys::new(a.as_ref(), d),
             text: TextCol::new(values.as_ref()),
-            len: values.len(),
-            cache: self.dict_cache(field, values, keep),
-            memo: self.memos.get(field).and_then(Option::as_ref),
+            entries,
         })
     }
 
-    /// What row (or list element) `r` of a dictionary column gives, resolving its entry on
-    /// first sight: `None` for a null row or an entry no indicator concerns; otherwise its
-    /// key, with the entry's port-independent candidates appended to `ords` and the address
-    /// still to look up with the row's port.
+    /// The candidates of element `i` of dictionary column `dict` (a row, or an element of a
+    /// list in row `row`) appended to `ords` and, if any, recorded as field `field`'s in
+    /// `cands`.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn dict_entry(
+    fn dict_hit<'b>(
         &self,
-        kind: &FieldKind,
-        dict: &DictCol<'_>,
-        r: usize,
-        scratch: &mut Vec<u32>,
+        field: usize,
+        dict: &DictCol<'b>,
+        i: usize,
+        row: usize,
+        port: Option<u16>,
         ords: &mut Vec<u32>,
-    ) -> Option<(usize, Option<IpAddr>)> {
-        let key = dict.keys.get(r)?;
-        let ip = match dict.cache.state(key) {
-            Some(false) => return None,
-            Some(true) => dict.cache.live_into(key, ords)?,
-            None => {
-                if key >= dict.len {
-                    return None;
-                }
-                scratch.clear();
-                let ip = match (dict.text.get(key), dict.memo) {
-                    (Some(v), Some(m)) => {
-                        m.resolve(&v, scratch, |v, out| self.resolve(kind, v, out))
-                    }
-                    (Some(v), None) => self.resolve(kind, &v, scratch),
-                    (None, _) => None,
-                };
-                dict.cache.set(key, scratch, ip);
-                if scratch.is_empty() && ip.is_none() {
-                    return None;
-                }
-                ords.extend_from_slice(scratch);
-                ip
-            }
+        cands: &mut Vec<Cand<'b>>,
+    ) {
+        let start = ords.len();
+        let Some(key) = dict.keys.get(i) else {
+            return;
         };
-        Some((key, ip))
+        let Some(ip) = dict.entries.live_into(key, ords) else {
+            return;
+        };
+        if let (Some(ip), Some(p)) = (ip, port) {
+            self.index.lookup_ip_port(ip, p, ords);
+        }
+        if ords.len() > start
+            && let Some(v) = dict.text.get(key)
+        {
+            push_cand(cands, row, field, v, port, start, ords);
+        }
+    }
+
+    /// Resolves every entry of `values`, field `field`'s dictionary. Entries the field's
+    /// [`DeadSet`] holds are dead at once, probed in the set's order (see [`dead`]); the others
+    /// are resolved, and those that resolve to nothing join the set.
+    fn resolve_dictionary(&self, field: usize, values: &ArrayRef) -> DictEntries {
+        let kind = &self.fields.fields()[field].kind;
+        let text = TextCol::new(values.as_ref());
+        let mut entries = DictEntries::new(values.len());
+        let mut scratch = Vec::new();
+        // Resolves entry `k`; `true` if it resolved to nothing.
+        let mut resolve = |entries: &mut DictEntries, k: usize, v: &str| {
+            scratch.clear();
+            let ip = self.resolve(kind, v, &mut scratch);
+            entries.set(k, &scratch, ip);
+            scratch.is_empty() && ip.is_none()
+        };
+        let mut probes: Vec<(Fingerprint, usize)> = Vec::with_capacity(values.len());
+        for k in 0..values.len() {
+            match text.get(k) {
+                None => {}
+                // A long value is rarely repeated: resolved each time, not remembered.
+                Some(v) if v.len() > Memo::MAX_LEN => {
+                    resolve(&mut entries, k, &v);
+                }
+                Some(v) => probes.push((Fingerprint::of(self.seed, v.as_bytes()), k)),
+            }
+        }
+        probes.sort_unstable_by_key(|p| p.0.order());
+        let dead = &self.dead[field];
+        {
+            let set = dead.lock().unwrap_or_else(|e| e.into_inner());
+            probes.retain(|p| !set.contains(p.0));
+        }
+        let mut new_dead = Vec::new();
+        for (fp, k) in probes {
+            if let Some(v) = text.get(k)
+                && resolve(&mut entries, k, &v)
+            {
+                new_dead.push(fp);
+            }
+        }
+        let mut set = dead.lock().unwrap_or_else(|e| e.into_inner());
+        set.reserve(new_dead.len(), DeadSet::MAX_SLOTS);
+        for fp in new_dead {
+            set.insert(fp, DeadSet::MAX_SLOTS);
+        }
+        entries
     }
 
     /// Resolves one value of a field as far as it can without the row's port: appends the
@@ -1250,6 +1316,126 @@ mod tests {
         assert_eq!(out, [1, 2, 3]);
     }
 
+    /// What the dictionary tests look values up in: names, addresses with and without ports.
+    fn dictionary_index() -> CompiledIndex {
+        use crate::indicator::{Indicator, IndicatorSet, Tlp};
+        let mut set = IndicatorSet::new();
+        for (i, (kind, v)) in [
+            (Kind::Domain, "evil.example"),
+            (Kind::Hostname, "c2.bad.test"),
+            (Kind::Ipv4, "192.0.2.1"),
+            (Kind::IpPort, "198.51.100.7:443"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let ind = Indicator::new(format!("t:{i}"), kind, v, Arc::from("test"), Tlp::Green);
+            set.insert(ind).unwrap();
+        }
+        crate::index::IndexBuilder::new().build(&set).unwrap()
+    }
+
+    /// Values of the dictionary tests: hits, near misses and plain misses.
+    const POOL: [&str; 10] = [
+        "evil.example",
+        "www.evil.example",
+        "c2.bad.test",
+        "bad.test",
+        "192.0.2.1",
+        "198.51.100.7",
+        "198.51.100.8",
+        "example.org",
+        "EVIL.example.",
+        "",
+    ];
+
+    /// The batches of `rows` (a name, a port, a list of names per row) cut at `cuts`: with
+    /// plain string columns, or with dictionary columns whose dictionaries are shared by the
+    /// batches of one row group (a new one every `group` batches, its entries in another
+    /// order) and, for the list, handed to each batch as a new array over the same buffers,
+    /// as the Parquet reader does.
+    fn dictionary_batches(
+        rows: &[(Option<usize>, Option<i64>, Vec<usize>)],
+        cuts: &[usize],
+        group: usize,
+        dictionary: bool,
+    ) -> Vec<RecordBatch> {
+        use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder};
+        use arrow_array::{DictionaryArray, Int32Array, ListArray, StringArray};
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (rows.len() + 1)).collect();
+        bounds.extend([0, rows.len()]);
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut batches = Vec::new();
+        let mut dict: Option<ArrayRef> = None;
+        for (b, w) in bounds.windows(2).enumerate() {
+            let part = &rows[w[0]..w[1]];
+            if b % group == 0 {
+                // Entries in an order of their own per row group.
+                let mut entries: Vec<&str> = POOL.to_vec();
+                entries.rotate_left(b % POOL.len());
+                dict = Some(Arc::new(StringArray::from(entries.clone())));
+            }
+            let values = dict.clone().unwrap();
+            let key = |i: usize| {
+                (0..values.len())
+                    .find(|&k| values.as_string::<i32>().value(k) == POOL[i])
+                    .unwrap() as i32
+            };
+            let mut ports = Int64Builder::new();
+            for r in part {
+                ports.append_option(r.1);
+            }
+            let (name, list): (ArrayRef, ArrayRef) = if dictionary {
+                let keys: Int32Array = part.iter().map(|r| r.0.map(key)).collect();
+                let name = DictionaryArray::try_new(keys, values.clone()).unwrap();
+                // The list's dictionary: a new array over the same buffers in every batch.
+                let same = arrow_array::make_array(values.to_data());
+                let elems: Int32Array = part
+                    .iter()
+                    .flat_map(|r| r.2.iter().map(|&i| key(i)))
+                    .collect();
+                let elems = DictionaryArray::try_new(elems, same).unwrap();
+                let mut offsets = vec![0i32];
+                for r in part {
+                    offsets.push(offsets.last().unwrap() + r.2.len() as i32);
+                }
+                let field = Arc::new(arrow_schema::Field::new(
+                    "item",
+                    elems.data_type().clone(),
+                    true,
+                ));
+                let list = ListArray::try_new(
+                    field,
+                    arrow_buffer::OffsetBuffer::new(offsets.into()),
+                    Arc::new(elems),
+                    None,
+                )
+                .unwrap();
+                (Arc::new(name), Arc::new(list))
+            } else {
+                let name: StringArray = part.iter().map(|r| r.0.map(|i| POOL[i])).collect();
+                let mut list = ListBuilder::new(StringBuilder::new());
+                for r in part {
+                    for &i in &r.2 {
+                        list.values().append_value(POOL[i]);
+                    }
+                    list.append(true);
+                }
+                (Arc::new(name), Arc::new(list.finish()))
+            };
+            batches.push(
+                RecordBatch::try_from_iter([
+                    ("name", name),
+                    ("port", Arc::new(ports.finish()) as ArrayRef),
+                    ("names", list),
+                ])
+                .unwrap(),
+            );
+        }
+        batches
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -1274,6 +1460,47 @@ mod tests {
                 prop_assert_eq!(ip, naive(v, &mut want));
                 prop_assert_eq!(&got, &want, "value {:?}", v);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Dictionary columns — shared by a row group's batches, handed anew to each batch of
+        /// a list, resolved once per dictionary and remembered dead across row groups — give
+        /// exactly the hits of plain string columns.
+        #[test]
+        fn dictionaries_match_as_plain_columns(
+            rows in prop::collection::vec(
+                (
+                    prop::option::of(0..POOL.len()),
+                    prop::option::of(prop_oneof![Just(443i64), Just(80)]),
+                    prop::collection::vec(0..POOL.len(), 0..4),
+                ),
+                0..60,
+            ),
+            cuts in prop::collection::vec(0usize..100, 0..6),
+            group in 1usize..4,
+        ) {
+            let index = dictionary_index();
+            let fields = FieldMap::from_specs(
+                ["name=ip", "port=port@name", "names=domain"]
+                    .iter()
+                    .map(|s| s.parse().unwrap()),
+            )
+            .unwrap();
+            let run = |dictionary: bool| {
+                let m = Matcher::new(&index, &fields, 0);
+                let mut hits = Vec::new();
+                let mut first = 0;
+                for b in dictionary_batches(&rows, &cuts, group, dictionary) {
+                    m.match_record_batch(&b, first, &mut hits);
+                    first += b.num_rows() as u64;
+                }
+                hits
+            };
+            let want = run(false);
+            prop_assert_eq!(run(true), want);
         }
     }
 }
