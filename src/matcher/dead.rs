@@ -115,7 +115,7 @@ impl DeadSet {
     pub(super) fn reserve(&mut self, additional: usize, max_slots: usize) {
         let want = (2 * (self.used + additional))
             .next_power_of_two()
-            .max(4096)
+            .max(64)
             .min(max_slots)
             .max(2);
         if want > self.slots.len() {
