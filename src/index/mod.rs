@@ -157,6 +157,24 @@ pub trait Sections: Sized {
     fn read_sections(r: &mut SectionReader) -> Result<Self, FormatError>;
 }
 
+/// An index of `values` (one TLP:GREEN indicator per pair, from source `test`), for unit tests.
+#[cfg(test)]
+pub(crate) fn test_index(values: &[(crate::indicator::Kind, &str)]) -> CompiledIndex {
+    use crate::indicator::{Indicator, IndicatorSet, Tlp};
+    let mut set = IndicatorSet::new();
+    for (i, (kind, v)) in values.iter().enumerate() {
+        let ind = Indicator::new(
+            format!("t:{i}"),
+            *kind,
+            *v,
+            std::sync::Arc::from("test"),
+            Tlp::Green,
+        );
+        set.insert(ind).expect("no duplicates in the fixture");
+    }
+    IndexBuilder::new().build(&set).expect("index builds")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

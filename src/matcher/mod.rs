@@ -1318,21 +1318,12 @@ mod tests {
 
     /// What the dictionary tests look values up in: names, addresses with and without ports.
     fn dictionary_index() -> CompiledIndex {
-        use crate::indicator::{Indicator, IndicatorSet, Tlp};
-        let mut set = IndicatorSet::new();
-        for (i, (kind, v)) in [
+        crate::index::test_index(&[
             (Kind::Domain, "evil.example"),
             (Kind::Hostname, "c2.bad.test"),
             (Kind::Ipv4, "192.0.2.1"),
             (Kind::IpPort, "198.51.100.7:443"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let ind = Indicator::new(format!("t:{i}"), kind, v, Arc::from("test"), Tlp::Green);
-            set.insert(ind).unwrap();
-        }
-        crate::index::IndexBuilder::new().build(&set).unwrap()
+        ])
     }
 
     /// Values of the dictionary tests: hits, near misses and plain misses.

@@ -10,12 +10,7 @@ use crate::indicator::{Indicator, IndicatorSet, Tlp};
 use crate::matcher::{Hit, Matcher};
 
 fn index(values: &[(Kind, &str)]) -> CompiledIndex {
-    let mut set = IndicatorSet::new();
-    for (i, (kind, v)) in values.iter().enumerate() {
-        let ind = Indicator::new(format!("t:{i}"), *kind, *v, Arc::from("test"), Tlp::Green);
-        set.insert(ind).expect("no duplicates in the fixture");
-    }
-    IndexBuilder::new().build(&set).expect("index builds")
+    crate::index::test_index(values)
 }
 
 /// Indicators that sit exactly where background is drawn from.
