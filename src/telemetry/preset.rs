@@ -745,10 +745,12 @@ fn join_dictionaries(
     }
     // Pair of keys (each + 1, 0 for none) -> key of the joined value (-1: no URL).
     // (The keys index the batch's dictionaries; the seeded hash keeps a file from aiming them
-    // at one bucket. A streaming xxh3 here cost ~2 % of a scan.)
+    // at one bucket. A streaming xxh3 here cost ~2 % of a scan. Sized for the few hundred
+    // distinct pairs of a batch, not its rows: zeroing a table for 8 Ki pairs per batch cost
+    // more than growing.)
     let mut pairs: std::collections::HashMap<u64, i32, crate::hash::SeededFastHash> =
         std::collections::HashMap::with_capacity_and_hasher(
-            rows.min(1 << 16),
+            rows.min(1 << 10),
             crate::hash::SeededFastHash::new(),
         );
     let mut values = StringBuilder::new();
@@ -756,6 +758,11 @@ fn join_dictionaries(
     let mut next = 0i32;
     for r in 0..rows {
         let (hk, tk) = (at(&h, r), at(&t, r));
+        if hk.is_none() && tk.is_none() {
+            // Most rows of a flattened log: another log type, no URL, no probe.
+            keys.append_null();
+            continue;
+        }
         let code = (hk.map_or(0, |k| k as u64 + 1) << 32) | tk.map_or(0, |k| k as u64 + 1);
         let key =
             *pairs
