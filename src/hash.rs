@@ -44,20 +44,25 @@ impl Hasher for FastHasher {
     }
 }
 
-/// [`FastHasher`] started from a random seed, drawn once per process: a file cannot aim its
-/// keys at one bucket without knowing it.
+/// A random key drawn once per process, for the hashes of in-memory tables whose keys a file
+/// picks (so that it cannot aim them at one bucket without knowing the key). Without an
+/// entropy source the tables are still correct, only predictable.
+pub(crate) fn process_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        u64::from_le_bytes(seed)
+    })
+}
+
+/// [`FastHasher`] started from [`process_seed`].
 #[derive(Clone, Copy)]
 pub(crate) struct SeededFastHash(u64);
 
 impl SeededFastHash {
     pub(crate) fn new() -> Self {
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        SeededFastHash(*SEED.get_or_init(|| {
-            let mut seed = [0u8; 8];
-            // Without an entropy source the maps are still correct, only predictable.
-            let _ = getrandom::fill(&mut seed);
-            u64::from_le_bytes(seed)
-        }))
+        SeededFastHash(process_seed())
     }
 }
 

@@ -72,7 +72,7 @@ pub struct Matcher<'a> {
     /// row groups (and the joined `host+uri` of later batches) resolve mostly by a probe in
     /// order; see [`dead`].
     dead: Vec<Mutex<DeadSet>>,
-    /// The key of the fingerprints in `dead`, random per matcher.
+    /// The key of the fingerprints in `dead`, random per process.
     seed: u64,
 }
 
@@ -111,7 +111,7 @@ struct MemoSlot {
     hash: u64,
     /// The value's length; [`MemoSlot::EMPTY`] for a free slot.
     len: u32,
-    /// What the value resolved to: an index into [`MemoShard::resolved`], or
+    /// What the value resolved to: a number in [`MemoShard::live`], or
     /// [`MemoSlot::DEAD`] for nothing.
     res: u32,
     /// The value when it fits; otherwise its offset in [`MemoShard::long`] (first four bytes).
@@ -138,9 +138,8 @@ struct MemoShard {
     used: usize,
     /// Values longer than [`MemoSlot::INLINE`].
     long: Vec<u8>,
-    /// The resolutions of live values (something to look at), pointing into `ords`.
-    resolved: Vec<Resolved>,
-    ords: Vec<u32>,
+    /// The resolutions of live values.
+    live: Resolutions,
 }
 
 impl MemoShard {
@@ -186,9 +185,7 @@ impl MemoShard {
         if res == MemoSlot::DEAD {
             return Some(None);
         }
-        let r = self.resolved[res as usize];
-        out.extend_from_slice(&self.ords[r.start as usize..r.end as usize]);
-        Some(r.ip)
+        Some(self.live.append(res, out))
     }
 
     /// Records what `v` resolved to (a value another thread recorded first is kept). A shard
@@ -227,14 +224,7 @@ impl MemoShard {
             self.long.extend_from_slice(v);
         }
         if !cands.is_empty() || ip.is_some() {
-            slot.res = self.resolved.len() as u32;
-            let start = self.ords.len() as u32;
-            self.ords.extend_from_slice(cands);
-            self.resolved.push(Resolved {
-                start,
-                end: self.ords.len() as u32,
-                ip,
-            });
+            slot.res = self.live.push(cands, ip);
         }
         self.slots[i] = slot;
         self.used += 1;
@@ -271,11 +261,8 @@ impl Memo {
     }
 
     fn with_limits(max_slots: usize, max_long: usize) -> Self {
-        let mut seed = [0u8; 8];
-        // Without an entropy source the memo is still correct, only predictable.
-        let _ = getrandom::fill(&mut seed);
         Memo {
-            seed: u64::from_le_bytes(seed),
+            seed: crate::hash::process_seed(),
             shards: (0..Self::SHARDS)
                 .map(|_| Mutex::new(MemoShard::default()))
                 .collect(),
@@ -328,7 +315,7 @@ enum Column<'b> {
     List(&'b ArrayRef),
 }
 
-/// What one dictionary entry resolved to.
+/// What one value resolved to.
 #[derive(Clone, Copy, Debug)]
 struct Resolved {
     /// Candidates that do not depend on the row's port: `ords[start..end]`.
@@ -336,6 +323,38 @@ struct Resolved {
     end: u32,
     /// An address still to look up with the row's port.
     ip: Option<IpAddr>,
+}
+
+/// The resolutions of live values (something to look at), by number, with the candidates
+/// they point at: the side table of a [`MemoShard`] and of [`DictEntries`].
+#[derive(Debug, Default)]
+struct Resolutions {
+    resolved: Vec<Resolved>,
+    ords: Vec<u32>,
+}
+
+impl Resolutions {
+    /// Records a value that resolved to `cands`, the candidates that do not depend on the
+    /// row's port, and `ip`, an address to look up with it; returns its number.
+    fn push(&mut self, cands: &[u32], ip: Option<IpAddr>) -> u32 {
+        let start = self.ords.len() as u32;
+        self.ords.extend_from_slice(cands);
+        self.resolved.push(Resolved {
+            start,
+            end: self.ords.len() as u32,
+            ip,
+        });
+        (self.resolved.len() - 1) as u32
+    }
+
+    /// Resolution `i`'s candidates appended to `out`, and its address to look up with the
+    /// row's port.
+    #[inline]
+    fn append(&self, i: u32, out: &mut Vec<u32>) -> Option<IpAddr> {
+        let r = self.resolved[i as usize];
+        out.extend_from_slice(&self.ords[r.start as usize..r.end as usize]);
+        r.ip
+    }
 }
 
 /// Resolutions of the entries of one dictionary for one field, shared by every batch (and
@@ -360,8 +379,9 @@ struct DictCache {
 struct DictEntries {
     /// Bit `k`: entry `k` is live.
     live: Vec<u64>,
-    map: std::collections::HashMap<usize, Resolved, crate::hash::SeededFastHash>,
-    ords: Vec<u32>,
+    /// Live entry -> its number in `resolutions`.
+    map: std::collections::HashMap<usize, u32, crate::hash::SeededFastHash>,
+    resolutions: Resolutions,
 }
 
 impl DictEntries {
@@ -369,7 +389,7 @@ impl DictEntries {
         DictEntries {
             live: vec![0; len.div_ceil(64)],
             map: std::collections::HashMap::with_hasher(crate::hash::SeededFastHash::new()),
-            ords: Vec::new(),
+            resolutions: Resolutions::default(),
         }
     }
 
@@ -383,19 +403,16 @@ impl DictEntries {
             return;
         };
         *w |= 1 << (key % 64);
-        let start = self.ords.len() as u32;
-        self.ords.extend_from_slice(cands);
-        let end = self.ords.len() as u32;
-        self.map.insert(key, Resolved { start, end, ip });
+        let i = self.resolutions.push(cands, ip);
+        self.map.insert(key, i);
     }
 
     /// A live entry's candidates appended to `out`, and its address to look up with the
     /// row's port; `None` if the entry is not live.
     #[inline]
     fn live_into(&self, key: usize, out: &mut Vec<u32>) -> Option<Option<IpAddr>> {
-        let r = self.map.get(&key)?;
-        out.extend_from_slice(&self.ords[r.start as usize..r.end as usize]);
-        Some(r.ip)
+        let i = *self.map.get(&key)?;
+        Some(self.resolutions.append(i, out))
     }
 }
 
@@ -461,15 +478,6 @@ impl<'b> DictKeys<'b> {
         }
     }
 
-    /// The key stored in row `r`, null or not (`usize::MAX` for a negative one).
-    #[inline]
-    fn raw(&self, r: usize) -> usize {
-        match self {
-            DictKeys::Int32(k, _) => usize::try_from(k[r]).unwrap_or(usize::MAX),
-            DictKeys::Other(k, _) => k[r],
-        }
-    }
-
     /// The key of row `r`, or `None` when the row is null.
     #[inline]
     fn get(&self, r: usize) -> Option<usize> {
@@ -495,9 +503,9 @@ struct DictCol<'b> {
 impl DictCol<'_> {
     /// Appends the rows (or list elements) of `range` whose entry is live, ascending. One bit
     /// to test per row, in a loop without calls, so that the rows no indicator concerns —
-    /// almost all — cost a load or two; a column more than half null is walked by its valid
-    /// bits instead. A null row may be among those appended (its key can be anything): the
-    /// caller checks.
+    /// almost all — cost a load or two (a mostly-null column walked by its valid bits, as
+    /// [`each_row`] does). A null row may be among those appended (its key can be anything):
+    /// the caller checks.
     fn live(&self, range: std::ops::Range<usize>, out: &mut Vec<usize>) {
         let end = range.end.min(self.keys.len());
         let range = range.start.min(end)..end;
@@ -506,33 +514,27 @@ impl DictCol<'_> {
         }
         let live = &self.entries.live[..];
         let is_live = |k: usize| live.get(k / 64).is_some_and(|w| (w >> (k % 64)) & 1 != 0);
-        if let Some(nb) = self.keys.nulls() {
-            let nb = nb.slice(range.start, range.len());
-            if nb.null_count() > range.len() / 2 {
-                for i in nb.valid_indices() {
-                    let r = range.start + i;
-                    if is_live(self.keys.raw(r)) {
-                        out.push(r);
-                    }
-                }
-                return;
-            }
-        }
+        let nulls = self
+            .keys
+            .nulls()
+            .map(|nb| nb.slice(range.start, range.len()));
         match &self.keys {
             DictKeys::Int32(keys, _) => {
-                for (i, &k) in keys[range.clone()].iter().enumerate() {
+                let keys = &keys[range.clone()];
+                each_row(keys.len(), nulls.as_ref(), |i| {
                     // A negative key becomes one past every entry: dead.
-                    if is_live(k as u32 as usize) {
+                    if is_live(keys[i] as u32 as usize) {
                         out.push(range.start + i);
                     }
-                }
+                });
             }
             DictKeys::Other(keys, _) => {
-                for (i, &k) in keys[range.clone()].iter().enumerate() {
-                    if is_live(k) {
+                let keys = &keys[range.clone()];
+                each_row(keys.len(), nulls.as_ref(), |i| {
+                    if is_live(keys[i]) {
                         out.push(range.start + i);
                     }
-                }
+                });
             }
         }
     }
@@ -674,12 +676,7 @@ impl<'a> Matcher<'a> {
             dicts: Mutex::new(Vec::new()),
             memos,
             dead: fields.fields().iter().map(|_| Mutex::default()).collect(),
-            seed: {
-                let mut seed = [0u8; 8];
-                // Without an entropy source matching is still correct, only predictable.
-                let _ = getrandom::fill(&mut seed);
-                u64::from_le_bytes(seed)
-            },
+            seed: crate::hash::process_seed(),
         }
     }
 
