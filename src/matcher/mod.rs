@@ -24,7 +24,7 @@ pub mod summary;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt16Type, UInt32Type};
@@ -71,7 +71,7 @@ pub struct Matcher<'a> {
     /// Per field, the values known to resolve to nothing, so that the dictionaries of later
     /// row groups (and the joined `host+uri` of later batches) resolve mostly by a probe in
     /// order; see [`dead`].
-    dead: Vec<Mutex<DeadSet>>,
+    dead: Vec<RwLock<DeadSet>>,
     /// The key of the fingerprints in `dead`, random per process.
     seed: u64,
 }
@@ -675,7 +675,7 @@ impl<'a> Matcher<'a> {
             now,
             dicts: Mutex::new(Vec::new()),
             memos,
-            dead: fields.fields().iter().map(|_| Mutex::default()).collect(),
+            dead: fields.fields().iter().map(|_| RwLock::default()).collect(),
             seed: crate::hash::process_seed(),
         }
     }
@@ -974,7 +974,8 @@ impl<'a> Matcher<'a> {
         probes.sort_unstable_by_key(|p| p.0.order());
         let dead = &self.dead[field];
         {
-            let set = dead.lock().unwrap_or_else(|e| e.into_inner());
+            // Shared: threads matching other row groups probe the same field's set at once.
+            let set = dead.read().unwrap_or_else(|e| e.into_inner());
             probes.retain(|p| !set.contains(p.0));
         }
         let mut new_dead = Vec::new();
@@ -985,7 +986,10 @@ impl<'a> Matcher<'a> {
                 new_dead.push(fp);
             }
         }
-        let mut set = dead.lock().unwrap_or_else(|e| e.into_inner());
+        if new_dead.is_empty() {
+            return entries;
+        }
+        let mut set = dead.write().unwrap_or_else(|e| e.into_inner());
         set.reserve(new_dead.len(), DeadSet::MAX_SLOTS);
         for fp in new_dead {
             set.insert(fp, DeadSet::MAX_SLOTS);
