@@ -21,8 +21,8 @@
 //! `CWN_BENCH_SECS` of streaming (10), `CWN_BENCH_BATCH` rows per partner batch (1000),
 //! `CWN_BENCH_PAUSE_SECS` (5; the pause starts 2 s into the stream), `CWN_BENCH_DIR` where
 //! the hub's data goes (default: the system's temp dir, on disk here), `CWN_BENCH_ACK_MS`
-//! (0: each subscriber acks as soon as it has read what arrived together, as `cwn subscribe`
-//! does; N: it acks at most every N ms or 64 notifications), `CWN_BENCH_SOCKETS` (0: each
+//! (how long each subscriber holds its acks to send several together, as `cwn subscribe`
+//! does: default `SUBSCRIBE_ACK_DELAY`; 0: each at once; close sends what is held), `CWN_BENCH_SOCKETS` (0: each
 //! subscriber on its own UDP socket; N: all of them on N shared client sockets, which takes
 //! most of the client process's per-socket work off the 2 cores the hub shares with it).
 //! Not a criterion benchmark: the figures wanted are times, percentiles and memory.
@@ -43,7 +43,10 @@ fn main() {
     let secs = env("CWN_BENCH_SECS", 10);
     let batch_rows = env("CWN_BENCH_BATCH", 1000);
     let pause_secs = env("CWN_BENCH_PAUSE_SECS", 5) as u64;
-    let ack_every_ms = env("CWN_BENCH_ACK_MS", 0) as u64;
+    let ack_delay = Duration::from_millis(env(
+        "CWN_BENCH_ACK_MS",
+        cwn::net::client::SUBSCRIBE_ACK_DELAY.as_millis() as usize,
+    ) as u64);
     let sockets = env("CWN_BENCH_SOCKETS", 0);
     let pause_from_ms = 2000u64;
     let t_setup = Instant::now();
@@ -122,7 +125,7 @@ fn main() {
                 let mut lat: Vec<(u32, u32)> = Vec::with_capacity(want as usize);
                 let mut got = 0u64;
                 let mut paused = false;
-                let (mut unacked, mut acked_at) = (0u32, now_ms());
+                sub.set_ack_delay(ack_delay);
                 while got < want {
                     if let Some(at) = pause
                         && !paused
@@ -156,16 +159,7 @@ fn main() {
                             _ => break,
                         }
                     }
-                    unacked += 1;
-                    let now = now_ms();
-                    if ack_every_ms == 0
-                        || got == want
-                        || unacked >= 64
-                        || now >= acked_at + ack_every_ms
-                    {
-                        sub.ack(last).await.unwrap();
-                        (unacked, acked_at) = (0, now);
-                    }
+                    sub.ack(last).await.unwrap();
                 }
                 sub.close().await;
                 (lat, got, want)

@@ -1078,6 +1078,79 @@ async fn notifications_reach_only_the_victim_and_resume_after_reconnect() {
     server.shutdown().await;
 }
 
+/// Streams `n` hits for the hospital (198.51.100.0/24) in one batch.
+async fn hits_for_hospital(net: &Net, hub: &str, name: &str, n: usize) {
+    let rows: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("h{i}.evil.example"),
+                format!("198.51.100.{}", 1 + i),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = rows.iter().map(|(q, c)| (q.as_str(), c.as_str())).collect();
+    assert_eq!(stream(net, hub, &net.telemetry(name, &refs)).await.len(), n);
+}
+
+/// Acks held by `set_ack_delay` (as `cwn subscribe` holds them): none reaches the hub before
+/// its delay, so a broken connection gets them again; one due goes out while the subscriber
+/// waits; the `ACK_EVERY`th notification's goes out at once; `close` sends what is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_acks_go_out_when_due_at_every_sixteenth_and_on_close() {
+    use cwn::net::client::ACK_EVERY;
+    let net = Net::new();
+    let server = Server::start(&net.cfg).await.unwrap();
+    let hub = server.local_addr().to_string();
+    let offsets = |got: &[(u64, serde_json::Value)]| got.iter().map(|g| g.0).collect::<Vec<_>>();
+
+    // Held for an hour, then the connection breaks: the hub never had them.
+    let mut sub = subscribe(&net, &hub, "hospital").await;
+    sub.set_ack_delay(Duration::from_secs(3600));
+    hits_for_hospital(&net, &hub, "a.jsonl", 3).await;
+    assert_eq!(offsets(&take(&mut sub, 3).await), [0, 1, 2]);
+    drop(sub);
+
+    // Waits a second with nothing arriving: what was sent reaches the hub before a drop.
+    async fn settle(sub: &mut Subscription) {
+        let r = tokio::time::timeout(Duration::from_secs(1), sub.next()).await;
+        assert!(r.is_err(), "unexpected notification: {r:?}");
+    }
+
+    // Delivered again; held for 100 ms, they go out while `next` waits.
+    let mut sub = subscribe(&net, &hub, "hospital").await;
+    sub.set_ack_delay(Duration::from_millis(100));
+    assert_eq!(offsets(&take(&mut sub, 3).await), [0, 1, 2]);
+    settle(&mut sub).await;
+    drop(sub);
+    let mut sub = subscribe(&net, &hub, "hospital").await;
+    quiet(&mut sub).await;
+
+    // Held for an hour, 20 arrive: the ack of the 16th goes out without waiting, the rest
+    // are held and delivered again after a break.
+    sub.set_ack_delay(Duration::from_secs(3600));
+    hits_for_hospital(&net, &hub, "b.jsonl", 20).await;
+    assert_eq!(
+        offsets(&take(&mut sub, 20).await),
+        (3..23).collect::<Vec<u64>>()
+    );
+    settle(&mut sub).await;
+    drop(sub);
+    let sent = 3 + u64::from(ACK_EVERY);
+    let mut sub = subscribe(&net, &hub, "hospital").await;
+    sub.set_ack_delay(Duration::from_secs(3600));
+    assert_eq!(
+        offsets(&take(&mut sub, (23 - sent) as usize).await),
+        (sent..23).collect::<Vec<u64>>()
+    );
+    quiet(&mut sub).await;
+    // Closing sends the held ack: nothing comes again.
+    sub.close().await;
+    let mut sub = subscribe(&net, &hub, "hospital").await;
+    quiet(&mut sub).await;
+    sub.close().await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_restart_loses_nothing_it_acknowledged() {
     let net = Net::new();

@@ -353,36 +353,19 @@ pub fn run(
             "{label}/connect: {subscribers} subscribers over {} hub process(es) connected and subscribed in {connect_secs:.2} s",
             hubs.len()
         );
-        // Every subscriber receives, notes latency and acks what arrived together (with
-        // `CWN_BENCH_ACK_MS=N`: at most every N ms, what it holds acked when N ms have passed
-        // since the first unacked one), until the connection ends (the hub it is on is killed:
-        // then it stops; the failover step reconnects those it needs).
-        let ack_ms = env("CWN_BENCH_ACK_MS", 0) as u64;
+        // Every subscriber receives, notes latency and acks what arrived together, with its
+        // acks held as `cwn subscribe` holds them (`CWN_BENCH_ACK_MS`, default
+        // `SUBSCRIBE_ACK_DELAY`; 0: each at once), until the connection ends (the hub it is
+        // on is killed: then it stops; the failover step reconnects those it needs).
+        let ack_ms = env(
+            "CWN_BENCH_ACK_MS",
+            cwn::net::client::SUBSCRIBE_ACK_DELAY.as_millis() as usize,
+        ) as u64;
         for (i, mut sub) in subs.into_iter().enumerate() {
             let samples = samples.clone();
+            sub.set_ack_delay(Duration::from_millis(ack_ms));
             tokio::spawn(async move {
-                // The newest offset not yet acked, and since when one has been waiting.
-                let mut pending: Option<(u64, u64)> = None;
-                loop {
-                    let next = match pending {
-                        Some((last, since)) => {
-                            let left = (since + ack_ms).saturating_sub(now_ms());
-                            match tokio::time::timeout(Duration::from_millis(left), sub.next())
-                                .await
-                            {
-                                Ok(r) => r,
-                                Err(_) => {
-                                    if sub.ack(last).await.is_err() {
-                                        break;
-                                    }
-                                    pending = None;
-                                    continue;
-                                }
-                            }
-                        }
-                        None => sub.next().await,
-                    };
-                    let Ok(Some((off, n))) = next else { break };
+                while let Ok(Some((off, n))) = sub.next().await {
                     let now = now_ms();
                     if NOTIFICATION_BYTES.load(std::sync::atomic::Ordering::Relaxed) == 0 {
                         NOTIFICATION_BYTES
@@ -398,14 +381,8 @@ pub fn run(
                         last = o;
                     }
                     samples.lock().unwrap().extend(mine);
-                    let since = pending.map_or(now, |p| p.1);
-                    if ack_ms == 0 || now >= since + ack_ms {
-                        if sub.ack(last).await.is_err() {
-                            break;
-                        }
-                        pending = None;
-                    } else {
-                        pending = Some((last, since));
+                    if sub.ack(last).await.is_err() {
+                        break;
                     }
                 }
             });

