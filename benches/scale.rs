@@ -22,8 +22,8 @@
 //! `CWN_BENCH_PAUSE_SECS` (5; the pause starts 2 s into the stream), `CWN_BENCH_DIR` where
 //! the hub's data goes (default: the system's temp dir, on disk here), `CWN_BENCH_ACK_MS`
 //! (how long each subscriber holds its acks to send several together, as `cwn subscribe`
-//! does: default `SUBSCRIBE_ACK_DELAY`; 0: each at once; close sends what is held), `CWN_BENCH_SOCKETS` (0: each
-//! subscriber on its own UDP socket; N: all of them on N shared client sockets, which takes
+//! does: default `SUBSCRIBE_ACK_DELAY`; 0: each at once; close sends what is held),
+//! `CWN_BENCH_SOCKETS` (0: each subscriber on its own UDP socket; N: all of them on N shared client sockets, which takes
 //! most of the client process's per-socket work off the 2 cores the hub shares with it).
 //! Not a criterion benchmark: the figures wanted are times, percentiles and memory.
 
@@ -43,10 +43,7 @@ fn main() {
     let secs = env("CWN_BENCH_SECS", 10);
     let batch_rows = env("CWN_BENCH_BATCH", 1000);
     let pause_secs = env("CWN_BENCH_PAUSE_SECS", 5) as u64;
-    let ack_delay = Duration::from_millis(env(
-        "CWN_BENCH_ACK_MS",
-        cwn::net::client::SUBSCRIBE_ACK_DELAY.as_millis() as usize,
-    ) as u64);
+    let ack_delay = hub_net::ack_delay();
     let sockets = env("CWN_BENCH_SOCKETS", 0);
     let pause_from_ms = 2000u64;
     let t_setup = Instant::now();

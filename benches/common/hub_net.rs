@@ -17,6 +17,14 @@ use cwn::indicator::{Indicator, IndicatorSet, Kind, Tlp};
 use cwn::net::pki;
 
 /// A numeric setting from the environment, else `default`.
+/// How long the benches' subscribers hold their acks: `CWN_BENCH_ACK_MS`, by default as long
+/// as `cwn subscribe` holds them ([`SUBSCRIBE_ACK_DELAY`](cwn::net::client::SUBSCRIBE_ACK_DELAY));
+/// 0: each at once.
+pub fn ack_delay() -> Duration {
+    let default = cwn::net::client::SUBSCRIBE_ACK_DELAY.as_millis() as usize;
+    Duration::from_millis(env("CWN_BENCH_ACK_MS", default) as u64)
+}
+
 pub fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -357,13 +365,10 @@ pub fn run(
         // acks held as `cwn subscribe` holds them (`CWN_BENCH_ACK_MS`, default
         // `SUBSCRIBE_ACK_DELAY`; 0: each at once), until the connection ends (the hub it is
         // on is killed: then it stops; the failover step reconnects those it needs).
-        let ack_ms = env(
-            "CWN_BENCH_ACK_MS",
-            cwn::net::client::SUBSCRIBE_ACK_DELAY.as_millis() as usize,
-        ) as u64;
+        let ack_delay = ack_delay();
         for (i, mut sub) in subs.into_iter().enumerate() {
             let samples = samples.clone();
-            sub.set_ack_delay(Duration::from_millis(ack_ms));
+            sub.set_ack_delay(ack_delay);
             tokio::spawn(async move {
                 while let Ok(Some((off, n))) = sub.next().await {
                     let now = now_ms();

@@ -743,11 +743,16 @@ struct Acks {
 }
 
 impl Acks {
+    /// Appends `f` to the bytes to write.
+    fn push(&mut self, f: &Frame) -> Result<(), ClientError> {
+        frame::encode(f, &mut self.out).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(())
+    }
+
     /// Moves the pending ack into `out`.
     fn stage(&mut self) -> Result<(), ClientError> {
         if let Some(offset) = self.pending.take() {
-            frame::encode(&Frame::Ack { offset }, &mut self.out)
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.push(&Frame::Ack { offset })?;
             self.due = None;
             self.received = 0;
         }
@@ -884,8 +889,7 @@ impl Subscription {
                 ..t.clone()
             })
             .collect();
-        frame::encode(&Frame::DeliveryReport { targets }, &mut self.acks.out)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.acks.push(&Frame::DeliveryReport { targets })?;
         self.write_out().await
     }
 

@@ -147,10 +147,7 @@ fn nats_ladder(
 ) -> (f64, Vec<RateResult>) {
     use async_nats::jetstream::{self as js, consumer};
     let label = if jetstream { "nats-js" } else { "nats" };
-    let ack_ms = env(
-        "CWN_BENCH_ACK_MS",
-        cwn::net::client::SUBSCRIBE_ACK_DELAY.as_millis() as usize,
-    ) as u64;
+    let delay = hub_net::ack_delay();
     rt.block_on(async {
         let publisher = nats_client(pki, "msp", url).await;
         if jetstream {
@@ -210,7 +207,6 @@ fn nats_ladder(
                     ready.fetch_add(1, Ordering::Relaxed);
                     // Acks held as cwn's subscribers hold theirs (`CWN_BENCH_ACK_MS`): the
                     // newest message, acknowledging all before it, once the delay is up.
-                    let delay = Duration::from_millis(ack_ms);
                     let mut held: Option<(async_nats::jetstream::Message, Instant)> = None;
                     loop {
                         let wait = held.as_ref().map_or(Duration::from_secs(3600), |h| {
